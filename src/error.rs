@@ -1,0 +1,129 @@
+//! The errors a job can end with.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Shorthand for `Result<T, sandtar::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why an extraction could not start or did not finish.
+///
+/// Per-entry problems (a name with `..`, a device node the options do not allow,
+/// a hard link whose target is missing) are *not* errors: they are reported as
+/// [`Outcome`](crate::Outcome)s and the extraction goes on. An `Error` ends the job.
+///
+/// `Error` is cheap to clone (I/O causes are shared), so a job can hand the same
+/// error to its entry stream and to [`Job::finish`](crate::Job::finish).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No confinement is possible here, so nothing was extracted.
+    ///
+    /// sandtar needs either root (`CAP_SYS_ADMIN`) or unprivileged user namespaces.
+    /// As an ordinary user, check `sysctl user.max_user_namespaces` (must be > 0) and,
+    /// on Debian/Ubuntu, `kernel.unprivileged_userns_clone` and AppArmor's
+    /// `kernel.apparmor_restrict_unprivileged_userns`. Containers usually need
+    /// `--security-opt seccomp=unconfined` or `CAP_SYS_ADMIN`.
+    #[error("confinement unavailable: {reason}; sandtar needs root or unprivileged user namespaces and never extracts unconfined")]
+    ConfinementUnavailable {
+        /// What failed, with the system call and its error.
+        reason: String,
+    },
+
+    /// The sandbox's helper process (the zygote) could not be started.
+    #[error("cannot start the sandtar zygote process ({context}): {source}")]
+    Zygote {
+        /// What was being done.
+        context: &'static str,
+        /// The cause.
+        #[source]
+        source: Arc<io::Error>,
+    },
+
+    /// The destination cannot be used: missing, not a directory, not accessible.
+    #[error("destination {path:?}: {problem}")]
+    Destination {
+        /// The path the caller gave.
+        path: PathBuf,
+        /// What is wrong with it, in words.
+        problem: String,
+    },
+
+    /// The destination was replaced by another directory between the moment the
+    /// caller opened it and the moment the worker mounted it (a concurrent rename or
+    /// mount). Nothing was extracted; retry if the change was expected.
+    #[error("destination {path:?} changed while the sandbox was being set up (another process renamed or mounted over it); nothing was extracted")]
+    DestinationChanged {
+        /// The path the caller gave.
+        path: PathBuf,
+    },
+
+    /// The caller's reader failed; the worker was stopped.
+    #[error("reading the archive failed: {0}")]
+    Read(#[source] Arc<io::Error>),
+
+    /// The archive (or its compression) is malformed. Entries before this point
+    /// may have been written (see the reports).
+    #[error("malformed archive at byte {offset} of the uncompressed tar stream: {message}")]
+    MalformedArchive {
+        /// Offset in the uncompressed tar stream where the problem was found.
+        offset: u64,
+        /// What the parser or decompressor said.
+        message: String,
+    },
+
+    /// Writing into the destination failed in a way that stops the job (the
+    /// filesystem is full, read-only, or failing). Entries before it were written.
+    #[error("writing {entry:?} failed: {message}; the job was stopped")]
+    Write {
+        /// The entry being written.
+        entry: PathBuf,
+        /// The system error.
+        message: String,
+    },
+
+    /// The worker process ended without finishing the job.
+    #[error("the sandtar worker process (pid {pid}) died: {how}")]
+    WorkerDied {
+        /// The worker's pid (for logs; it may be reused by now).
+        pid: u32,
+        /// How it ended, for example "killed by signal 9 (SIGKILL)".
+        how: String,
+    },
+
+    /// The worker sent something that is not a valid message. The worker was
+    /// stopped. This indicates a bug, or a worker taken over by a hostile archive.
+    #[error("protocol error from the sandtar worker: {0}; the worker was stopped")]
+    Protocol(String),
+
+    /// The worker hit an unexpected failure of its own.
+    #[error("the sandtar worker failed: {0}")]
+    Worker(String),
+
+    /// A local I/O error while talking to the worker or the zygote.
+    #[error("I/O error talking to the sandtar worker ({context}): {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The cause.
+        #[source]
+        source: Arc<io::Error>,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(context: &'static str, source: io::Error) -> Self {
+        Error::Io {
+            context,
+            source: Arc::new(source),
+        }
+    }
+
+    pub(crate) fn zygote(context: &'static str, source: io::Error) -> Self {
+        Error::Zygote {
+            context,
+            source: Arc::new(source),
+        }
+    }
+}

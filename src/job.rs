@@ -1,0 +1,591 @@
+//! The driver: one job, seen from the caller's runtime.
+//!
+//! A [`Job`] pumps the caller's reader into the worker's socket and reads the
+//! worker's frames back, in the same poll, so that nothing deadlocks whatever the
+//! caller does: poll the entry stream, only await [`Job::finish`], or drop the job
+//! (which kills the worker; it is reaped in the background). Memory is bounded by
+//! one pump buffer, one frame buffer and one frame's worth of reports.
+//!
+//! No task is spawned: the job makes progress only while it is polled, and the
+//! reader needs no `'static` or `Send` bound.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
+use tokio::net::UnixStream;
+
+use crate::error::{Error, Result};
+use crate::options::{Compression, Options};
+use crate::protocol::{
+    decode, encode_frame, frame_at, JobHeader, WireError, WireReport, WorkerMsg, HEADER_MAGIC,
+    MAX_REPORTED_PATH, MAX_WORKER_FRAME,
+};
+use crate::report::{EntryKind, EntryReport, Outcome, Summary};
+use crate::sandbox::{Arrival, Inner, Warm};
+use crate::sys;
+
+/// Bytes read from the caller's reader at a time.
+const PUMP_BUFFER: usize = 128 * 1024;
+
+/// A running extraction: a stream of per-entry reports, then a summary.
+///
+/// Poll it as a [`Stream`](futures_core::Stream) (or with [`Job::next`]) to see each
+/// entry as it is handled, then call [`Job::finish`]; or call `finish` directly.
+/// Dropping a job before it finished kills its worker.
+///
+/// ```no_run
+/// # async fn demo(sandbox: sandtar::Sandbox) -> sandtar::Result<()> {
+/// let archive: &[u8] = &[]; // any tokio::io::AsyncRead + Unpin
+/// let mut job = sandbox.start(archive, "/tmp/out", &sandtar::Options::default()).await?;
+/// while let Some(report) = job.next().await {
+///     let report = report?;
+///     if report.outcome != sandtar::Outcome::Written {
+///         eprintln!("{}: {}", report.path.display(), report.outcome.reason().unwrap_or_default());
+///     }
+/// }
+/// let summary = job.finish().await?;
+/// # let _ = summary; Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Job<R> {
+    reader: R,
+    socket: UnixStream,
+    worker: crate::child::Worker,
+    exit: Option<AsyncFd<OwnedFd>>,
+    pump: Pump,
+    inbox: Vec<u8>,
+    queue: VecDeque<EntryReport>,
+    counts: Counts,
+    state: State,
+    started: Instant,
+}
+
+#[derive(Debug)]
+struct Pump {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    reader_done: bool,
+    shut: bool,
+    /// The worker stopped reading (it failed or died; its frames say why).
+    broken: bool,
+    bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    entries: u64,
+    written: u64,
+    skipped: u64,
+    rejected: u64,
+    failed: u64,
+    bytes_written: u64,
+}
+
+#[derive(Debug)]
+enum State {
+    Running,
+    /// The worker's socket closed without a last message: wait for its exit.
+    Dying,
+    Finished {
+        result: Result<Summary>,
+        error_seen: bool,
+    },
+    Taken,
+}
+
+/// Opens the destination, hands it to a warm worker, waits until the worker is
+/// confined, and returns the job.
+pub(crate) async fn start<R: AsyncRead + Unpin>(
+    inner: &Inner,
+    reader: R,
+    dest: &Path,
+    options: &Options,
+) -> Result<Job<R>> {
+    let started = Instant::now();
+    let (dir, canonical) = open_destination(dest)?;
+    let header = JobHeader {
+        dest: canonical.as_os_str().as_bytes().to_vec(),
+        options: options.clone(),
+    };
+    let warm = inner.warm_worker().await?;
+    let warm = match confine(warm, &header, &dir).await {
+        Err(Error::DestinationChanged { .. }) => {
+            // This worker may predate a mount: try once with a new one.
+            let fresh = inner.fresh_worker().await?;
+            confine(fresh, &header, &dir).await
+        }
+        other => other,
+    };
+    let warm = warm.map_err(|e| match e {
+        Error::DestinationChanged { .. } => Error::DestinationChanged {
+            path: dest.to_path_buf(),
+        },
+        e => e,
+    })?;
+    let exit = warm
+        .worker
+        .pidfd()
+        .and_then(|fd| fd.try_clone().ok())
+        .and_then(|fd| sys::async_fd(fd, Interest::READABLE).ok());
+    Ok(Job {
+        reader,
+        socket: warm.socket,
+        worker: warm.worker,
+        exit,
+        pump: Pump {
+            buf: vec![0; PUMP_BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            reader_done: false,
+            shut: false,
+            broken: false,
+            bytes: 0,
+        },
+        inbox: Vec::with_capacity(64 * 1024),
+        queue: VecDeque::new(),
+        counts: Counts::default(),
+        state: State::Running,
+        started,
+    })
+}
+
+/// Opens `dest` as a directory and finds its absolute path.
+fn open_destination(dest: &Path) -> Result<(File, PathBuf)> {
+    let problem = |problem: String| Error::Destination {
+        path: dest.to_path_buf(),
+        problem,
+    };
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dest)
+        .map_err(|e| {
+            problem(match e.raw_os_error() {
+                Some(libc::ENOENT) => "does not exist".into(),
+                Some(libc::ENOTDIR) => "is not a directory".into(),
+                Some(libc::EACCES) => "cannot be opened: permission denied".into(),
+                _ => format!("cannot be opened: {e}"),
+            })
+        })?;
+    let stat = rustix::fs::fstatvfs(&dir).map_err(|e| problem(format!("statvfs failed: {e}")))?;
+    if stat.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
+        return Err(problem("is on a read-only filesystem".into()));
+    }
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+        .or_else(|_| std::fs::canonicalize(dest))
+        .map_err(|e| problem(format!("cannot resolve its absolute path: {e}")))?;
+    if link.as_os_str().as_bytes().ends_with(b" (deleted)") {
+        return Err(problem("was deleted".into()));
+    }
+    Ok((dir, link))
+}
+
+/// Reads the `Warm` message a new worker sends once it is set up.
+pub(crate) async fn expect_warm(arrival: Arrival) -> Result<Warm> {
+    let Arrival { worker, socket, .. } = arrival;
+    let std_socket = std::os::unix::net::UnixStream::from(socket);
+    std_socket
+        .set_nonblocking(true)
+        .map_err(|e| Error::io("worker socket", e))?;
+    let mut socket = UnixStream::from_std(std_socket).map_err(|e| Error::io("worker socket", e))?;
+    let mut inbox = Vec::new();
+    match read_message(&mut socket, &mut inbox).await? {
+        Some(WorkerMsg::Warm) => Ok(Warm { worker, socket }),
+        Some(WorkerMsg::Failed(WireError::Confinement(reason))) => {
+            Err(Error::ConfinementUnavailable { reason })
+        }
+        Some(other) => Err(Error::Protocol(format!(
+            "expected Warm, got {}",
+            msg_name(&other)
+        ))),
+        None => Err(died(worker).await),
+    }
+}
+
+/// Sends the job header with the destination's descriptor and waits until the
+/// worker is confined.
+async fn confine(mut warm: Warm, header: &JobHeader, dir: &File) -> Result<Warm> {
+    let mut message = HEADER_MAGIC.to_vec();
+    message.extend_from_slice(&encode_frame(header));
+    let sent = warm
+        .socket
+        .async_io(Interest::WRITABLE, || {
+            sys::send_with_fds(warm.socket.as_fd(), &message, &[dir.as_fd()])
+        })
+        .await
+        .map_err(|e| Error::io("sending the job", e))?;
+    warm.socket
+        .write_all(&message[sent..])
+        .await
+        .map_err(|e| Error::io("sending the job", e))?;
+    let mut inbox = Vec::new();
+    match read_message(&mut warm.socket, &mut inbox).await? {
+        Some(WorkerMsg::Confined) if inbox.is_empty() => Ok(warm),
+        Some(WorkerMsg::Failed(WireError::DestinationChanged)) => Err(Error::DestinationChanged {
+            path: PathBuf::new(),
+        }),
+        Some(WorkerMsg::Failed(WireError::Confinement(reason))) => {
+            Err(Error::ConfinementUnavailable { reason })
+        }
+        Some(WorkerMsg::Failed(other)) => Err(Error::Worker(format!("{other:?}"))),
+        Some(other) => Err(Error::Protocol(format!(
+            "expected Confined, got {}",
+            msg_name(&other)
+        ))),
+        None => Err(died(warm.worker).await),
+    }
+}
+
+/// Waits for a worker that closed its socket to exit, and says how it ended.
+async fn died(mut worker: crate::child::Worker) -> Error {
+    worker.kill();
+    let pid = worker.pid;
+    if let Some(fd) = worker.pidfd().and_then(|fd| fd.try_clone().ok()) {
+        if let Ok(fd) = sys::async_fd(fd, Interest::READABLE) {
+            let _ = fd.readable().await;
+        }
+    }
+    let how = worker
+        .try_reap()
+        .unwrap_or_else(|| "closed its socket".into());
+    Error::WorkerDied { pid, how }
+}
+
+/// Reads one frame outside a job's poll loop (during set-up).
+async fn read_message(socket: &mut UnixStream, inbox: &mut Vec<u8>) -> Result<Option<WorkerMsg>> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(range) = frame_at(inbox, MAX_WORKER_FRAME).map_err(Error::Protocol)? {
+            let msg = decode::<WorkerMsg>(&inbox[range.clone()]).map_err(Error::Protocol)?;
+            inbox.drain(..range.end);
+            return Ok(Some(msg));
+        }
+        let mut chunk = [0u8; 4096];
+        let n = socket
+            .read(&mut chunk)
+            .await
+            .map_err(|e| Error::io("reading from the worker", e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        inbox.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn msg_name(msg: &WorkerMsg) -> &'static str {
+    match msg {
+        WorkerMsg::Warm => "Warm",
+        WorkerMsg::Confined => "Confined",
+        WorkerMsg::Reports(_) => "Reports",
+        WorkerMsg::Done(_) => "Done",
+        WorkerMsg::Failed(_) => "Failed",
+    }
+}
+
+impl<R: AsyncRead + Unpin> Job<R> {
+    /// The worker's process id (for logs and monitoring).
+    pub fn worker_pid(&self) -> u32 {
+        self.worker.pid
+    }
+
+    /// The next entry report; `None` when the archive is done (or the job failed,
+    /// after yielding the error once).
+    pub async fn next(&mut self) -> Option<Result<EntryReport>> {
+        std::future::poll_fn(|cx| self.poll_report(cx)).await
+    }
+
+    /// Runs the job to its end, discarding reports not yet taken, and returns the
+    /// summary (or the error that ended the job).
+    pub async fn finish(mut self) -> Result<Summary> {
+        std::future::poll_fn(|cx| loop {
+            match self.poll_report(cx) {
+                Poll::Ready(Some(Ok(_))) => continue,
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        })
+        .await;
+        match std::mem::replace(&mut self.state, State::Taken) {
+            State::Finished { result, .. } => result,
+            _ => Err(Error::Protocol("the job ended without a result".into())),
+        }
+    }
+
+    fn poll_report(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<EntryReport>>> {
+        loop {
+            if let Some(report) = self.queue.pop_front() {
+                return Poll::Ready(Some(Ok(report)));
+            }
+            match &mut self.state {
+                State::Running => {}
+                State::Dying => {
+                    ready!(self.poll_exit(cx));
+                    continue;
+                }
+                State::Finished { result: Ok(_), .. } | State::Taken => return Poll::Ready(None),
+                State::Finished {
+                    result: Err(e),
+                    error_seen,
+                } => {
+                    if *error_seen {
+                        return Poll::Ready(None);
+                    }
+                    *error_seen = true;
+                    return Poll::Ready(Some(Err(e.clone())));
+                }
+            }
+            if let Err(e) = self.poll_pump(cx) {
+                self.fail(e);
+                continue;
+            }
+            match self.poll_frame(cx) {
+                Poll::Ready(Ok(Some(msg))) => self.handle(msg),
+                Poll::Ready(Ok(None)) => {
+                    // No last message: the worker died or misbehaved. Make sure it
+                    // is gone, then say how it ended.
+                    self.worker.kill();
+                    self.state = State::Dying;
+                }
+                Poll::Ready(Err(e)) => self.fail(e),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(exit) = &self.exit {
+            if let Poll::Ready(Ok(mut guard)) = exit.poll_read_ready(cx) {
+                guard.clear_ready();
+            } else {
+                // Readable (exited) or the registration failed: try to reap.
+                if self.worker.pidfd().is_some()
+                    && !matches!(exit.poll_read_ready(cx), Poll::Ready(Err(_)))
+                {
+                    if let Some(how) = self.worker.try_reap() {
+                        self.finish_with(Err(Error::WorkerDied {
+                            pid: self.worker.pid,
+                            how,
+                        }));
+                        return Poll::Ready(());
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        let how = self
+            .worker
+            .try_reap()
+            .unwrap_or_else(|| "closed its socket".into());
+        self.finish_with(Err(Error::WorkerDied {
+            pid: self.worker.pid,
+            how,
+        }));
+        Poll::Ready(())
+    }
+
+    fn finish_with(&mut self, result: Result<Summary>) {
+        if result.is_err() {
+            self.worker.kill();
+        }
+        self.state = State::Finished {
+            result,
+            error_seen: false,
+        };
+    }
+
+    fn fail(&mut self, e: Error) {
+        self.finish_with(Err(e));
+    }
+
+    /// Moves bytes from the caller's reader to the worker until one side would block.
+    fn poll_pump(&mut self, cx: &mut Context<'_>) -> Result<()> {
+        let pump = &mut self.pump;
+        loop {
+            if pump.shut || pump.broken {
+                return Ok(());
+            }
+            if pump.start < pump.end {
+                match Pin::new(&mut self.socket).poll_write(cx, &pump.buf[pump.start..pump.end]) {
+                    Poll::Ready(Ok(n)) => pump.start += n,
+                    Poll::Ready(Err(e))
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                        ) =>
+                    {
+                        pump.broken = true;
+                    }
+                    Poll::Ready(Err(e)) => return Err(Error::io("writing to the worker", e)),
+                    Poll::Pending => return Ok(()),
+                }
+                continue;
+            }
+            if pump.reader_done {
+                // End of archive: shutdown(SHUT_WR).
+                match Pin::new(&mut self.socket).poll_shutdown(cx) {
+                    Poll::Ready(_) => pump.shut = true,
+                    Poll::Pending => return Ok(()),
+                }
+                continue;
+            }
+            let mut read_buf = ReadBuf::new(&mut pump.buf);
+            match Pin::new(&mut self.reader).poll_read(cx, &mut read_buf) {
+                Poll::Ready(Ok(())) => {
+                    let n = read_buf.filled().len();
+                    if n == 0 {
+                        pump.reader_done = true;
+                    } else {
+                        pump.start = 0;
+                        pump.end = n;
+                        pump.bytes += n as u64;
+                    }
+                }
+                Poll::Ready(Err(e)) => return Err(Error::Read(e.into())),
+                Poll::Pending => return Ok(()),
+            }
+        }
+    }
+
+    /// Reads the next complete frame from the worker.
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<WorkerMsg>>> {
+        loop {
+            if let Some(range) = frame_at(&self.inbox, MAX_WORKER_FRAME).map_err(Error::Protocol)? {
+                let msg = decode::<WorkerMsg>(&self.inbox[range.clone()]).map_err(Error::Protocol);
+                self.inbox.drain(..range.end);
+                return Poll::Ready(msg.map(Some));
+            }
+            let len = self.inbox.len();
+            let want = (len + 64 * 1024).min(MAX_WORKER_FRAME + 4);
+            self.inbox.resize(want, 0);
+            let mut read_buf = ReadBuf::new(&mut self.inbox[len..]);
+            let polled = Pin::new(&mut self.socket).poll_read(cx, &mut read_buf);
+            let n = read_buf.filled().len();
+            self.inbox.truncate(len + n);
+            match polled {
+                Poll::Ready(Ok(())) if n == 0 => return Poll::Ready(Ok(None)),
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    return Poll::Ready(Ok(None))
+                }
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Err(Error::io("reading from the worker", e)))
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: WorkerMsg) {
+        match msg {
+            WorkerMsg::Reports(batch) => {
+                for report in batch {
+                    if let Err(e) = self.accept(report) {
+                        self.fail(e);
+                        return;
+                    }
+                }
+            }
+            WorkerMsg::Done(totals) => {
+                if !self.pump.reader_done || self.pump.start < self.pump.end {
+                    self.fail(Error::Protocol(
+                        "the worker finished before the archive was sent".into(),
+                    ));
+                    return;
+                }
+                self.worker.finished = true;
+                let c = &self.counts;
+                let compression = match totals.compression {
+                    Compression::Auto => Compression::None,
+                    c => c,
+                };
+                self.finish_with(Ok(Summary {
+                    entries: c.entries,
+                    written: c.written,
+                    skipped: c.skipped,
+                    rejected: c.rejected,
+                    failed: c.failed,
+                    bytes_written: c.bytes_written,
+                    archive_bytes: self.pump.bytes,
+                    tar_bytes: totals.tar_bytes,
+                    compression,
+                    elapsed: self.started.elapsed(),
+                }));
+            }
+            WorkerMsg::Failed(error) => {
+                let error = match error {
+                    WireError::Malformed { offset, message } => {
+                        Error::MalformedArchive { offset, message }
+                    }
+                    WireError::Write { entry, message } => Error::Write {
+                        entry: path_of(entry),
+                        message,
+                    },
+                    WireError::Confinement(reason) => Error::ConfinementUnavailable { reason },
+                    WireError::DestinationChanged => Error::DestinationChanged {
+                        path: PathBuf::new(),
+                    },
+                    WireError::Internal(message) => Error::Worker(message),
+                };
+                self.fail(error);
+            }
+            other => self.fail(Error::Protocol(format!(
+                "unexpected {} during a job",
+                msg_name(&other)
+            ))),
+        }
+    }
+
+    /// Validates one report from the (untrusted) worker and queues it.
+    fn accept(&mut self, report: WireReport) -> Result<()> {
+        if report.path.len() > MAX_REPORTED_PATH {
+            return Err(Error::Protocol("report path too long".into()));
+        }
+        if report.kind != EntryKind::File && report.size != 0 {
+            return Err(Error::Protocol(
+                "size on an entry that is not a file".into(),
+            ));
+        }
+        let c = &mut self.counts;
+        c.entries += 1;
+        match &report.outcome {
+            Outcome::Written => {
+                c.written += 1;
+                c.bytes_written = c.bytes_written.saturating_add(report.size);
+            }
+            Outcome::Skipped(_) => c.skipped += 1,
+            Outcome::Rejected(_) => c.rejected += 1,
+            Outcome::Failed(_) => c.failed += 1,
+        }
+        self.queue.push_back(EntryReport {
+            path: path_of(report.path),
+            kind: report.kind,
+            size: report.size,
+            outcome: report.outcome,
+        });
+        Ok(())
+    }
+}
+
+fn path_of(bytes: Vec<u8>) -> PathBuf {
+    PathBuf::from(OsString::from_vec(bytes))
+}
+
+impl<R: AsyncRead + Unpin> futures_core::Stream for Job<R> {
+    type Item = Result<EntryReport>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_report(cx)
+    }
+}

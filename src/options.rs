@@ -1,0 +1,202 @@
+//! What a job may do: presets and knobs.
+
+use serde::{Deserialize, Serialize};
+
+/// How an extraction treats what the archive asks for.
+///
+/// [`Options::default()`] is safe for untrusted input; [`Options::full_fidelity()`]
+/// reproduces the archive as GNU tar run as root would, for trusted input.
+/// Every field is public and documented with its default; change what you need:
+///
+/// ```
+/// let mut options = sandtar::Options::default();
+/// options.preserve_mtime = false;
+/// assert!(!options.allow_devices);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Options {
+    /// Give files the owner (numeric uid/gid) recorded in the archive.
+    /// Default `false`: files are owned by the extracting user. Needs root; in a
+    /// user namespace (unprivileged sandbox) it is ignored.
+    pub preserve_owners: bool,
+    /// Create character and block device nodes. Default `false`: they are reported
+    /// as skipped. Needs root; in a user namespace they are skipped as not permitted.
+    pub allow_devices: bool,
+    /// Create FIFOs (named pipes). Default `true`.
+    pub allow_fifos: bool,
+    /// How permission bits from the archive are applied. Default [`ModePolicy::Safe`].
+    pub mode: ModePolicy,
+    /// Which extended attributes (PAX `SCHILY.xattr.*` records) are applied.
+    /// Default [`XattrPolicy::User`].
+    pub xattrs: XattrPolicy,
+    /// Set modification times from the archive. Default `true`.
+    pub preserve_mtime: bool,
+    /// The compression of the input. Default [`Compression::Auto`] (recognised by
+    /// its magic bytes).
+    pub compression: Compression,
+}
+
+impl Default for Options {
+    /// The safe preset, for archives from strangers: no device nodes, no
+    /// setuid/setgid/sticky bits and no group/other write bits, files owned by the
+    /// extracting user, only `user.*` extended attributes, modification times kept.
+    fn default() -> Self {
+        Options {
+            preserve_owners: false,
+            allow_devices: false,
+            allow_fifos: true,
+            mode: ModePolicy::Safe,
+            xattrs: XattrPolicy::User,
+            preserve_mtime: true,
+            compression: Compression::Auto,
+        }
+    }
+}
+
+impl Options {
+    /// The full-fidelity preset, for trusted input extracted as root: owners,
+    /// device nodes, every mode bit, every extended attribute (including
+    /// `security.capability`), modification times.
+    ///
+    /// ```
+    /// let options = sandtar::Options::full_fidelity();
+    /// assert!(options.preserve_owners && options.allow_devices);
+    /// ```
+    pub fn full_fidelity() -> Self {
+        Options {
+            preserve_owners: true,
+            allow_devices: true,
+            allow_fifos: true,
+            mode: ModePolicy::Exact,
+            xattrs: XattrPolicy::All,
+            preserve_mtime: true,
+            compression: Compression::Auto,
+        }
+    }
+}
+
+/// How permission bits recorded in the archive become the modes of created files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ModePolicy {
+    /// Keep the permission bits but drop setuid, setgid and sticky, and the group
+    /// and other write bits (`mode & 0o755`), as Python's `tarfile` "data" filter
+    /// does: nothing extracted is writable by other users or runs with raised
+    /// privileges.
+    Safe,
+    /// Apply the archive's mode exactly, special bits included (`mode & 0o7777`).
+    Exact,
+}
+
+impl ModePolicy {
+    /// The mode a file recorded with `mode` gets under this policy.
+    pub(crate) fn apply(self, mode: u32) -> u32 {
+        match self {
+            ModePolicy::Safe => mode & 0o755,
+            ModePolicy::Exact => mode & 0o7777,
+        }
+    }
+}
+
+/// Which extended attributes are applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum XattrPolicy {
+    /// None at all.
+    None,
+    /// Only the `user.*` namespace.
+    User,
+    /// Every namespace (`security.*`, `trusted.*`, `system.*` too); needs root.
+    All,
+}
+
+impl XattrPolicy {
+    pub(crate) fn allows(self, name: &[u8]) -> bool {
+        match self {
+            XattrPolicy::None => false,
+            XattrPolicy::User => name.starts_with(b"user."),
+            XattrPolicy::All => true,
+        }
+    }
+}
+
+/// The compression of an archive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Compression {
+    /// Recognise it by its magic bytes (only valid in [`Options`]).
+    Auto,
+    /// A plain tar stream.
+    None,
+    /// gzip (including multi-member files, as `cat a.gz b.gz` makes).
+    Gzip,
+    /// Zstandard (including multi-frame files).
+    Zstd,
+    /// xz (including multi-stream files).
+    Xz,
+    /// bzip2 (including multi-stream files).
+    Bzip2,
+}
+
+impl Compression {
+    /// Recognises a compression by the first bytes of a stream.
+    pub(crate) fn sniff(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            Compression::Xz
+        } else if head.starts_with(b"BZh") {
+            Compression::Bzip2
+        } else {
+            Compression::None
+        }
+    }
+
+    /// The name users know it by (`"gzip"`, `"zstd"`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Auto => "auto",
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::Xz => "xz",
+            Compression::Bzip2 => "bzip2",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_every_format() {
+        assert_eq!(Compression::sniff(&[0x1f, 0x8b, 8]), Compression::Gzip);
+        assert_eq!(
+            Compression::sniff(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
+            Compression::Zstd
+        );
+        assert_eq!(Compression::sniff(b"\xfd7zXZ\0\0"), Compression::Xz);
+        assert_eq!(Compression::sniff(b"BZh91AY"), Compression::Bzip2);
+        assert_eq!(Compression::sniff(b"hello.txt\0"), Compression::None);
+        assert_eq!(Compression::sniff(b""), Compression::None);
+    }
+
+    #[test]
+    fn safe_mode_drops_special_and_write_bits() {
+        assert_eq!(ModePolicy::Safe.apply(0o104777), 0o755);
+        assert_eq!(ModePolicy::Safe.apply(0o640), 0o640);
+        assert_eq!(ModePolicy::Exact.apply(0o104777), 0o4777);
+    }
+
+    #[test]
+    fn xattr_policy() {
+        assert!(XattrPolicy::User.allows(b"user.mime"));
+        assert!(!XattrPolicy::User.allows(b"security.capability"));
+        assert!(XattrPolicy::All.allows(b"security.capability"));
+        assert!(!XattrPolicy::None.allows(b"user.x"));
+    }
+}

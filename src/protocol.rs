@@ -1,0 +1,204 @@
+//! The wire between the caller's driver, the zygote and a worker.
+//!
+//! Job socket (one `SOCK_STREAM` socketpair per job, the worker is born with its end):
+//!
+//! ```text
+//! worker → driver   Warm                         (set-up done, waiting for a job)
+//! driver → worker   "STR1" frame(JobHeader)      + SCM_RIGHTS(destination fd)
+//! worker → driver   Confined | Failed            (after pivot_root, before any byte)
+//! driver → worker   archive bytes ... shutdown(SHUT_WR)
+//! worker → driver   Reports(batch)* then Done | Failed
+//! ```
+//!
+//! A frame is a little-endian `u32` length and a `postcard` payload. The driver
+//! treats the worker as untrusted: frames longer than [`MAX_WORKER_FRAME`] or that
+//! do not decode end the job with a protocol error.
+//!
+//! Control socket (`SOCK_SEQPACKET`, driver ↔ zygote): one message per datagram,
+//! [`ZygoteRequest`] one way and [`ZygoteMsg`] (with the worker's pidfd and socket
+//! attached) the other.
+
+use serde::{Deserialize, Serialize};
+
+use crate::options::{Compression, Options};
+use crate::report::{EntryKind, Outcome};
+
+/// Precedes the job header: the protocol's name and version.
+pub(crate) const HEADER_MAGIC: [u8; 4] = *b"STR1";
+/// The largest job header a worker accepts.
+pub(crate) const MAX_HEADER_FRAME: usize = 64 * 1024;
+/// The largest frame the driver accepts from a worker.
+pub(crate) const MAX_WORKER_FRAME: usize = 1024 * 1024;
+/// The worker flushes a batch of reports once it is this large.
+pub(crate) const REPORT_BATCH_BYTES: usize = 32 * 1024;
+/// Longest path the worker puts into a report (longer ones are truncated; the
+/// entry itself is rejected long before, by `PATH_MAX`).
+pub(crate) const MAX_REPORTED_PATH: usize = 8 * 1024;
+/// Largest control message (zygote ↔ driver).
+pub(crate) const MAX_CONTROL_MESSAGE: usize = 4096;
+
+/// What the driver sends a worker to start a job.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct JobHeader {
+    /// The destination's absolute path in the caller's mount namespace.
+    pub dest: Vec<u8>,
+    /// What the job may do.
+    pub options: Options,
+}
+
+/// One entry's result as sent on the wire (the path as raw bytes).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WireReport {
+    pub path: Vec<u8>,
+    pub kind: EntryKind,
+    pub size: u64,
+    pub outcome: Outcome,
+}
+
+/// What only the worker can count.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WorkerTotals {
+    pub tar_bytes: u64,
+    pub input_bytes: u64,
+    pub compression: Compression,
+}
+
+/// A fatal failure, as the worker reports it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum WireError {
+    /// Set-up or confinement failed (system call and error).
+    Confinement(String),
+    /// The mounted directory is not the caller's descriptor.
+    DestinationChanged,
+    /// The archive or its compression is malformed.
+    Malformed { offset: u64, message: String },
+    /// Writing failed fatally (ENOSPC, EROFS, EIO...).
+    Write { entry: Vec<u8>, message: String },
+    /// Anything else.
+    Internal(String),
+}
+
+/// Worker → driver messages on the job socket.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum WorkerMsg {
+    Warm,
+    Confined,
+    Reports(Vec<WireReport>),
+    Done(WorkerTotals),
+    Failed(WireError),
+}
+
+/// How the sandbox confines its workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum SandboxMode {
+    /// The caller has `CAP_SYS_ADMIN` (root): workers get a new mount namespace
+    /// and keep the privileges the job's options need.
+    Privileged,
+    /// An ordinary user: workers run in a user namespace where the caller's uid and
+    /// gid (given here, as seen outside) are mapped to root. Files are owned by the
+    /// caller; owners from the archive and device nodes cannot be kept.
+    UserNamespace {
+        /// The caller's uid outside the namespace.
+        uid: u32,
+        /// The caller's gid outside the namespace.
+        gid: u32,
+    },
+}
+
+/// Driver → zygote.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ZygoteRequest {
+    /// Fork this many more workers.
+    Spawn(u32),
+}
+
+/// Zygote → driver.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ZygoteMsg {
+    /// The zygote is ready; all its workers will run in this mode.
+    Hello(SandboxMode),
+    /// The zygote cannot confine anything (and exits).
+    Fatal(String),
+    /// A new worker; its pidfd and its end of the job socket are attached.
+    Worker { pid: u32 },
+    /// Forking a worker failed.
+    SpawnFailed(String),
+}
+
+/// Encodes `msg` as a frame: length prefix and payload.
+pub(crate) fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
+    // Serialising our own plain data types into a Vec cannot fail.
+    let out = postcard::to_extend(msg, vec![0u8; 4]).expect("serialising to a Vec");
+    finish_frame(out)
+}
+
+fn finish_frame(mut out: Vec<u8>) -> Vec<u8> {
+    let len = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    out
+}
+
+/// Encodes a control message (no length prefix: a datagram is one message).
+pub(crate) fn encode_message<T: Serialize>(msg: &T) -> Vec<u8> {
+    postcard::to_stdvec(msg).unwrap_or_default()
+}
+
+/// Decodes a control message or a frame payload.
+pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("undecodable message: {e}"))
+}
+
+/// Splits one complete frame off the front of `buf`, if there is one.
+///
+/// Returns the payload range, or an error if the announced length exceeds `max`.
+pub(crate) fn frame_at(buf: &[u8], max: usize) -> Result<Option<std::ops::Range<usize>>, String> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if len > max {
+        return Err(format!("frame of {len} bytes exceeds the limit of {max}"));
+    }
+    if buf.len() < 4 + len {
+        return Ok(None);
+    }
+    Ok(Some(4..4 + len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let msg = WorkerMsg::Reports(vec![WireReport {
+            path: b"a/b".to_vec(),
+            kind: EntryKind::File,
+            size: 3,
+            outcome: Outcome::Written,
+        }]);
+        let frame = encode_frame(&msg);
+        let range = frame_at(&frame, MAX_WORKER_FRAME).unwrap().unwrap();
+        assert_eq!(range.end, frame.len());
+        match decode::<WorkerMsg>(&frame[range]).unwrap() {
+            WorkerMsg::Reports(r) => assert_eq!(r[0].path, b"a/b"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn partial_and_oversized_frames() {
+        let frame = encode_frame(&WorkerMsg::Warm);
+        assert_eq!(frame_at(&frame[..frame.len() - 1], 100).unwrap(), None);
+        assert_eq!(frame_at(&[1, 2], 100).unwrap(), None);
+        let huge = (u32::MAX).to_le_bytes();
+        assert!(frame_at(&huge, MAX_WORKER_FRAME).is_err());
+    }
+
+    #[test]
+    fn garbage_does_not_decode() {
+        assert!(decode::<WorkerMsg>(&[0xff, 0xff, 0xff]).is_err());
+        assert!(decode::<WorkerMsg>(&[]).is_err());
+    }
+}

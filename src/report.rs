@@ -1,0 +1,196 @@
+//! What a job tells the caller: one report per entry, and a summary.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::options::Compression;
+
+/// What kind of thing an archive entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum EntryKind {
+    /// A regular file (including GNU sparse and contiguous files).
+    File,
+    /// A directory.
+    Directory,
+    /// A symbolic link.
+    Symlink,
+    /// A hard link to an earlier entry.
+    HardLink,
+    /// A named pipe.
+    Fifo,
+    /// A character device node.
+    CharDevice,
+    /// A block device node.
+    BlockDevice,
+    /// Any other type flag (GNU volume labels, multi-volume continuations, unknown
+    /// vendor types); always skipped. Carries the type flag byte.
+    Other(u8),
+}
+
+impl EntryKind {
+    /// A short lowercase name: `file`, `directory`, `symlink`, `hardlink`, `fifo`,
+    /// `char-device`, `block-device`, `other`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EntryKind::File => "file",
+            EntryKind::Directory => "directory",
+            EntryKind::Symlink => "symlink",
+            EntryKind::HardLink => "hardlink",
+            EntryKind::Fifo => "fifo",
+            EntryKind::CharDevice => "char-device",
+            EntryKind::BlockDevice => "block-device",
+            EntryKind::Other(_) => "other",
+        }
+    }
+}
+
+/// What happened to one entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The entry was created in the destination.
+    Written,
+    /// The entry was valid but the options (or the worker's privileges) do not
+    /// allow it; nothing was created.
+    Skipped(SkipReason),
+    /// The entry was refused by the path policy; nothing was created.
+    Rejected(RejectReason),
+    /// Creating the entry failed (for example a hard link whose target does not
+    /// exist); the message is the system error.
+    Failed(String),
+}
+
+impl Outcome {
+    /// `written`, `skipped`, `rejected` or `failed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Written => "written",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Rejected(_) => "rejected",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+
+    /// Why the entry was not written, in words; `None` when it was.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            Outcome::Written => None,
+            Outcome::Skipped(r) => Some(r.to_string()),
+            Outcome::Rejected(r) => Some(r.to_string()),
+            Outcome::Failed(m) => Some(m.clone()),
+        }
+    }
+}
+
+/// Why an entry was skipped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// A device node, and [`Options::allow_devices`](crate::Options::allow_devices) is off.
+    DevicesNotAllowed,
+    /// A device node, but the worker may not create one (not root).
+    DevicesNotPermitted,
+    /// A FIFO, and [`Options::allow_fifos`](crate::Options::allow_fifos) is off.
+    FifosNotAllowed,
+    /// A type flag sandtar does not extract (carries the flag byte).
+    UnsupportedType(u8),
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::DevicesNotAllowed => {
+                f.write_str("device nodes are not allowed by the options")
+            }
+            SkipReason::DevicesNotPermitted => {
+                f.write_str("device nodes need root outside a user namespace")
+            }
+            SkipReason::FifosNotAllowed => f.write_str("FIFOs are not allowed by the options"),
+            SkipReason::UnsupportedType(t) => {
+                write!(f, "unsupported entry type {:?}", char::from(*t))
+            }
+        }
+    }
+}
+
+/// Why an entry was refused by the path policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The name has a `..` component.
+    ParentComponent,
+    /// The name is empty (or only `/` and `.`), and the entry is not a directory.
+    EmptyName,
+    /// The name contains a NUL byte.
+    NulInName,
+    /// A hard link whose target has a `..` component, is empty, or contains NUL.
+    BadLinkTarget,
+    /// The name is longer than the kernel accepts (`PATH_MAX`).
+    NameTooLong,
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RejectReason::ParentComponent => "name has a '..' component",
+            RejectReason::EmptyName => "name is empty",
+            RejectReason::NulInName => "name contains a NUL byte",
+            RejectReason::BadLinkTarget => {
+                "hard link target is empty, has a '..' component or contains NUL"
+            }
+            RejectReason::NameTooLong => "name is longer than PATH_MAX",
+        })
+    }
+}
+
+/// The result for one archive entry, in archive order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EntryReport {
+    /// The entry's name as recorded in the archive (after PAX and GNU long-name
+    /// records), before any leading `/` is stripped.
+    pub path: PathBuf,
+    /// What kind of entry it is.
+    pub kind: EntryKind,
+    /// The size of its data in bytes (0 for anything but files).
+    pub size: u64,
+    /// What happened to it.
+    pub outcome: Outcome,
+}
+
+/// The totals of a finished job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Summary {
+    /// Entries seen (every outcome).
+    pub entries: u64,
+    /// Entries written.
+    pub written: u64,
+    /// Entries skipped by the options.
+    pub skipped: u64,
+    /// Entries rejected by the path policy.
+    pub rejected: u64,
+    /// Entries that failed to be created.
+    pub failed: u64,
+    /// Bytes of file data written.
+    pub bytes_written: u64,
+    /// Bytes read from the caller's reader (compressed size).
+    pub archive_bytes: u64,
+    /// Bytes of the uncompressed tar stream.
+    pub tar_bytes: u64,
+    /// The compression that was found (or forced).
+    pub compression: Compression,
+    /// Time from the start of the job to its summary.
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// `true` when every entry was written.
+    pub fn is_complete(&self) -> bool {
+        self.written == self.entries
+    }
+}

@@ -1,0 +1,543 @@
+//! Applying entries inside the confined root.
+//!
+//! After `pivot_root` the process's `/` *is* the destination, so the kernel keeps
+//! every path, symlink and `..` inside it; no user-space path resolution is needed
+//! for safety. What remains is a lexical policy that keeps results predictable
+//! (see [`normalize`]) and a careful order of system calls: create with
+//! `O_CREAT|O_EXCL|O_NOFOLLOW`, never write through an existing symlink (replace
+//! it), keep the last parent directory open, defer directory modes and times.
+
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{
+    chownat, fchmod, fchown, fsetxattr, futimens, linkat, makedev, mkdirat, mknodat, openat,
+    statat, symlinkat, unlinkat, utimensat, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps,
+    XattrFlags, CWD, UTIME_OMIT,
+};
+use rustix::io::Errno;
+use rustix::process::{Gid, Uid};
+
+use crate::options::Options;
+use crate::report::{EntryKind, Outcome, RejectReason, SkipReason};
+
+/// `PATH_MAX`: longer names cannot be created in one call.
+const PATH_MAX: usize = 4096;
+/// Buffer for copying file data.
+const COPY_BUFFER: usize = 256 * 1024;
+
+/// A failure that ends the job.
+#[derive(Debug)]
+pub(crate) enum Fatal {
+    /// Writing failed with an error that will not go away (full, read-only, EIO).
+    Write(String),
+    /// The archive ended inside an entry or its data could not be read.
+    Read(String),
+}
+
+/// Errors while applying one entry.
+enum Fail {
+    /// This entry fails; extraction goes on.
+    Entry(String),
+    /// The job stops.
+    Fatal(Fatal),
+}
+
+fn os(call: &str, e: Errno) -> Fail {
+    let msg = format!("{call}: {}", std::io::Error::from(e));
+    match e {
+        Errno::NOSPC | Errno::DQUOT | Errno::ROFS | Errno::IO => Fail::Fatal(Fatal::Write(msg)),
+        _ => Fail::Entry(msg),
+    }
+}
+
+/// Normalises an archive name: drops leading `/`, empty and `.` components;
+/// refuses `..` components and NUL bytes. An empty result means the root.
+pub(crate) fn normalize(raw: &[u8]) -> Result<Vec<u8>, RejectReason> {
+    if raw.contains(&0) {
+        return Err(RejectReason::NulInName);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for component in raw.split(|b| *b == b'/') {
+        match component {
+            b"" | b"." => {}
+            b".." => return Err(RejectReason::ParentComponent),
+            c => {
+                if !out.is_empty() {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(c);
+            }
+        }
+    }
+    if out.len() >= PATH_MAX {
+        return Err(RejectReason::NameTooLong);
+    }
+    Ok(out)
+}
+
+/// Splits `a/b/c` into (`a/b`, `c`); a name without `/` has an empty parent.
+fn split(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&[], path),
+    }
+}
+
+fn cpath(bytes: &[u8]) -> &std::ffi::OsStr {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::OsStr::from_bytes(bytes)
+}
+
+/// Everything the applier needs to know about an entry, decoded from its headers.
+pub(crate) struct Meta {
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: Option<Timespec>,
+    pub link: Option<Vec<u8>>,
+    pub device: (u32, u32),
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub size: u64,
+}
+
+struct DirFixup {
+    path: Vec<u8>,
+    mode: u32,
+    mtime: Option<Timespec>,
+    owner: Option<(u64, u64)>,
+}
+
+/// Applies entries to the tree rooted at `/`.
+pub(crate) struct Applier {
+    options: Options,
+    /// Owners and devices need real privilege (not a user namespace).
+    privileged: bool,
+    root: OwnedFd,
+    /// The parent directory of the previous entry, still open.
+    parent: Option<(Vec<u8>, OwnedFd)>,
+    fixups: Vec<DirFixup>,
+    buffer: Vec<u8>,
+    /// Bytes of file data written so far.
+    pub bytes_written: u64,
+}
+
+impl Applier {
+    pub(crate) fn new(options: Options, privileged: bool) -> std::io::Result<Self> {
+        let root = openat(
+            CWD,
+            "/",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Applier {
+            options,
+            privileged,
+            root,
+            parent: None,
+            fixups: Vec::new(),
+            buffer: vec![0; COPY_BUFFER],
+            bytes_written: 0,
+        })
+    }
+
+    /// Applies one entry whose raw name is `raw` and whose data can be read from
+    /// `data`. Returns its outcome, or a fatal error that ends the job.
+    pub(crate) fn apply(
+        &mut self,
+        raw: &[u8],
+        meta: &Meta,
+        data: &mut dyn Read,
+    ) -> Result<Outcome, Fatal> {
+        let path = match normalize(raw) {
+            Ok(p) => p,
+            Err(reason) => return Ok(Outcome::Rejected(reason)),
+        };
+        if path.is_empty() {
+            if meta.kind != EntryKind::Directory {
+                return Ok(Outcome::Rejected(RejectReason::EmptyName));
+            }
+            // "./": the destination itself takes the entry's mode and time at the end.
+            self.push_fixup(Vec::new(), meta);
+            return Ok(Outcome::Written);
+        }
+        let result = match meta.kind {
+            EntryKind::File => self.file(&path, meta, data),
+            EntryKind::Directory => self.directory(&path, meta),
+            EntryKind::Symlink => self.symlink(&path, meta),
+            EntryKind::HardLink => self.hard_link(&path, meta),
+            EntryKind::Fifo | EntryKind::CharDevice | EntryKind::BlockDevice => {
+                self.node(&path, meta)
+            }
+            EntryKind::Other(t) => Ok(Outcome::Skipped(SkipReason::UnsupportedType(t))),
+        };
+        match result {
+            Ok(outcome) => Ok(outcome),
+            Err(Fail::Entry(message)) => Ok(Outcome::Failed(message)),
+            Err(Fail::Fatal(f)) => Err(f),
+        }
+    }
+
+    fn file(&mut self, path: &[u8], meta: &Meta, data: &mut dyn Read) -> Result<Outcome, Fail> {
+        let mode = self.options.mode.apply(meta.mode);
+        let (parent, name) = split(path);
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let file = self.create(parent, name, |dir, name| {
+            openat(dir, cpath(name), flags, Mode::from_raw_mode(mode))
+        })?;
+        let mut remaining = meta.size;
+        while remaining > 0 {
+            let want = remaining.min(self.buffer.len() as u64) as usize;
+            let n = match data.read(&mut self.buffer[..want]) {
+                Ok(0) => {
+                    return Err(Fail::Fatal(Fatal::Read(format!(
+                        "the archive ends inside this file ({remaining} of {} bytes missing)",
+                        meta.size
+                    ))))
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Fail::Fatal(Fatal::Read(e.to_string()))),
+            };
+            write_all(&file, &self.buffer[..n])?;
+            remaining -= n as u64;
+            self.bytes_written += n as u64;
+        }
+        if self.keep_owner() {
+            fchown(&file, Some(uid(meta.uid)), Some(gid(meta.gid))).map_err(|e| os("fchown", e))?;
+            // chown clears setuid/setgid: put them back.
+            if mode & 0o7000 != 0 {
+                fchmod(&file, Mode::from_raw_mode(mode)).map_err(|e| os("fchmod", e))?;
+            }
+        }
+        self.xattrs(&file, meta)?;
+        if let Some(mtime) = self.mtime(meta) {
+            futimens(&file, &times(mtime)).map_err(|e| os("futimens", e))?;
+        }
+        Ok(Outcome::Written)
+    }
+
+    fn directory(&mut self, path: &[u8], meta: &Meta) -> Result<Outcome, Fail> {
+        let (parent, name) = split(path);
+        let dir = self.parent_dir(parent)?;
+        // Created owner-only and writable; the real mode comes at the end so that a
+        // read-only directory does not block its own contents.
+        match mkdirat(&dir, cpath(name), Mode::from_raw_mode(0o700)) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                let existing = statat(&dir, cpath(name), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| os("fstatat", e))?;
+                if FileType::from_raw_mode(existing.st_mode) != FileType::Directory {
+                    self.remove(&dir, name)?;
+                    mkdirat(&dir, cpath(name), Mode::from_raw_mode(0o700))
+                        .map_err(|e| os("mkdirat", e))?;
+                }
+            }
+            Err(e) => return Err(os("mkdirat", e)),
+        }
+        drop(dir);
+        self.push_fixup(path.to_vec(), meta);
+        Ok(Outcome::Written)
+    }
+
+    fn symlink(&mut self, path: &[u8], meta: &Meta) -> Result<Outcome, Fail> {
+        let target = meta.link.as_deref().unwrap_or_default();
+        if target.is_empty() || target.contains(&0) {
+            return Ok(Outcome::Rejected(RejectReason::BadLinkTarget));
+        }
+        let (parent, name) = split(path);
+        self.create(parent, name, |dir, name| {
+            symlinkat(cpath(target), dir, cpath(name))
+        })?;
+        let dir = self.parent_dir(parent)?;
+        if self.keep_owner() {
+            chownat(
+                &dir,
+                cpath(name),
+                Some(uid(meta.uid)),
+                Some(gid(meta.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| os("fchownat", e))?;
+        }
+        if let Some(mtime) = self.mtime(meta) {
+            utimensat(&dir, cpath(name), &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| os("utimensat", e))?;
+        }
+        Ok(Outcome::Written)
+    }
+
+    fn hard_link(&mut self, path: &[u8], meta: &Meta) -> Result<Outcome, Fail> {
+        let target = match meta.link.as_deref().map(normalize) {
+            Some(Ok(t)) if !t.is_empty() => t,
+            _ => return Ok(Outcome::Rejected(RejectReason::BadLinkTarget)),
+        };
+        if target == path {
+            return Err(Fail::Entry("hard link to itself".into()));
+        }
+        let (parent, name) = split(path);
+        let root = self
+            .root
+            .try_clone()
+            .map_err(|e| Fail::Entry(e.to_string()))?;
+        self.create(parent, name, |dir, name| {
+            linkat(&root, cpath(&target), dir, cpath(name), AtFlags::empty())
+        })?;
+        Ok(Outcome::Written)
+    }
+
+    fn node(&mut self, path: &[u8], meta: &Meta) -> Result<Outcome, Fail> {
+        let file_type = match meta.kind {
+            EntryKind::Fifo if !self.options.allow_fifos => {
+                return Ok(Outcome::Skipped(SkipReason::FifosNotAllowed))
+            }
+            EntryKind::Fifo => FileType::Fifo,
+            _ if !self.options.allow_devices => {
+                return Ok(Outcome::Skipped(SkipReason::DevicesNotAllowed))
+            }
+            _ if !self.privileged => return Ok(Outcome::Skipped(SkipReason::DevicesNotPermitted)),
+            EntryKind::CharDevice => FileType::CharacterDevice,
+            _ => FileType::BlockDevice,
+        };
+        let mode = Mode::from_raw_mode(self.options.mode.apply(meta.mode));
+        let dev = makedev(meta.device.0, meta.device.1);
+        let (parent, name) = split(path);
+        match self.create(parent, name, |dir, name| {
+            mknodat(dir, cpath(name), file_type, mode, dev)
+        }) {
+            Err(Fail::Entry(_)) if file_type != FileType::Fifo && !self.privileged => {
+                return Ok(Outcome::Skipped(SkipReason::DevicesNotPermitted))
+            }
+            other => other?,
+        };
+        let dir = self.parent_dir(parent)?;
+        if self.keep_owner() {
+            chownat(
+                &dir,
+                cpath(name),
+                Some(uid(meta.uid)),
+                Some(gid(meta.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| os("fchownat", e))?;
+        }
+        if let Some(mtime) = self.mtime(meta) {
+            utimensat(&dir, cpath(name), &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| os("utimensat", e))?;
+        }
+        Ok(Outcome::Written)
+    }
+
+    /// Runs `make` in the parent directory; if the name exists, removes what is
+    /// there (a file, a symlink, an empty directory: never following it) and
+    /// tries once more.
+    fn create<T>(
+        &mut self,
+        parent: &[u8],
+        name: &[u8],
+        mut make: impl FnMut(BorrowedFd<'_>, &[u8]) -> Result<T, Errno>,
+    ) -> Result<T, Fail> {
+        let dir = self.parent_dir(parent)?;
+        match make(dir.as_fd(), name) {
+            Ok(t) => Ok(t),
+            Err(Errno::EXIST) => {
+                self.remove(&dir, name)?;
+                make(dir.as_fd(), name).map_err(|e| os("create", e))
+            }
+            Err(e) => Err(os("create", e)),
+        }
+    }
+
+    /// Removes `name` (not following symlinks); directories only when empty.
+    fn remove(&mut self, dir: &OwnedFd, name: &[u8]) -> Result<(), Fail> {
+        // Whatever we remove may be the cached parent of later entries.
+        self.parent = None;
+        match unlinkat(dir, cpath(name), AtFlags::empty()) {
+            Ok(()) => Ok(()),
+            Err(Errno::ISDIR) | Err(Errno::PERM) => {
+                match unlinkat(dir, cpath(name), AtFlags::REMOVEDIR) {
+                    Ok(()) => Ok(()),
+                    Err(Errno::NOTEMPTY) | Err(Errno::EXIST) => {
+                        Err(Fail::Entry("a non-empty directory is in the way".into()))
+                    }
+                    Err(e) => Err(os("rmdir", e)),
+                }
+            }
+            Err(e) => Err(os("unlink", e)),
+        }
+    }
+
+    /// Opens (or creates) the parent directory `parent`, reusing the previous
+    /// entry's when it is the same.
+    fn parent_dir(&mut self, parent: &[u8]) -> Result<OwnedFd, Fail> {
+        if parent.is_empty() {
+            return self
+                .root
+                .try_clone()
+                .map_err(|e| Fail::Entry(e.to_string()));
+        }
+        if let Some((cached, fd)) = &self.parent {
+            if cached == parent {
+                return fd.try_clone().map_err(|e| Fail::Entry(e.to_string()));
+            }
+        }
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = match openat(&self.root, cpath(parent), flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => self.make_parents(parent)?,
+            Err(e) => return Err(os("open parent directory", e)),
+        };
+        let handle = fd.try_clone().map_err(|e| Fail::Entry(e.to_string()))?;
+        self.parent = Some((parent.to_vec(), fd));
+        Ok(handle)
+    }
+
+    /// Creates the missing directories of `parent`, one component at a time.
+    fn make_parents(&mut self, parent: &[u8]) -> Result<OwnedFd, Fail> {
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let mut dir = self
+            .root
+            .try_clone()
+            .map_err(|e| Fail::Entry(e.to_string()))?;
+        for component in parent.split(|b| *b == b'/') {
+            match mkdirat(&dir, cpath(component), Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(os("mkdirat (parent)", e)),
+            }
+            dir = openat(&dir, cpath(component), flags, Mode::empty())
+                .map_err(|e| os("open parent directory", e))?;
+        }
+        Ok(dir)
+    }
+
+    fn push_fixup(&mut self, path: Vec<u8>, meta: &Meta) {
+        self.fixups.push(DirFixup {
+            path,
+            mode: self.options.mode.apply(meta.mode),
+            mtime: self.mtime(meta),
+            owner: self.keep_owner().then_some((meta.uid, meta.gid)),
+        });
+    }
+
+    /// Applies directory modes, owners and times, deepest first. Returns the
+    /// failures as (path, message).
+    pub(crate) fn finish(&mut self) -> Vec<(Vec<u8>, String)> {
+        let mut failures = Vec::new();
+        let mut fixups = std::mem::take(&mut self.fixups);
+        fixups.sort_by_key(|f| {
+            std::cmp::Reverse(
+                f.path.iter().filter(|b| **b == b'/').count() + usize::from(!f.path.is_empty()),
+            )
+        });
+        self.parent = None;
+        for fixup in fixups {
+            let target = if fixup.path.is_empty() {
+                &b"."[..]
+            } else {
+                &fixup.path[..]
+            };
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let result = openat(&self.root, cpath(target), flags, Mode::empty()).and_then(|dir| {
+                if let Some((u, g)) = fixup.owner {
+                    fchown(&dir, Some(uid(u)), Some(gid(g)))?;
+                }
+                fchmod(&dir, Mode::from_raw_mode(fixup.mode))?;
+                if let Some(mtime) = fixup.mtime {
+                    futimens(&dir, &times(mtime))?;
+                }
+                Ok(())
+            });
+            match result {
+                // Replaced by a later entry (a file or symlink): nothing to fix.
+                Ok(()) | Err(Errno::NOTDIR) | Err(Errno::LOOP) | Err(Errno::NOENT) => {}
+                Err(e) => failures.push((
+                    fixup.path,
+                    format!("setting directory metadata: {}", std::io::Error::from(e)),
+                )),
+            }
+        }
+        failures
+    }
+
+    fn keep_owner(&self) -> bool {
+        self.options.preserve_owners && self.privileged
+    }
+
+    fn mtime(&self, meta: &Meta) -> Option<Timespec> {
+        if self.options.preserve_mtime {
+            meta.mtime
+        } else {
+            None
+        }
+    }
+
+    fn xattrs(&self, file: &OwnedFd, meta: &Meta) -> Result<(), Fail> {
+        for (name, value) in &meta.xattrs {
+            if self.options.xattrs.allows(name) {
+                match fsetxattr(file, cpath(name), value, XattrFlags::empty()) {
+                    Ok(()) => {}
+                    // A filesystem without xattrs (or a namespace this worker may
+                    // not write) loses the attribute, as with GNU tar.
+                    Err(Errno::NOTSUP) | Err(Errno::PERM) => {}
+                    Err(e) => return Err(os("fsetxattr", e)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_all(file: &OwnedFd, mut bytes: &[u8]) -> Result<(), Fail> {
+    while !bytes.is_empty() {
+        match rustix::io::write(file, bytes) {
+            Ok(0) => return Err(os("write", Errno::NOSPC)),
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(os("write", e)),
+        }
+    }
+    Ok(())
+}
+
+fn times(mtime: Timespec) -> Timestamps {
+    Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+        last_modification: mtime,
+    }
+}
+
+fn uid(id: u64) -> Uid {
+    Uid::from_raw(id as u32)
+}
+
+fn gid(id: u64) -> Gid {
+    Gid::from_raw(id as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_policy() {
+        assert_eq!(normalize(b"/etc/passwd").unwrap(), b"etc/passwd");
+        assert_eq!(normalize(b"./a//b/./c/").unwrap(), b"a/b/c");
+        assert_eq!(normalize(b"./").unwrap(), b"");
+        assert_eq!(normalize(b"a/../b"), Err(RejectReason::ParentComponent));
+        assert_eq!(normalize(b".."), Err(RejectReason::ParentComponent));
+        assert_eq!(normalize(b"a\0b"), Err(RejectReason::NulInName));
+        assert_eq!(normalize(b"a..b/..c").unwrap(), b"a..b/..c");
+        assert_eq!(normalize(&vec![b'a'; 5000]), Err(RejectReason::NameTooLong));
+    }
+
+    #[test]
+    fn split_parent() {
+        assert_eq!(split(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
+        assert_eq!(split(b"c"), (&b""[..], &b"c"[..]));
+    }
+}

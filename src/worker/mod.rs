@@ -1,0 +1,375 @@
+//! The worker: one process per job, forked warm by the zygote.
+//!
+//! Life of a worker: make `/` a recursive slave (warm set-up) and say `Warm`; wait
+//! for the job header and the destination's descriptor; confine itself to the
+//! destination ([`confine`]); say `Confined`; decode the archive on one thread
+//! ([`decode`]) while parsing and applying it on this one ([`apply`]); stream
+//! reports ([`reporter`]); send `Done` or `Failed`; exit.
+
+mod apply;
+mod confine;
+mod decode;
+mod reporter;
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+
+use crate::options::Options;
+use crate::protocol::{
+    decode as decode_msg, encode_frame, JobHeader, SandboxMode, WireError, WireReport, WorkerMsg,
+    WorkerTotals, HEADER_MAGIC, MAX_HEADER_FRAME,
+};
+use crate::report::{EntryKind, Outcome};
+use crate::sys;
+
+use apply::{Applier, Fatal, Meta};
+use reporter::Reporter;
+
+/// The worker's whole life; never returns.
+pub(crate) fn run(socket: OwnedFd, mode: SandboxMode) -> ! {
+    let code = match std::panic::catch_unwind(move || serve(socket, mode)) {
+        Ok(()) => 0,
+        Err(_) => 101,
+    };
+    sys::exit_now(code)
+}
+
+fn send(socket: &mut UnixStream, msg: &WorkerMsg) -> io::Result<()> {
+    socket.write_all(&encode_frame(msg))
+}
+
+fn serve(socket: OwnedFd, mode: SandboxMode) {
+    // Nothing of the zygote's may stay open here: its control socket would let a
+    // compromised worker ask for more workers.
+    sys::close_other_fds(socket.as_fd());
+    sys::replace_stdin_stdout_with_null();
+    let mut socket = UnixStream::from(socket);
+    if let Err(reason) = confine::prepare() {
+        let _ = send(
+            &mut socket,
+            &WorkerMsg::Failed(WireError::Confinement(reason)),
+        );
+        return;
+    }
+    if send(&mut socket, &WorkerMsg::Warm).is_err() {
+        return;
+    }
+    let (header, dest_fd) = match receive_job(&socket) {
+        Ok(Some(job)) => job,
+        Ok(None) => return, // the sandbox was dropped before a job came
+        Err(e) => {
+            let _ = send(
+                &mut socket,
+                &WorkerMsg::Failed(WireError::Internal(format!("bad job header: {e}"))),
+            );
+            return;
+        }
+    };
+    rustix::process::umask(rustix::fs::Mode::empty());
+    if let Err(e) = confine::enter(&header.dest, dest_fd) {
+        let error = match e {
+            confine::ConfineError::Changed => WireError::DestinationChanged,
+            confine::ConfineError::Failed(reason) => WireError::Confinement(reason),
+        };
+        let _ = send(&mut socket, &WorkerMsg::Failed(error));
+        return;
+    }
+    if send(&mut socket, &WorkerMsg::Confined).is_err() {
+        return;
+    }
+    let privileged = mode == SandboxMode::Privileged;
+    let reporter = match socket.try_clone() {
+        Ok(s) => Rc::new(RefCell::new(Reporter::new(s))),
+        Err(e) => {
+            let _ = send(
+                &mut socket,
+                &WorkerMsg::Failed(WireError::Internal(e.to_string())),
+            );
+            return;
+        }
+    };
+    let last = match extract(&socket, &reporter, header.options, privileged) {
+        Ok(totals) => WorkerMsg::Done(totals),
+        Err(error) => WorkerMsg::Failed(error),
+    };
+    // Reports of the entries handled before a failure still reach the caller.
+    let _ = reporter.borrow_mut().finish(&last);
+}
+
+/// Reads the job header and the destination descriptor that comes with it.
+/// `None` if the driver closed the socket instead.
+fn receive_job(socket: &UnixStream) -> io::Result<Option<(JobHeader, OwnedFd)>> {
+    let mut head = [0u8; 8];
+    let (n, mut fds) = loop {
+        match sys::recv_with_fds(socket.as_fd(), &mut head) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other?,
+        }
+    };
+    if n == 0 {
+        return Ok(None);
+    }
+    (&*socket).read_exact(&mut head[n..])?;
+    if head[..4] != HEADER_MAGIC {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "wrong protocol magic or version",
+        ));
+    }
+    let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+    if len > MAX_HEADER_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "job header too long",
+        ));
+    }
+    let mut payload = vec![0u8; len];
+    (&*socket).read_exact(&mut payload)?;
+    let header: JobHeader =
+        decode_msg(&payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    if fds.len() != 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "expected one destination descriptor",
+        ));
+    }
+    Ok(Some((header, fds.remove(0))))
+}
+
+/// Decodes, parses and applies the archive; returns the totals or a fatal error.
+fn extract(
+    socket: &UnixStream,
+    reporter: &Rc<RefCell<Reporter>>,
+    options: Options,
+    privileged: bool,
+) -> Result<WorkerTotals, WireError> {
+    let internal = |e: io::Error| WireError::Internal(e.to_string());
+    let input = socket.try_clone().map_err(internal)?;
+    let (mut reader, decoder) = decode::spawn(input, options.compression).map_err(internal)?;
+    let offset = reader.offset();
+    {
+        let reporter = reporter.clone();
+        reader.on_wait(move || {
+            if let Ok(mut r) = reporter.try_borrow_mut() {
+                r.flush();
+            }
+        });
+    }
+    let mut applier = Applier::new(options, privileged).map_err(internal)?;
+    let mut archive = tar::Archive::new(reader);
+    let malformed = |e: &dyn std::fmt::Display| WireError::Malformed {
+        offset: offset.get(),
+        message: e.to_string(),
+    };
+    let mut entries = archive.entries().map_err(|e| malformed(&e))?;
+    let mut globals = PaxGlobals::default();
+    loop {
+        let mut entry = match entries.next() {
+            None => break,
+            Some(Ok(entry)) => entry,
+            Some(Err(e)) => return Err(malformed(&e)),
+        };
+        let entry_type = entry.header().entry_type();
+        if entry_type.is_pax_global_extensions() {
+            let mut records = Vec::new();
+            entry.read_to_end(&mut records).map_err(|e| malformed(&e))?;
+            globals.update(&records);
+            continue;
+        }
+        let raw_path = entry.path_bytes().into_owned();
+        let meta = read_meta(&mut entry, &globals).map_err(|e| malformed(&e))?;
+        let outcome = match applier.apply(&raw_path, &meta, &mut entry) {
+            Ok(outcome) => outcome,
+            Err(Fatal::Read(message)) => {
+                return Err(WireError::Malformed {
+                    offset: offset.get(),
+                    message: format!("{}: {message}", String::from_utf8_lossy(&raw_path)),
+                })
+            }
+            Err(Fatal::Write(message)) => {
+                return Err(WireError::Write {
+                    entry: raw_path,
+                    message,
+                })
+            }
+        };
+        let mut reporter = reporter.borrow_mut();
+        reporter.push(WireReport {
+            path: raw_path,
+            kind: meta.kind,
+            size: if meta.kind == EntryKind::File {
+                meta.size
+            } else {
+                0
+            },
+            outcome,
+        });
+        if reporter.is_broken() {
+            return Err(WireError::Internal("the driver stopped listening".into()));
+        }
+    }
+    for (path, message) in applier.finish() {
+        // A directory whose metadata could not be set: report it as a failure.
+        reporter.borrow_mut().push(WireReport {
+            path,
+            kind: EntryKind::Directory,
+            size: 0,
+            outcome: Outcome::Failed(message),
+        });
+    }
+    drop(entries);
+    // Read to the end of the stream: trailing blocks, and the compressed stream's
+    // own checks (gzip's CRC, for example), which come last.
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| malformed(&e))?;
+    let tar_bytes = offset.get();
+    drop(rest);
+    let stats = decoder
+        .join()
+        .map_err(|_| WireError::Internal("the decoding thread panicked".into()))?;
+    Ok(WorkerTotals {
+        tar_bytes,
+        input_bytes: stats.input_bytes,
+        compression: stats.compression,
+    })
+}
+
+/// PAX global header records (`g` entries) that apply to every later entry.
+#[derive(Default)]
+struct PaxGlobals {
+    mtime: Option<rustix::fs::Timespec>,
+    uid: Option<u64>,
+    gid: Option<u64>,
+}
+
+impl PaxGlobals {
+    fn update(&mut self, records: &[u8]) {
+        for ext in tar::PaxExtensions::new(records).flatten() {
+            let value = ext.value_bytes();
+            match ext.key_bytes() {
+                b"mtime" => self.mtime = parse_pax_time(value),
+                b"uid" => self.uid = parse_decimal(value),
+                b"gid" => self.gid = parse_decimal(value),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn parse_decimal(v: &[u8]) -> Option<u64> {
+    std::str::from_utf8(v).ok()?.trim().parse().ok()
+}
+
+/// Parses a PAX time (`1700000000.25`, possibly negative) into a timespec.
+fn parse_pax_time(v: &[u8]) -> Option<rustix::fs::Timespec> {
+    let s = std::str::from_utf8(v).ok()?.trim();
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = int.parse().ok()?;
+    let digits: String = frac.chars().take(9).collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let mut nanos: i64 = if digits.is_empty() {
+        0
+    } else {
+        format!("{digits:0<9}").parse().ok()?
+    };
+    let mut secs = secs;
+    if s.starts_with('-') && nanos > 0 {
+        // -1.25 is 1.25 s before the epoch: -2 s + 0.75 s.
+        secs -= 1;
+        nanos = 1_000_000_000 - nanos;
+    }
+    Some(rustix::fs::Timespec {
+        tv_sec: secs,
+        tv_nsec: nanos,
+    })
+}
+
+fn kind_of(t: tar::EntryType) -> EntryKind {
+    use tar::EntryType::*;
+    match t {
+        Regular | Continuous | GNUSparse => EntryKind::File,
+        Directory => EntryKind::Directory,
+        Symlink => EntryKind::Symlink,
+        Link => EntryKind::HardLink,
+        Fifo => EntryKind::Fifo,
+        Char => EntryKind::CharDevice,
+        Block => EntryKind::BlockDevice,
+        other => EntryKind::Other(other.as_byte()),
+    }
+}
+
+/// Collects what the applier needs from an entry's headers (ustar, GNU and PAX).
+fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, globals: &PaxGlobals) -> io::Result<Meta> {
+    let header = entry.header();
+    let kind = kind_of(header.entry_type());
+    let mut mtime = globals.mtime.or_else(|| {
+        header.mtime().ok().map(|s| rustix::fs::Timespec {
+            tv_sec: s as i64,
+            tv_nsec: 0,
+        })
+    });
+    let mut uid = header.uid().ok().or(globals.uid).unwrap_or(0);
+    let mut gid = header.gid().ok().or(globals.gid).unwrap_or(0);
+    if let Some(g) = globals.uid {
+        uid = g;
+    }
+    if let Some(g) = globals.gid {
+        gid = g;
+    }
+    let mode = header.mode().unwrap_or(0o644);
+    let device = (
+        header.device_major().ok().flatten().unwrap_or(0),
+        header.device_minor().ok().flatten().unwrap_or(0),
+    );
+    let mut xattrs = Vec::new();
+    if let Some(extensions) = entry.pax_extensions()? {
+        for ext in extensions.flatten() {
+            let key = ext.key_bytes();
+            if key == b"mtime" {
+                if let Some(t) = parse_pax_time(ext.value_bytes()) {
+                    mtime = Some(t);
+                }
+            } else if key == b"uid" {
+                uid = parse_decimal(ext.value_bytes()).unwrap_or(uid);
+            } else if key == b"gid" {
+                gid = parse_decimal(ext.value_bytes()).unwrap_or(gid);
+            } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    let link = entry.link_name_bytes().map(|l| l.into_owned());
+    Ok(Meta {
+        kind,
+        mode,
+        uid,
+        gid,
+        mtime,
+        link,
+        device,
+        xattrs,
+        size: entry.size(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_times() {
+        let t = parse_pax_time(b"1700000000.25").unwrap();
+        assert_eq!((t.tv_sec, t.tv_nsec), (1_700_000_000, 250_000_000));
+        let t = parse_pax_time(b"-1.25").unwrap();
+        assert_eq!((t.tv_sec, t.tv_nsec), (-2, 750_000_000));
+        let t = parse_pax_time(b"42").unwrap();
+        assert_eq!((t.tv_sec, t.tv_nsec), (42, 0));
+        assert!(parse_pax_time(b"x").is_none());
+        assert!(parse_pax_time(b"1.2x").is_none());
+    }
+}

@@ -1,0 +1,143 @@
+//! The zygote: a clean, single-threaded copy of the caller's executable that forks
+//! workers.
+//!
+//! The caller cannot fork workers itself: its process is multi-threaded (a tokio
+//! runtime), and a child forked from it may only run async-signal-safe code; it
+//! also cannot enter a user namespace (`unshare(CLONE_NEWUSER)` fails with `EINVAL`
+//! in a multi-threaded process). So [`Sandbox::new`](crate::Sandbox::new) re-executes
+//! the current executable (`/proc/self/exe`) with the `SANDTAR_ZYGOTE` variable set
+//! and a `SOCK_SEQPACKET` control socket as standard input. The hook below runs
+//! from `.init_array`, before `main` and before anything else in that process, sees
+//! the variable and becomes the zygote; it never returns to `main`. This works the
+//! same in the user's binaries, in examples and in `cargo test` binaries, with no
+//! code in their `main`.
+//!
+//! The zygote enters a user namespace once if the caller is not privileged, then
+//! forks a warm worker for each credit the driver sends. Workers are forked with
+//! `CLONE_PARENT`: they are children of the caller, who waits for them through the
+//! pidfd the zygote passes along.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+
+use crate::protocol::{
+    decode, encode_message, SandboxMode, ZygoteMsg, ZygoteRequest, MAX_CONTROL_MESSAGE,
+};
+use crate::sys;
+
+/// The environment variable that turns a process into a zygote.
+pub(crate) const MARKER: &std::ffi::CStr = c"SANDTAR_ZYGOTE";
+/// Its name as a Rust string, for `Command::env`.
+pub(crate) const MARKER_NAME: &str = "SANDTAR_ZYGOTE";
+
+/// Runs [`zygote_hook`] before `main` in every executable that links sandtar.
+/// [`Sandbox::new`](crate::Sandbox::new) refers to it so the linker keeps it.
+#[used]
+#[link_section = ".init_array"]
+pub(crate) static ZYGOTE_HOOK: extern "C" fn() = zygote_hook;
+
+extern "C" fn zygote_hook() {
+    if !sys::env_is_set(MARKER) {
+        return;
+    }
+    sys::env_remove(MARKER);
+    let control = sys::borrow_raw(0);
+    // Only a process started by Sandbox::new has its control socket on stdin; a
+    // stray variable in someone's environment must not hijack their program.
+    if !sys::is_seqpacket_socket(control) {
+        return;
+    }
+    sys::ignore_sigpipe();
+    let code = match std::panic::catch_unwind(|| serve(control)) {
+        Ok(code) => code,
+        Err(_) => 101,
+    };
+    sys::exit_now(code)
+}
+
+fn send(control: BorrowedFd<'_>, msg: &ZygoteMsg) -> io::Result<()> {
+    sys::send_with_fds(control, &encode_message(msg), &[]).map(drop)
+}
+
+/// The zygote's life: enter the sandbox mode, then fork workers on request until
+/// the driver closes the control socket.
+fn serve(control: BorrowedFd<'static>) -> i32 {
+    let mode = match enter_mode() {
+        Ok(mode) => mode,
+        Err(reason) => {
+            let _ = send(control, &ZygoteMsg::Fatal(reason));
+            return 1;
+        }
+    };
+    if send(control, &ZygoteMsg::Hello(mode)).is_err() {
+        return 1;
+    }
+    let mut buf = [0u8; MAX_CONTROL_MESSAGE];
+    loop {
+        let n = match sys::recv_with_fds(control, &mut buf) {
+            Ok((0, _)) => return 0, // the driver is gone
+            Ok((n, _)) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return 1,
+        };
+        match decode::<ZygoteRequest>(&buf[..n]) {
+            Ok(ZygoteRequest::Spawn(count)) => {
+                for _ in 0..count.min(1024) {
+                    if spawn_worker(control, mode).is_err() {
+                        return 1;
+                    }
+                }
+            }
+            Err(_) => return 1,
+        }
+    }
+}
+
+/// Root (with `CAP_SYS_ADMIN`) needs nothing more; anyone else enters a user
+/// namespace where they are root, with their own uid and gid mapped to 0.
+fn enter_mode() -> Result<SandboxMode, String> {
+    if sys::has_cap_sys_admin() {
+        return Ok(SandboxMode::Privileged);
+    }
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    // SAFETY: unshare is unsafe only for flags that split state Rust relies on
+    // (CLONE_FILES, CLONE_FS); we unshare only the user namespace, single-threaded.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWUSER) }
+        .map_err(|e| format!("unshare(CLONE_NEWUSER) failed: {e} (unprivileged user namespaces are disabled, and the process is not root)"))?;
+    let write = |file: &str, text: String| {
+        std::fs::write(file, text).map_err(|e| format!("writing {file} failed: {e}"))
+    };
+    write("/proc/self/setgroups", "deny".into())?;
+    write("/proc/self/uid_map", format!("0 {uid} 1\n"))?;
+    write("/proc/self/gid_map", format!("0 {gid} 1\n"))?;
+    Ok(SandboxMode::UserNamespace { uid, gid })
+}
+
+/// Forks one warm worker and hands its pidfd and socket to the driver.
+fn spawn_worker(control: BorrowedFd<'_>, mode: SandboxMode) -> io::Result<()> {
+    let (driver_end, worker_end) = socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    // SAFETY: the zygote is single-threaded (it runs before main and starts no thread).
+    match unsafe { sys::clone_worker() } {
+        Ok(sys::Forked::Child) => {
+            drop(driver_end);
+            crate::worker::run(worker_end, mode)
+        }
+        Ok(sys::Forked::Parent { pid, pidfd }) => {
+            drop(worker_end);
+            let msg = encode_message(&ZygoteMsg::Worker { pid });
+            sys::send_with_fds(control, &msg, &[pidfd.as_fd(), driver_end.as_fd()]).map(drop)
+        }
+        Err(e) => send(
+            control,
+            &ZygoteMsg::SpawnFailed(format!("clone3(CLONE_NEWNS) failed: {e}")),
+        ),
+    }
+}
