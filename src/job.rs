@@ -27,6 +27,7 @@ use tokio::net::UnixStream;
 
 use crate::error::{Error, Result};
 use crate::options::{Compression, Options};
+use crate::protocol::MAX_BATCH_ENTRIES;
 use crate::protocol::{
     decode, encode_frame, frame_at, JobHeader, WireError, WireReport, WorkerMsg, HEADER_MAGIC,
     MAX_REPORTED_PATH, MAX_WORKER_FRAME,
@@ -364,35 +365,40 @@ impl<R: AsyncRead + Unpin> Job<R> {
         }
     }
 
+    /// Waits (through the pidfd) for a worker that closed its socket to exit,
+    /// then ends the job with how it died.
     fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if let Some(exit) = &self.exit {
-            if let Poll::Ready(Ok(mut guard)) = exit.poll_read_ready(cx) {
-                guard.clear_ready();
-            } else {
-                // Readable (exited) or the registration failed: try to reap.
-                if self.worker.pidfd().is_some()
-                    && !matches!(exit.poll_read_ready(cx), Poll::Ready(Err(_)))
-                {
-                    if let Some(how) = self.worker.try_reap() {
-                        self.finish_with(Err(Error::WorkerDied {
-                            pid: self.worker.pid,
-                            how,
-                        }));
-                        return Poll::Ready(());
-                    }
-                    return Poll::Pending;
+        loop {
+            if self.worker.pidfd().is_none() {
+                self.died("ended");
+                return Poll::Ready(());
+            }
+            if let Some(how) = self.worker.try_reap() {
+                self.died(&how);
+                return Poll::Ready(());
+            }
+            let Some(exit) = &self.exit else {
+                self.died("closed its socket");
+                return Poll::Ready(());
+            };
+            match exit.poll_read_ready(cx) {
+                // Readable: it exited; reap on the next turn.
+                Poll::Ready(Ok(mut guard)) => guard.clear_ready(),
+                Poll::Ready(Err(_)) => {
+                    self.died("closed its socket");
+                    return Poll::Ready(());
                 }
+                Poll::Pending => return Poll::Pending,
             }
         }
-        let how = self
-            .worker
-            .try_reap()
-            .unwrap_or_else(|| "closed its socket".into());
-        self.finish_with(Err(Error::WorkerDied {
+    }
+
+    fn died(&mut self, how: &str) {
+        let error = Error::WorkerDied {
             pid: self.worker.pid,
-            how,
-        }));
-        Poll::Ready(())
+            how: how.to_string(),
+        };
+        self.finish_with(Err(error));
     }
 
     fn finish_with(&mut self, result: Result<Summary>) {
@@ -490,6 +496,13 @@ impl<R: AsyncRead + Unpin> Job<R> {
     fn handle(&mut self, msg: WorkerMsg) {
         match msg {
             WorkerMsg::Reports(batch) => {
+                if batch.len() > MAX_BATCH_ENTRIES {
+                    self.fail(Error::Protocol(format!(
+                        "a batch of {} reports",
+                        batch.len()
+                    )));
+                    return;
+                }
                 for report in batch {
                     if let Err(e) = self.accept(report) {
                         self.fail(e);

@@ -31,6 +31,10 @@ pub(crate) const MAX_HEADER_FRAME: usize = 64 * 1024;
 pub(crate) const MAX_WORKER_FRAME: usize = 1024 * 1024;
 /// The worker flushes a batch of reports once it is this large.
 pub(crate) const REPORT_BATCH_BYTES: usize = 32 * 1024;
+/// The worker flushes a batch of reports once it has this many.
+pub(crate) const REPORT_BATCH_ENTRIES: usize = 1024;
+/// The most reports the driver accepts in one batch.
+pub(crate) const MAX_BATCH_ENTRIES: usize = 4 * REPORT_BATCH_ENTRIES;
 /// Longest path the worker puts into a report (longer ones are truncated; the
 /// entry itself is rejected long before, by `PATH_MAX`).
 pub(crate) const MAX_REPORTED_PATH: usize = 8 * 1024;

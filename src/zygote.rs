@@ -50,10 +50,7 @@ extern "C" fn zygote_hook() {
         return;
     }
     sys::ignore_sigpipe();
-    let code = match std::panic::catch_unwind(|| serve(control)) {
-        Ok(code) => code,
-        Err(_) => 101,
-    };
+    let code = std::panic::catch_unwind(|| serve(control)).unwrap_or(101);
     sys::exit_now(code)
 }
 

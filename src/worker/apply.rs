@@ -9,6 +9,7 @@
 
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::rc::Rc;
 
 use rustix::fs::{
     chownat, fchmod, fchown, fsetxattr, futimens, linkat, makedev, mkdirat, mknodat, openat,
@@ -114,9 +115,9 @@ pub(crate) struct Applier {
     options: Options,
     /// Owners and devices need real privilege (not a user namespace).
     privileged: bool,
-    root: OwnedFd,
+    root: Rc<OwnedFd>,
     /// The parent directory of the previous entry, still open.
-    parent: Option<(Vec<u8>, OwnedFd)>,
+    parent: Option<(Vec<u8>, Rc<OwnedFd>)>,
     fixups: Vec<DirFixup>,
     buffer: Vec<u8>,
     /// Bytes of file data written so far.
@@ -125,12 +126,12 @@ pub(crate) struct Applier {
 
 impl Applier {
     pub(crate) fn new(options: Options, privileged: bool) -> std::io::Result<Self> {
-        let root = openat(
+        let root = Rc::new(openat(
             CWD,
             "/",
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
-        )?;
+        )?);
         Ok(Applier {
             options,
             privileged,
@@ -278,12 +279,9 @@ impl Applier {
             return Err(Fail::Entry("hard link to itself".into()));
         }
         let (parent, name) = split(path);
-        let root = self
-            .root
-            .try_clone()
-            .map_err(|e| Fail::Entry(e.to_string()))?;
+        let root = self.root.clone();
         self.create(parent, name, |dir, name| {
-            linkat(&root, cpath(&target), dir, cpath(name), AtFlags::empty())
+            linkat(&*root, cpath(&target), dir, cpath(name), AtFlags::empty())
         })?;
         Ok(Outcome::Written)
     }
@@ -371,27 +369,24 @@ impl Applier {
 
     /// Opens (or creates) the parent directory `parent`, reusing the previous
     /// entry's when it is the same.
-    fn parent_dir(&mut self, parent: &[u8]) -> Result<OwnedFd, Fail> {
+    fn parent_dir(&mut self, parent: &[u8]) -> Result<Rc<OwnedFd>, Fail> {
         if parent.is_empty() {
-            return self
-                .root
-                .try_clone()
-                .map_err(|e| Fail::Entry(e.to_string()));
+            return Ok(self.root.clone());
         }
         if let Some((cached, fd)) = &self.parent {
             if cached == parent {
-                return fd.try_clone().map_err(|e| Fail::Entry(e.to_string()));
+                return Ok(fd.clone());
             }
         }
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let fd = match openat(&self.root, cpath(parent), flags, Mode::empty()) {
+        let fd = match openat(&*self.root, cpath(parent), flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => self.make_parents(parent)?,
             Err(e) => return Err(os("open parent directory", e)),
         };
-        let handle = fd.try_clone().map_err(|e| Fail::Entry(e.to_string()))?;
-        self.parent = Some((parent.to_vec(), fd));
-        Ok(handle)
+        let fd = Rc::new(fd);
+        self.parent = Some((parent.to_vec(), fd.clone()));
+        Ok(fd)
     }
 
     /// Creates the missing directories of `parent`, one component at a time.
@@ -439,7 +434,7 @@ impl Applier {
                 &fixup.path[..]
             };
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let result = openat(&self.root, cpath(target), flags, Mode::empty()).and_then(|dir| {
+            let result = openat(&*self.root, cpath(target), flags, Mode::empty()).and_then(|dir| {
                 if let Some((u, g)) = fixup.owner {
                     fchown(&dir, Some(uid(u)), Some(gid(g)))?;
                 }

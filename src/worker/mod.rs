@@ -220,7 +220,6 @@ fn extract(
             outcome: Outcome::Failed(message),
         });
     }
-    drop(entries);
     // Read to the end of the stream: trailing blocks, and the compressed stream's
     // own checks (gzip's CRC, for example), which come last.
     let mut rest = archive.into_inner();

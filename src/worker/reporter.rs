@@ -3,7 +3,10 @@
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 
-use crate::protocol::{encode_frame, WireReport, WorkerMsg, MAX_REPORTED_PATH, REPORT_BATCH_BYTES};
+use crate::protocol::{
+    encode_frame, WireReport, WorkerMsg, MAX_REPORTED_PATH, REPORT_BATCH_BYTES,
+    REPORT_BATCH_ENTRIES,
+};
 
 /// Collects reports and writes them as one frame per batch: when the batch is
 /// full, when the worker is about to wait for input, and before the last message.
@@ -29,7 +32,7 @@ impl Reporter {
         report.path.truncate(MAX_REPORTED_PATH);
         self.batch_bytes += report.path.len() + 24;
         self.batch.push(report);
-        if self.batch_bytes >= REPORT_BATCH_BYTES {
+        if self.batch_bytes >= REPORT_BATCH_BYTES || self.batch.len() >= REPORT_BATCH_ENTRIES {
             self.flush();
         }
     }
