@@ -192,9 +192,10 @@ pub(crate) fn borrow_raw(fd: i32) -> BorrowedFd<'static> {
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
-/// Points standard input and output at `/dev/null` (the zygote's standard input
-/// is its control socket, which a worker must not keep).
-pub(crate) fn replace_stdin_stdout_with_null() {
+/// Points the standard descriptors at `/dev/null`: the zygote's standard input is
+/// its control socket, and the caller's output and error streams are not the
+/// worker's to write (panics and errors travel on the job socket instead).
+pub(crate) fn replace_stdio_with_null() {
     use std::os::fd::AsRawFd;
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
@@ -205,6 +206,7 @@ pub(crate) fn replace_stdin_stdout_with_null() {
         unsafe {
             libc::dup2(null.as_raw_fd(), 0);
             libc::dup2(null.as_raw_fd(), 1);
+            libc::dup2(null.as_raw_fd(), 2);
         }
     }
 }

@@ -25,15 +25,28 @@ pub(crate) struct DecodeStats {
 }
 
 /// Starts the decoding thread on `input`; returns the reader for the parsing side.
+///
+/// The thread touches no input until `gate` says go (`true`), so that the worker
+/// can install its seccomp filter on both threads first; `false` or a dropped
+/// gate ends it.
 pub(crate) fn spawn(
     input: UnixStream,
     compression: Compression,
+    gate: Receiver<bool>,
 ) -> io::Result<(ChannelReader, JoinHandle<DecodeStats>)> {
     let (tx, rx) = mpsc::sync_channel::<Piece>(IN_FLIGHT);
     let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
     let handle = std::thread::Builder::new()
         .name("sandtar-decode".into())
-        .spawn(move || decode(input, compression, tx, recycle_rx))?;
+        .spawn(move || {
+            if gate.recv() != Ok(true) {
+                return DecodeStats {
+                    compression,
+                    input_bytes: 0,
+                };
+            }
+            decode(input, compression, tx, recycle_rx)
+        })?;
     Ok((
         ChannelReader {
             rx,

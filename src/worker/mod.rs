@@ -9,6 +9,7 @@
 mod apply;
 mod confine;
 mod decode;
+mod privileges;
 mod reporter;
 
 use std::cell::RefCell;
@@ -45,7 +46,7 @@ fn serve(socket: OwnedFd, mode: SandboxMode) {
     // Nothing of the zygote's may stay open here: its control socket would let a
     // compromised worker ask for more workers.
     sys::close_other_fds(socket.as_fd());
-    sys::replace_stdin_stdout_with_null();
+    sys::replace_stdio_with_null();
     let mut socket = UnixStream::from(socket);
     if let Err(reason) = confine::prepare() {
         let _ = send(
@@ -75,6 +76,13 @@ fn serve(socket: OwnedFd, mode: SandboxMode) {
             confine::ConfineError::Failed(reason) => WireError::Confinement(reason),
         };
         let _ = send(&mut socket, &WorkerMsg::Failed(error));
+        return;
+    }
+    if let Err(reason) = privileges::shed(&header.options) {
+        let _ = send(
+            &mut socket,
+            &WorkerMsg::Failed(WireError::Confinement(reason)),
+        );
         return;
     }
     if send(&mut socket, &WorkerMsg::Confined).is_err() {
@@ -148,7 +156,12 @@ fn extract(
 ) -> Result<WorkerTotals, WireError> {
     let internal = |e: io::Error| WireError::Internal(e.to_string());
     let input = socket.try_clone().map_err(internal)?;
-    let (mut reader, decoder) = decode::spawn(input, options.compression).map_err(internal)?;
+    let (gate, gate_rx) = std::sync::mpsc::channel();
+    let (mut reader, decoder) =
+        decode::spawn(input, options.compression, gate_rx).map_err(internal)?;
+    // Both threads exist now: filter them together, then let the decoder start.
+    privileges::install_seccomp().map_err(WireError::Confinement)?;
+    let _ = gate.send(true);
     let offset = reader.offset();
     {
         let reporter = reporter.clone();

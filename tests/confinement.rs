@@ -1,0 +1,144 @@
+//! The walls of a live worker, read from outside while a job waits for input:
+//! no_new_privs, seccomp, capabilities, and a mount table with nothing of the host.
+//! Runs as root and, through `setpriv`, as `nobody`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sandtar::{Options, Sandbox, SandboxMode};
+use tokio::io::AsyncWriteExt;
+
+fn status_field(pid: u32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field).map(|v| v.trim().to_string()))
+}
+
+/// Starts a job whose archive never ends and checks the worker from outside.
+async fn check_live_worker(options: Options, expected_caps: u64) -> SandboxMode {
+    let sandbox = Sandbox::new().await.expect("sandbox");
+    let dest = tempfile::tempdir().expect("tempdir");
+    let (mut writer, reader) = tokio::io::duplex(64 * 1024);
+    // Half an archive: the worker is parsing and waits for the rest.
+    let mut header = tar::Header::new_gnu();
+    header.set_path("slow.txt").unwrap();
+    header.set_size(1 << 20);
+    header.set_mode(0o644);
+    header.set_cksum();
+    writer.write_all(header.as_bytes()).await.unwrap();
+    let mut job = sandbox
+        .start(reader, dest.path(), &options)
+        .await
+        .expect("start");
+    let pid = job.worker_pid();
+    // Drive the job a little so the worker gets its header, without finishing.
+    let _ = tokio::time::timeout(Duration::from_millis(200), job.next()).await;
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status_field(pid, "Seccomp:").as_deref() != Some("2") {
+        assert!(
+            Instant::now() < deadline,
+            "worker {pid} never reached seccomp mode 2"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(status_field(pid, "NoNewPrivs:").as_deref(), Some("1"));
+    let hex = |field| u64::from_str_radix(&status_field(pid, field).unwrap(), 16).unwrap();
+    assert_eq!(hex("CapEff:"), expected_caps, "effective capabilities");
+    assert_eq!(hex("CapPrm:"), expected_caps, "permitted capabilities");
+    assert_eq!(hex("CapBnd:"), expected_caps, "bounding set");
+    assert_eq!(hex("CapAmb:"), 0, "ambient set");
+    assert_eq!(hex("CapInh:"), 0, "inheritable set");
+
+    // The worker's mount table: its root (the destination) and nothing else.
+    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let mounts: Vec<&str> = mountinfo.lines().collect();
+    assert_eq!(
+        mounts.len(),
+        1,
+        "worker sees more than its root:\n{mountinfo}"
+    );
+    let fields: Vec<&str> = mounts[0].split(' ').collect();
+    assert_eq!(fields[4], "/", "mount point of the only mount");
+    // Its root directory is the destination (same inode).
+    let root = std::fs::metadata(format!("/proc/{pid}/root/.")).unwrap();
+    let dest_meta = std::fs::metadata(dest.path()).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((root.dev(), root.ino()), (dest_meta.dev(), dest_meta.ino()));
+    // Only the job's socket and the standard descriptors (on /dev/null), plus what
+    // the job itself opened (the root and the file being written).
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    assert!(fds <= 10, "worker holds {fds} descriptors");
+    assert_eq!(status_field(pid, "Threads:").as_deref(), Some("2"));
+
+    let mode = sandbox.mode();
+    drop(job);
+    drop(writer);
+    mode
+}
+
+const DAC_OVERRIDE: u64 = 1 << 1;
+const CHOWN: u64 = 1 << 0;
+const FOWNER: u64 = 1 << 3;
+const FSETID: u64 = 1 << 4;
+const MKNOD: u64 = 1 << 27;
+const SETFCAP: u64 = 1 << 31;
+
+#[tokio::test]
+async fn default_preset_worker_is_walled_in() {
+    check_live_worker(Options::default(), DAC_OVERRIDE | FOWNER).await;
+}
+
+#[tokio::test]
+async fn full_fidelity_worker_keeps_only_what_it_needs() {
+    let all = CHOWN | DAC_OVERRIDE | FOWNER | FSETID | MKNOD | SETFCAP;
+    check_live_worker(Options::full_fidelity(), all).await;
+}
+
+#[tokio::test]
+#[ignore = "run through unprivileged_worker_is_walled_in"]
+async fn inner_unprivileged_worker() {
+    let mode = check_live_worker(Options::default(), DAC_OVERRIDE | FOWNER).await;
+    assert!(
+        matches!(mode, SandboxMode::UserNamespace { .. }),
+        "{mode:?}"
+    );
+}
+
+/// Runs `inner_unprivileged_worker` as `nobody` (from a copy of this test
+/// executable that `nobody` can read).
+#[test]
+fn unprivileged_worker_is_walled_in() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("not root: cannot switch to nobody; the root cases cover this user");
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("sandtar-nobody")
+        .tempdir_in("/tmp")
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.path().join("test");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(&exe)
+        .args([
+            "--exact",
+            "inner_unprivileged_worker",
+            "--include-ignored",
+            "--nocapture",
+        ])
+        .env("TMPDIR", "/tmp")
+        .output()
+        .expect("setpriv");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "as nobody:\n{text}");
+    assert!(text.contains("1 passed"), "as nobody:\n{text}");
+}
