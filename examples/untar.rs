@@ -11,7 +11,7 @@
 //! rejected or failed, 2 on a fatal error (bad usage, unreadable or malformed
 //! archive, confinement unavailable).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
@@ -120,6 +120,26 @@ impl From<sandtar::Error> for Fatal {
     }
 }
 
+/// Text from the archive (names, and parser messages that quote header bytes)
+/// made safe for a terminal: control characters are escaped, so a hostile name
+/// cannot break lines or send escape sequences.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// An entry's name for human output.
+fn shown(path: &Path) -> String {
+    printable(&path.to_string_lossy())
+}
+
 /// How the run went, when it was not fatal.
 enum Done {
     Complete,
@@ -154,7 +174,7 @@ fn main() -> ExitCode {
 }
 
 fn fatal(Fatal(message): Fatal) {
-    eprintln!("untar: {message}");
+    eprintln!("untar: {}", printable(&message));
 }
 
 async fn run(cli: Cli) -> Result<Done, Fatal> {
@@ -171,20 +191,27 @@ async fn run(cli: Cli) -> Result<Done, Fatal> {
     let Some(archive) = cli.archive.clone() else {
         return sample(&cli, &options).await;
     };
+    // Open the archive first, so that a typo costs neither a directory nor a sandbox.
+    let reader: Box<dyn AsyncRead + Unpin> = if archive.as_os_str() == "-" {
+        if std::io::stdin().is_terminal() {
+            return Err(Fatal(
+                "refusing to read an archive from a terminal (pipe one in, or name a file)".into(),
+            ));
+        }
+        Box::new(tokio::io::stdin())
+    } else {
+        let file = tokio::fs::File::open(&archive)
+            .await
+            .map_err(|e| Fatal(format!("cannot open {}: {e}", archive.display())))?;
+        Box::new(file)
+    };
     let dest = cli.dest.clone().unwrap_or_else(|| PathBuf::from("."));
     if !dest.exists() {
         std::fs::create_dir_all(&dest)
             .map_err(|e| Fatal(format!("cannot create {}: {e}", dest.display())))?;
     }
     let sandbox = start_sandbox(&cli).await?;
-    let summary = if archive.as_os_str() == "-" {
-        extract(&cli, &sandbox, tokio::io::stdin(), &dest, &options).await?
-    } else {
-        let file = tokio::fs::File::open(&archive)
-            .await
-            .map_err(|e| Fatal(format!("cannot open {}: {e}", archive.display())))?;
-        extract(&cli, &sandbox, file, &dest, &options).await?
-    };
+    let summary = extract(&cli, &sandbox, reader, &dest, &options).await?;
     if cli.json {
         print_json_summary(&summary, &dest, sandbox.mode());
     } else {
@@ -207,7 +234,7 @@ async fn sample(cli: &Cli, options: &Options) -> Result<Done, Fatal> {
             "No archive given: extracting the built-in sample ({} bytes, gzip)",
             SAMPLE.len()
         );
-        println!("into {}", dest.display());
+        println!("into {}", shown(&dest));
         println!("confined {}.", describe_mode(sandbox.mode()));
         println!();
     }
@@ -222,15 +249,18 @@ async fn sample(cli: &Cli, options: &Options) -> Result<Done, Fatal> {
                 _ => String::new(),
             };
             let whither = match &report.outcome {
-                Outcome::Written => format!("-> {}", target_of(&dest, &report.path).display()),
-                other => format!("not written: {}", other.reason().unwrap_or_default()),
+                Outcome::Written => format!("-> {}", shown(&target_of(&dest, &report.path))),
+                other => format!(
+                    "not written: {}",
+                    printable(&other.reason().unwrap_or_default())
+                ),
             };
             println!(
                 "  {:<8} {:<9} {:>6}  {:<28} {}",
                 report.outcome.name(),
                 report.kind.name(),
                 size,
-                report.path.display(),
+                shown(&report.path),
                 whither
             );
         }
@@ -242,8 +272,8 @@ async fn sample(cli: &Cli, options: &Options) -> Result<Done, Fatal> {
         println!();
         print_summary(&summary, &dest);
         println!();
-        println!("Have a look:  ls -lR {}", dest.display());
-        println!("Clean up:     rm -r {}", dest.display());
+        println!("Have a look:  ls -lR {}", shown(&dest));
+        println!("Clean up:     rm -r {}", shown(&dest));
         println!("Your own:     untar [OPTIONS] ARCHIVE|- [DEST]   (see untar --help)");
     }
     Ok(outcome(&summary))
@@ -276,13 +306,13 @@ async fn extract<R: AsyncRead + Unpin>(
         } else if report.outcome != Outcome::Written {
             eprintln!(
                 "untar: {}: {} ({}): {}",
-                report.path.display(),
+                shown(&report.path),
                 report.outcome.name(),
                 report.kind.name(),
-                report.outcome.reason().unwrap_or_default()
+                printable(&report.outcome.reason().unwrap_or_default())
             );
         } else if cli.verbose {
-            println!("{}", report.path.display());
+            println!("{}", shown(&report.path));
         }
     }
     Ok(job.finish().await?)
@@ -311,9 +341,9 @@ fn target_of(dest: &Path, name: &Path) -> PathBuf {
 fn describe_mode(mode: SandboxMode) -> String {
     match mode {
         SandboxMode::Privileged => "as root, in a new mount namespace".into(),
-        SandboxMode::UserNamespace { uid, gid } => format!(
-            "in a new user and mount namespace (uid {uid}, gid {gid} are root inside it)"
-        ),
+        SandboxMode::UserNamespace { uid, gid } => {
+            format!("in a new user and mount namespace (uid {uid}, gid {gid} are root inside it)")
+        }
         other => format!("{other:?}"),
     }
 }
@@ -332,14 +362,21 @@ fn print_summary(s: &Summary, dest: &Path) {
         s.entries, s.written, s.skipped, s.rejected, s.failed
     );
     println!(
-        "{} bytes of file data written to {} ({} tar bytes from {} bytes of {} input) in {} ms",
+        "{} bytes of file data written to {} in {} ms",
         s.bytes_written,
-        dest.display(),
-        s.tar_bytes,
-        s.archive_bytes,
-        s.compression.name(),
+        shown(dest),
         s.elapsed.as_millis()
     );
+    if s.compression == Compression::None {
+        println!("(read {} bytes of plain tar)", s.tar_bytes);
+    } else {
+        println!(
+            "(read {} bytes of {}, {} bytes of tar)",
+            s.archive_bytes,
+            s.compression.name(),
+            s.tar_bytes
+        );
+    }
 }
 
 fn print_json_entry(report: &EntryReport) {
