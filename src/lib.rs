@@ -1,5 +1,197 @@
-//! sandtar: extract untrusted tar archives from async Rust, inside a confined
-//! worker process.
+//! Extract untrusted tar archives from async Rust, inside a confined worker process.
+//!
+//! An archive from a stranger can name `../../etc/passwd`, plant a symlink and
+//! then write through it, hard-link to a file outside, or race you with another
+//! process that renames directories while you extract. sandtar does not try to
+//! out-think those with path checks. Each extraction runs in a separate worker
+//! process whose root directory *is* the destination (a new mount namespace,
+//! `pivot_root`, and a user namespace when not root), so the kernel resolves
+//! every name, symlink and `..` inside it. The worker then drops the
+//! capabilities its job does not need, sets `PR_SET_NO_NEW_PRIVS`, and installs
+//! a seccomp allow-list (no `execve`, `socket`, `mount`, `ptrace`, ...).
+//! Decompression (gzip, zstd, xz, bzip2) and tar parsing also run in the worker,
+//! so a bug in a decoder is confined the same way.
+//!
+//! # The model
+//!
+//! ```text
+//! your process (multi-threaded, tokio)             zygote: your binary re-executed,
+//!                                                  caught before main, single-threaded
+//! Sandbox::new() ──────── starts it, once ───────▶ ┌───────────────────────────────┐
+//!                ◀─ warm workers (pidfd, socket) ─ │ forks workers ahead of demand │
+//!                                                  └───────────────┬───────────────┘
+//!                                                                  │ clone3(CLONE_NEWNS)
+//!                                                                  ▼
+//! sandbox.start(reader, dest, &options)            ┌───────────────────────────────┐
+//!   dest's descriptor ──────── SCM_RIGHTS ───────▶ │ worker: one job, then exits   │
+//!   AsyncRead ─────────────── archive bytes ─────▶ │ pivot_root: `/` is now dest   │
+//!   Stream<EntryReport> ◀──── reports ──────────── │ decode ▶ parse tar ▶ write    │
+//!   job.finish(): Summary ◀── summary or error ─── │ spare capabilities dropped,   │
+//!                                                  │ no_new_privs, seccomp         │
+//!                                                  └───────────────────────────────┘
+//! ```
+//!
+//! A [`Sandbox`] starts a helper process, the *zygote*, once; the zygote forks
+//! workers ahead of demand, and each worker has done its set-up before a job
+//! arrives. [`Sandbox::start`] opens the destination, hands its descriptor to a
+//! warm worker, and returns once the worker is confined to it; the archive bytes
+//! then stream to the worker and one [`EntryReport`] per entry streams back.
+//! A worker serves one job and exits; dropping a [`Job`] kills it.
+//!
+//! # A first example
+//!
+//! ```no_run
+//! use sandtar::{Options, Sandbox};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // Once per process (or per service); cheap to clone and share.
+//!     let sandbox = Sandbox::new().await?;
+//!
+//!     let archive = tokio::fs::File::open("upload.tar.gz").await?;
+//!     std::fs::create_dir_all("/srv/unpacked")?;
+//!     let summary = sandbox
+//!         .extract(archive, "/srv/unpacked", &Options::default())
+//!         .await?;
+//!     println!(
+//!         "{} entries: {} written, {} skipped, {} rejected, {} failed",
+//!         summary.entries, summary.written, summary.skipped, summary.rejected, summary.failed
+//!     );
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The reader can be anything that implements [`tokio::io::AsyncRead`] and
+//! `Unpin`: a file, a socket, a request body, `&[u8]`. The compression is
+//! recognised by its magic bytes. The destination directory must exist.
+//!
+//! # Presets
+//!
+//! [`Options::default()`] is for archives from strangers (it follows Python's
+//! `tarfile` "data" filter): files belong to the user who extracts them; modes
+//! lose the setuid, setgid and sticky bits and the group and other write bits
+//! (`mode & 0o755`, see [`ModePolicy::Safe`]); device nodes are skipped; FIFOs
+//! are created; only `user.*` extended attributes are applied; modification
+//! times are kept.
+//!
+//! [`Options::full_fidelity()`] is for trusted input such as image layers,
+//! extracted as root: owners from the archive, device nodes, every mode bit,
+//! every extended attribute (including `security.capability`). Extracted as
+//! root, its result matches what GNU tar produces as root. Without root
+//! (see [`SandboxMode::UserNamespace`]), owners cannot be kept and device
+//! nodes are skipped with [`SkipReason::DevicesNotPermitted`].
+//!
+//! Every field of [`Options`] is public; start from a preset and change what
+//! you need:
+//!
+//! ```
+//! let mut options = sandtar::Options::default();
+//! options.preserve_mtime = false;
+//! options.compression = sandtar::Compression::Zstd; // do not sniff
+//! ```
+//!
+//! # Seeing each entry as it is handled
+//!
+//! [`Sandbox::start`] returns a [`Job`], which is a
+//! [`Stream`](futures_core::Stream) of `Result<EntryReport>` in archive order,
+//! and [`Job::finish`] returns the [`Summary`]. Reports arrive while the
+//! archive streams in. Memory stays bounded whether you read them or not, and
+//! [`Job::finish`] alone drains them.
+//!
+//! ```no_run
+//! # async fn demo(sandbox: &sandtar::Sandbox) -> sandtar::Result<()> {
+//! use sandtar::{Options, Outcome};
+//!
+//! let archive: &[u8] = b""; // any tokio::io::AsyncRead + Unpin
+//! let mut job = sandbox.start(archive, "/srv/unpacked", &Options::default()).await?;
+//! while let Some(report) = job.next().await {
+//!     let report = report?; // an error ends the stream; finish() returns it too
+//!     match &report.outcome {
+//!         Outcome::Written => {}
+//!         other => eprintln!(
+//!             "{}: {} ({})",
+//!             report.path.display(),
+//!             other.name(),
+//!             other.reason().unwrap_or_default()
+//!         ),
+//!     }
+//! }
+//! let summary = job.finish().await?;
+//! if !summary.is_complete() {
+//!     eprintln!("{} of {} entries were not written", summary.entries - summary.written, summary.entries);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Problems with one entry are not errors. A name with a `..` component is
+//! [`Outcome::Rejected`]; a device node the options do not allow is
+//! [`Outcome::Skipped`]; a hard link whose target is missing is
+//! [`Outcome::Failed`]. Extraction goes on after each of them. Leading `/` is
+//! stripped from names, as GNU tar does. Check [`Summary::is_complete`], or the
+//! counts, to know whether everything was written.
+//!
+//! # Errors and what to do about them
+//!
+//! An [`Error`] ends the job. Entries handled before it may already be in the
+//! destination: extract into a new directory and move it into place once
+//! the job succeeded, if a partial tree must never be seen.
+//!
+//! | Error | Meaning | What to do |
+//! |---|---|---|
+//! | [`Error::ConfinementUnavailable`] | neither root nor user namespaces are available | run as root, or enable unprivileged user namespaces (see the variant's docs); sandtar never extracts unconfined |
+//! | [`Error::Zygote`] | the helper process could not start | `/proc` must be mounted and the executable runnable again through `/proc/self/exe` |
+//! | [`Error::Destination`] | missing, not a directory, not accessible, read-only | fix the path; nothing was extracted |
+//! | [`Error::DestinationChanged`] | the directory was replaced while the worker set up | someone renamed or mounted over it; retry if that was expected |
+//! | [`Error::Read`] | your reader failed | as for any I/O error |
+//! | [`Error::MalformedArchive`] | the tar stream or its compression is corrupt or truncated | reject the upload; `offset` says where |
+//! | [`Error::Write`] | the filesystem is full, read-only, or failing | free space, then retry |
+//! | [`Error::WorkerDied`], [`Error::Protocol`], [`Error::Worker`] | the worker crashed or misbehaved | a bug or a hostile archive; the worker is gone and your process is unharmed; please report it |
+//! | [`Error::Io`] | talking to the worker failed locally | usually descriptor limits |
+//!
+//! # Platform requirements
+//!
+//! - Linux 5.9 or later on x86_64 or aarch64, with glibc. sandtar uses
+//!   `open_tree` and `move_mount` (5.2), `clone3` with `CLONE_PIDFD` (5.3),
+//!   `waitid(P_PIDFD)` (5.4) and `close_range` (5.9).
+//! - Either root (`CAP_SYS_ADMIN`; [`SandboxMode::Privileged`]) or unprivileged
+//!   user namespaces ([`SandboxMode::UserNamespace`]). Check with
+//!   [`Sandbox::mode`]. In containers, the default seccomp profile of Docker
+//!   and Podman usually forbids both; see [`Error::ConfinementUnavailable`].
+//! - `/proc` mounted, and a tokio runtime with the I/O driver enabled
+//!   (`#[tokio::main]` has it).
+//!
+//! # How the worker is started
+//!
+//! Your process is multi-threaded, so it must not fork workers itself: a child
+//! forked from a multi-threaded process may only run async-signal-safe code,
+//! and `unshare(CLONE_NEWUSER)` fails in a multi-threaded process. So
+//! [`Sandbox::new`] starts a clean, single-threaded copy of your program: it
+//! re-executes `/proc/self/exe` with the environment variable `SANDTAR_ZYGOTE`
+//! set and a control socket as standard input.
+//!
+//! sandtar puts a function in the executable's `.init_array`. The dynamic loader
+//! runs it before `main` in every process of that executable; it returns at once
+//! unless `SANDTAR_ZYGOTE` is set *and* standard input is a `SOCK_SEQPACKET`
+//! socket. In the copy started by [`Sandbox::new`] it becomes the zygote and never
+//! returns to `main`. Your `main`, your arguments and your runtime never run
+//! there. The zygote enters a user namespace if needed and then forks workers with
+//! `clone3(CLONE_NEWNS | CLONE_PARENT | CLONE_PIDFD)`. The workers are your
+//! process's children, watched and reaped through pidfds.
+//!
+//! This needs no code in your `main`, and works the same in binaries, examples,
+//! `cargo test` and doctest binaries. What it asks of you:
+//!
+//! - `SANDTAR_ZYGOTE` is reserved: do not set it.
+//! - The executable must be runnable again through `/proc/self/exe`: `/proc`
+//!   mounted, and no seccomp or LSM policy that stops the process from executing
+//!   its own binary. Replacing or deleting the file on disk is fine: the link
+//!   points at the running inode.
+//! - Constructors of other libraries (`.init_array` entries in C code, the
+//!   `ctor` crate) also run in the zygote, possibly before sandtar's hook. Keep
+//!   them free of side effects such as starting threads or writing files.
+//! - Each [`Sandbox`] keeps one zygote and a few warm workers (see
+//!   [`SandboxBuilder::warm_workers`]), each about 1 MiB. Create one sandbox and
+//!   share it. Dropping the last clone stops the zygote and its idle workers.
 #![deny(missing_docs)]
 
 mod child;
