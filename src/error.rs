@@ -83,6 +83,18 @@ pub enum Error {
         message: String,
     },
 
+    /// The archive exceeded one of the [`Limits`](crate::Limits); the job stopped
+    /// there. Entries before it were written.
+    #[error("the archive exceeds the limit {limit} = {value} at entry {entry:?}; raise Options::limits.{limit} if the archive is trusted")]
+    LimitExceeded {
+        /// The field of [`Limits`](crate::Limits) that tripped.
+        limit: String,
+        /// Its value.
+        value: u64,
+        /// The entry being read when it tripped (empty if none yet).
+        entry: PathBuf,
+    },
+
     /// The worker process ended without finishing the job.
     #[error("the sandtar worker process (pid {pid}) died: {how}")]
     WorkerDied {

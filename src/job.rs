@@ -549,6 +549,15 @@ impl<R: AsyncRead + Unpin> Job<R> {
                     WireError::DestinationChanged => Error::DestinationChanged {
                         path: PathBuf::new(),
                     },
+                    WireError::Limit {
+                        limit,
+                        value,
+                        entry,
+                    } => Error::LimitExceeded {
+                        limit,
+                        value,
+                        entry: path_of(entry),
+                    },
                     WireError::Internal(message) => Error::Worker(message),
                 };
                 self.fail(error);

@@ -35,6 +35,71 @@ pub struct Options {
     /// The compression of the input. Default [`Compression::Auto`] (recognised by
     /// its magic bytes).
     pub compression: Compression,
+    /// Finite bounds on what an archive may make the worker do. Default
+    /// [`Limits::default()`]; the same in both presets.
+    pub limits: Limits,
+}
+
+/// Bounds on an archive. Exceeding one stops the job at once with
+/// [`Error::LimitExceeded`](crate::Error::LimitExceeded), naming the limit, its
+/// value and the entry where it tripped.
+///
+/// ```
+/// let mut options = sandtar::Options::default();
+/// options.limits.max_entries = 10_000;
+/// options.limits.max_total_size = 1 << 30; // 1 GiB
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Most entries in the archive. Default 1,000,000.
+    pub max_entries: u64,
+    /// Largest size of one entry's data. Default 8 GiB.
+    pub max_entry_size: u64,
+    /// Largest sum of the data sizes of all entries. Default 32 GiB.
+    pub max_total_size: u64,
+    /// Largest PAX or GNU extension header (long names, PAX records) before one
+    /// entry. Default 1 MiB. The worker's memory is also capped (`RLIMIT_DATA`,
+    /// 1 GiB), so a larger header cannot exhaust memory while it is read.
+    pub max_extension_size: u64,
+    /// Longest entry name in bytes, after normalisation. Default 4,095
+    /// (`PATH_MAX` less one).
+    pub max_path_length: u64,
+    /// Most components in an entry name. Default 256.
+    pub max_path_depth: u64,
+    /// Largest ratio of decompressed to compressed bytes, checked once 64 MiB
+    /// have been decompressed (so small, very regular archives pass). Default 1,000
+    /// (gzip cannot exceed about 1,030; zstd and xz can reach millions).
+    pub max_compression_ratio: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_entries: 1_000_000,
+            max_entry_size: 8 << 30,
+            max_total_size: 32 << 30,
+            max_extension_size: 1 << 20,
+            max_path_length: 4095,
+            max_path_depth: 256,
+            max_compression_ratio: 1000,
+        }
+    }
+}
+
+impl Limits {
+    /// No limits at all (every bound at its maximum): for archives you made.
+    pub fn unlimited() -> Self {
+        Limits {
+            max_entries: u64::MAX,
+            max_entry_size: u64::MAX,
+            max_total_size: u64::MAX,
+            max_extension_size: u64::MAX,
+            max_path_length: u64::MAX,
+            max_path_depth: u64::MAX,
+            max_compression_ratio: u64::MAX,
+        }
+    }
 }
 
 impl Default for Options {
@@ -50,6 +115,7 @@ impl Default for Options {
             xattrs: XattrPolicy::User,
             preserve_mtime: true,
             compression: Compression::Auto,
+            limits: Limits::default(),
         }
     }
 }
@@ -72,6 +138,7 @@ impl Options {
             xattrs: XattrPolicy::All,
             preserve_mtime: true,
             compression: Compression::Auto,
+            limits: Limits::default(),
         }
     }
 }

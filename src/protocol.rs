@@ -76,6 +76,12 @@ pub(crate) enum WireError {
     DestinationChanged,
     /// The archive or its compression is malformed.
     Malformed { offset: u64, message: String },
+    /// A limit tripped.
+    Limit {
+        limit: String,
+        value: u64,
+        entry: Vec<u8>,
+    },
     /// Writing failed fatally (ENOSPC, EROFS, EIO...).
     Write { entry: Vec<u8>, message: String },
     /// Anything else.

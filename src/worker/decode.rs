@@ -6,13 +6,17 @@ use std::cell::Cell;
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::options::Compression;
 
 /// Size of one decoded chunk.
 const CHUNK: usize = 256 * 1024;
+/// Decoded bytes before the compression ratio is checked.
+pub(crate) const RATIO_GRACE: u64 = 64 << 20;
 /// Chunks in flight between the threads (bounds memory to about 1 MiB).
 const IN_FLIGHT: usize = 4;
 
@@ -29,11 +33,18 @@ pub(crate) struct DecodeStats {
 /// The thread touches no input until `gate` says go (`true`), so that the worker
 /// can install its seccomp filter on both threads first; `false` or a dropped
 /// gate ends it.
+///
+/// Decoding stops with an error (and [`ChannelReader::ratio_exceeded`] turns
+/// true) when more than `max_ratio` decoded bytes per input byte come out, once
+/// [`RATIO_GRACE`] bytes have been decoded.
 pub(crate) fn spawn(
     input: UnixStream,
     compression: Compression,
+    max_ratio: u64,
     gate: Receiver<bool>,
 ) -> io::Result<(ChannelReader, JoinHandle<DecodeStats>)> {
+    let ratio_exceeded = Arc::new(AtomicBool::new(false));
+    let tripped = ratio_exceeded.clone();
     let (tx, rx) = mpsc::sync_channel::<Piece>(IN_FLIGHT);
     let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
     let handle = std::thread::Builder::new()
@@ -45,7 +56,7 @@ pub(crate) fn spawn(
                     input_bytes: 0,
                 };
             }
-            decode(input, compression, tx, recycle_rx)
+            decode(input, compression, max_ratio, &tripped, tx, recycle_rx)
         })?;
     Ok((
         ChannelReader {
@@ -56,6 +67,7 @@ pub(crate) fn spawn(
             len: 0,
             offset: Rc::new(Cell::new(0)),
             on_wait: None,
+            ratio_exceeded,
         },
         handle,
     ))
@@ -78,6 +90,8 @@ impl<R: Read> Read for Counting<R> {
 fn decode(
     input: UnixStream,
     forced: Compression,
+    max_ratio: u64,
+    tripped: &AtomicBool,
     tx: SyncSender<Piece>,
     recycle: Receiver<Vec<u8>>,
 ) -> DecodeStats {
@@ -119,6 +133,7 @@ fn decode(
         Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
         Compression::None | Compression::Auto => Box::new(input),
     };
+    let mut decoded: u64 = 0;
     loop {
         let mut buf = recycle.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
         let n = loop {
@@ -131,6 +146,12 @@ fn decode(
         match n {
             Ok(0) => return stats(&count), // end of input: dropping `tx` tells the reader
             Ok(n) => {
+                decoded += n as u64;
+                if decoded > RATIO_GRACE && decoded / count.get().max(1) > max_ratio {
+                    tripped.store(true, Ordering::Relaxed);
+                    let _ = tx.send(Err(io::Error::other("compression ratio limit exceeded")));
+                    return stats(&count);
+                }
                 if tx.send(Ok((buf, n))).is_err() {
                     return stats(&count); // the parser stopped
                 }
@@ -153,12 +174,18 @@ pub(crate) struct ChannelReader {
     len: usize,
     offset: Rc<Cell<u64>>,
     on_wait: Option<Box<dyn FnMut()>>,
+    ratio_exceeded: Arc<AtomicBool>,
 }
 
 impl ChannelReader {
     /// A shared view of how many decoded bytes have been consumed.
     pub(crate) fn offset(&self) -> Rc<Cell<u64>> {
         self.offset.clone()
+    }
+
+    /// `true` once decoding stopped on the compression-ratio limit.
+    pub(crate) fn ratio_exceeded(&self) -> Arc<AtomicBool> {
+        self.ratio_exceeded.clone()
     }
 
     /// Runs `f` whenever the reader is about to wait for the decoder (used to

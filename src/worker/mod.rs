@@ -157,12 +157,19 @@ fn extract(
     let internal = |e: io::Error| WireError::Internal(e.to_string());
     let input = socket.try_clone().map_err(internal)?;
     let (gate, gate_rx) = std::sync::mpsc::channel();
-    let (mut reader, decoder) =
-        decode::spawn(input, options.compression, gate_rx).map_err(internal)?;
+    let limits = options.limits.clone();
+    let (mut reader, decoder) = decode::spawn(
+        input,
+        options.compression,
+        limits.max_compression_ratio,
+        gate_rx,
+    )
+    .map_err(internal)?;
     // Both threads exist now: filter them together, then let the decoder start.
     privileges::install_seccomp().map_err(WireError::Confinement)?;
     let _ = gate.send(true);
     let offset = reader.offset();
+    let ratio_exceeded = reader.ratio_exceeded();
     {
         let reporter = reporter.clone();
         reader.on_wait(move || {
@@ -173,34 +180,92 @@ fn extract(
     }
     let mut applier = Applier::new(options, privileged).map_err(internal)?;
     let mut archive = tar::Archive::new(reader);
-    let malformed = |e: &dyn std::fmt::Display| WireError::Malformed {
-        offset: offset.get(),
-        message: e.to_string(),
+    // A read error is a malformed archive, unless the decoder stopped on the
+    // compression-ratio limit.
+    let read_error = |e: &dyn std::fmt::Display, entry: &[u8]| {
+        if ratio_exceeded.load(std::sync::atomic::Ordering::Relaxed) {
+            WireError::Limit {
+                limit: "max_compression_ratio".into(),
+                value: limits.max_compression_ratio,
+                entry: entry.to_vec(),
+            }
+        } else {
+            WireError::Malformed {
+                offset: offset.get(),
+                message: e.to_string(),
+            }
+        }
     };
-    let mut entries = archive.entries().map_err(|e| malformed(&e))?;
+    let limit = |limit: &str, value: u64, entry: &[u8]| WireError::Limit {
+        limit: limit.into(),
+        value,
+        entry: entry.to_vec(),
+    };
+    let mut entries = archive.entries().map_err(|e| read_error(&e, b""))?;
     let mut globals = PaxGlobals::default();
+    let mut count: u64 = 0;
+    let mut total: u64 = 0;
+    let mut last_path: Vec<u8> = Vec::new();
     loop {
+        // Every entry's data is read to its end before the next, so the bytes
+        // `next` consumes are padding, extension headers and one header block.
+        let before = offset.get();
         let mut entry = match entries.next() {
             None => break,
             Some(Ok(entry)) => entry,
-            Some(Err(e)) => return Err(malformed(&e)),
+            Some(Err(e)) => return Err(read_error(&e, &last_path)),
         };
-        let entry_type = entry.header().entry_type();
-        if entry_type.is_pax_global_extensions() {
+        let raw_path = entry.path_bytes().into_owned();
+        let extensions = (offset.get() - before).saturating_sub(1024);
+        if extensions > limits.max_extension_size {
+            return Err(limit(
+                "max_extension_size",
+                limits.max_extension_size,
+                &raw_path,
+            ));
+        }
+        count += 1;
+        if count > limits.max_entries {
+            return Err(limit("max_entries", limits.max_entries, &raw_path));
+        }
+        let size = entry.size();
+        if size > limits.max_entry_size {
+            return Err(limit("max_entry_size", limits.max_entry_size, &raw_path));
+        }
+        total = total.saturating_add(size);
+        if total > limits.max_total_size {
+            return Err(limit("max_total_size", limits.max_total_size, &raw_path));
+        }
+        if entry.header().entry_type().is_pax_global_extensions() {
+            if size > limits.max_extension_size {
+                return Err(limit(
+                    "max_extension_size",
+                    limits.max_extension_size,
+                    &raw_path,
+                ));
+            }
             let mut records = Vec::new();
-            entry.read_to_end(&mut records).map_err(|e| malformed(&e))?;
+            entry
+                .read_to_end(&mut records)
+                .map_err(|e| read_error(&e, &raw_path))?;
             globals.update(&records);
             continue;
         }
-        let raw_path = entry.path_bytes().into_owned();
-        let meta = read_meta(&mut entry, &globals).map_err(|e| malformed(&e))?;
+        if let Ok(path) = apply::normalize(&raw_path) {
+            if path.len() as u64 > limits.max_path_length {
+                return Err(limit("max_path_length", limits.max_path_length, &raw_path));
+            }
+            let depth = path.split(|b| *b == b'/').count() as u64;
+            if depth > limits.max_path_depth {
+                return Err(limit("max_path_depth", limits.max_path_depth, &raw_path));
+            }
+        }
+        let meta = read_meta(&mut entry, &globals).map_err(|e| read_error(&e, &raw_path))?;
         let outcome = match applier.apply(&raw_path, &meta, &mut entry) {
             Ok(outcome) => outcome,
             Err(Fatal::Read(message)) => {
-                return Err(WireError::Malformed {
-                    offset: offset.get(),
-                    message: format!("{}: {message}", String::from_utf8_lossy(&raw_path)),
-                })
+                let message = format!("{}: {message}", String::from_utf8_lossy(&raw_path));
+                return Err(read_error(&message, &raw_path));
             }
             Err(Fatal::Write(message)) => {
                 return Err(WireError::Write {
@@ -209,9 +274,11 @@ fn extract(
                 })
             }
         };
+        // Whatever the applier did not read (skipped and rejected entries).
+        io::copy(&mut entry, &mut io::sink()).map_err(|e| read_error(&e, &raw_path))?;
         let mut reporter = reporter.borrow_mut();
         reporter.push(WireReport {
-            path: raw_path,
+            path: raw_path.clone(),
             kind: meta.kind,
             size: if meta.kind == EntryKind::File {
                 meta.size
@@ -223,6 +290,7 @@ fn extract(
         if reporter.is_broken() {
             return Err(WireError::Internal("the driver stopped listening".into()));
         }
+        last_path = raw_path;
     }
     for (path, message) in applier.finish() {
         // A directory whose metadata could not be set: report it as a failure.
@@ -236,7 +304,7 @@ fn extract(
     // Read to the end of the stream: trailing blocks, and the compressed stream's
     // own checks (gzip's CRC, for example), which come last.
     let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(|e| malformed(&e))?;
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| read_error(&e, b""))?;
     let tar_bytes = offset.get();
     drop(rest);
     let stats = decoder

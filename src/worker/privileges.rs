@@ -23,6 +23,8 @@ use seccompiler::{
 
 use crate::options::{Options, XattrPolicy};
 
+/// The most memory a worker may allocate (`RLIMIT_DATA`).
+const MAX_DATA: u64 = 1 << 30;
 /// The most descriptors a worker may hold (it needs about ten).
 const MAX_OPEN_FILES: u64 = 64;
 
@@ -59,6 +61,13 @@ pub(crate) fn shed(options: &Options) -> Result<(), String> {
         },
     )
     .map_err(|e| fail("setrlimit(RLIMIT_CORE)", e))?;
+    // Memory: enough for decoders' windows and buffers, not for a hostile
+    // multi-gigabyte extension header.
+    let data = Rlimit {
+        current: Some(MAX_DATA),
+        maximum: Some(MAX_DATA),
+    };
+    setrlimit(Resource::Data, data).map_err(|e| fail("setrlimit(RLIMIT_DATA)", e))?;
     let files = Rlimit {
         current: Some(MAX_OPEN_FILES),
         maximum: Some(MAX_OPEN_FILES),
