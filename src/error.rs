@@ -95,6 +95,16 @@ pub enum Error {
         entry: PathBuf,
     },
 
+    /// An entry's owner is outside [`Options::id_map`](crate::Options::id_map);
+    /// the job stopped there.
+    #[error("entry {entry:?}: {message}; extend Options::id_map to cover it")]
+    UnmappedId {
+        /// The entry.
+        entry: PathBuf,
+        /// Which id, and its value.
+        message: String,
+    },
+
     /// The worker process ended without finishing the job.
     #[error("the sandtar worker process (pid {pid}) died: {how}")]
     WorkerDied {

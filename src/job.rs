@@ -558,6 +558,10 @@ impl<R: AsyncRead + Unpin> Job<R> {
                         value,
                         entry: path_of(entry),
                     },
+                    WireError::Unmapped { entry, message } => Error::UnmappedId {
+                        entry: path_of(entry),
+                        message,
+                    },
                     WireError::Internal(message) => Error::Worker(message),
                 };
                 self.fail(error);

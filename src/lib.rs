@@ -207,7 +207,7 @@ mod zygote;
 
 pub use error::{Error, Result};
 pub use job::Job;
-pub use options::{Compression, Limits, ModePolicy, Options, XattrPolicy};
+pub use options::{Compression, IdMap, IdRange, Limits, ModePolicy, Options, XattrPolicy};
 pub use protocol::SandboxMode;
 pub use report::{EntryKind, EntryReport, Outcome, RejectReason, SkipReason, Summary};
 pub use sandbox::{Sandbox, SandboxBuilder};

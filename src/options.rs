@@ -35,6 +35,9 @@ pub struct Options {
     /// The compression of the input. Default [`Compression::Auto`] (recognised by
     /// its magic bytes).
     pub compression: Compression,
+    /// How owners recorded in the archive become owners on disk, when
+    /// [`preserve_owners`](Options::preserve_owners) is on. Default: the identity.
+    pub id_map: IdMap,
     /// Finite bounds on what an archive may make the worker do. Default
     /// [`Limits::default()`]; the same in both presets.
     pub limits: Limits,
@@ -115,6 +118,7 @@ impl Default for Options {
             xattrs: XattrPolicy::User,
             preserve_mtime: true,
             compression: Compression::Auto,
+            id_map: IdMap::default(),
             limits: Limits::default(),
         }
     }
@@ -138,8 +142,63 @@ impl Options {
             xattrs: XattrPolicy::All,
             preserve_mtime: true,
             compression: Compression::Auto,
+            id_map: IdMap::default(),
             limits: Limits::default(),
         }
+    }
+}
+
+/// Maps ids recorded in an archive (a container's) to ids on the host, by ranges,
+/// like `/etc/subuid` and Docker's `IDMap`. An empty list maps that kind of id to
+/// itself; with ranges, an id outside every range stops the job
+/// ([`Error::UnmappedId`](crate::Error::UnmappedId)).
+///
+/// ```
+/// use sandtar::{IdMap, IdRange};
+/// // Container ids 0..65536 are host ids 100000..165536.
+/// let range = IdRange { container: 0, host: 100_000, size: 65_536 };
+/// let map = IdMap { uids: vec![range], gids: vec![range] };
+/// let mut options = sandtar::Options::full_fidelity();
+/// options.id_map = map;
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMap {
+    /// User id ranges.
+    pub uids: Vec<IdRange>,
+    /// Group id ranges.
+    pub gids: Vec<IdRange>,
+}
+
+/// One range of an [`IdMap`]: `size` ids from `container` map to `host` onwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdRange {
+    /// First id as recorded in the archive.
+    pub container: u32,
+    /// The host id it becomes.
+    pub host: u32,
+    /// How many consecutive ids the range covers.
+    pub size: u32,
+}
+
+impl IdMap {
+    fn map(ranges: &[IdRange], id: u64) -> Option<u64> {
+        if ranges.is_empty() {
+            return Some(id);
+        }
+        ranges.iter().find_map(|r| {
+            let offset = id.checked_sub(u64::from(r.container))?;
+            (offset < u64::from(r.size)).then(|| u64::from(r.host) + offset)
+        })
+    }
+
+    /// The host uid for an archive uid; `None` if no range covers it.
+    pub fn map_uid(&self, id: u64) -> Option<u64> {
+        Self::map(&self.uids, id)
+    }
+
+    /// The host gid for an archive gid; `None` if no range covers it.
+    pub fn map_gid(&self, id: u64) -> Option<u64> {
+        Self::map(&self.gids, id)
     }
 }
 
@@ -257,6 +316,25 @@ mod tests {
         assert_eq!(ModePolicy::Safe.apply(0o104777), 0o755);
         assert_eq!(ModePolicy::Safe.apply(0o640), 0o640);
         assert_eq!(ModePolicy::Exact.apply(0o104777), 0o4777);
+    }
+
+    #[test]
+    fn id_map_ranges() {
+        let identity = IdMap::default();
+        assert_eq!(identity.map_uid(1234), Some(1234));
+        let r = IdRange {
+            container: 0,
+            host: 100_000,
+            size: 65_536,
+        };
+        let map = IdMap {
+            uids: vec![r],
+            gids: vec![],
+        };
+        assert_eq!(map.map_uid(0), Some(100_000));
+        assert_eq!(map.map_uid(65_535), Some(165_535));
+        assert_eq!(map.map_uid(65_536), None);
+        assert_eq!(map.map_gid(70_000), Some(70_000));
     }
 
     #[test]

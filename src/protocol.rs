@@ -76,6 +76,8 @@ pub(crate) enum WireError {
     DestinationChanged,
     /// The archive or its compression is malformed.
     Malformed { offset: u64, message: String },
+    /// An owner outside the id map.
+    Unmapped { entry: Vec<u8>, message: String },
     /// A limit tripped.
     Limit {
         limit: String,

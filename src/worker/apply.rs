@@ -34,6 +34,8 @@ pub(crate) enum Fatal {
     Write(String),
     /// The archive ended inside an entry or its data could not be read.
     Read(String),
+    /// The entry's owner is outside the id map.
+    Unmapped(String),
 }
 
 /// Errors while applying one entry.
@@ -119,6 +121,8 @@ pub(crate) struct Applier {
     /// The parent directory of the previous entry, still open.
     parent: Option<(Vec<u8>, Rc<OwnedFd>)>,
     fixups: Vec<DirFixup>,
+    /// The (mapped) owner to give the current entry, when owners are kept.
+    owner: Option<(u64, u64)>,
     buffer: Vec<u8>,
     /// Bytes of file data written so far.
     pub bytes_written: u64,
@@ -138,6 +142,7 @@ impl Applier {
             root,
             parent: None,
             fixups: Vec::new(),
+            owner: None,
             buffer: vec![0; COPY_BUFFER],
             bytes_written: 0,
         })
@@ -154,6 +159,10 @@ impl Applier {
         let path = match normalize(raw) {
             Ok(p) => p,
             Err(reason) => return Ok(Outcome::Rejected(reason)),
+        };
+        self.owner = match self.keep_owner() {
+            true => Some(self.map_owner(meta)?),
+            false => None,
         };
         if path.is_empty() {
             if meta.kind != EntryKind::Directory {
@@ -206,8 +215,8 @@ impl Applier {
             remaining -= n as u64;
             self.bytes_written += n as u64;
         }
-        if self.keep_owner() {
-            fchown(&file, Some(uid(meta.uid)), Some(gid(meta.gid))).map_err(|e| os("fchown", e))?;
+        if let Some((u, g)) = self.owner {
+            fchown(&file, Some(uid(u)), Some(gid(g))).map_err(|e| os("fchown", e))?;
             // chown clears setuid/setgid: put them back.
             if mode & 0o7000 != 0 {
                 fchmod(&file, Mode::from_raw_mode(mode)).map_err(|e| os("fchmod", e))?;
@@ -253,12 +262,12 @@ impl Applier {
             symlinkat(cpath(target), dir, cpath(name))
         })?;
         let dir = self.parent_dir(parent)?;
-        if self.keep_owner() {
+        if let Some((u, g)) = self.owner {
             chownat(
                 &dir,
                 cpath(name),
-                Some(uid(meta.uid)),
-                Some(gid(meta.gid)),
+                Some(uid(u)),
+                Some(gid(g)),
                 AtFlags::SYMLINK_NOFOLLOW,
             )
             .map_err(|e| os("fchownat", e))?;
@@ -311,12 +320,12 @@ impl Applier {
             other => other?,
         };
         let dir = self.parent_dir(parent)?;
-        if self.keep_owner() {
+        if let Some((u, g)) = self.owner {
             chownat(
                 &dir,
                 cpath(name),
-                Some(uid(meta.uid)),
-                Some(gid(meta.gid)),
+                Some(uid(u)),
+                Some(gid(g)),
                 AtFlags::SYMLINK_NOFOLLOW,
             )
             .map_err(|e| os("fchownat", e))?;
@@ -412,7 +421,7 @@ impl Applier {
             path,
             mode: self.options.mode.apply(meta.mode),
             mtime: self.mtime(meta),
-            owner: self.keep_owner().then_some((meta.uid, meta.gid)),
+            owner: self.owner,
         });
     }
 
@@ -458,6 +467,20 @@ impl Applier {
 
     fn keep_owner(&self) -> bool {
         self.options.preserve_owners && self.privileged
+    }
+
+    /// The host owner of an entry, through the id map.
+    fn map_owner(&self, meta: &Meta) -> Result<(u64, u64), Fatal> {
+        let map = &self.options.id_map;
+        let unmapped =
+            |kind: &str, id: u64| Fatal::Unmapped(format!("{kind} {id} is outside the id map"));
+        let u = map
+            .map_uid(meta.uid)
+            .ok_or_else(|| unmapped("uid", meta.uid))?;
+        let g = map
+            .map_gid(meta.gid)
+            .ok_or_else(|| unmapped("gid", meta.gid))?;
+        Ok((u, g))
     }
 
     fn mtime(&self, meta: &Meta) -> Option<Timespec> {

@@ -267,6 +267,12 @@ fn extract(
                 let message = format!("{}: {message}", String::from_utf8_lossy(&raw_path));
                 return Err(read_error(&message, &raw_path));
             }
+            Err(Fatal::Unmapped(message)) => {
+                return Err(WireError::Unmapped {
+                    entry: raw_path,
+                    message,
+                })
+            }
             Err(Fatal::Write(message)) => {
                 return Err(WireError::Write {
                     entry: raw_path,
