@@ -10,7 +10,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,67 +74,18 @@ impl SandboxBuilder {
     /// Fails with [`Error::ConfinementUnavailable`] if this process can neither
     /// use its privileges nor enter a user namespace.
     pub async fn build(self) -> Result<Sandbox> {
-        // Keep the pre-main hook in every executable that uses a sandbox.
-        std::hint::black_box(&zygote::ZYGOTE_HOOK);
-        let (ours, theirs) = socketpair(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-            None,
-        )
-        .map_err(|e| Error::zygote("socketpair", e.into()))?;
-        rustix::io::ioctl_fionbio(&theirs, false)
-            .map_err(|e| Error::zygote("socketpair", e.into()))?;
-        let zygote = Command::new("/proc/self/exe")
-            .arg0("sandtar-zygote")
-            .env(zygote::MARKER_NAME, "1")
-            .stdin(Stdio::from(theirs))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| Error::zygote("re-executing /proc/self/exe", e))?;
-        let control = sys::async_fd(
-            ours,
-            tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE,
-        )
-        .map_err(|e| Error::zygote("registering the control socket", e))?;
-        let mut inner = Inner {
-            control: Some(control),
-            zygote: Mutex::new(Some(zygote)),
-            mode: SandboxMode::Privileged,
-            requested: AtomicU64::new(0),
-            spare: Mutex::new(VecDeque::new()),
-            take_lock: tokio::sync::Mutex::new(()),
-            received: AtomicU64::new(0),
-        };
-        let hello = tokio::time::timeout(ZYGOTE_START_TIMEOUT, inner.recv()).await;
-        let mode = match hello {
-            Err(_) => {
-                return Err(Error::zygote(
-                    "waiting for the zygote",
-                    std::io::ErrorKind::TimedOut.into(),
-                ))
-            }
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok((ZygoteMsg::Hello(mode), _))) => mode,
-            Ok(Ok((ZygoteMsg::Fatal(reason), _))) => {
-                return Err(Error::ConfinementUnavailable { reason })
-            }
-            Ok(Ok((other, _))) => {
-                return Err(Error::Protocol(format!(
-                    "zygote said {other:?} before hello"
-                )))
-            }
-        };
-        inner.mode = mode;
-        inner.request(self.warm_workers).await?;
+        let (conn, mode) = ZygoteConn::start(self.warm_workers).await?;
         let sandbox = Sandbox {
-            inner: Arc::new(inner),
+            inner: Arc::new(Inner {
+                mode,
+                warm_workers: self.warm_workers,
+                zygote: tokio::sync::Mutex::new(Some(conn)),
+                spare: Mutex::new(VecDeque::new()),
+            }),
         };
         // Prove that a worker can be set up here, so that a sandbox that cannot
         // confine fails now rather than at its first job.
-        let probe = sandbox.inner.take_worker().await?;
-        let probe = crate::job::expect_warm(probe).await?;
+        let probe = sandbox.inner.warm_worker().await?;
         sandbox
             .inner
             .spare
@@ -215,17 +165,13 @@ pub(crate) struct Warm {
 
 #[derive(Debug)]
 pub(crate) struct Inner {
-    control: Option<AsyncFd<OwnedFd>>,
-    zygote: Mutex<Option<Child>>,
     mode: SandboxMode,
-    /// Workers requested from the zygote so far (the next one's birth number).
-    requested: AtomicU64,
+    warm_workers: u32,
+    /// The zygote; replaced when it dies. Locked while receiving a worker, so
+    /// birth numbers stay in order.
+    zygote: tokio::sync::Mutex<Option<ZygoteConn>>,
     /// Workers received and known warm, not yet used.
     spare: Mutex<VecDeque<Warm>>,
-    /// Serialises receiving from the zygote, so birth numbers stay in order.
-    take_lock: tokio::sync::Mutex<()>,
-    /// Workers received so far (the next one's birth number).
-    received: AtomicU64,
 }
 
 impl std::fmt::Debug for Warm {
@@ -236,14 +182,82 @@ impl std::fmt::Debug for Warm {
     }
 }
 
-impl Inner {
+/// A running zygote and its control socket.
+#[derive(Debug)]
+struct ZygoteConn {
+    control: Option<AsyncFd<OwnedFd>>,
+    child: Option<Child>,
+    /// Workers requested so far (the next requested one's birth number).
+    requested: u64,
+    /// Workers received so far (the next received one's birth number).
+    received: u64,
+}
+
+impl ZygoteConn {
+    /// Re-executes this program as a zygote, waits for its hello and orders
+    /// `warm` workers.
+    async fn start(warm: u32) -> Result<(ZygoteConn, SandboxMode)> {
+        // Keep the pre-main hook in every executable that uses a sandbox.
+        std::hint::black_box(&zygote::ZYGOTE_HOOK);
+        let (ours, theirs) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            None,
+        )
+        .map_err(|e| Error::zygote("socketpair", e.into()))?;
+        rustix::io::ioctl_fionbio(&theirs, false)
+            .map_err(|e| Error::zygote("socketpair", e.into()))?;
+        let child = Command::new("/proc/self/exe")
+            .arg0("sandtar-zygote")
+            .env(zygote::MARKER_NAME, "1")
+            .stdin(Stdio::from(theirs))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| Error::zygote("re-executing /proc/self/exe", e))?;
+        let control = sys::async_fd(
+            ours,
+            tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE,
+        )
+        .map_err(|e| Error::zygote("registering the control socket", e))?;
+        let mut conn = ZygoteConn {
+            control: Some(control),
+            child: Some(child),
+            requested: 0,
+            received: 0,
+        };
+        let hello = tokio::time::timeout(ZYGOTE_START_TIMEOUT, conn.recv()).await;
+        let mode = match hello {
+            Err(_) => {
+                return Err(Error::zygote(
+                    "waiting for the zygote",
+                    std::io::ErrorKind::TimedOut.into(),
+                ))
+            }
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok((ZygoteMsg::Hello(mode), _))) => mode,
+            Ok(Ok((ZygoteMsg::Fatal(reason), _))) => {
+                return Err(Error::ConfinementUnavailable { reason })
+            }
+            Ok(Ok((other, _))) => {
+                return Err(Error::Protocol(format!(
+                    "zygote said {other:?} before hello"
+                )))
+            }
+        };
+        conn.request(warm).await?;
+        Ok((conn, mode))
+    }
+
     fn control(&self) -> &AsyncFd<OwnedFd> {
         self.control
             .as_ref()
             .expect("control socket present until drop")
     }
 
-    /// Receives one message (and its descriptors) from the zygote.
+    /// Receives one message (and its descriptors) from the zygote. `None` when
+    /// the zygote has exited.
     async fn recv(&self) -> Result<(ZygoteMsg, Vec<OwnedFd>)> {
         let mut buf = [0u8; MAX_CONTROL_MESSAGE];
         loop {
@@ -253,15 +267,13 @@ impl Inner {
                 .await
                 .map_err(|e| Error::io("zygote socket", e))?;
             match guard.try_io(|fd| sys::recv_with_fds(fd.get_ref().as_fd(), &mut buf)) {
-                Ok(Ok((0, _))) => {
-                    return Err(Error::zygote(
-                        "receiving a worker",
-                        std::io::Error::other("the zygote process exited"),
-                    ))
-                }
+                Ok(Ok((0, _))) => return Err(zygote_gone()),
                 Ok(Ok((n, fds))) => {
                     let msg = decode::<ZygoteMsg>(&buf[..n]).map_err(Error::Protocol)?;
                     return Ok((msg, fds));
+                }
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Err(zygote_gone())
                 }
                 Ok(Err(e)) => return Err(Error::io("zygote socket", e)),
                 Err(_would_block) => continue,
@@ -270,7 +282,7 @@ impl Inner {
     }
 
     /// Asks the zygote for `count` more workers.
-    async fn request(&self, count: u32) -> Result<()> {
+    async fn request(&mut self, count: u32) -> Result<()> {
         let msg = encode_message(&ZygoteRequest::Spawn(count));
         loop {
             let mut guard = self
@@ -280,9 +292,11 @@ impl Inner {
                 .map_err(|e| Error::io("zygote socket", e))?;
             match guard.try_io(|fd| sys::send_with_fds(fd.get_ref().as_fd(), &msg, &[])) {
                 Ok(Ok(_)) => {
-                    self.requested
-                        .fetch_add(u64::from(count), Ordering::Relaxed);
+                    self.requested += u64::from(count);
                     return Ok(());
+                }
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    return Err(zygote_gone())
                 }
                 Ok(Err(e)) => return Err(Error::io("zygote socket", e)),
                 Err(_would_block) => continue,
@@ -291,14 +305,14 @@ impl Inner {
     }
 
     /// Receives the next worker the zygote forked, and orders a replacement.
-    async fn take_worker(&self) -> Result<Arrival> {
-        let _turn = self.take_lock.lock().await;
+    async fn take_worker(&mut self) -> Result<Arrival> {
         let (msg, mut fds) = self.recv().await?;
         let arrival = match msg {
             ZygoteMsg::Worker { pid } if fds.len() == 2 => {
                 let socket = fds.pop().expect("two descriptors");
                 let pidfd = fds.pop().expect("two descriptors");
-                let seq = self.received_seq();
+                let seq = self.received;
+                self.received += 1;
                 Arrival {
                     worker: Worker::new(pid, pidfd),
                     socket,
@@ -318,9 +332,53 @@ impl Inner {
         self.request(1).await?;
         Ok(arrival)
     }
+}
 
-    fn received_seq(&self) -> u64 {
-        self.received.fetch_add(1, Ordering::Relaxed)
+fn zygote_gone() -> Error {
+    Error::zygote(
+        "receiving a worker",
+        std::io::Error::other("the zygote process exited"),
+    )
+}
+
+impl Inner {
+    /// The next worker from the zygote, restarting the zygote once if it died;
+    /// with `fresh`, one forked after this call.
+    async fn next_arrival(&self, fresh: bool) -> Result<Arrival> {
+        let mut guard = self.zygote.lock().await;
+        for attempt in 0..2 {
+            if guard.is_none() {
+                let (conn, _) = ZygoteConn::start(self.warm_workers).await?;
+                *guard = Some(conn);
+            }
+            let conn = guard.as_mut().expect("just started");
+            let result = if fresh {
+                // A worker forked after this call: skip (kill) older ones.
+                let threshold = conn.requested;
+                match conn.request(1).await {
+                    Err(e) => Err(e),
+                    Ok(()) => loop {
+                        match conn.take_worker().await {
+                            Ok(a) if a.seq >= threshold => break Ok(a),
+                            Ok(_older) => continue,
+                            Err(e) => break Err(e),
+                        }
+                    },
+                }
+            } else {
+                conn.take_worker().await
+            };
+            match result {
+                Err(Error::Zygote { .. }) if attempt == 0 => {
+                    // The zygote died (or was killed): reap it, start another.
+                    if let Some(dead) = guard.take() {
+                        drop(dead);
+                    }
+                }
+                other => return other,
+            }
+        }
+        Err(zygote_gone())
     }
 
     /// A warm worker: a spare one, or the next from the zygote.
@@ -333,33 +391,24 @@ impl Inner {
         {
             return Ok(w);
         }
-        crate::job::expect_warm(self.take_worker().await?).await
+        crate::job::expect_warm(self.next_arrival(false).await?).await
     }
 
     /// A warm worker forked after this call: its mount namespace is a copy of the
     /// current one (used when an older worker does not see the destination).
     pub(crate) async fn fresh_worker(&self) -> Result<Warm> {
         self.spare.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        let threshold = self.requested.load(Ordering::Relaxed);
-        self.request(1).await?;
-        loop {
-            let arrival = self.take_worker().await?;
-            if arrival.seq >= threshold {
-                return crate::job::expect_warm(arrival).await;
-            }
-            // An older worker: dropping it kills and reaps it.
-        }
+        crate::job::expect_warm(self.next_arrival(true).await?).await
     }
 }
 
-impl Drop for Inner {
+impl Drop for ZygoteConn {
     fn drop(&mut self) {
         // Shut down off the caller's thread: tell the zygote to stop (end of its
         // input), collect every worker it already forked (they are our children),
         // kill and reap them, then reap the zygote.
         let control = self.control.take().map(|c| c.into_inner());
-        let zygote = self.zygote.lock().ok().and_then(|mut z| z.take());
-        self.spare.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let zygote = self.child.take();
         reap_in_background(Reap::Task(Box::new(move || {
             if let Some(control) = control {
                 let _ = rustix::io::ioctl_fionbio(&control, false);

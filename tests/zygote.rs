@@ -1,0 +1,77 @@
+//! The zygote dies (killed from outside): jobs go on, a new zygote is started.
+//! Alone in its test binary because it kills every zygote of this process.
+
+use std::time::Duration;
+
+use sandtar::{Options, Sandbox};
+
+fn zygotes() -> Vec<u32> {
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let ppid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .map(str::trim);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let zombie = status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'));
+        // Workers are clones of the zygote (same command line, same parent: us)
+        // but live in mount namespaces of their own.
+        let same_mounts = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()
+            == std::fs::read_link("/proc/self/ns/mnt").ok();
+        if ppid == Some(me.as_str())
+            && cmdline.starts_with(b"sandtar-zygote\0")
+            && !zombie
+            && same_mounts
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn one_file() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "f", &b"abc"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[tokio::test]
+async fn a_dead_zygote_is_replaced() {
+    let sandbox = Sandbox::new().await.unwrap();
+    let before = zygotes();
+    assert_eq!(before.len(), 1, "one zygote: {before:?}");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(before[0] as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    // Workers it forked before dying are used first, then a new zygote starts.
+    for i in 0..8 {
+        let dest = tempfile::tempdir().unwrap();
+        let summary = tokio::time::timeout(
+            Duration::from_secs(10),
+            sandbox.extract(&one_file()[..], dest.path(), &Options::default()),
+        )
+        .await
+        .expect("no hang")
+        .unwrap_or_else(|e| panic!("job {i} after the zygote died: {e}"));
+        assert_eq!(summary.written, 1);
+        assert_eq!(std::fs::read(dest.path().join("f")).unwrap(), b"abc");
+    }
+    let after = zygotes();
+    assert_eq!(after.len(), 1, "a new zygote: {after:?}");
+    assert_ne!(after, before);
+}
