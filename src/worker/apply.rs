@@ -217,10 +217,10 @@ impl Applier {
         }
         if let Some((u, g)) = self.owner {
             fchown(&file, Some(uid(u)), Some(gid(g))).map_err(|e| os("fchown", e))?;
-            // chown clears setuid/setgid: put them back.
-            if mode & 0o7000 != 0 {
-                fchmod(&file, Mode::from_raw_mode(mode)).map_err(|e| os("fchmod", e))?;
-            }
+        }
+        // Writing data and chown both clear setuid/setgid: put them back.
+        if mode & 0o7000 != 0 {
+            fchmod(&file, Mode::from_raw_mode(mode)).map_err(|e| os("fchmod", e))?;
         }
         self.xattrs(&file, meta)?;
         if let Some(mtime) = self.mtime(meta) {

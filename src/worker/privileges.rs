@@ -21,7 +21,7 @@ use seccompiler::{
     TargetArch,
 };
 
-use crate::options::{Options, XattrPolicy};
+use crate::options::{ModePolicy, Options, XattrPolicy};
 
 /// The most memory a worker may allocate (`RLIMIT_DATA`).
 const MAX_DATA: u64 = 1 << 30;
@@ -33,13 +33,17 @@ const MAX_OPEN_FILES: u64 = 64;
 /// Always `DAC_OVERRIDE` and `FOWNER`: the destination and what the archive
 /// creates may belong to other users (or have read-only modes until the end), and
 /// inside the confined root these reach nothing the archive could not replace
-/// anyway. Keeping owners adds `CHOWN` and `FSETID` (set-id bits survive `chown`),
+/// anyway. Keeping owners adds `CHOWN`; exact modes or kept owners add `FSETID`
+/// (a set-group-id bit survives for a group the worker is not in),
 /// device nodes add `MKNOD`, all extended attributes add `SETFCAP`
 /// (`security.capability`).
 pub(crate) fn needed_capabilities(options: &Options) -> CapabilitySet {
     let mut caps = CapabilitySet::DAC_OVERRIDE | CapabilitySet::FOWNER;
     if options.preserve_owners {
-        caps |= CapabilitySet::CHOWN | CapabilitySet::FSETID;
+        caps |= CapabilitySet::CHOWN;
+    }
+    if options.preserve_owners || options.mode == ModePolicy::Exact {
+        caps |= CapabilitySet::FSETID;
     }
     if options.allow_devices {
         caps |= CapabilitySet::MKNOD;
