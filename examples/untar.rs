@@ -9,14 +9,14 @@
 //! Run `untar --help` for the options. Exit status: 0 when every entry was
 //! written, 1 when the archive was read to its end but some entries were skipped,
 //! rejected or failed, 2 on a fatal error (bad usage, unreadable or malformed
-//! archive, confinement unavailable).
+//! archive, a limit exceeded, confinement unavailable).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use sandtar::{Compression, EntryReport, Options, Outcome, Sandbox, SandboxMode, Summary};
+use sandtar::{Compression, EntryReport, Limits, Options, Outcome, Sandbox, SandboxMode, Summary};
 use serde_json::json;
 use tokio::io::AsyncRead;
 
@@ -43,13 +43,17 @@ unless --compression says otherwise.
 Without --full-fidelity the safe defaults apply, for archives from strangers:
 files are owned by you, setuid/setgid/sticky and group/other write bits are
 dropped (mode & 0755), device nodes are skipped, only user.* xattrs are kept.
+Either way the archive is held to sandtar's default limits (number of entries,
+entry and total size, name length and depth, compression ratio) unless
+--no-limits is given.
 
 Exit status:
   0  every entry was written
   1  the archive was read to its end, but some entries were skipped, rejected
      or failed (each one is listed on stderr, or in the --json output)
-  2  fatal error: bad usage, unreadable or malformed archive, destination
-     unusable, or no confinement possible (needs root or user namespaces)
+  2  fatal error: bad usage, unreadable or malformed archive, a limit
+     exceeded, destination unusable, or no confinement possible (needs root
+     or user namespaces)
 
 Examples:
   untar                                 extract the built-in sample
@@ -82,6 +86,11 @@ struct Cli {
     /// Do not set modification times from the archive (files get the current time).
     #[arg(long)]
     no_mtime: bool,
+
+    /// Lift the limits on entry count, sizes, name length and depth, and
+    /// compression ratio (for archives you trust).
+    #[arg(long)]
+    no_limits: bool,
 
     /// List every entry, not only those that were not written.
     #[arg(short, long, conflicts_with = "json")]
@@ -116,7 +125,12 @@ struct Fatal(String);
 
 impl From<sandtar::Error> for Fatal {
     fn from(e: sandtar::Error) -> Self {
-        Fatal(e.to_string())
+        match e {
+            sandtar::Error::LimitExceeded { .. } => {
+                Fatal(format!("{e} (untar: --no-limits lifts every limit)"))
+            }
+            e => Fatal(e.to_string()),
+        }
     }
 }
 
@@ -186,6 +200,9 @@ async fn run(cli: Cli) -> Result<Done, Fatal> {
     options.compression = cli.compression.into();
     if cli.no_mtime {
         options.preserve_mtime = false;
+    }
+    if cli.no_limits {
+        options.limits = Limits::unlimited();
     }
 
     let Some(archive) = cli.archive.clone() else {
