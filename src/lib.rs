@@ -81,6 +81,12 @@
 //! (see [`SandboxMode::UserNamespace`]), owners cannot be kept and device
 //! nodes are skipped with [`SkipReason::DevicesNotPermitted`].
 //!
+//! Both presets hold the archive to the same finite [`Limits`]: number of
+//! entries, size of one entry and of all of them, extension header size, name
+//! length and depth, and compression ratio. The first limit exceeded stops the
+//! job with [`Error::LimitExceeded`]. [`Limits::unlimited()`] lifts them all,
+//! for archives you made.
+//!
 //! Every field of [`Options`] is public; start from a preset and change what
 //! you need:
 //!
@@ -88,6 +94,7 @@
 //! let mut options = sandtar::Options::default();
 //! options.preserve_mtime = false;
 //! options.compression = sandtar::Compression::Zstd; // do not sniff
+//! options.limits.max_total_size = 1 << 30; // 1 GiB of file data at most
 //! ```
 //!
 //! # Seeing each entry as it is handled
@@ -144,6 +151,7 @@
 //! | [`Error::DestinationChanged`] | the directory was replaced while the worker set up | someone renamed or mounted over it; retry if that was expected |
 //! | [`Error::Read`] | your reader failed | as for any I/O error |
 //! | [`Error::MalformedArchive`] | the tar stream or its compression is corrupt or truncated | reject the upload; `offset` says where |
+//! | [`Error::LimitExceeded`] | the archive is larger, deeper or more compressed than [`Options::limits`] allow | reject it, or raise that limit if you trust the archive |
 //! | [`Error::Write`] | the filesystem is full, read-only, or failing | free space, then retry |
 //! | [`Error::WorkerDied`], [`Error::Protocol`], [`Error::Worker`] | the worker crashed or misbehaved | a bug or a hostile archive; the worker is gone and your process is unharmed; please report it |
 //! | [`Error::Io`] | talking to the worker failed locally | usually descriptor limits |
