@@ -76,8 +76,9 @@
 //!
 //! [`Options::full_fidelity()`] is for trusted input such as image layers,
 //! extracted as root: owners from the archive, device nodes, every mode bit,
-//! every extended attribute (including `security.capability`). Extracted as
-//! root, its result matches what GNU tar produces as root. Without root
+//! extended attributes including `security.capability` (all but `trusted.*`,
+//! see [`XattrPolicy::All`]). Extracted as root, its result matches what GNU
+//! tar produces as root. Without root
 //! (see [`SandboxMode::UserNamespace`]), owners cannot be kept and device
 //! nodes are skipped with [`SkipReason::DevicesNotPermitted`].
 //!
