@@ -70,8 +70,8 @@ struct Cli {
     #[arg(value_name = "DEST")]
     dest: Option<PathBuf>,
 
-    /// Keep everything the archive records: owners, device nodes, the setuid,
-    /// setgid and sticky bits, all xattrs. For trusted archives, as root.
+    /// Keep what the archive records: owners, device nodes, the setuid, setgid
+    /// and sticky bits, xattrs (all but trusted.*). For trusted archives, as root.
     #[arg(long)]
     full_fidelity: bool,
 
