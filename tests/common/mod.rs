@@ -213,7 +213,7 @@ pub mod raw {
         pub fn data(&mut self, data: &[u8]) -> &mut Self {
             self.bytes.extend_from_slice(data);
             let pad = (BLOCK - data.len() % BLOCK) % BLOCK;
-            self.bytes.extend(std::iter::repeat_n(0u8, pad));
+            self.bytes.resize(self.bytes.len() + pad, 0);
             self
         }
 
@@ -858,7 +858,15 @@ pub fn as_nobody(inner: &str, direct: impl FnOnce()) {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let exe = std::env::current_exe().expect("current_exe");
     let copy = dir.path().join(exe.file_name().unwrap());
-    std::fs::copy(&exe, &copy).expect("copying the test executable");
+    // Copy with cp(1), not std::fs::copy: a file open for writing in this
+    // multi-threaded process leaks into children that other test threads fork
+    // at that moment, and exec'ing the copy then fails with ETXTBSY.
+    let status = Command::new("cp")
+        .arg(&exe)
+        .arg(&copy)
+        .status()
+        .expect("running cp");
+    assert!(status.success(), "copying the test executable: {status}");
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
     let group = if group_exists("nogroup") {
         "nogroup"
