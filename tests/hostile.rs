@@ -23,6 +23,10 @@ root_and_nobody!(
     hard_link_targets,
     hard_link_to_host_file,
     pax_size_desync,
+    pax_size_zero_desync,
+    preexisting_symlinks_to_outside,
+    symlink_metadata_stays_on_the_link,
+    device_nodes_are_replaced_not_opened,
     pax_path_wins_over_ustar_name,
     nul_in_names,
     empty_names,
@@ -395,6 +399,231 @@ async fn pax_size_desync(sandbox: Sandbox) {
     assert_file(scene.dest.join("after.txt"), b"after", 0o644);
     assert_eq!(listing(&scene.dest), ["after.txt", "outer.txt"]);
     scene.check();
+}
+
+/// The reverse desynchronisation: PAX says `size=0`, the ustar header says
+/// 1024 and its "data" is a tar header. PAX wins here too, as in GNU tar (which
+/// lists `outer.txt` empty, then `smuggled.txt`): what is reported is exactly
+/// what is written.
+async fn pax_size_zero_desync(sandbox: Sandbox) {
+    let scene = Scene::new();
+    let smuggled = Tar::new().file("smuggled.txt", b"smug!").bytes();
+    let archive = Tar::new()
+        .pax(&[(b"size", b"0")])
+        .header(&Header::new("outer.txt", b'0', smuggled.len() as u64))
+        .raw(&smuggled)
+        .file("after.txt", b"a")
+        .finish();
+    let run = run(&sandbox, &archive, &scene.dest, &Options::default()).await;
+    assert!(run.summary().is_complete(), "{:#?}", run.reports);
+    assert_eq!(
+        run.outcomes(),
+        vec![
+            ("outer.txt".into(), Outcome::Written),
+            ("smuggled.txt".into(), Outcome::Written),
+            ("after.txt".into(), Outcome::Written)
+        ]
+    );
+    assert_eq!(run.report("outer.txt").size, 0);
+    assert_file(scene.dest.join("outer.txt"), b"", 0o644);
+    assert_file(scene.dest.join("smuggled.txt"), b"smug!", 0o644);
+    assert_eq!(
+        listing(&scene.dest),
+        ["after.txt", "outer.txt", "smuggled.txt"]
+    );
+    scene.check();
+}
+
+/// Symlinks the caller left in the destination, pointing outside, are never
+/// followed out: the worker's root holds nothing else.
+async fn preexisting_symlinks_to_outside(sandbox: Sandbox) {
+    let mut scene = Scene::unsnapshotted();
+    let d = scene.dest.clone();
+    std::os::unix::fs::symlink(&scene.canary, d.join("abs")).unwrap();
+    std::os::unix::fs::symlink("../canary", d.join("rel")).unwrap();
+    std::os::unix::fs::symlink(scene.canary.join("file.txt"), d.join("abs-file")).unwrap();
+    std::os::unix::fs::symlink("/", d.join("root")).unwrap();
+    scene.snapshot_now();
+    let t = scene.tag.clone();
+    let archive = Tar::new()
+        .file("abs/file.txt", b"pwned")
+        .file(format!("abs/{t}"), b"pwned")
+        .file("rel/sub/deep.txt", b"pwned")
+        .dir("rel/sub/", 0o777)
+        .hardlink("stolen", "abs/secret")
+        .hardlink("stolen2", "abs-file")
+        .file(format!("root/{t}"), b"at the top of the destination")
+        .finish();
+    let run = run(&sandbox, &archive, &d, &Options::default()).await;
+    run.summary();
+    for name in [
+        "abs/file.txt".to_string(),
+        format!("abs/{t}"),
+        "rel/sub/deep.txt".into(),
+        "rel/sub/".into(),
+        "stolen".into(),
+    ] {
+        assert!(
+            matches!(run.outcome(&name), Outcome::Failed(_)),
+            "{name}: {:?}",
+            run.outcome(&name)
+        );
+    }
+    // A hard link to the symlink itself (not to what it points at).
+    assert_eq!(run.outcome("stolen2"), &Outcome::Written);
+    assert_symlink(d.join("stolen2"), scene.canary.join("file.txt"));
+    assert_eq!(run.outcome(format!("root/{t}")), &Outcome::Written);
+    assert_file(d.join(&t), b"at the top of the destination", 0o644);
+    assert_no_inode_of(&d, &scene.canary.join("secret"));
+    assert_no_inode_of(&d, &scene.canary.join("file.txt"));
+    scene.check();
+}
+
+/// Times and owners given to a symlink entry stay on the link.
+async fn symlink_metadata_stays_on_the_link(sandbox: Sandbox) {
+    let scene = Scene::new();
+    let archive = Tar::new()
+        .entry(Header::new("t", b'0', 0).mode(0o600).mtime(1000), b"target")
+        .header(
+            &Header::new("s", b'2', 0)
+                .link("t")
+                .mtime(5)
+                .owner(1234, 5678),
+        )
+        .header(&Header::new("d/", b'5', 0).mode(0o700).mtime(2000))
+        .header(
+            &Header::new("ds", b'2', 0)
+                .link("d")
+                .mtime(6)
+                .owner(1234, 5678),
+        )
+        .finish();
+    let run = run(&sandbox, &archive, &scene.dest, &Options::full_fidelity()).await;
+    assert!(run.summary().is_complete(), "{:#?}", run.reports);
+    let d = &scene.dest;
+    let t = std::fs::symlink_metadata(d.join("t")).unwrap();
+    let s = std::fs::symlink_metadata(d.join("s")).unwrap();
+    assert_eq!((t.mtime(), t.mode() & 0o7777), (1000, 0o600));
+    assert_eq!(s.mtime(), 5);
+    let dir = std::fs::symlink_metadata(d.join("d")).unwrap();
+    assert_eq!((dir.mtime(), dir.mode() & 0o7777), (2000, 0o700));
+    let me = (unsafe { libc::geteuid() }, unsafe { libc::getegid() });
+    assert_eq!((t.uid(), t.gid()), me);
+    assert_eq!((dir.uid(), dir.gid()), me);
+    if common::privileged(&sandbox) {
+        assert_eq!((s.uid(), s.gid()), (1234, 5678));
+    }
+    scene.check();
+}
+
+/// A file (or hard link) entry over an existing device node or FIFO replaces
+/// it; the node is never opened for writing.
+async fn device_nodes_are_replaced_not_opened(sandbox: Sandbox) {
+    let scene = Scene::new();
+    // The device that holds the temporary directory: writing into it would
+    // write onto the disk.
+    let dev = std::fs::metadata(scene.parent()).unwrap().dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let archive = Tar::new()
+        .device("disk", b'4', major, minor)
+        .file("disk", b"a plain file now")
+        .fifo("pipe", 0o644)
+        .file("pipe", b"not into the pipe")
+        .device("disk2", b'4', major, minor)
+        .hardlink("disk2-link", "disk2")
+        .file("disk2-link", b"x")
+        .finish();
+    let run = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        run(&sandbox, &archive, &scene.dest, &Options::full_fidelity()),
+    )
+    .await
+    .expect("writing into a FIFO would block");
+    run.summary();
+    let d = &scene.dest;
+    assert_file(d.join("disk"), b"a plain file now", 0o644);
+    assert_file(d.join("pipe"), b"not into the pipe", 0o644);
+    assert_file(d.join("disk2-link"), b"x", 0o644);
+    if common::privileged(&sandbox) {
+        use std::os::unix::fs::FileTypeExt;
+        let node = std::fs::symlink_metadata(d.join("disk2")).unwrap();
+        assert!(node.file_type().is_block_device());
+        assert_eq!(node.rdev(), libc::makedev(major, minor));
+    } else {
+        assert_absent(d.join("disk2"));
+    }
+    scene.check();
+}
+
+/// Mounts below the destination are not visible to the worker (its root is a
+/// non-recursive clone): entries land in the directory under the mount, never
+/// in what is mounted there. Root only (it mounts).
+#[tokio::test]
+async fn mounts_below_the_destination_are_invisible() {
+    if !common::is_root() {
+        println!("NOTE: needs root to mount");
+        return;
+    }
+    let sandbox = common::sandbox().await;
+    let mut scene = Scene::unsnapshotted();
+    let mnt = scene.dest.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let Some(_mount) = BindMount::new(&scene.canary, &mnt) else {
+        return;
+    };
+    scene.snapshot_now();
+    let t = scene.tag.clone();
+    let archive = Tar::new()
+        .file("mnt/file.txt", b"pwned")
+        .file(format!("mnt/{t}"), b"under the mount")
+        .dir("mnt/sub/", 0o777)
+        .hardlink("mnt/hard", "mnt/file.txt")
+        .finish();
+    let run = run(&sandbox, &archive, &scene.dest, &Options::default()).await;
+    assert!(run.summary().is_complete(), "{:#?}", run.reports);
+    // Through the mount, the canary is untouched.
+    scene.check();
+    drop(_mount);
+    // Under it, the entries.
+    assert_file(mnt.join("file.txt"), b"pwned", 0o644);
+    assert_file(mnt.join(&t), b"under the mount", 0o644);
+    assert_dir(mnt.join("sub"), 0o755);
+    scene.check();
+}
+
+/// A bind mount, unmounted on drop.
+struct BindMount(std::ffi::CString);
+
+impl BindMount {
+    fn new(from: &Path, to: &Path) -> Option<BindMount> {
+        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+        let (src, dst) = (c(from), c(to));
+        let r = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                dst.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
+        };
+        if r != 0 {
+            println!(
+                "NOTE: skipping: cannot bind-mount here: {}",
+                std::io::Error::last_os_error()
+            );
+            return None;
+        }
+        Some(BindMount(dst))
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        unsafe {
+            libc::umount2(self.0.as_ptr(), libc::MNT_DETACH);
+        }
+    }
 }
 
 /// With a PAX `path`, the ustar name is ignored entirely (even a hostile one),

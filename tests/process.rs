@@ -18,6 +18,13 @@ use common::{assert_file, Scene};
 use sandtar::{Error, Options, Outcome, Sandbox};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
+root_and_nobody!(
+    dropped_job_leaves_no_process,
+    reader_error_half_way,
+    worker_killed_mid_job,
+    reports_stream_before_the_reader_ends,
+);
+
 /// How long a killed or dropped worker may take to disappear.
 const GONE_WITHIN: Duration = Duration::from_secs(2);
 
@@ -101,9 +108,7 @@ async fn endless_job(
 }
 
 /// Dropping a job kills its worker, which is reaped: no process, no zombie.
-#[tokio::test]
-async fn dropped_job_leaves_no_process() {
-    let sandbox = common::sandbox().await;
+async fn dropped_job_leaves_no_process(sandbox: Sandbox) {
     let scene = Scene::new();
     let (job, writer, pid) = endless_job(&sandbox, &scene.dest).await;
     drop(job);
@@ -293,9 +298,7 @@ impl AsyncRead for FailingReader {
 
 /// The caller's reader fails half way: `Error::Read` with the reader's error,
 /// and the worker is gone.
-#[tokio::test]
-async fn reader_error_half_way() {
-    let sandbox = common::sandbox().await;
+async fn reader_error_half_way(sandbox: Sandbox) {
     let scene = Scene::new();
     let archive = job_archive(1);
     let reader = FailingReader {
@@ -307,17 +310,20 @@ async fn reader_error_half_way() {
         .await
         .unwrap();
     let pid = job.worker_pid();
-    let mut saw_error = false;
+    let mut errors = 0;
     while let Some(r) = job.next().await {
         match r {
-            Ok(report) => assert_eq!(report.outcome, Outcome::Written),
+            Ok(report) => {
+                assert_eq!(errors, 0, "a report after the error");
+                assert_eq!(report.outcome, Outcome::Written);
+            }
             Err(e) => {
                 assert!(matches!(e, Error::Read(_)), "{e:?}");
-                saw_error = true;
+                errors += 1;
             }
         }
     }
-    assert!(saw_error, "the stream yields the error");
+    assert_eq!(errors, 1, "the stream yields the error once, then ends");
     match job.finish().await {
         Err(Error::Read(e)) => {
             assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
@@ -331,9 +337,7 @@ async fn reader_error_half_way() {
 
 /// A worker killed with SIGKILL in the middle of a job: `Error::WorkerDied`
 /// says so, and the sandbox goes on serving jobs.
-#[tokio::test]
-async fn worker_killed_mid_job() {
-    let sandbox = common::sandbox().await;
+async fn worker_killed_mid_job(sandbox: Sandbox) {
     let scene = Scene::new();
     let (job, writer, pid) = endless_job(&sandbox, &scene.dest).await;
     assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
@@ -422,11 +426,28 @@ async fn bad_destination_fails_before_reading() {
     scene.check();
 }
 
+/// A destination given through a symlink is the directory it points to.
+#[tokio::test]
+async fn destination_through_a_symlink() {
+    let sandbox = common::sandbox().await;
+    let mut scene = Scene::unsnapshotted();
+    let link = scene.parent().join("dest-link");
+    std::os::unix::fs::symlink("dest", &link).unwrap();
+    scene.snapshot_now();
+    let archive = Tar::new().file("through.txt", b"via link").finish();
+    let summary = sandbox
+        .extract(&archive[..], &link, &Options::default())
+        .await
+        .unwrap();
+    assert!(summary.is_complete());
+    assert_file(scene.dest.join("through.txt"), b"via link", 0o644);
+    common::assert_symlink(&link, "dest");
+    scene.check();
+}
+
 /// Reports arrive while the archive is still being read: each entry is
 /// reported before the next one is even sent.
-#[tokio::test]
-async fn reports_stream_before_the_reader_ends() {
-    let sandbox = common::sandbox().await;
+async fn reports_stream_before_the_reader_ends(sandbox: Sandbox) {
     let scene = Scene::new();
     let (mut writer, reader) = tokio::io::duplex(64 * 1024);
     let mut job = sandbox
