@@ -27,6 +27,8 @@ root_and_nobody!(
     replaces_existing,
     dot_entry,
     overwrite_inside_archive,
+    extract_twice,
+    fifos_not_allowed,
 );
 
 fn euid() -> u32 {
@@ -705,5 +707,95 @@ async fn directory_xattrs(sandbox: Sandbox) {
             .as_deref(),
         Some(&b"on a directory"[..])
     );
+    scene.check();
+}
+
+/// Extracting the same archive again over its own result (read-only
+/// directories and files included) succeeds and gives the same tree.
+async fn extract_twice(sandbox: Sandbox) {
+    let scene = Scene::new();
+    // Only root can look into what has no permissions at all.
+    let closed = if common::is_root() { 0o000 } else { 0o500 };
+    let closed_file = if common::is_root() { 0o000 } else { 0o400 };
+    let archive = Tar::new()
+        .dir("ro/", 0o555)
+        .file_mode("ro/f.txt", 0o444, b"read only")
+        .dir("closed/", closed)
+        .file_mode("closed/g.txt", closed_file, b"no access")
+        .symlink("link", "ro/f.txt")
+        .hardlink("hard", "ro/f.txt")
+        .fifo("pipe", 0o644)
+        .finish();
+    let first = run(&sandbox, &archive, &scene.dest, &Options::default()).await;
+    assert!(first.summary().is_complete(), "{:#?}", first.reports);
+    let tree = common::shape(&common::snapshot(&scene.dest));
+    let second = run(&sandbox, &archive, &scene.dest, &Options::default()).await;
+    assert!(second.summary().is_complete(), "{:#?}", second.reports);
+    let again = common::shape(&common::snapshot(&scene.dest));
+    // The destination's own time changes (entries were replaced in it).
+    let strip =
+        |t: &std::collections::BTreeMap<std::path::PathBuf, (common::Kind, u32, (i64, i64))>| {
+            let mut t = t.clone();
+            t.remove(Path::new(""));
+            t
+        };
+    assert!(strip(&tree) == strip(&again), "{tree:#?}\n{again:#?}");
+    assert_dir(scene.dest.join("ro"), 0o555);
+    assert_dir(scene.dest.join("closed"), closed);
+    assert_eq!(mode_of(scene.dest.join("ro/f.txt")), 0o444);
+    scene.check();
+}
+
+/// `allow_fifos = false` skips FIFOs.
+async fn fifos_not_allowed(sandbox: Sandbox) {
+    let scene = Scene::new();
+    let archive = Tar::new().fifo("pipe", 0o644).file("f", b"f").finish();
+    let mut options = Options::default();
+    options.allow_fifos = false;
+    let run = run(&sandbox, &archive, &scene.dest, &options).await;
+    run.summary();
+    assert_eq!(
+        run.outcome("pipe"),
+        &Outcome::Skipped(SkipReason::FifosNotAllowed)
+    );
+    assert_eq!(run.outcome("f"), &Outcome::Written);
+    assert_absent(scene.dest.join("pipe"));
+    scene.check();
+}
+
+/// Directory metadata is applied at the end of the job; when that fails, the
+/// directory must not be counted as a second entry. Root only: an immutable
+/// directory (`chattr +i`) makes `fchmod` fail.
+#[tokio::test]
+#[ignore = "BUG: a directory whose deferred metadata (mode/time, applied at the end) cannot be set is reported twice: once Written (path \"imm/\") and again as an extra Failed report (path \"imm\") appended after all entries, so a 2-entry archive gives 3 reports and Summary.entries = 3 (worker/mod.rs pushes applier.finish() failures as new reports)"]
+async fn directory_metadata_failure_is_not_a_second_entry() {
+    if !common::is_root() {
+        println!("NOTE: needs root");
+        return;
+    }
+    let sandbox = common::sandbox().await;
+    let scene = Scene::new();
+    let imm = scene.dest.join("imm");
+    std::fs::create_dir(&imm).unwrap();
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&imm)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if !chattr("+i") {
+        println!("NOTE: skipping: chattr +i does not work here");
+        return;
+    }
+    let archive = Tar::new().dir("imm/", 0o700).file("x", b"x").finish();
+    let run = run(&sandbox, &archive, &scene.dest, &Options::default()).await;
+    assert!(chattr("-i"));
+    let summary = run.summary();
+    assert_eq!(summary.entries, 2, "{:#?}", run.reports);
+    assert_eq!(run.reports.len(), 2, "{:#?}", run.reports);
+    // The failure stays visible.
+    assert!(!summary.is_complete(), "{summary:?}");
     scene.check();
 }
