@@ -29,6 +29,7 @@ root_and_nobody!(
     overwrite_inside_archive,
     extract_twice,
     fifos_not_allowed,
+    non_utf8_names,
 );
 
 fn euid() -> u32 {
@@ -797,5 +798,31 @@ async fn directory_metadata_failure_is_not_a_second_entry() {
     assert_eq!(run.reports.len(), 2, "{:#?}", run.reports);
     // The failure stays visible.
     assert!(!summary.is_complete(), "{summary:?}");
+    scene.check();
+}
+
+/// Names are bytes: non-UTF-8 names are written and reported as they are.
+async fn non_utf8_names(sandbox: Sandbox) {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let scene = Scene::new();
+    let name: &[u8] = b"bin\xff\xfe-\x80.dat";
+    let dir: &[u8] = b"d\xe9j\xe0/";
+    let mut inside = dir.to_vec();
+    inside.extend_from_slice(b"f\\back\\slash");
+    let archive = Tar::new()
+        .file(name, b"latin-1")
+        .dir(dir, 0o755)
+        .file(&inside, b"inside")
+        .symlink("to-binary", name)
+        .finish();
+    let run = run(&sandbox, &archive, &scene.dest, &Options::default()).await;
+    assert!(run.summary().is_complete(), "{:#?}", run.reports);
+    assert_eq!(run.reports[0].path.as_os_str().as_bytes(), name);
+    assert_eq!(run.reports[2].path.as_os_str().as_bytes(), &inside[..]);
+    let d = &scene.dest;
+    assert_file(d.join(OsStr::from_bytes(name)), b"latin-1", 0o644);
+    assert_file(d.join(OsStr::from_bytes(&inside)), b"inside", 0o644);
+    assert_symlink(d.join("to-binary"), OsStr::from_bytes(name));
     scene.check();
 }
