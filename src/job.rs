@@ -290,6 +290,7 @@ fn msg_name(msg: &WorkerMsg) -> &'static str {
         WorkerMsg::Warm => "Warm",
         WorkerMsg::Confined => "Confined",
         WorkerMsg::Reports(_) => "Reports",
+        WorkerMsg::Corrections(_) => "Corrections",
         WorkerMsg::Done(_) => "Done",
         WorkerMsg::Failed(_) => "Failed",
     }
@@ -508,6 +509,27 @@ impl<R: AsyncRead + Unpin> Job<R> {
                         self.fail(e);
                         return;
                     }
+                }
+            }
+            WorkerMsg::Corrections(failures) => {
+                if failures.len() > MAX_BATCH_ENTRIES {
+                    self.fail(Error::Protocol("too many corrections".into()));
+                    return;
+                }
+                for (path, message) in failures {
+                    if path.len() > MAX_REPORTED_PATH || message.len() > MAX_REPORTED_PATH {
+                        self.fail(Error::Protocol("correction too long".into()));
+                        return;
+                    }
+                    // A directory counted as written turns out failed.
+                    self.counts.written = self.counts.written.saturating_sub(1);
+                    self.counts.failed += 1;
+                    self.queue.push_back(EntryReport {
+                        path: path_of(path),
+                        kind: EntryKind::Directory,
+                        size: 0,
+                        outcome: Outcome::Failed(message),
+                    });
                 }
             }
             WorkerMsg::Done(totals) => {

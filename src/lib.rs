@@ -78,7 +78,9 @@
 //! extracted as root: owners from the archive, device nodes, every mode bit,
 //! extended attributes including `security.capability` (all but `trusted.*`,
 //! see [`XattrPolicy::All`]). Extracted as root, its result matches what GNU
-//! tar produces as root. Without root
+//! tar produces as root. Owners can be shifted by ranges on the way, for
+//! example for a user-namespaced container, with [`Options::id_map`] (an
+//! [`IdMap`]). Without root
 //! (see [`SandboxMode::UserNamespace`]), owners cannot be kept and device
 //! nodes are skipped with [`SkipReason::DevicesNotPermitted`].
 //!
@@ -152,6 +154,7 @@
 //! | [`Error::DestinationChanged`] | the directory was replaced while the worker set up | someone renamed or mounted over it; retry if that was expected |
 //! | [`Error::Read`] | your reader failed | as for any I/O error |
 //! | [`Error::MalformedArchive`] | the tar stream or its compression is corrupt or truncated | reject the upload; `offset` says where |
+//! | [`Error::UnmappedId`] | an owner in the archive is outside [`Options::id_map`] | extend the map, or reject the archive |
 //! | [`Error::LimitExceeded`] | the archive is larger, deeper or more compressed than [`Options::limits`] allow | reject it, or raise that limit if you trust the archive |
 //! | [`Error::Write`] | the filesystem is full, read-only, or failing | free space, then retry |
 //! | [`Error::WorkerDied`], [`Error::Protocol`], [`Error::Worker`] | the worker crashed or misbehaved | a bug or a hostile archive; the worker is gone and your process is unharmed; please report it |

@@ -96,6 +96,9 @@ pub(crate) enum WorkerMsg {
     Warm,
     Confined,
     Reports(Vec<WireReport>),
+    /// Directories reported written whose metadata could not be set at the end:
+    /// (raw name, message).
+    Corrections(Vec<(Vec<u8>, String)>),
     Done(WorkerTotals),
     Failed(WireError),
 }

@@ -148,6 +148,12 @@ impl fmt::Display for RejectReason {
 }
 
 /// The result for one archive entry, in archive order.
+///
+/// One exception to "one report per entry": a directory's mode, owner, extended
+/// attributes and time are applied at the end (deepest first, so that a read-only
+/// directory does not block its own contents). If that fails, a second report for
+/// the directory, [`Outcome::Failed`], follows the last entry, and the
+/// [`Summary`] counts the directory once, as failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EntryReport {

@@ -17,8 +17,7 @@ root_and_nobody!(
     gnu_sparse_file,
     pax_sparse_file [root: ignore = "BUG: PAX-format GNU sparse files (GNU.sparse.major=1, what `tar --format=posix -S` writes) are extracted as a regular file named GNUSparseFile.0/sp whose contents are the raw sparse map and chunks, instead of the 10240-byte file sp"]
         [nobody: ignore = "BUG: same as pax_sparse_file::as_root"],
-    old_style_directory [root: ignore = "BUG: a pre-POSIX (v7, no ustar magic) entry with type flag '\\0' and a name ending in '/' is extracted as a regular file, so everything below it fails (ENOTDIR); GNU tar and the tar crate's own unpack treat it as a directory"]
-        [nobody: ignore = "BUG: same as old_style_directory::as_root"],
+    old_style_directory,
     pax_global_headers,
     type_flags,
     name_limits,

@@ -106,7 +106,11 @@ pub(crate) struct Meta {
 }
 
 struct DirFixup {
+    /// The name as the archive gave it (the report's path).
+    raw: Vec<u8>,
     path: Vec<u8>,
+    /// The extended attributes the options allow.
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     mode: u32,
     mtime: Option<Timespec>,
     owner: Option<(u64, u64)>,
@@ -169,12 +173,12 @@ impl Applier {
                 return Ok(Outcome::Rejected(RejectReason::EmptyName));
             }
             // "./": the destination itself takes the entry's mode and time at the end.
-            self.push_fixup(Vec::new(), meta);
+            self.push_fixup(raw, Vec::new(), meta);
             return Ok(Outcome::Written);
         }
         let result = match meta.kind {
             EntryKind::File => self.file(&path, meta, data),
-            EntryKind::Directory => self.directory(&path, meta),
+            EntryKind::Directory => self.directory(raw, &path, meta),
             EntryKind::Symlink => self.symlink(&path, meta),
             EntryKind::HardLink => self.hard_link(&path, meta),
             EntryKind::Fifo | EntryKind::CharDevice | EntryKind::BlockDevice => {
@@ -229,7 +233,7 @@ impl Applier {
         Ok(Outcome::Written)
     }
 
-    fn directory(&mut self, path: &[u8], meta: &Meta) -> Result<Outcome, Fail> {
+    fn directory(&mut self, raw: &[u8], path: &[u8], meta: &Meta) -> Result<Outcome, Fail> {
         let (parent, name) = split(path);
         let dir = self.parent_dir(parent)?;
         // Created owner-only and writable; the real mode comes at the end so that a
@@ -248,7 +252,7 @@ impl Applier {
             Err(e) => return Err(os("mkdirat", e)),
         }
         drop(dir);
-        self.push_fixup(path.to_vec(), meta);
+        self.push_fixup(raw, path.to_vec(), meta);
         Ok(Outcome::Written)
     }
 
@@ -416,17 +420,26 @@ impl Applier {
         Ok(dir)
     }
 
-    fn push_fixup(&mut self, path: Vec<u8>, meta: &Meta) {
+    fn push_fixup(&mut self, raw: &[u8], path: Vec<u8>, meta: &Meta) {
+        let policy = self.options.xattrs;
+        let xattrs = meta
+            .xattrs
+            .iter()
+            .filter(|(name, _)| policy.allows(name))
+            .cloned()
+            .collect();
         self.fixups.push(DirFixup {
+            raw: raw.to_vec(),
             path,
+            xattrs,
             mode: self.options.mode.apply(meta.mode),
             mtime: self.mtime(meta),
             owner: self.owner,
         });
     }
 
-    /// Applies directory modes, owners and times, deepest first. Returns the
-    /// failures as (path, message).
+    /// Applies directory modes, owners, extended attributes and times, deepest
+    /// first. Returns the failures as (raw name, message).
     pub(crate) fn finish(&mut self) -> Vec<(Vec<u8>, String)> {
         let mut failures = Vec::new();
         let mut fixups = std::mem::take(&mut self.fixups);
@@ -447,6 +460,7 @@ impl Applier {
                 if let Some((u, g)) = fixup.owner {
                     fchown(&dir, Some(uid(u)), Some(gid(g)))?;
                 }
+                set_xattrs(&dir, &fixup.xattrs)?;
                 fchmod(&dir, Mode::from_raw_mode(fixup.mode))?;
                 if let Some(mtime) = fixup.mtime {
                     futimens(&dir, &times(mtime))?;
@@ -457,7 +471,7 @@ impl Applier {
                 // Replaced by a later entry (a file or symlink): nothing to fix.
                 Ok(()) | Err(Errno::NOTDIR) | Err(Errno::LOOP) | Err(Errno::NOENT) => {}
                 Err(e) => failures.push((
-                    fixup.path,
+                    fixup.raw,
                     format!("setting directory metadata: {}", std::io::Error::from(e)),
                 )),
             }
@@ -492,19 +506,25 @@ impl Applier {
     }
 
     fn xattrs(&self, file: &OwnedFd, meta: &Meta) -> Result<(), Fail> {
-        for (name, value) in &meta.xattrs {
-            if self.options.xattrs.allows(name) {
-                match fsetxattr(file, cpath(name), value, XattrFlags::empty()) {
-                    Ok(()) => {}
-                    // A filesystem without xattrs (or a namespace this worker may
-                    // not write) loses the attribute, as with GNU tar.
-                    Err(Errno::NOTSUP) | Err(Errno::PERM) => {}
-                    Err(e) => return Err(os("fsetxattr", e)),
-                }
-            }
-        }
-        Ok(())
+        let policy = self.options.xattrs;
+        let allowed = meta.xattrs.iter().filter(|(name, _)| policy.allows(name));
+        set_xattrs(file, allowed).map_err(|e| os("fsetxattr", e))
     }
+}
+
+/// Sets extended attributes on `fd`. A filesystem without them (or a namespace
+/// this worker may not write, such as `trusted.*`) loses them, as with GNU tar.
+fn set_xattrs<'a>(
+    fd: &OwnedFd,
+    xattrs: impl IntoIterator<Item = &'a (Vec<u8>, Vec<u8>)>,
+) -> Result<(), Errno> {
+    for (name, value) in xattrs {
+        match fsetxattr(fd, cpath(name), value, XattrFlags::empty()) {
+            Ok(()) | Err(Errno::NOTSUP) | Err(Errno::PERM) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn write_all(file: &OwnedFd, mut bytes: &[u8]) -> Result<(), Fail> {

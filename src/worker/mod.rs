@@ -23,7 +23,7 @@ use crate::protocol::{
     decode as decode_msg, encode_frame, JobHeader, SandboxMode, WireError, WireReport, WorkerMsg,
     WorkerTotals, HEADER_MAGIC, MAX_HEADER_FRAME,
 };
-use crate::report::{EntryKind, Outcome};
+use crate::report::EntryKind;
 use crate::sys;
 
 use apply::{Applier, Fatal, Meta};
@@ -298,14 +298,13 @@ fn extract(
         }
         last_path = raw_path;
     }
-    for (path, message) in applier.finish() {
-        // A directory whose metadata could not be set: report it as a failure.
-        reporter.borrow_mut().push(WireReport {
-            path,
-            kind: EntryKind::Directory,
-            size: 0,
-            outcome: Outcome::Failed(message),
-        });
+    let corrections = applier.finish();
+    if !corrections.is_empty() {
+        let mut reporter = reporter.borrow_mut();
+        reporter.flush();
+        for batch in corrections.chunks(crate::protocol::REPORT_BATCH_ENTRIES) {
+            reporter.send(&WorkerMsg::Corrections(batch.to_vec()));
+        }
     }
     // Read to the end of the stream: trailing blocks, and the compressed stream's
     // own checks (gzip's CRC, for example), which come last.
@@ -392,7 +391,16 @@ fn kind_of(t: tar::EntryType) -> EntryKind {
 /// Collects what the applier needs from an entry's headers (ustar, GNU and PAX).
 fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, globals: &PaxGlobals) -> io::Result<Meta> {
     let header = entry.header();
-    let kind = kind_of(header.entry_type());
+    let mut kind = kind_of(header.entry_type());
+    // Pre-POSIX archives mark directories only by a trailing slash, as GNU tar
+    // reads them (but a "file" named `/` does not get to change the root).
+    if kind == EntryKind::File
+        && header.entry_type() == tar::EntryType::Regular
+        && entry.path_bytes().ends_with(b"/")
+        && apply::normalize(&entry.path_bytes()).is_ok_and(|p| !p.is_empty())
+    {
+        kind = EntryKind::Directory;
+    }
     let mut mtime = globals.mtime.or_else(|| {
         header.mtime().ok().map(|s| rustix::fs::Timespec {
             tv_sec: s as i64,

@@ -49,6 +49,14 @@ impl Reporter {
         }
     }
 
+    /// Sends one message now (after the pending batch). Failures are remembered.
+    pub(crate) fn send(&mut self, msg: &WorkerMsg) {
+        self.flush();
+        if !self.broken && self.socket.write_all(&encode_frame(msg)).is_err() {
+            self.broken = true;
+        }
+    }
+
     /// `true` once the driver stopped listening: the job should stop.
     pub(crate) fn is_broken(&self) -> bool {
         self.broken
