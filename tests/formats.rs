@@ -194,7 +194,20 @@ async fn name_limits(sandbox: Sandbox) {
         .file("cover", b"256")
         .file("after.txt", b"after")
         .finish();
-    let run = run(&sandbox, &archive, &scene.dest, &Options::default()).await;
+    // With the default limits, a name over 4,095 bytes stops the job.
+    let limited = Scene::new();
+    let stopped = run(&sandbox, &archive, &limited.dest, &Options::default()).await;
+    assert!(
+        matches!(&stopped.result, Err(sandtar::Error::LimitExceeded { limit, .. }) if limit == "max_path_length"),
+        "{:?}",
+        stopped.result
+    );
+    assert!(stopped.reports.is_empty());
+    limited.check();
+    // Without that limit, names over PATH_MAX are rejected one by one.
+    let mut options = Options::default();
+    options.limits.max_path_length = u64::MAX;
+    let run = run(&sandbox, &archive, &scene.dest, &options).await;
     run.summary();
     let outcomes: Vec<Outcome> = run.reports.iter().map(|r| r.outcome.clone()).collect();
     assert_eq!(outcomes.len(), 6, "{outcomes:#?}");

@@ -778,3 +778,40 @@ async fn directory_fixups_do_not_follow_symlinks(sandbox: Sandbox) {
     assert_symlink(d.join("z"), "../canary");
     scene.check();
 }
+
+/// PAX records other parsers would refuse are refused here too, rather than
+/// silently skipped: an unparseable `size` (the tar crate would fall back to the
+/// header's size: a parser differential) and a record with a broken length.
+#[tokio::test]
+async fn invalid_pax_records_are_malformed() {
+    let sandbox = common::sandbox().await;
+    for records in [
+        &[(&b"size"[..], &b"abc"[..])][..],
+        &[(&b"size"[..], &b"-1"[..])][..],
+        &[(&b"size"[..], &b"99999999999999999999999"[..])][..],
+    ] {
+        let scene = Scene::new();
+        let archive = Tar::new()
+            .file("before", b"ok")
+            .pax(records)
+            .file("victim", b"data")
+            .file("after", b"never")
+            .finish();
+        let run = run(&sandbox, &archive, &scene.dest, &Options::default()).await;
+        assert!(
+            matches!(run.result, Err(sandtar::Error::MalformedArchive { .. })),
+            "{records:?}: {:?}",
+            run.result
+        );
+        assert_eq!(
+            run.reports.len(),
+            1,
+            "only the entry before: {:#?}",
+            run.reports
+        );
+        common::assert_file(scene.dest.join("before"), b"ok", 0o644);
+        common::assert_absent(scene.dest.join("victim"));
+        common::assert_absent(scene.dest.join("after"));
+        scene.check();
+    }
+}

@@ -251,10 +251,19 @@ fn extract(
             globals.update(&records);
             continue;
         }
-        if let Ok(path) = apply::normalize(&raw_path) {
-            if path.len() as u64 > limits.max_path_length {
+        match apply::normalize(&raw_path) {
+            Ok(path) if path.len() as u64 > limits.max_path_length => {
                 return Err(limit("max_path_length", limits.max_path_length, &raw_path));
             }
+            // Longer than PATH_MAX: the limit if it is lower, else a rejection.
+            Err(crate::report::RejectReason::NameTooLong)
+                if raw_path.len() as u64 > limits.max_path_length =>
+            {
+                return Err(limit("max_path_length", limits.max_path_length, &raw_path));
+            }
+            _ => {}
+        }
+        if let Ok(path) = apply::normalize(&raw_path) {
             let depth = path.split(|b| *b == b'/').count() as u64;
             if depth > limits.max_path_depth {
                 return Err(limit("max_path_depth", limits.max_path_depth, &raw_path));
@@ -422,8 +431,16 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, globals: &PaxGlobals) -> io
     );
     let mut xattrs = Vec::new();
     if let Some(extensions) = entry.pax_extensions()? {
-        for ext in extensions.flatten() {
+        let malformed = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+        for ext in extensions {
+            // Be as strict as GNU tar: a record the parser skipped, or a size it
+            // could not read (and so replaced by the header's), would make other
+            // tools see a different archive (the CVE-2025-62518 family).
+            let ext = ext.map_err(|_| malformed("malformed PAX extended header record"))?;
             let key = ext.key_bytes();
+            if key == b"size" && parse_decimal(ext.value_bytes()).is_none() {
+                return Err(malformed("invalid PAX size record"));
+            }
             if key == b"mtime" {
                 if let Some(t) = parse_pax_time(ext.value_bytes()) {
                     mtime = Some(t);
