@@ -106,7 +106,10 @@
 //! [`Stream`](futures_core::Stream) of `Result<EntryReport>` in archive order,
 //! and [`Job::finish`] returns the [`Summary`]. Reports arrive while the
 //! archive streams in. Memory stays bounded whether you read them or not, and
-//! [`Job::finish`] alone drains them.
+//! [`Job::finish`] alone drains them. One exception to "one report per entry,
+//! in archive order": a directory whose mode, owner or time could not be set at
+//! the end gets a second report, [`Outcome::Failed`], after the last entry
+//! (see [`EntryReport`]).
 //!
 //! ```no_run
 //! # async fn demo(sandbox: &sandtar::Sandbox) -> sandtar::Result<()> {

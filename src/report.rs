@@ -182,7 +182,8 @@ pub struct Summary {
     pub rejected: u64,
     /// Entries that failed to be created.
     pub failed: u64,
-    /// Bytes of file data written.
+    /// Sizes of the files written, added up (a sparse file counts its full
+    /// size, holes included).
     pub bytes_written: u64,
     /// Bytes read from the caller's reader (compressed size).
     pub archive_bytes: u64,

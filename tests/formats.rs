@@ -15,8 +15,7 @@ use sandtar::{EntryKind, Options, Outcome, RejectReason, Sandbox, SkipReason};
 root_and_nobody!(
     gnu_tar_interop,
     gnu_sparse_file,
-    pax_sparse_file [root: ignore = "BUG: PAX-format GNU sparse files (GNU.sparse.major=1, what `tar --format=posix -S` writes) are extracted as a regular file named GNUSparseFile.0/sp whose contents are the raw sparse map and chunks, instead of the 10240-byte file sp"]
-        [nobody: ignore = "BUG: same as pax_sparse_file::as_root"],
+    pax_sparse_file,
     old_style_directory,
     pax_global_headers,
     type_flags,

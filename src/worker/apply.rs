@@ -22,6 +22,8 @@ use rustix::process::{Gid, Uid};
 use crate::options::Options;
 use crate::report::{EntryKind, Outcome, RejectReason, SkipReason};
 
+use super::sparse::{self, Layout, Sparse};
+
 /// `PATH_MAX`: longer names cannot be created in one call.
 const PATH_MAX: usize = 4096;
 /// Buffer for copying file data.
@@ -102,7 +104,10 @@ pub(crate) struct Meta {
     pub link: Option<Vec<u8>>,
     pub device: (u32, u32),
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Bytes of data in the archive.
     pub size: u64,
+    /// How the data maps onto a sparse file.
+    pub sparse: Option<Sparse>,
 }
 
 struct DirFixup {
@@ -201,23 +206,9 @@ impl Applier {
         let file = self.create(parent, name, |dir, name| {
             openat(dir, cpath(name), flags, Mode::from_raw_mode(mode))
         })?;
-        let mut remaining = meta.size;
-        while remaining > 0 {
-            let want = remaining.min(self.buffer.len() as u64) as usize;
-            let n = match data.read(&mut self.buffer[..want]) {
-                Ok(0) => {
-                    return Err(Fail::Fatal(Fatal::Read(format!(
-                        "the archive ends inside this file ({remaining} of {} bytes missing)",
-                        meta.size
-                    ))))
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Fail::Fatal(Fatal::Read(e.to_string()))),
-            };
-            write_all(&file, &self.buffer[..n])?;
-            remaining -= n as u64;
-            self.bytes_written += n as u64;
+        match &meta.sparse {
+            None => self.copy(&file, data, meta.size, None)?,
+            Some(sparse) => self.sparse(&file, data, meta, sparse)?,
         }
         if let Some((u, g)) = self.owner {
             fchown(&file, Some(uid(u)), Some(gid(g))).map_err(|e| os("fchown", e))?;
@@ -231,6 +222,76 @@ impl Applier {
             futimens(&file, &times(mtime)).map_err(|e| os("futimens", e))?;
         }
         Ok(Outcome::Written)
+    }
+
+    /// Copies `len` bytes of `data` into `file`: at its current position, or at
+    /// `at` with `pwrite`. Returns nothing; counts the bytes written.
+    fn copy(
+        &mut self,
+        file: &OwnedFd,
+        data: &mut dyn Read,
+        len: u64,
+        mut at: Option<u64>,
+    ) -> Result<(), Fail> {
+        let mut remaining = len;
+        while remaining > 0 {
+            let want = remaining.min(self.buffer.len() as u64) as usize;
+            let n = read_some(data, &mut self.buffer[..want], remaining, len)?;
+            match at.as_mut() {
+                None => write_all(file, &self.buffer[..n])?,
+                Some(pos) => {
+                    pwrite_all(file, &self.buffer[..n], *pos)?;
+                    *pos += n as u64;
+                }
+            }
+            remaining -= n as u64;
+            self.bytes_written += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Writes a sparse file: only its data chunks, then its full size (the rest
+    /// stays holes).
+    fn sparse(
+        &mut self,
+        file: &OwnedFd,
+        data: &mut dyn Read,
+        meta: &Meta,
+        sparse: &Sparse,
+    ) -> Result<(), Fail> {
+        let bad = |e: std::io::Error| Fail::Fatal(Fatal::Read(e.to_string()));
+        match &sparse.layout {
+            Layout::Expanded => {
+                // Holes arrive as zeros: skip whole zero blocks.
+                let mut pos = 0u64;
+                let mut remaining = meta.size;
+                while remaining > 0 {
+                    let want = remaining.min(self.buffer.len() as u64) as usize;
+                    let n = read_some(data, &mut self.buffer[..want], remaining, meta.size)?;
+                    for block in self.buffer[..n].chunks(4096) {
+                        if block.iter().any(|b| *b != 0) {
+                            pwrite_all(file, block, pos)?;
+                            self.bytes_written += block.len() as u64;
+                        }
+                        pos += block.len() as u64;
+                    }
+                    remaining -= n as u64;
+                }
+            }
+            Layout::Map(map) => {
+                for &(offset, length) in map {
+                    self.copy(file, data, length, Some(offset))?;
+                }
+            }
+            Layout::MapInData => {
+                let (map, _) = sparse::read_map(data).map_err(bad)?;
+                sparse::check(&map, sparse.real_size).map_err(bad)?;
+                for (offset, length) in map {
+                    self.copy(file, data, length, Some(offset))?;
+                }
+            }
+        }
+        rustix::fs::ftruncate(file, sparse.real_size).map_err(|e| os("ftruncate", e))
     }
 
     fn directory(&mut self, raw: &[u8], path: &[u8], meta: &Meta) -> Result<Outcome, Fail> {
@@ -522,6 +583,40 @@ fn set_xattrs<'a>(
         match fsetxattr(fd, cpath(name), value, XattrFlags::empty()) {
             Ok(()) | Err(Errno::NOTSUP) | Err(Errno::PERM) => {}
             Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads at least one byte of an entry's data; the archive ending first is fatal.
+fn read_some(
+    data: &mut dyn Read,
+    buf: &mut [u8],
+    remaining: u64,
+    total: u64,
+) -> Result<usize, Fail> {
+    loop {
+        return match data.read(buf) {
+            Ok(0) => Err(Fail::Fatal(Fatal::Read(format!(
+                "the archive ends inside this file ({remaining} of {total} bytes missing)"
+            )))),
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(Fail::Fatal(Fatal::Read(e.to_string()))),
+        };
+    }
+}
+
+fn pwrite_all(file: &OwnedFd, mut bytes: &[u8], mut at: u64) -> Result<(), Fail> {
+    while !bytes.is_empty() {
+        match rustix::io::pwrite(file, bytes, at) {
+            Ok(0) => return Err(os("pwrite", Errno::NOSPC)),
+            Ok(n) => {
+                bytes = &bytes[n..];
+                at += n as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(os("pwrite", e)),
         }
     }
     Ok(())

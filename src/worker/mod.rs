@@ -11,6 +11,7 @@ mod confine;
 mod decode;
 mod privileges;
 mod reporter;
+mod sparse;
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
@@ -251,6 +252,21 @@ fn extract(
             globals.update(&records);
             continue;
         }
+        let meta = read_meta(&mut entry, &globals).map_err(|e| read_error(&e, &raw_path))?;
+        // PAX sparse files carry their real name and size in records.
+        let raw_path = match meta.sparse.as_ref().and_then(|s| s.name.clone()) {
+            Some(name) => name,
+            None => raw_path,
+        };
+        if let Some(real) = meta.sparse.as_ref().map(|s| s.real_size) {
+            if real > limits.max_entry_size {
+                return Err(limit("max_entry_size", limits.max_entry_size, &raw_path));
+            }
+            total = total.saturating_add(real.saturating_sub(size));
+            if total > limits.max_total_size {
+                return Err(limit("max_total_size", limits.max_total_size, &raw_path));
+            }
+        }
         match apply::normalize(&raw_path) {
             Ok(path) if path.len() as u64 > limits.max_path_length => {
                 return Err(limit("max_path_length", limits.max_path_length, &raw_path));
@@ -269,7 +285,6 @@ fn extract(
                 return Err(limit("max_path_depth", limits.max_path_depth, &raw_path));
             }
         }
-        let meta = read_meta(&mut entry, &globals).map_err(|e| read_error(&e, &raw_path))?;
         let outcome = match applier.apply(&raw_path, &meta, &mut entry) {
             Ok(outcome) => outcome,
             Err(Fatal::Read(message)) => {
@@ -296,7 +311,7 @@ fn extract(
             path: raw_path.clone(),
             kind: meta.kind,
             size: if meta.kind == EntryKind::File {
-                meta.size
+                meta.sparse.as_ref().map_or(meta.size, |s| s.real_size)
             } else {
                 0
             },
@@ -430,6 +445,7 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, globals: &PaxGlobals) -> io
         header.device_minor().ok().flatten().unwrap_or(0),
     );
     let mut xattrs = Vec::new();
+    let mut pax_sparse = sparse::PaxSparse::default();
     if let Some(extensions) = entry.pax_extensions()? {
         let malformed = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
         for ext in extensions {
@@ -451,11 +467,25 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, globals: &PaxGlobals) -> io
                 gid = parse_decimal(ext.value_bytes()).unwrap_or(gid);
             } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
                 xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+            } else {
+                pax_sparse.record(key, ext.value_bytes())?;
             }
         }
     }
     let link = entry.link_name_bytes().map(|l| l.into_owned());
+    let sparse = if entry.header().entry_type() == tar::EntryType::GNUSparse {
+        Some(sparse::Sparse {
+            layout: sparse::Layout::Expanded,
+            real_size: entry.size(),
+            name: None,
+        })
+    } else if kind == EntryKind::File {
+        pax_sparse.finish()?
+    } else {
+        None
+    };
     Ok(Meta {
+        sparse,
         kind,
         mode,
         uid,

@@ -111,6 +111,7 @@ fn allowed() -> Vec<libc::c_long> {
         // I/O on the job socket and the files being written.
         libc::SYS_read,
         libc::SYS_write,
+        libc::SYS_pwrite64,
         libc::SYS_readv,
         libc::SYS_writev,
         libc::SYS_recvfrom,
