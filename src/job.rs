@@ -135,31 +135,38 @@ pub(crate) async fn start<R: AsyncRead + Unpin>(
         },
         e => e,
     })?;
-    let exit = warm
-        .worker
-        .pidfd()
-        .and_then(|fd| fd.try_clone().ok())
-        .and_then(|fd| sys::async_fd(fd, Interest::READABLE).ok());
-    Ok(Job {
-        reader,
-        socket: warm.socket,
-        worker: warm.worker,
-        exit,
-        pump: Pump {
-            buf: vec![0; PUMP_BUFFER].into_boxed_slice(),
-            start: 0,
-            end: 0,
-            reader_done: false,
-            shut: false,
-            broken: false,
-            bytes: 0,
-        },
-        inbox: Vec::with_capacity(64 * 1024),
-        queue: VecDeque::new(),
-        counts: Counts::default(),
-        state: State::Running,
-        started,
-    })
+    Ok(Job::new(reader, warm, started))
+}
+
+impl<R> Job<R> {
+    /// A job driving `warm`'s worker, which is confined and waits for bytes.
+    fn new(reader: R, warm: Warm, started: Instant) -> Self {
+        let exit = warm
+            .worker
+            .pidfd()
+            .and_then(|fd| fd.try_clone().ok())
+            .and_then(|fd| sys::async_fd(fd, Interest::READABLE).ok());
+        Job {
+            reader,
+            socket: warm.socket,
+            worker: warm.worker,
+            exit,
+            pump: Pump {
+                buf: vec![0; PUMP_BUFFER].into_boxed_slice(),
+                start: 0,
+                end: 0,
+                reader_done: false,
+                shut: false,
+                broken: false,
+                bytes: 0,
+            },
+            inbox: Vec::with_capacity(64 * 1024),
+            queue: VecDeque::new(),
+            counts: Counts::default(),
+            state: State::Running,
+            started,
+        }
+    }
 }
 
 /// Opens `dest` as a directory and finds its absolute path.
@@ -635,5 +642,146 @@ impl<R: AsyncRead + Unpin> futures_core::Stream for Job<R> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().poll_report(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The driver against a fake worker: a socketpair whose far end the test
+    //! writes, and a `sleep` process standing in for the worker's pid.
+    use std::io::Write;
+    use std::os::unix::net::UnixStream as StdStream;
+    use std::process::{Child, Command};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::child::Worker;
+    use crate::protocol::{WorkerTotals, MAX_BATCH_ENTRIES};
+
+    fn fake_job(archive: &'static [u8]) -> (Job<&'static [u8]>, StdStream, Child) {
+        let (ours, theirs) = StdStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let stand_in = Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = rustix::process::Pid::from_raw(stand_in.id() as i32).unwrap();
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
+        let warm = Warm {
+            worker: Worker::new(stand_in.id(), pidfd),
+            socket: UnixStream::from_std(ours).unwrap(),
+        };
+        (Job::new(archive, warm, Instant::now()), theirs, stand_in)
+    }
+
+    async fn finish_within(job: Job<&'static [u8]>) -> Result<Summary> {
+        tokio::time::timeout(Duration::from_secs(5), job.finish())
+            .await
+            .expect("the driver hung on a misbehaving worker")
+    }
+
+    fn expect_protocol(result: Result<Summary>, what: &str) {
+        assert!(
+            matches!(result, Err(Error::Protocol(_))),
+            "{what}: {result:?}"
+        );
+    }
+
+    fn report(path: Vec<u8>) -> WireReport {
+        WireReport {
+            path,
+            kind: EntryKind::File,
+            size: 1,
+            outcome: Outcome::Written,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_over_long_frame_is_refused_without_allocating_it() {
+        let (job, mut fake, _child) = fake_job(b"");
+        fake.write_all(&u32::MAX.to_le_bytes()).unwrap();
+        expect_protocol(finish_within(job).await, "4 GiB frame");
+    }
+
+    #[tokio::test]
+    async fn garbage_payloads_are_refused() {
+        for garbage in [&[0xffu8; 16][..], &[7, 1, 2, 3][..], &[][..]] {
+            let (job, mut fake, _child) = fake_job(b"");
+            let mut frame = (garbage.len() as u32).to_le_bytes().to_vec();
+            frame.extend_from_slice(garbage);
+            fake.write_all(&frame).unwrap();
+            expect_protocol(finish_within(job).await, "garbage");
+        }
+    }
+
+    #[tokio::test]
+    async fn reports_out_of_bounds_are_refused() {
+        let (job, mut fake, _child) = fake_job(b"");
+        let long = WorkerMsg::Reports(vec![report(vec![b'a'; MAX_REPORTED_PATH + 1])]);
+        fake.write_all(&encode_frame(&long)).unwrap();
+        expect_protocol(finish_within(job).await, "long path");
+
+        let (job, mut fake, _child) = fake_job(b"");
+        let many = WorkerMsg::Reports(
+            (0..=MAX_BATCH_ENTRIES)
+                .map(|_| report(Vec::new()))
+                .collect(),
+        );
+        fake.write_all(&encode_frame(&many)).unwrap();
+        expect_protocol(finish_within(job).await, "huge batch");
+
+        let (job, mut fake, _child) = fake_job(b"");
+        let sized_dir = WireReport {
+            kind: EntryKind::Directory,
+            ..report(b"d".to_vec())
+        };
+        fake.write_all(&encode_frame(&WorkerMsg::Reports(vec![sized_dir])))
+            .unwrap();
+        expect_protocol(finish_within(job).await, "size on a directory");
+
+        let (job, mut fake, _child) = fake_job(b"");
+        fake.write_all(&encode_frame(&WorkerMsg::Warm)).unwrap();
+        expect_protocol(finish_within(job).await, "Warm during a job");
+    }
+
+    #[tokio::test]
+    async fn done_before_the_archive_was_sent_is_refused() {
+        // The archive is larger than the socket buffer, so it cannot all be sent
+        // before the fake worker claims to be done.
+        let archive: &'static [u8] = Box::leak(vec![0u8; 8 << 20].into_boxed_slice());
+        let (job, mut fake, _child) = fake_job(archive);
+        let done = WorkerMsg::Done(WorkerTotals {
+            tar_bytes: 0,
+            input_bytes: 0,
+            compression: Compression::None,
+        });
+        fake.write_all(&encode_frame(&done)).unwrap();
+        expect_protocol(finish_within(job).await, "early Done");
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_closes_its_socket_is_killed_and_reported() {
+        let (job, fake, mut child) = fake_job(b"");
+        drop(fake);
+        match finish_within(job).await {
+            Err(Error::WorkerDied { how, .. }) => assert!(how.contains("SIGKILL"), "{how}"),
+            other => panic!("expected WorkerDied, got {other:?}"),
+        }
+        // The stand-in was killed (and reaped by the job, so std sees no child).
+        assert!(child.try_wait().is_err() || child.try_wait().unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_silent_worker_is_cancelled_by_a_timeout_and_killed_on_drop() {
+        let (job, _fake, child) = fake_job(b"");
+        let pid = child.id();
+        let result = tokio::time::timeout(Duration::from_millis(100), job.finish()).await;
+        assert!(result.is_err(), "the silent worker produced {result:?}");
+        // Dropping the job killed the stand-in; the reaper collects it.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(
+                Instant::now() < deadline,
+                "stand-in worker {pid} still alive"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
