@@ -1,0 +1,59 @@
+//! Load: 64 concurrent jobs on a 2-core machine, on multi-thread and
+//! current-thread runtimes, all correct.
+
+use std::path::Path;
+
+use sandtar::{Options, Sandbox};
+
+fn archive(i: usize) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for j in 0..20 {
+        let body = format!("job {i} file {j}\n").repeat(50);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, format!("d{}/f{j}", j % 3), body.as_bytes()).unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    // Every other job compressed, so both decoding paths run concurrently.
+    if i % 2 == 0 {
+        zstd::stream::encode_all(&tar[..], 1).unwrap()
+    } else {
+        tar
+    }
+}
+
+fn check(dest: &Path, i: usize) {
+    for j in 0..20 {
+        let body = std::fs::read_to_string(dest.join(format!("d{}/f{j}", j % 3))).unwrap();
+        assert_eq!(body, format!("job {i} file {j}\n").repeat(50), "job {i} file {j}");
+    }
+}
+
+async fn sixty_four(sandbox: Sandbox) {
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let sandbox = sandbox.clone();
+        tasks.push(tokio::spawn(async move {
+            let dest = tempfile::tempdir().unwrap();
+            let data = archive(i);
+            let summary = sandbox.extract(&data[..], dest.path(), &Options::default()).await.unwrap();
+            assert_eq!((summary.entries, summary.written), (20, 20), "job {i}");
+            check(dest.path(), i);
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_concurrent_jobs_multi_thread() {
+    sixty_four(Sandbox::new().await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn sixty_four_concurrent_jobs_current_thread() {
+    sixty_four(Sandbox::new().await.unwrap()).await;
+}
