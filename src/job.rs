@@ -535,7 +535,7 @@ impl<R: AsyncRead + Unpin> Job<R> {
                         path: path_of(path),
                         kind: EntryKind::Directory,
                         size: 0,
-                        outcome: Outcome::Failed(message),
+                        outcome: Outcome::Failed(text(message)),
                     });
                 }
             }
@@ -567,14 +567,17 @@ impl<R: AsyncRead + Unpin> Job<R> {
             }
             WorkerMsg::Failed(error) => {
                 let error = match error {
-                    WireError::Malformed { offset, message } => {
-                        Error::MalformedArchive { offset, message }
-                    }
+                    WireError::Malformed { offset, message } => Error::MalformedArchive {
+                        offset,
+                        message: text(message),
+                    },
                     WireError::Write { entry, message } => Error::Write {
                         entry: path_of(entry),
-                        message,
+                        message: text(message),
                     },
-                    WireError::Confinement(reason) => Error::ConfinementUnavailable { reason },
+                    WireError::Confinement(reason) => Error::ConfinementUnavailable {
+                        reason: text(reason),
+                    },
                     WireError::DestinationChanged => Error::DestinationChanged {
                         path: PathBuf::new(),
                     },
@@ -583,15 +586,15 @@ impl<R: AsyncRead + Unpin> Job<R> {
                         value,
                         entry,
                     } => Error::LimitExceeded {
-                        limit,
+                        limit: text(limit),
                         value,
                         entry: path_of(entry),
                     },
                     WireError::Unmapped { entry, message } => Error::UnmappedId {
                         entry: path_of(entry),
-                        message,
+                        message: text(message),
                     },
-                    WireError::Internal(message) => Error::Worker(message),
+                    WireError::Internal(message) => Error::Worker(text(message)),
                 };
                 self.fail(error);
             }
@@ -623,14 +626,40 @@ impl<R: AsyncRead + Unpin> Job<R> {
             Outcome::Rejected(_) => c.rejected += 1,
             Outcome::Failed(_) => c.failed += 1,
         }
+        let outcome = match report.outcome {
+            Outcome::Failed(message) => Outcome::Failed(text(message)),
+            other => other,
+        };
         self.queue.push_back(EntryReport {
             path: path_of(report.path),
             kind: report.kind,
             size: report.size,
-            outcome: report.outcome,
+            outcome,
         });
         Ok(())
     }
+}
+
+/// A message from the worker made safe to log: control characters (which an
+/// archive can smuggle into parser errors) escaped, and at most 1 KiB kept.
+fn text(message: String) -> String {
+    const MAX: usize = 1024;
+    if message.len() <= MAX && !message.chars().any(char::is_control) {
+        return message;
+    }
+    let mut out = String::with_capacity(message.len().min(MAX) + 8);
+    for c in message.chars() {
+        if out.len() >= MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn path_of(bytes: Vec<u8>) -> PathBuf {
@@ -691,6 +720,13 @@ mod tests {
             size: 1,
             outcome: Outcome::Written,
         }
+    }
+
+    #[test]
+    fn worker_text_is_made_safe_to_log() {
+        assert_eq!(text("plain".into()), "plain");
+        assert_eq!(text("a\nb\x1b[31m".into()), "a\\nb\\u{1b}[31m");
+        assert!(text("x".repeat(5000)).chars().count() <= 1025);
     }
 
     #[tokio::test]

@@ -159,18 +159,22 @@ pub(crate) fn exit_now(code: i32) -> ! {
 }
 
 /// Keeps `fd` and the standard descriptors, closes everything else.
-pub(crate) fn close_other_fds(keep: BorrowedFd<'_>) {
+pub(crate) fn close_other_fds(keep: BorrowedFd<'_>) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let keep = keep.as_raw_fd() as libc::c_uint;
-    // SAFETY: close_range only closes descriptors; nothing in this single-threaded
-    // process owns the ones above `keep`'s neighbours any more (the callers drop
-    // their handles first or never created any).
-    unsafe {
-        if keep > 3 {
-            libc::syscall(libc::SYS_close_range, 3u32, keep - 1, 0u32);
+    let close_range = |first: libc::c_uint, last: libc::c_uint| {
+        // SAFETY: close_range only closes descriptors; nothing in this
+        // single-threaded process owns the ones closed here any more (the callers
+        // dropped their handles first or never created any).
+        match unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) } {
+            0 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
         }
-        libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
+    };
+    if keep > 3 {
+        close_range(3, keep - 1)?;
     }
+    close_range(keep + 1, u32::MAX)
 }
 
 /// The calling thread's capability: does it hold `CAP_SYS_ADMIN` in its user namespace?

@@ -13,11 +13,12 @@ fn archive(i: usize) -> Vec<u8> {
         h.set_size(body.len() as u64);
         h.set_mode(0o644);
         h.set_cksum();
-        b.append_data(&mut h, format!("d{}/f{j}", j % 3), body.as_bytes()).unwrap();
+        b.append_data(&mut h, format!("d{}/f{j}", j % 3), body.as_bytes())
+            .unwrap();
     }
     let tar = b.into_inner().unwrap();
     // Every other job compressed, so both decoding paths run concurrently.
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         zstd::stream::encode_all(&tar[..], 1).unwrap()
     } else {
         tar
@@ -27,7 +28,11 @@ fn archive(i: usize) -> Vec<u8> {
 fn check(dest: &Path, i: usize) {
     for j in 0..20 {
         let body = std::fs::read_to_string(dest.join(format!("d{}/f{j}", j % 3))).unwrap();
-        assert_eq!(body, format!("job {i} file {j}\n").repeat(50), "job {i} file {j}");
+        assert_eq!(
+            body,
+            format!("job {i} file {j}\n").repeat(50),
+            "job {i} file {j}"
+        );
     }
 }
 
@@ -38,7 +43,10 @@ async fn sixty_four(sandbox: Sandbox) {
         tasks.push(tokio::spawn(async move {
             let dest = tempfile::tempdir().unwrap();
             let data = archive(i);
-            let summary = sandbox.extract(&data[..], dest.path(), &Options::default()).await.unwrap();
+            let summary = sandbox
+                .extract(&data[..], dest.path(), &Options::default())
+                .await
+                .unwrap();
             assert_eq!((summary.entries, summary.written), (20, 20), "job {i}");
             check(dest.path(), i);
         }));

@@ -180,7 +180,7 @@ async fn one_of_many(sandbox: Sandbox, i: usize) -> Scene {
     let scene = Scene::new();
     let archive = job_archive(i);
     // Half the jobs are watched entry by entry, half only finished.
-    let summary = if i % 2 == 0 {
+    let summary = if i.is_multiple_of(2) {
         let mut job = sandbox
             .start(&archive[..], &scene.dest, &Options::default())
             .await

@@ -46,9 +46,17 @@ fn send(socket: &mut UnixStream, msg: &WorkerMsg) -> io::Result<()> {
 fn serve(socket: OwnedFd, mode: SandboxMode) {
     // Nothing of the zygote's may stay open here: its control socket would let a
     // compromised worker ask for more workers.
-    sys::close_other_fds(socket.as_fd());
+    let closed = sys::close_other_fds(socket.as_fd());
     sys::replace_stdio_with_null();
     let mut socket = UnixStream::from(socket);
+    if let Err(e) = closed {
+        let reason = format!("close_range failed: {e} (Linux 5.9 or later is needed)");
+        let _ = send(
+            &mut socket,
+            &WorkerMsg::Failed(WireError::Confinement(reason)),
+        );
+        return;
+    }
     if let Err(reason) = confine::prepare() {
         let _ = send(
             &mut socket,
