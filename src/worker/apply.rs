@@ -14,7 +14,7 @@ use std::rc::Rc;
 use rustix::fs::{
     chownat, fchmod, fchown, fsetxattr, futimens, linkat, makedev, mkdirat, mknodat, openat,
     statat, symlinkat, unlinkat, utimensat, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps,
-    XattrFlags, CWD, UTIME_OMIT,
+    XattrFlags, UTIME_OMIT,
 };
 use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
@@ -138,14 +138,10 @@ pub(crate) struct Applier {
 }
 
 impl Applier {
-    pub(crate) fn new(options: Options, privileged: bool) -> std::io::Result<Self> {
-        let root = Rc::new(openat(
-            CWD,
-            "/",
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?);
-        Ok(Applier {
+    /// An applier for the tree at `root` (the worker's `/`).
+    pub(crate) fn new(options: Options, privileged: bool, root: OwnedFd) -> Self {
+        let root = Rc::new(root);
+        Applier {
             options,
             privileged,
             root,
@@ -154,7 +150,7 @@ impl Applier {
             owner: None,
             buffer: vec![0; COPY_BUFFER],
             bytes_written: 0,
-        })
+        }
     }
 
     /// Applies one entry whose raw name is `raw` and whose data can be read from
@@ -353,9 +349,22 @@ impl Applier {
             return Err(Fail::Entry("hard link to itself".into()));
         }
         let (parent, name) = split(path);
-        let root = self.root.clone();
+        let (target_parent, target_name) = split(&target);
+        let target_dir = match target_parent {
+            [] => self.root.clone(),
+            p => Rc::new(
+                self.resolve(p, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC)
+                    .map_err(|e| os("hard link target", e))?,
+            ),
+        };
         self.create(parent, name, |dir, name| {
-            linkat(&*root, cpath(&target), dir, cpath(name), AtFlags::empty())
+            linkat(
+                &*target_dir,
+                cpath(target_name),
+                dir,
+                cpath(name),
+                AtFlags::empty(),
+            )
         })?;
         Ok(Outcome::Written)
     }
@@ -453,7 +462,7 @@ impl Applier {
             }
         }
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let fd = match openat(&*self.root, cpath(parent), flags, Mode::empty()) {
+        let fd = match self.resolve(parent, flags) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => self.make_parents(parent)?,
             Err(e) => return Err(os("open parent directory", e)),
@@ -470,15 +479,34 @@ impl Applier {
             .root
             .try_clone()
             .map_err(|e| Fail::Entry(e.to_string()))?;
+        let mut end = 0;
         for component in parent.split(|b| *b == b'/') {
+            end += component.len();
             match mkdirat(&dir, cpath(component), Mode::from_raw_mode(0o755)) {
                 Ok(()) | Err(Errno::EXIST) => {}
                 Err(e) => return Err(os("mkdirat (parent)", e)),
             }
-            dir = openat(&dir, cpath(component), flags, Mode::empty())
+            // From the root each time, so a symlink on the way resolves inside it.
+            dir = self
+                .resolve(&parent[..end], flags)
                 .map_err(|e| os("open parent directory", e))?;
+            end += 1;
         }
         Ok(dir)
+    }
+
+    /// Opens `path` below the root; every symlink and `..` on the way resolves as
+    /// if the root were `/` (`RESOLVE_IN_ROOT`). Inside the sandbox the root *is*
+    /// `/`; this keeps the applier inside its tree even where it runs unconfined
+    /// (the fuzzing harness), and costs nothing over `openat`.
+    fn resolve(&self, path: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
+        rustix::fs::openat2(
+            &*self.root,
+            cpath(path),
+            flags,
+            Mode::empty(),
+            rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS,
+        )
     }
 
     fn push_fixup(&mut self, raw: &[u8], path: Vec<u8>, meta: &Meta) {
@@ -517,7 +545,7 @@ impl Applier {
                 &fixup.path[..]
             };
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let result = openat(&*self.root, cpath(target), flags, Mode::empty()).and_then(|dir| {
+            let result = self.resolve(target, flags).and_then(|dir| {
                 if let Some((u, g)) = fixup.owner {
                     fchown(&dir, Some(uid(u)), Some(gid(g)))?;
                 }

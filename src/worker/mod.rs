@@ -187,7 +187,14 @@ fn extract(
             }
         });
     }
-    let mut applier = Applier::new(options, privileged).map_err(internal)?;
+    let root = rustix::fs::openat(
+        rustix::fs::CWD,
+        "/",
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| internal(e.into()))?;
+    let mut applier = Applier::new(options, privileged, root);
     let mut archive = tar::Archive::new(reader);
     // A read error is a malformed archive, unless the decoder stopped on the
     // compression-ratio limit.

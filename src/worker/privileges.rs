@@ -125,6 +125,7 @@ fn allowed() -> Vec<libc::c_long> {
         libc::SYS_fallocate,
         // Creating entries.
         libc::SYS_openat,
+        libc::SYS_openat2,
         libc::SYS_mkdirat,
         libc::SYS_unlinkat,
         libc::SYS_symlinkat,
