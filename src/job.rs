@@ -607,14 +607,7 @@ impl<R: AsyncRead + Unpin> Job<R> {
 
     /// Validates one report from the (untrusted) worker and queues it.
     fn accept(&mut self, report: WireReport) -> Result<()> {
-        if report.path.len() > MAX_REPORTED_PATH {
-            return Err(Error::Protocol("report path too long".into()));
-        }
-        if report.kind != EntryKind::File && report.size != 0 {
-            return Err(Error::Protocol(
-                "size on an entry that is not a file".into(),
-            ));
-        }
+        check_report(&report)?;
         let c = &mut self.counts;
         c.entries += 1;
         match &report.outcome {
@@ -638,6 +631,19 @@ impl<R: AsyncRead + Unpin> Job<R> {
         });
         Ok(())
     }
+}
+
+/// The bounds every report from the (untrusted) worker must respect.
+pub(crate) fn check_report(report: &WireReport) -> Result<()> {
+    if report.path.len() > MAX_REPORTED_PATH {
+        return Err(Error::Protocol("report path too long".into()));
+    }
+    if report.kind != EntryKind::File && report.size != 0 {
+        return Err(Error::Protocol(
+            "size on an entry that is not a file".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A message from the worker made safe to log: control characters (which an

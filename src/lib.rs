@@ -211,6 +211,8 @@
 
 mod child;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod job;
 mod options;
 mod protocol;

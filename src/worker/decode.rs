@@ -65,7 +65,6 @@ pub(crate) fn spawn(
             current: Vec::new(),
             pos: 0,
             len: 0,
-            offset: Rc::new(Cell::new(0)),
             on_wait: None,
             ratio_exceeded,
         },
@@ -172,17 +171,11 @@ pub(crate) struct ChannelReader {
     current: Vec<u8>,
     pos: usize,
     len: usize,
-    offset: Rc<Cell<u64>>,
     on_wait: Option<Box<dyn FnMut()>>,
     ratio_exceeded: Arc<AtomicBool>,
 }
 
 impl ChannelReader {
-    /// A shared view of how many decoded bytes have been consumed.
-    pub(crate) fn offset(&self) -> Rc<Cell<u64>> {
-        self.offset.clone()
-    }
-
     /// `true` once decoding stopped on the compression-ratio limit.
     pub(crate) fn ratio_exceeded(&self) -> Arc<AtomicBool> {
         self.ratio_exceeded.clone()
@@ -232,7 +225,6 @@ impl Read for ChannelReader {
         let n = out.len().min(self.len - self.pos);
         out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
         self.pos += n;
-        self.offset.set(self.offset.get() + n as u64);
         Ok(n)
     }
 }

@@ -1,0 +1,57 @@
+//! Entry points for the fuzzing harness in `fuzz/` and its regression tests.
+//! Not part of the API: no stability promise.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use crate::options::Options;
+use crate::protocol::{decode, frame_at, WorkerMsg, MAX_WORKER_FRAME};
+
+/// Runs the worker's parse-and-apply loop on a plain tar stream, writing below
+/// `dir`, without a sandbox (every path resolves inside `dir` through
+/// `openat2(RESOLVE_IN_ROOT)`). Returns the number of reports, or the error text.
+pub fn extract_unconfined(archive: &[u8], dir: &Path, options: &Options) -> Result<usize, String> {
+    let root = std::fs::File::open(dir).map_err(|e| e.to_string())?;
+    let mut applier = crate::worker::apply::Applier::new(options.clone(), false, root.into());
+    let mut reports = 0;
+    let mut sink = |_report| {
+        reports += 1;
+        true
+    };
+    let never = AtomicBool::new(false);
+    crate::worker::extract::run(archive, &mut applier, &options.limits, &never, &mut sink)
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(reports)
+}
+
+/// Runs the driver's decoding and validation of worker frames over `bytes`.
+/// Returns how many frames were accepted before the first refusal (or the end).
+pub fn decode_worker_frames(mut bytes: &[u8]) -> usize {
+    let mut accepted = 0;
+    while let Ok(Some(range)) = frame_at(bytes, MAX_WORKER_FRAME) {
+        match decode::<WorkerMsg>(&bytes[range.clone()]) {
+            Ok(WorkerMsg::Reports(batch)) => {
+                if batch.iter().any(|r| crate::job::check_report(r).is_err()) {
+                    return accepted;
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return accepted,
+        }
+        accepted += 1;
+        bytes = &bytes[range.end..];
+    }
+    accepted
+}
+
+/// Runs the worker's decoding of a job header (magic, length, payload).
+pub fn decode_job_header(bytes: &[u8]) -> Result<Options, String> {
+    let Some(head) = bytes.get(..8) else {
+        return Err("short".into());
+    };
+    let head: [u8; 8] = head.try_into().expect("eight bytes");
+    let mut rest = &bytes[8..];
+    crate::worker::read_header(&head, &mut rest)
+        .map(|h| h.options)
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,374 @@
+//! The archive loop: one parser (the `tar` crate, driven entry by entry), the
+//! limits, and the applier. Shared by the worker and the fuzzing harness.
+
+use std::cell::Cell;
+use std::io::{self, Read};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::options::Limits;
+use crate::protocol::{WireError, WireReport};
+use crate::report::EntryKind;
+
+use super::apply::{self, Applier, Fatal, Meta};
+use super::sparse;
+
+/// What a finished archive leaves behind.
+pub(crate) struct Run {
+    /// Bytes of the uncompressed tar stream, read to its end.
+    pub tar_bytes: u64,
+    /// Directories whose deferred metadata failed: (raw name, message).
+    pub corrections: Vec<(Vec<u8>, String)>,
+}
+
+/// Counts the bytes the parser consumes (for error offsets and the size of
+/// extension headers).
+struct Counted<R> {
+    inner: R,
+    offset: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.offset.set(self.offset.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Parses the tar stream from `reader`, checks every limit, applies each entry
+/// and hands its report to `sink` (which returns `false` to stop). Reads the
+/// stream to its end. `ratio_exceeded` tells a decoder's ratio stop from a
+/// malformed stream.
+pub(crate) fn run<R: Read>(
+    reader: R,
+    applier: &mut Applier,
+    limits: &Limits,
+    ratio_exceeded: &AtomicBool,
+    sink: &mut dyn FnMut(WireReport) -> bool,
+) -> Result<Run, WireError> {
+    let offset = Rc::new(Cell::new(0));
+    let reader = Counted {
+        inner: reader,
+        offset: offset.clone(),
+    };
+    let mut archive = tar::Archive::new(reader);
+    // A read error is a malformed archive, unless the decoder stopped on the
+    // compression-ratio limit.
+    let read_error = |e: &dyn std::fmt::Display, entry: &[u8]| {
+        if ratio_exceeded.load(Ordering::Relaxed) {
+            WireError::Limit {
+                limit: "max_compression_ratio".into(),
+                value: limits.max_compression_ratio,
+                entry: entry.to_vec(),
+            }
+        } else {
+            WireError::Malformed {
+                offset: offset.get(),
+                message: e.to_string(),
+            }
+        }
+    };
+    let limit = |limit: &str, value: u64, entry: &[u8]| WireError::Limit {
+        limit: limit.into(),
+        value,
+        entry: entry.to_vec(),
+    };
+    let mut entries = archive.entries().map_err(|e| read_error(&e, b""))?;
+    let mut globals = PaxGlobals::default();
+    let mut count: u64 = 0;
+    let mut total: u64 = 0;
+    let mut last_path: Vec<u8> = Vec::new();
+    loop {
+        // Every entry's data is read to its end before the next, so the bytes
+        // `next` consumes are padding, extension headers and one header block.
+        let before = offset.get();
+        let mut entry = match entries.next() {
+            None => break,
+            Some(Ok(entry)) => entry,
+            Some(Err(e)) => return Err(read_error(&e, &last_path)),
+        };
+        let raw_path = entry.path_bytes().into_owned();
+        let extensions = (offset.get() - before).saturating_sub(1024);
+        if extensions > limits.max_extension_size {
+            return Err(limit(
+                "max_extension_size",
+                limits.max_extension_size,
+                &raw_path,
+            ));
+        }
+        count += 1;
+        if count > limits.max_entries {
+            return Err(limit("max_entries", limits.max_entries, &raw_path));
+        }
+        let size = entry.size();
+        if size > limits.max_entry_size {
+            return Err(limit("max_entry_size", limits.max_entry_size, &raw_path));
+        }
+        total = total.saturating_add(size);
+        if total > limits.max_total_size {
+            return Err(limit("max_total_size", limits.max_total_size, &raw_path));
+        }
+        if entry.header().entry_type().is_pax_global_extensions() {
+            if size > limits.max_extension_size {
+                return Err(limit(
+                    "max_extension_size",
+                    limits.max_extension_size,
+                    &raw_path,
+                ));
+            }
+            let mut records = Vec::new();
+            entry
+                .read_to_end(&mut records)
+                .map_err(|e| read_error(&e, &raw_path))?;
+            globals.update(&records);
+            continue;
+        }
+        let meta = read_meta(&mut entry, &globals).map_err(|e| read_error(&e, &raw_path))?;
+        // PAX sparse files carry their real name and size in records.
+        let raw_path = match meta.sparse.as_ref().and_then(|s| s.name.clone()) {
+            Some(name) => name,
+            None => raw_path,
+        };
+        if let Some(real) = meta.sparse.as_ref().map(|s| s.real_size) {
+            if real > limits.max_entry_size {
+                return Err(limit("max_entry_size", limits.max_entry_size, &raw_path));
+            }
+            total = total.saturating_add(real.saturating_sub(size));
+            if total > limits.max_total_size {
+                return Err(limit("max_total_size", limits.max_total_size, &raw_path));
+            }
+        }
+        match apply::normalize(&raw_path) {
+            Ok(path) if path.len() as u64 > limits.max_path_length => {
+                return Err(limit("max_path_length", limits.max_path_length, &raw_path));
+            }
+            // Longer than PATH_MAX: the limit if it is lower, else a rejection.
+            Err(crate::report::RejectReason::NameTooLong)
+                if raw_path.len() as u64 > limits.max_path_length =>
+            {
+                return Err(limit("max_path_length", limits.max_path_length, &raw_path));
+            }
+            _ => {}
+        }
+        if let Ok(path) = apply::normalize(&raw_path) {
+            let depth = path.split(|b| *b == b'/').count() as u64;
+            if depth > limits.max_path_depth {
+                return Err(limit("max_path_depth", limits.max_path_depth, &raw_path));
+            }
+        }
+        let outcome = match applier.apply(&raw_path, &meta, &mut entry) {
+            Ok(outcome) => outcome,
+            Err(Fatal::Read(message)) => {
+                let message = format!("{}: {message}", String::from_utf8_lossy(&raw_path));
+                return Err(read_error(&message, &raw_path));
+            }
+            Err(Fatal::Unmapped(message)) => {
+                return Err(WireError::Unmapped {
+                    entry: raw_path,
+                    message,
+                })
+            }
+            Err(Fatal::Write(message)) => {
+                return Err(WireError::Write {
+                    entry: raw_path,
+                    message,
+                })
+            }
+        };
+        // Whatever the applier did not read (skipped and rejected entries).
+        io::copy(&mut entry, &mut io::sink()).map_err(|e| read_error(&e, &raw_path))?;
+        let more = sink(WireReport {
+            path: raw_path.clone(),
+            kind: meta.kind,
+            size: if meta.kind == EntryKind::File {
+                meta.sparse.as_ref().map_or(meta.size, |s| s.real_size)
+            } else {
+                0
+            },
+            outcome,
+        });
+        if !more {
+            return Err(WireError::Internal("the driver stopped listening".into()));
+        }
+        last_path = raw_path;
+    }
+    let corrections = applier.finish();
+    // Read to the end of the stream: trailing blocks, and the compressed stream's
+    // own checks (gzip's CRC, for example), which come last.
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| read_error(&e, b""))?;
+    Ok(Run {
+        tar_bytes: offset.get(),
+        corrections,
+    })
+}
+
+/// PAX global header records (`g` entries) that apply to every later entry.
+#[derive(Default)]
+struct PaxGlobals {
+    mtime: Option<rustix::fs::Timespec>,
+    uid: Option<u64>,
+    gid: Option<u64>,
+}
+
+impl PaxGlobals {
+    fn update(&mut self, records: &[u8]) {
+        for ext in tar::PaxExtensions::new(records).flatten() {
+            let value = ext.value_bytes();
+            match ext.key_bytes() {
+                b"mtime" => self.mtime = parse_pax_time(value),
+                b"uid" => self.uid = parse_decimal(value),
+                b"gid" => self.gid = parse_decimal(value),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn parse_decimal(v: &[u8]) -> Option<u64> {
+    std::str::from_utf8(v).ok()?.trim().parse().ok()
+}
+
+/// Parses a PAX time (`1700000000.25`, possibly negative) into a timespec.
+fn parse_pax_time(v: &[u8]) -> Option<rustix::fs::Timespec> {
+    let s = std::str::from_utf8(v).ok()?.trim();
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = int.parse().ok()?;
+    let digits: String = frac.chars().take(9).collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let mut nanos: i64 = if digits.is_empty() {
+        0
+    } else {
+        format!("{digits:0<9}").parse().ok()?
+    };
+    let mut secs = secs;
+    if s.starts_with('-') && nanos > 0 {
+        // -1.25 is 1.25 s before the epoch: -2 s + 0.75 s.
+        secs -= 1;
+        nanos = 1_000_000_000 - nanos;
+    }
+    Some(rustix::fs::Timespec {
+        tv_sec: secs,
+        tv_nsec: nanos,
+    })
+}
+
+fn kind_of(t: tar::EntryType) -> EntryKind {
+    use tar::EntryType::*;
+    match t {
+        Regular | Continuous | GNUSparse => EntryKind::File,
+        Directory => EntryKind::Directory,
+        Symlink => EntryKind::Symlink,
+        Link => EntryKind::HardLink,
+        Fifo => EntryKind::Fifo,
+        Char => EntryKind::CharDevice,
+        Block => EntryKind::BlockDevice,
+        other => EntryKind::Other(other.as_byte()),
+    }
+}
+
+/// Collects what the applier needs from an entry's headers (ustar, GNU and PAX).
+fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, globals: &PaxGlobals) -> io::Result<Meta> {
+    let header = entry.header();
+    let mut kind = kind_of(header.entry_type());
+    // Pre-POSIX archives mark directories only by a trailing slash, as GNU tar
+    // reads them (but a "file" named `/` does not get to change the root).
+    if kind == EntryKind::File
+        && header.entry_type() == tar::EntryType::Regular
+        && entry.path_bytes().ends_with(b"/")
+        && apply::normalize(&entry.path_bytes()).is_ok_and(|p| !p.is_empty())
+    {
+        kind = EntryKind::Directory;
+    }
+    let mut mtime = globals.mtime.or_else(|| {
+        header.mtime().ok().map(|s| rustix::fs::Timespec {
+            tv_sec: s as i64,
+            tv_nsec: 0,
+        })
+    });
+    let mut uid = header.uid().ok().or(globals.uid).unwrap_or(0);
+    let mut gid = header.gid().ok().or(globals.gid).unwrap_or(0);
+    if let Some(g) = globals.uid {
+        uid = g;
+    }
+    if let Some(g) = globals.gid {
+        gid = g;
+    }
+    let mode = header.mode().unwrap_or(0o644);
+    let device = (
+        header.device_major().ok().flatten().unwrap_or(0),
+        header.device_minor().ok().flatten().unwrap_or(0),
+    );
+    let mut xattrs = Vec::new();
+    let mut pax_sparse = sparse::PaxSparse::default();
+    if let Some(extensions) = entry.pax_extensions()? {
+        let malformed = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+        for ext in extensions {
+            // Be as strict as GNU tar: a record the parser skipped, or a size it
+            // could not read (and so replaced by the header's), would make other
+            // tools see a different archive (the CVE-2025-62518 family).
+            let ext = ext.map_err(|_| malformed("malformed PAX extended header record"))?;
+            let key = ext.key_bytes();
+            if key == b"size" && parse_decimal(ext.value_bytes()).is_none() {
+                return Err(malformed("invalid PAX size record"));
+            }
+            if key == b"mtime" {
+                if let Some(t) = parse_pax_time(ext.value_bytes()) {
+                    mtime = Some(t);
+                }
+            } else if key == b"uid" {
+                uid = parse_decimal(ext.value_bytes()).unwrap_or(uid);
+            } else if key == b"gid" {
+                gid = parse_decimal(ext.value_bytes()).unwrap_or(gid);
+            } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+            } else {
+                pax_sparse.record(key, ext.value_bytes())?;
+            }
+        }
+    }
+    let link = entry.link_name_bytes().map(|l| l.into_owned());
+    let sparse = if entry.header().entry_type() == tar::EntryType::GNUSparse {
+        Some(sparse::Sparse {
+            layout: sparse::Layout::Expanded,
+            real_size: entry.size(),
+            name: None,
+        })
+    } else if kind == EntryKind::File {
+        pax_sparse.finish()?
+    } else {
+        None
+    };
+    Ok(Meta {
+        sparse,
+        kind,
+        mode,
+        uid,
+        gid,
+        mtime,
+        link,
+        device,
+        xattrs,
+        size: entry.size(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_times() {
+        let t = parse_pax_time(b"1700000000.25").unwrap();
+        assert_eq!((t.tv_sec, t.tv_nsec), (1_700_000_000, 250_000_000));
+        let t = parse_pax_time(b"-1.25").unwrap();
+        assert_eq!((t.tv_sec, t.tv_nsec), (-2, 750_000_000));
+        let t = parse_pax_time(b"42").unwrap();
+        assert_eq!((t.tv_sec, t.tv_nsec), (42, 0));
+        assert!(parse_pax_time(b"x").is_none());
+        assert!(parse_pax_time(b"1.2x").is_none());
+    }
+}
