@@ -26,7 +26,8 @@ fn files(count: usize, size: usize) -> Vec<u8> {
         h.set_size(size as u64);
         h.set_mode(0o644);
         h.set_cksum();
-        b.append_data(&mut h, format!("file{i:02}"), &vec![b'z'; size][..]).unwrap();
+        b.append_data(&mut h, format!("file{i:02}"), &vec![b'z'; size][..])
+            .unwrap();
     }
     b.into_inner().unwrap()
 }
@@ -45,7 +46,10 @@ async fn filesystem_full() {
     let base = tempfile::tempdir().unwrap();
     assert!(mount_tmpfs(base.path(), "size=1m"), "mount tmpfs");
     let archive = files(8, 256 * 1024);
-    let mut job = sandbox.start(&archive[..], base.path(), &Options::default()).await.unwrap();
+    let mut job = sandbox
+        .start(&archive[..], base.path(), &Options::default())
+        .await
+        .unwrap();
     let pid = job.worker_pid();
     let mut written = Vec::new();
     let error = loop {
@@ -59,7 +63,10 @@ async fn filesystem_full() {
         Error::Write { entry, message } => {
             assert!(entry.to_str().unwrap().starts_with("file0"), "{entry:?}");
             assert!(message.contains("No space left"), "{message}");
-            assert!(!written.contains(entry), "the failing entry is not reported written");
+            assert!(
+                !written.contains(entry),
+                "the failing entry is not reported written"
+            );
         }
         other => panic!("expected Error::Write, got {other:?}"),
     }
@@ -67,12 +74,18 @@ async fn filesystem_full() {
     // The worker is gone (reaped in the background).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     while Path::new(&format!("/proc/{pid}")).exists() {
-        assert!(std::time::Instant::now() < deadline, "worker {pid} still there");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker {pid} still there"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     umount(base.path());
     let dest = tempfile::tempdir().unwrap();
-    let summary = sandbox.extract(&files(2, 10)[..], dest.path(), &Options::default()).await.unwrap();
+    let summary = sandbox
+        .extract(&files(2, 10)[..], dest.path(), &Options::default())
+        .await
+        .unwrap();
     assert_eq!(summary.written, 2);
 }
 
@@ -87,10 +100,14 @@ async fn read_only_destination() {
     let base = tempfile::tempdir().unwrap();
     assert!(mount_tmpfs(base.path(), "ro,size=1m"), "mount tmpfs");
     let reader = PanicReader;
-    let result = sandbox.start(reader, base.path(), &Options::default()).await;
+    let result = sandbox
+        .start(reader, base.path(), &Options::default())
+        .await;
     umount(base.path());
     match result {
-        Err(Error::Destination { problem, .. }) => assert!(problem.contains("read-only"), "{problem}"),
+        Err(Error::Destination { problem, .. }) => {
+            assert!(problem.contains("read-only"), "{problem}")
+        }
         other => panic!("expected a destination error, got {:?}", other.map(|_| ())),
     }
 }
@@ -106,7 +123,9 @@ async fn destination_mounted_after_start() {
     let sandbox = Sandbox::new().await.unwrap();
     let base = tempfile::tempdir().unwrap();
     assert!(mount_tmpfs(base.path(), "size=4m"), "mount tmpfs");
-    let summary = sandbox.extract(&files(3, 1000)[..], base.path(), &Options::default()).await;
+    let summary = sandbox
+        .extract(&files(3, 1000)[..], base.path(), &Options::default())
+        .await;
     let in_tmpfs = std::fs::read(base.path().join("file01"));
     umount(base.path());
     assert_eq!(summary.unwrap().written, 3);

@@ -14,7 +14,10 @@ fn children() -> usize {
         .flatten()
         .filter(|e| {
             std::fs::read_to_string(e.path().join("status"))
-                .map(|s| s.lines().any(|l| l.strip_prefix("PPid:").map(str::trim) == Some(&me)))
+                .map(|s| {
+                    s.lines()
+                        .any(|l| l.strip_prefix("PPid:").map(str::trim) == Some(&me))
+                })
                 .unwrap_or(false)
         })
         .count()
@@ -31,7 +34,10 @@ fn rss_kib() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_jobs_stay_flat() {
-    let jobs: usize = std::env::var("SANDTAR_SOAK_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let jobs: usize = std::env::var("SANDTAR_SOAK_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let sandbox = Sandbox::new().await.unwrap();
     let mut b = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_gnu();
@@ -44,7 +50,10 @@ async fn ten_thousand_jobs_stay_flat() {
     let mut baseline = None;
     let started = std::time::Instant::now();
     for i in 0..jobs {
-        let summary = sandbox.extract(&data[..], dest.path(), &Options::default()).await.unwrap();
+        let summary = sandbox
+            .extract(&data[..], dest.path(), &Options::default())
+            .await
+            .unwrap();
         assert_eq!(summary.written, 1, "job {i}");
         if i == jobs / 10 {
             // Warmed up: allocator arenas, the reaper thread, the pool.
@@ -61,6 +70,12 @@ async fn ten_thousand_jobs_stay_flat() {
         jobs as f64 / elapsed.as_secs_f64()
     );
     assert!(fds_end <= fds + 2, "descriptors grew: {fds} -> {fds_end}");
-    assert!(kids_end <= kids + 2, "child processes grew: {kids} -> {kids_end}");
-    assert!(rss_end <= rss + 4096, "resident memory grew by more than 4 MiB: {rss} -> {rss_end} KiB");
+    assert!(
+        kids_end <= kids + 2,
+        "child processes grew: {kids} -> {kids_end}"
+    );
+    assert!(
+        rss_end <= rss + 4096,
+        "resident memory grew by more than 4 MiB: {rss} -> {rss_end} KiB"
+    );
 }
