@@ -70,6 +70,7 @@ pub struct Job<R> {
     counts: Counts,
     state: State,
     started: Instant,
+    span: tracing::Span,
 }
 
 #[derive(Debug)]
@@ -115,6 +116,29 @@ pub(crate) async fn start<R: AsyncRead + Unpin>(
     options: &Options,
 ) -> Result<Job<R>> {
     let started = Instant::now();
+    static JOB_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = JOB_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let span = tracing::info_span!(
+        "sandtar_job",
+        id,
+        dest = %dest.display(),
+        worker_pid = tracing::field::Empty
+    );
+    let result = start_in(inner, reader, dest, options, started, span.clone()).await;
+    if let Err(e) = &result {
+        tracing::warn!(parent: &span, error = %e, "job could not start");
+    }
+    result
+}
+
+async fn start_in<R: AsyncRead + Unpin>(
+    inner: &Inner,
+    reader: R,
+    dest: &Path,
+    options: &Options,
+    started: Instant,
+    span: tracing::Span,
+) -> Result<Job<R>> {
     let (dir, canonical) = open_destination(dest)?;
     let header = JobHeader {
         dest: canonical.as_os_str().as_bytes().to_vec(),
@@ -124,6 +148,7 @@ pub(crate) async fn start<R: AsyncRead + Unpin>(
     let warm = match confine(warm, &header, &dir).await {
         Err(Error::DestinationChanged { .. }) => {
             // This worker may predate a mount: try once with a new one.
+            tracing::debug!(parent: &span, "destination not seen by a warm worker; retrying on a fresh one");
             let fresh = inner.fresh_worker().await?;
             confine(fresh, &header, &dir).await
         }
@@ -135,7 +160,11 @@ pub(crate) async fn start<R: AsyncRead + Unpin>(
         },
         e => e,
     })?;
-    Ok(Job::new(reader, warm, started))
+    span.record("worker_pid", warm.worker.pid);
+    tracing::debug!(parent: &span, compression = options.compression.name(), "worker confined");
+    let mut job = Job::new(reader, warm, started);
+    job.span = span;
+    Ok(job)
 }
 
 impl<R> Job<R> {
@@ -165,6 +194,7 @@ impl<R> Job<R> {
             counts: Counts::default(),
             state: State::Running,
             started,
+            span: tracing::Span::none(),
         }
     }
 }
@@ -410,8 +440,24 @@ impl<R: AsyncRead + Unpin> Job<R> {
     }
 
     fn finish_with(&mut self, result: Result<Summary>) {
-        if result.is_err() {
-            self.worker.kill();
+        match &result {
+            Ok(s) => tracing::info!(
+                parent: &self.span,
+                entries = s.entries,
+                written = s.written,
+                skipped = s.skipped,
+                rejected = s.rejected,
+                failed = s.failed,
+                bytes_written = s.bytes_written,
+                archive_bytes = s.archive_bytes,
+                compression = s.compression.name(),
+                elapsed_ms = s.elapsed.as_secs_f64() * 1000.0,
+                "extraction finished"
+            ),
+            Err(e) => {
+                tracing::warn!(parent: &self.span, error = %e, "extraction failed");
+                self.worker.kill();
+            }
         }
         self.state = State::Finished {
             result,
@@ -623,6 +669,14 @@ impl<R: AsyncRead + Unpin> Job<R> {
             Outcome::Failed(message) => Outcome::Failed(text(message)),
             other => other,
         };
+        tracing::trace!(
+            parent: &self.span,
+            path = %String::from_utf8_lossy(&report.path),
+            kind = report.kind.name(),
+            outcome = outcome.name(),
+            reason = outcome.reason().as_deref(),
+            "entry"
+        );
         self.queue.push_back(EntryReport {
             path: path_of(report.path),
             kind: report.kind,

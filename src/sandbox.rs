@@ -247,6 +247,12 @@ impl ZygoteConn {
             }
         };
         conn.request(warm).await?;
+        tracing::debug!(
+            zygote_pid = conn.child.as_ref().map(|c| c.id()),
+            ?mode,
+            warm,
+            "zygote started"
+        );
         Ok((conn, mode))
     }
 
@@ -371,6 +377,7 @@ impl Inner {
             match result {
                 Err(Error::Zygote { .. }) if attempt == 0 => {
                     // The zygote died (or was killed): reap it, start another.
+                    tracing::warn!("the sandtar zygote exited; starting a new one");
                     if let Some(dead) = guard.take() {
                         drop(dead);
                     }
