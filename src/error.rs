@@ -105,6 +105,18 @@ pub enum Error {
         message: String,
     },
 
+    /// The layer's `diff_id` is not the expected one. The whole stream was read
+    /// and its entries applied before the digest could be known.
+    #[error(
+        "the layer's digest is {actual}, not the expected {expected}; its entries were applied"
+    )]
+    DigestMismatch {
+        /// What [`Options::expected_diff_id`](crate::Options::expected_diff_id) said.
+        expected: String,
+        /// What the stream hashed to.
+        actual: String,
+    },
+
     /// The worker process ended without finishing the job.
     #[error("the sandtar worker process (pid {pid}) died: {how}")]
     WorkerDied {

@@ -19,8 +19,15 @@ pub fn extract_unconfined(archive: &[u8], dir: &Path, options: &Options) -> Resu
         true
     };
     let never = AtomicBool::new(false);
-    crate::worker::extract::run(archive, &mut applier, &options.limits, &never, &mut sink)
-        .map_err(|e| format!("{e:?}"))?;
+    crate::worker::extract::run(
+        archive,
+        &mut applier,
+        &options.limits,
+        options.digest,
+        &never,
+        &mut sink,
+    )
+    .map_err(|e| format!("{e:?}"))?;
     Ok(reports)
 }
 

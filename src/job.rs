@@ -71,6 +71,8 @@ pub struct Job<R> {
     state: State,
     started: Instant,
     span: tracing::Span,
+    /// From the options: checked against the worker's digest.
+    expected_diff_id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -164,6 +166,7 @@ async fn start_in<R: AsyncRead + Unpin>(
     tracing::debug!(parent: &span, compression = options.compression.name(), "worker confined");
     let mut job = Job::new(reader, warm, started);
     job.span = span;
+    job.expected_diff_id = options.expected_diff_id.clone();
     Ok(job)
 }
 
@@ -195,6 +198,7 @@ impl<R> Job<R> {
             state: State::Running,
             started,
             span: tracing::Span::none(),
+            expected_diff_id: None,
         }
     }
 }
@@ -593,6 +597,30 @@ impl<R: AsyncRead + Unpin> Job<R> {
                     return;
                 }
                 self.worker.finished = true;
+                let diff_id = match totals.diff_id {
+                    None => None,
+                    Some(d)
+                        if d.len() == 71
+                            && d.starts_with("sha256:")
+                            && d[7..].bytes().all(|b| b.is_ascii_hexdigit()) =>
+                    {
+                        Some(d)
+                    }
+                    Some(_) => {
+                        self.fail(Error::Protocol("malformed digest".into()));
+                        return;
+                    }
+                };
+                if let (Some(expected), Some(actual)) = (&self.expected_diff_id, &diff_id) {
+                    if !expected.eq_ignore_ascii_case(actual) {
+                        let error = Error::DigestMismatch {
+                            expected: expected.clone(),
+                            actual: actual.clone(),
+                        };
+                        self.fail(error);
+                        return;
+                    }
+                }
                 let c = &self.counts;
                 let compression = match totals.compression {
                     Compression::Auto => Compression::None,
@@ -609,6 +637,8 @@ impl<R: AsyncRead + Unpin> Job<R> {
                     tar_bytes: totals.tar_bytes,
                     compression,
                     elapsed: self.started.elapsed(),
+                    diff_id,
+                    layer_size: totals.layer_size,
                 }));
             }
             WorkerMsg::Failed(error) => {

@@ -224,7 +224,9 @@ mod zygote;
 
 pub use error::{Error, Result};
 pub use job::Job;
-pub use options::{Compression, IdMap, IdRange, Limits, ModePolicy, Options, XattrPolicy};
+pub use options::{
+    Compression, IdMap, IdRange, Limits, ModePolicy, Options, WhiteoutFormat, XattrPolicy,
+};
 pub use protocol::SandboxMode;
 pub use report::{EntryKind, EntryReport, Outcome, RejectReason, SkipReason, Summary};
 pub use sandbox::{Sandbox, SandboxBuilder};

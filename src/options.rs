@@ -38,6 +38,20 @@ pub struct Options {
     /// How owners recorded in the archive become owners on disk, when
     /// [`preserve_owners`](Options::preserve_owners) is on. Default: the identity.
     pub id_map: IdMap,
+    /// Layer mode: apply OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`) in this
+    /// format instead of extracting them as files. Default `None` (plain
+    /// extraction). [`Options::layer()`] sets [`WhiteoutFormat::Oci`].
+    pub whiteouts: Option<WhiteoutFormat>,
+    /// Compute the SHA-256 of the uncompressed tar stream (an OCI layer's
+    /// `diff_id`) into [`Summary::diff_id`](crate::Summary::diff_id). Default
+    /// `false` (it costs about a second per gigabyte); on in [`Options::layer()`].
+    pub digest: bool,
+    /// The expected `diff_id` (`sha256:` and 64 hex digits). When set, the digest
+    /// is computed, and a different one ends the job with
+    /// [`Error::DigestMismatch`](crate::Error::DigestMismatch) once the stream has
+    /// been read: the entries have been applied by then (apply layers to a
+    /// scratch copy if a mismatch must leave nothing behind). Default `None`.
+    pub expected_diff_id: Option<String>,
     /// Finite bounds on what an archive may make the worker do. Default
     /// [`Limits::default()`]; the same in both presets.
     pub limits: Limits,
@@ -119,12 +133,31 @@ impl Default for Options {
             preserve_mtime: true,
             compression: Compression::Auto,
             id_map: IdMap::default(),
+            whiteouts: None,
+            digest: false,
+            expected_diff_id: None,
             limits: Limits::default(),
         }
     }
 }
 
 impl Options {
+    /// The image-layer preset: [`Options::full_fidelity()`] with OCI whiteouts
+    /// applied and the layer's `diff_id` computed. Used by
+    /// [`Sandbox::apply_layer`](crate::Sandbox::apply_layer).
+    ///
+    /// ```
+    /// let options = sandtar::Options::layer();
+    /// assert_eq!(options.whiteouts, Some(sandtar::WhiteoutFormat::Oci));
+    /// ```
+    pub fn layer() -> Self {
+        Options {
+            whiteouts: Some(WhiteoutFormat::Oci),
+            digest: true,
+            ..Options::full_fidelity()
+        }
+    }
+
     /// The full-fidelity preset, for trusted input extracted as root: owners,
     /// device nodes, every mode bit, every extended attribute (including
     /// `security.capability`), modification times.
@@ -143,9 +176,27 @@ impl Options {
             preserve_mtime: true,
             compression: Compression::Auto,
             id_map: IdMap::default(),
+            whiteouts: None,
+            digest: false,
+            expected_diff_id: None,
             limits: Limits::default(),
         }
     }
+}
+
+/// How whiteouts of an image layer are applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum WhiteoutFormat {
+    /// Apply them: `.wh.NAME` removes `NAME`, `.wh..wh..opq` empties its
+    /// directory of everything lower layers put there (Docker's `ApplyLayer`).
+    Oci,
+    /// Convert them for an overlay filesystem's upper directory: a whiteout
+    /// becomes a 0:0 character device, an opaque directory gets the
+    /// `trusted.overlay.opaque=y` attribute (`user.overlay.opaque` in a user
+    /// namespace; as root this keeps `CAP_SYS_ADMIN` in the worker for
+    /// `trusted.*`, still under the seccomp filter).
+    Overlay,
 }
 
 /// Maps ids recorded in an archive (a container's) to ids on the host, by ranges,

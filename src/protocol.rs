@@ -63,6 +63,9 @@ pub(crate) struct WireReport {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct WorkerTotals {
     pub tar_bytes: u64,
+    /// `sha256:<hex>` of the tar stream, when asked for.
+    pub diff_id: Option<String>,
+    pub layer_size: u64,
     pub input_bytes: u64,
     pub compression: Compression,
 }

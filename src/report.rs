@@ -26,6 +26,9 @@ pub enum EntryKind {
     CharDevice,
     /// A block device node.
     BlockDevice,
+    /// An OCI whiteout (`.wh.NAME` or `.wh..wh..opq`) in layer mode: applied, not
+    /// written as a file.
+    Whiteout,
     /// Any other type flag (GNU volume labels, multi-volume continuations, unknown
     /// vendor types); always skipped. Carries the type flag byte.
     Other(u8),
@@ -43,6 +46,7 @@ impl EntryKind {
             EntryKind::Fifo => "fifo",
             EntryKind::CharDevice => "char-device",
             EntryKind::BlockDevice => "block-device",
+            EntryKind::Whiteout => "whiteout",
             EntryKind::Other(_) => "other",
         }
     }
@@ -98,6 +102,9 @@ pub enum SkipReason {
     FifosNotAllowed,
     /// A type flag sandtar does not extract (carries the flag byte).
     UnsupportedType(u8),
+    /// A `.wh..wh.*` name other than the opaque marker (layer mode): metadata of
+    /// other tools, ignored.
+    WhiteoutMetadata,
 }
 
 impl fmt::Display for SkipReason {
@@ -110,6 +117,7 @@ impl fmt::Display for SkipReason {
                 f.write_str("device nodes need root outside a user namespace")
             }
             SkipReason::FifosNotAllowed => f.write_str("FIFOs are not allowed by the options"),
+            SkipReason::WhiteoutMetadata => f.write_str("whiteout metadata entry, ignored"),
             SkipReason::UnsupportedType(t) => {
                 write!(f, "unsupported entry type {:?}", char::from(*t))
             }
@@ -131,6 +139,8 @@ pub enum RejectReason {
     BadLinkTarget,
     /// The name is longer than the kernel accepts (`PATH_MAX`).
     NameTooLong,
+    /// A malformed whiteout (`.wh.`, `.wh..`, `.wh...`) in layer mode.
+    MalformedWhiteout,
 }
 
 impl fmt::Display for RejectReason {
@@ -143,6 +153,7 @@ impl fmt::Display for RejectReason {
                 "hard link target is empty, has a '..' component or contains NUL"
             }
             RejectReason::NameTooLong => "name is longer than PATH_MAX",
+            RejectReason::MalformedWhiteout => "malformed whiteout name",
         })
     }
 }
@@ -193,6 +204,12 @@ pub struct Summary {
     pub compression: Compression,
     /// Time from the start of the job to its summary.
     pub elapsed: Duration,
+    /// The SHA-256 of the uncompressed tar stream, `sha256:<hex>` (an OCI
+    /// layer's `diff_id`), when [`Options::digest`](crate::Options::digest) or
+    /// [`Options::expected_diff_id`](crate::Options::expected_diff_id) asked for it.
+    pub diff_id: Option<String>,
+    /// The sum of the data sizes of every entry (a layer's size, as Docker counts it).
+    pub layer_size: u64,
 }
 
 impl Summary {

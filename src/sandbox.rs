@@ -131,6 +131,39 @@ impl Sandbox {
         self.start(reader, dest, options).await?.finish().await
     }
 
+    /// Applies an image layer onto the existing tree `dest`, as Docker's
+    /// `ApplyLayer` does: OCI whiteouts are applied (or converted, with
+    /// [`WhiteoutFormat::Overlay`](crate::WhiteoutFormat::Overlay)), and the
+    /// summary carries the layer's size and `diff_id`. `options` usually comes
+    /// from [`Options::layer()`]; whiteouts default to OCI and the digest is always
+    /// computed. Set [`Options::expected_diff_id`] to check it.
+    ///
+    /// ```no_run
+    /// # async fn demo(sandbox: sandtar::Sandbox) -> sandtar::Result<()> {
+    /// for layer in ["base.tar.gz", "app.tar.zst"] {
+    ///     let file = tokio::fs::File::open(layer).await.map_err(|e| sandtar::Error::Read(e.into()))?;
+    ///     let summary = sandbox.apply_layer(file, "/var/lib/rootfs", &sandtar::Options::layer()).await?;
+    ///     println!("{layer}: {} bytes, {}", summary.layer_size, summary.diff_id.unwrap_or_default());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn apply_layer<R>(
+        &self,
+        reader: R,
+        dest: impl AsRef<Path>,
+        options: &Options,
+    ) -> Result<Summary>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let mut options = options.clone();
+        if options.whiteouts.is_none() {
+            options.whiteouts = Some(crate::options::WhiteoutFormat::Oci);
+        }
+        options.digest = true;
+        self.extract(reader, dest, &options).await
+    }
+
     /// Starts an extraction and returns the [`Job`]: a stream of per-entry reports,
     /// and [`Job::finish`] for the summary.
     ///

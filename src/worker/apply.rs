@@ -7,6 +7,7 @@
 //! `O_CREAT|O_EXCL|O_NOFOLLOW`, never write through an existing symlink (replace
 //! it), keep the last parent directory open, defer directory modes and times.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
@@ -19,9 +20,10 @@ use rustix::fs::{
 use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
 
-use crate::options::Options;
+use crate::options::{Options, WhiteoutFormat};
 use crate::report::{EntryKind, Outcome, RejectReason, SkipReason};
 
+use super::layer::{self, Whiteout};
 use super::sparse::{self, Layout, Sparse};
 
 /// `PATH_MAX`: longer names cannot be created in one call.
@@ -89,7 +91,7 @@ fn split(path: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-fn cpath(bytes: &[u8]) -> &std::ffi::OsStr {
+pub(crate) fn cpath(bytes: &[u8]) -> &std::ffi::OsStr {
     use std::os::unix::ffi::OsStrExt;
     std::ffi::OsStr::from_bytes(bytes)
 }
@@ -130,6 +132,8 @@ pub(crate) struct Applier {
     /// The parent directory of the previous entry, still open.
     parent: Option<(Vec<u8>, Rc<OwnedFd>)>,
     fixups: Vec<DirFixup>,
+    /// Layer mode: every path this layer wrote, and their parents.
+    layer_paths: HashSet<Vec<u8>>,
     /// The (mapped) owner to give the current entry, when owners are kept.
     owner: Option<(u64, u64)>,
     buffer: Vec<u8>,
@@ -147,6 +151,7 @@ impl Applier {
             root,
             parent: None,
             fixups: Vec::new(),
+            layer_paths: HashSet::new(),
             owner: None,
             buffer: vec![0; COPY_BUFFER],
             bytes_written: 0,
@@ -169,6 +174,15 @@ impl Applier {
             true => Some(self.map_owner(meta)?),
             false => None,
         };
+        if self.options.whiteouts.is_some() && meta.kind != EntryKind::Whiteout {
+            // Everything this layer writes survives an opaque directory.
+            let mut end = 0;
+            for component in path.split(|b| *b == b'/') {
+                end += component.len();
+                self.layer_paths.insert(path[..end].to_vec());
+                end += 1;
+            }
+        }
         if path.is_empty() {
             if meta.kind != EntryKind::Directory {
                 return Ok(Outcome::Rejected(RejectReason::EmptyName));
@@ -185,6 +199,7 @@ impl Applier {
             EntryKind::Fifo | EntryKind::CharDevice | EntryKind::BlockDevice => {
                 self.node(&path, meta)
             }
+            EntryKind::Whiteout => self.whiteout(&path),
             EntryKind::Other(t) => Ok(Outcome::Skipped(SkipReason::UnsupportedType(t))),
         };
         match result {
@@ -431,10 +446,85 @@ impl Applier {
         }
     }
 
-    /// Removes `name` (not following symlinks); directories only when empty.
+    /// Applies a whiteout (layer mode): removes what it names, or makes its
+    /// directory opaque; in the overlay format, marks them for overlayfs instead.
+    fn whiteout(&mut self, path: &[u8]) -> Result<Outcome, Fail> {
+        let Some(format) = self.options.whiteouts else {
+            return Err(Fail::Entry("whiteout outside layer mode".into()));
+        };
+        let (parent, name) = split(path);
+        let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let open_parent = |this: &Self| -> Result<Option<OwnedFd>, Fail> {
+            let target = if parent.is_empty() { &b"."[..] } else { parent };
+            match this.resolve(target, dir_flags) {
+                Ok(fd) => Ok(Some(fd)),
+                // Nothing below to hide.
+                Err(Errno::NOENT) | Err(Errno::NOTDIR) => Ok(None),
+                Err(e) => Err(os("open whiteout directory", e)),
+            }
+        };
+        // Removing may take the cached parent directory away.
+        self.parent = None;
+        match (layer::classify(name), format) {
+            (Whiteout::Malformed, _) => Ok(Outcome::Rejected(RejectReason::MalformedWhiteout)),
+            (Whiteout::Ignored, _) => Ok(Outcome::Skipped(SkipReason::WhiteoutMetadata)),
+            (Whiteout::None, _) => Err(Fail::Entry("not a whiteout".into())),
+            (Whiteout::Opaque, WhiteoutFormat::Oci) => {
+                if let Some(dir) = open_parent(self)? {
+                    layer::make_opaque(dir.as_fd(), parent, &self.layer_paths)
+                        .map_err(|e| os("making a directory opaque", e))?;
+                }
+                Ok(Outcome::Written)
+            }
+            (Whiteout::Opaque, WhiteoutFormat::Overlay) => {
+                let dir = match open_parent(self)? {
+                    Some(dir) => dir,
+                    None => {
+                        drop(self.parent_dir(parent)?);
+                        self.resolve(parent, dir_flags)
+                            .map_err(|e| os("open whiteout directory", e))?
+                    }
+                };
+                let attr = if self.privileged {
+                    "trusted.overlay.opaque"
+                } else {
+                    "user.overlay.opaque"
+                };
+                fsetxattr(&dir, attr, b"y", XattrFlags::empty()).map_err(|e| os("fsetxattr", e))?;
+                Ok(Outcome::Written)
+            }
+            (Whiteout::Remove(target), WhiteoutFormat::Oci) => {
+                if let Some(dir) = open_parent(self)? {
+                    layer::remove_all(dir.as_fd(), target)
+                        .map_err(|e| os("removing a whited-out path", e))?;
+                }
+                Ok(Outcome::Written)
+            }
+            (Whiteout::Remove(target), WhiteoutFormat::Overlay) => {
+                let dir = self.parent_dir(parent)?;
+                layer::remove_all(dir.as_fd(), target)
+                    .map_err(|e| os("removing a whited-out path", e))?;
+                mknodat(
+                    &*dir,
+                    cpath(target),
+                    FileType::CharacterDevice,
+                    Mode::empty(),
+                    makedev(0, 0),
+                )
+                .map_err(|e| os("mknod (overlay whiteout)", e))?;
+                Ok(Outcome::Written)
+            }
+        }
+    }
+
+    /// Removes `name` (not following symlinks); directories only when empty,
+    /// except in layer mode, where whatever is in the way goes.
     fn remove(&mut self, dir: &OwnedFd, name: &[u8]) -> Result<(), Fail> {
         // Whatever we remove may be the cached parent of later entries.
         self.parent = None;
+        if self.options.whiteouts.is_some() {
+            return layer::remove_all(dir.as_fd(), name).map_err(|e| os("remove", e));
+        }
         match unlinkat(dir, cpath(name), AtFlags::empty()) {
             Ok(()) => Ok(()),
             Err(Errno::ISDIR) | Err(Errno::PERM) => {
@@ -566,6 +656,11 @@ impl Applier {
             }
         }
         failures
+    }
+
+    /// Layer mode: whiteouts are applied, not written.
+    pub(crate) fn layer_mode(&self) -> bool {
+        self.options.whiteouts.is_some()
     }
 
     fn keep_owner(&self) -> bool {

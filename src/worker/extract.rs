@@ -6,32 +6,43 @@ use std::io::{self, Read};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use sha2::{Digest, Sha256};
+
 use crate::options::Limits;
 use crate::protocol::{WireError, WireReport};
 use crate::report::EntryKind;
 
 use super::apply::{self, Applier, Fatal, Meta};
+use super::layer;
 use super::sparse;
 
 /// What a finished archive leaves behind.
 pub(crate) struct Run {
     /// Bytes of the uncompressed tar stream, read to its end.
     pub tar_bytes: u64,
+    /// `sha256:<hex>` of that stream, when asked for.
+    pub diff_id: Option<String>,
+    /// The sum of every entry's data size.
+    pub layer_size: u64,
     /// Directories whose deferred metadata failed: (raw name, message).
     pub corrections: Vec<(Vec<u8>, String)>,
 }
 
 /// Counts the bytes the parser consumes (for error offsets and the size of
-/// extension headers).
+/// extension headers), and hashes them when a digest is wanted.
 struct Counted<R> {
     inner: R,
     offset: Rc<Cell<u64>>,
+    digest: Option<Sha256>,
 }
 
 impl<R: Read> Read for Counted<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.offset.set(self.offset.get() + n as u64);
+        if let Some(digest) = &mut self.digest {
+            digest.update(&buf[..n]);
+        }
         Ok(n)
     }
 }
@@ -44,6 +55,7 @@ pub(crate) fn run<R: Read>(
     reader: R,
     applier: &mut Applier,
     limits: &Limits,
+    digest: bool,
     ratio_exceeded: &AtomicBool,
     sink: &mut dyn FnMut(WireReport) -> bool,
 ) -> Result<Run, WireError> {
@@ -51,7 +63,9 @@ pub(crate) fn run<R: Read>(
     let reader = Counted {
         inner: reader,
         offset: offset.clone(),
+        digest: digest.then(Sha256::new),
     };
+    let mut layer_size: u64 = 0;
     let mut archive = tar::Archive::new(reader);
     // A read error is a malformed archive, unless the decoder stopped on the
     // compression-ratio limit.
@@ -102,6 +116,7 @@ pub(crate) fn run<R: Read>(
             return Err(limit("max_entries", limits.max_entries, &raw_path));
         }
         let size = entry.size();
+        layer_size = layer_size.saturating_add(size);
         if size > limits.max_entry_size {
             return Err(limit("max_entry_size", limits.max_entry_size, &raw_path));
         }
@@ -124,7 +139,7 @@ pub(crate) fn run<R: Read>(
             globals.update(&records);
             continue;
         }
-        let meta = read_meta(&mut entry, &globals).map_err(|e| read_error(&e, &raw_path))?;
+        let mut meta = read_meta(&mut entry, &globals).map_err(|e| read_error(&e, &raw_path))?;
         // PAX sparse files carry their real name and size in records.
         let raw_path = match meta.sparse.as_ref().and_then(|s| s.name.clone()) {
             Some(name) => name,
@@ -137,6 +152,13 @@ pub(crate) fn run<R: Read>(
             total = total.saturating_add(real.saturating_sub(size));
             if total > limits.max_total_size {
                 return Err(limit("max_total_size", limits.max_total_size, &raw_path));
+            }
+        }
+        if applier.layer_mode() {
+            let name = raw_path.strip_suffix(b"/").unwrap_or(&raw_path);
+            let name = name.rsplit(|b| *b == b'/').next().unwrap_or_default();
+            if layer::classify(name) != layer::Whiteout::None {
+                meta.kind = EntryKind::Whiteout;
             }
         }
         match apply::normalize(&raw_path) {
@@ -198,8 +220,14 @@ pub(crate) fn run<R: Read>(
     // own checks (gzip's CRC, for example), which come last.
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(|e| read_error(&e, b""))?;
+    let diff_id = rest
+        .digest
+        .take()
+        .map(|d| format!("sha256:{:x}", d.finalize()));
     Ok(Run {
         tar_bytes: offset.get(),
+        diff_id,
+        layer_size,
         corrections,
     })
 }

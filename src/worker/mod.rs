@@ -10,6 +10,7 @@ pub(crate) mod apply;
 mod confine;
 mod decode;
 pub(crate) mod extract;
+mod layer;
 mod privileges;
 mod reporter;
 mod sparse;
@@ -167,6 +168,7 @@ fn extract(
     let input = socket.try_clone().map_err(internal)?;
     let (gate, gate_rx) = std::sync::mpsc::channel();
     let limits = options.limits.clone();
+    let digest = options.digest || options.expected_diff_id.is_some();
     let (mut reader, decoder) = decode::spawn(
         input,
         options.compression,
@@ -199,7 +201,14 @@ fn extract(
         reporter.push(report);
         !reporter.is_broken()
     };
-    let run = extract::run(reader, &mut applier, &limits, &ratio_exceeded, &mut sink)?;
+    let run = extract::run(
+        reader,
+        &mut applier,
+        &limits,
+        digest,
+        &ratio_exceeded,
+        &mut sink,
+    )?;
     if !run.corrections.is_empty() {
         let mut reporter = reporter.borrow_mut();
         reporter.flush();
@@ -215,6 +224,8 @@ fn extract(
         .map_err(|_| WireError::Internal("the decoding thread panicked".into()))?;
     Ok(WorkerTotals {
         tar_bytes: run.tar_bytes,
+        diff_id: run.diff_id,
+        layer_size: run.layer_size,
         input_bytes: stats.input_bytes,
         compression: stats.compression,
     })

@@ -21,7 +21,7 @@ use seccompiler::{
     TargetArch,
 };
 
-use crate::options::{ModePolicy, Options, XattrPolicy};
+use crate::options::{ModePolicy, Options, WhiteoutFormat, XattrPolicy};
 
 /// The most memory a worker may allocate (`RLIMIT_DATA`).
 const MAX_DATA: u64 = 1 << 30;
@@ -50,6 +50,10 @@ pub(crate) fn needed_capabilities(options: &Options) -> CapabilitySet {
     }
     if options.xattrs == XattrPolicy::All {
         caps |= CapabilitySet::SETFCAP;
+    }
+    if options.whiteouts == Some(WhiteoutFormat::Overlay) {
+        // trusted.overlay.opaque; mount and its kin stay denied by seccomp.
+        caps |= CapabilitySet::SYS_ADMIN;
     }
     caps
 }
@@ -126,6 +130,7 @@ fn allowed() -> Vec<libc::c_long> {
         // Creating entries.
         libc::SYS_openat,
         libc::SYS_openat2,
+        libc::SYS_getdents64,
         libc::SYS_mkdirat,
         libc::SYS_unlinkat,
         libc::SYS_symlinkat,
