@@ -16,7 +16,10 @@ use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use sandtar::{Compression, EntryReport, Limits, Options, Outcome, Sandbox, SandboxMode, Summary};
+use sandtar::{
+    Compression, EntryReport, Limits, Options, Outcome, Sandbox, SandboxMode, Summary,
+    WhiteoutFormat,
+};
 use serde_json::json;
 use tokio::io::AsyncRead;
 
@@ -91,6 +94,34 @@ struct Cli {
     /// compression ratio (for archives you trust).
     #[arg(long)]
     no_limits: bool,
+
+    /// Apply the archive as an image layer onto DEST: OCI whiteouts (.wh.NAME,
+    /// .wh..wh..opq) are applied, everything else as with --full-fidelity, and
+    /// the layer's diff_id (SHA-256 of the uncompressed tar) is printed.
+    #[arg(long)]
+    layer: bool,
+
+    /// With --layer: write whiteouts for an overlay filesystem's upper
+    /// directory (0:0 character devices, overlay.opaque attributes) instead.
+    #[arg(long, requires = "layer")]
+    overlay: bool,
+
+    /// With --layer: fail unless the layer's diff_id is this (sha256:<hex>).
+    #[arg(long, requires = "layer", value_name = "DIGEST")]
+    diff_id: Option<String>,
+
+    /// Stop after this many entries [default: 1000000].
+    #[arg(long, value_name = "N")]
+    max_entries: Option<u64>,
+
+    /// Stop when the entries' sizes add up to more than this many bytes
+    /// [default: 32 GiB].
+    #[arg(long, value_name = "BYTES")]
+    max_total_size: Option<u64>,
+
+    /// Stop at an entry larger than this many bytes [default: 8 GiB].
+    #[arg(long, value_name = "BYTES")]
+    max_entry_size: Option<u64>,
 
     /// List every entry, not only those that were not written.
     #[arg(short, long, conflicts_with = "json")]
@@ -192,17 +223,32 @@ fn fatal(Fatal(message): Fatal) {
 }
 
 async fn run(cli: Cli) -> Result<Done, Fatal> {
-    let mut options = if cli.full_fidelity {
+    let mut options = if cli.layer {
+        Options::layer()
+    } else if cli.full_fidelity {
         Options::full_fidelity()
     } else {
         Options::default()
     };
+    if cli.overlay {
+        options.whiteouts = Some(WhiteoutFormat::Overlay);
+    }
+    options.expected_diff_id = cli.diff_id.clone();
     options.compression = cli.compression.into();
     if cli.no_mtime {
         options.preserve_mtime = false;
     }
     if cli.no_limits {
         options.limits = Limits::unlimited();
+    }
+    if let Some(n) = cli.max_entries {
+        options.limits.max_entries = n;
+    }
+    if let Some(n) = cli.max_total_size {
+        options.limits.max_total_size = n;
+    }
+    if let Some(n) = cli.max_entry_size {
+        options.limits.max_entry_size = n;
     }
 
     let Some(archive) = cli.archive.clone() else {
@@ -384,6 +430,9 @@ fn print_summary(s: &Summary, dest: &Path) {
         shown(dest),
         s.elapsed.as_millis()
     );
+    if let Some(diff_id) = &s.diff_id {
+        println!("layer size {} bytes, diff_id {diff_id}", s.layer_size);
+    }
     if s.compression == Compression::None {
         println!("(read {} bytes of plain tar)", s.tar_bytes);
     } else {
@@ -423,6 +472,8 @@ fn print_json_summary(s: &Summary, dest: &Path, mode: SandboxMode) {
         "elapsed_ms": s.elapsed.as_millis() as u64,
         "dest": dest.to_string_lossy(),
         "sandbox": mode_name(mode),
+        "layer_size": s.layer_size,
+        "diff_id": s.diff_id,
     });
     println!("{line}");
 }
