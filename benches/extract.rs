@@ -603,10 +603,11 @@ fn gen_large<W: Write>(tw: &mut TarWriter<W>, count: u64, bytes: u64) -> io::Res
     Ok(())
 }
 
-/// `mixed`: a source-tree-like hierarchy of about `budget` entries. Roughly 8%
-/// directories, 84% files (log-uniform sizes 64 B – 32 KiB, 0.5% from 256 KiB to
-/// 2 MiB, one in ten random bytes, one in eight executable), 6% symlinks (to a
-/// sibling or into a parent directory), 2% hard links (to an earlier file).
+/// `mixed`: a source-tree-like hierarchy of at most `budget` entries (at full
+/// scale the tree's shape ends first, at 12,097): 8% directories, 84% files
+/// (log-uniform sizes 64 B – 32 KiB, 0.5% from 256 KiB to 2 MiB, one in ten
+/// random bytes, one in eight executable), 5% symlinks (to a sibling or into a
+/// parent directory), 3% hard links (to an earlier file).
 fn gen_mixed<W: Write>(tw: &mut TarWriter<W>, budget: u64) -> io::Result<()> {
     let mut rng = Rng::new(0x00c0_ffee);
     let mut files: Vec<String> = Vec::new();
@@ -1014,10 +1015,9 @@ struct Env {
 
 /// The (compression, destination, implementation) triples of a throughput case.
 ///
-/// By default (to keep a full run near 12 minutes on 2 cores): on tmpfs, every
-/// compression for sandtar and the tar crate, plain only for astral-tokio-tar; on
-/// disk, only `large` as plain tar (file creation on this machine's disk costs
-/// about 0.5–1 ms for every implementation, GNU tar included, so the
+/// By default (to keep a full run near 12 minutes on 2 cores): everything on
+/// tmpfs; on disk only `large` as plain tar (file creation on this machine's disk
+/// costs about 0.5–1 ms for every implementation, GNU tar included, so the
 /// metadata-heavy cases take tens of seconds per extraction there).
 /// `SANDTAR_BENCH_FULL=1` runs every triple.
 fn plan<'c>(cfg: &'c Config, case: &str) -> Vec<(Comp, &'c DestRoot, Impl)> {
@@ -1026,11 +1026,8 @@ fn plan<'c>(cfg: &'c Config, case: &str) -> Vec<(Comp, &'c DestRoot, Impl)> {
         for comp in Comp::ALL {
             for which in Impl::ALL {
                 let keep = cfg.full
-                    || if dest.name == "tmpfs" {
-                        comp == Comp::Plain || which != Impl::Astral
-                    } else {
-                        comp == Comp::Plain && case == "large"
-                    };
+                    || dest.name == "tmpfs"
+                    || (comp == Comp::Plain && case.starts_with("large"));
                 if keep {
                     out.push((comp, dest, which));
                 }
@@ -1140,6 +1137,7 @@ fn tiny_case<F: FnOnce() -> Input>(
     c: &mut Criterion,
     cfg: &Config,
     env: &Env,
+    group_name: &str,
     input: &Lazy<Input, F>,
 ) {
     const BATCH: usize = 16;
@@ -1156,7 +1154,7 @@ fn tiny_case<F: FnOnce() -> Input>(
                 who.insert(1, "sandtar-warm16");
             }
             for name in who {
-                let id = format!("tiny/{name}/{mode}/{}", dest.name);
+                let id = format!("{group_name}/{name}/{mode}/{}", dest.name);
                 if cfg.wanted(&id) {
                     runs.push((name, mode, dest, id));
                 }
@@ -1172,7 +1170,7 @@ fn tiny_case<F: FnOnce() -> Input>(
         let data = Box::leak(input.load(Comp::Plain).into_boxed_slice());
         (data, input.manifest)
     };
-    let mut group = c.benchmark_group("tiny");
+    let mut group = c.benchmark_group(group_name);
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(1))
@@ -1437,7 +1435,7 @@ fn report(cfg: &Config) -> String {
     let mut out = String::new();
     let any_throughput = results
         .keys()
-        .any(|id| !id.starts_with("tiny/") && id.split('/').count() == 4);
+        .any(|id| !id.starts_with("tiny") && id.split('/').count() == 4);
     if any_throughput {
         let _ = writeln!(
             out,
@@ -1455,7 +1453,7 @@ fn report(cfg: &Config) -> String {
     let mut rows: BTreeMap<(String, String, String), Row> = BTreeMap::new();
     for (id, r) in results.iter_mut() {
         let parts: Vec<&str> = id.split('/').collect();
-        if parts.len() != 4 || parts[0] == "tiny" {
+        if parts.len() != 4 || parts[0].starts_with("tiny") {
             continue;
         }
         let n = r.times.len();
@@ -1468,7 +1466,7 @@ fn report(cfg: &Config) -> String {
     let case_order = |c: &str| {
         ["small", "mixed", "large", "linux"]
             .iter()
-            .position(|x| *x == c)
+            .position(|x| *x == c.trim_end_matches("-quick"))
     };
     let mut keys: Vec<_> = rows.keys().cloned().collect();
     keys.sort_by_key(|(case, comp, dest)| {
@@ -1489,7 +1487,7 @@ fn report(cfg: &Config) -> String {
         let rate = row
             .get("sandtar")
             .map_or("–".into(), |&(m, _, entries, bytes)| {
-                if key.0 == "large" {
+                if key.0.starts_with("large") {
                     format!(
                         "{:.0} MiB/s",
                         bytes as f64 / (1 << 20) as f64 / m.as_secs_f64()
@@ -1516,7 +1514,7 @@ fn report(cfg: &Config) -> String {
     }
     let tiny: Vec<_> = results
         .iter_mut()
-        .filter(|(id, _)| id.starts_with("tiny/"))
+        .filter(|(id, _)| id.starts_with("tiny"))
         .collect();
     if !tiny.is_empty() {
         let _ = writeln!(
@@ -1645,19 +1643,28 @@ fn main() {
         sandbox16,
     };
     let mut c = Criterion::default().configure_from_args();
+    // Quick-scale results get their own ids, so that criterion never compares them
+    // with full-scale ones.
+    let group = |case: &str| {
+        if cfg.quick {
+            format!("{case}-quick")
+        } else {
+            case.to_string()
+        }
+    };
 
     let tiny = Lazy::new(|| input(&cfg.inputs, &scale, Case::Tiny));
-    tiny_case(&mut c, &cfg, &env, &tiny);
+    tiny_case(&mut c, &cfg, &env, &group("tiny"), &tiny);
     let small = Lazy::new(|| input(&cfg.inputs, &scale, Case::Small));
-    throughput_case(&mut c, &cfg, &env, "small", &small, false);
+    throughput_case(&mut c, &cfg, &env, &group("small"), &small, false);
     let mixed = Lazy::new(|| input(&cfg.inputs, &scale, Case::Mixed));
-    throughput_case(&mut c, &cfg, &env, "mixed", &mixed, false);
+    throughput_case(&mut c, &cfg, &env, &group("mixed"), &mixed, false);
     let large = Lazy::new(|| input(&cfg.inputs, &scale, Case::Large));
-    throughput_case(&mut c, &cfg, &env, "large", &large, true);
+    throughput_case(&mut c, &cfg, &env, &group("large"), &large, true);
     memory_case(&cfg, &env, "large", &large);
     if let Some(linux) = linux_input(&cfg.linux_dir) {
         let linux = Lazy::new(move || linux);
-        throughput_case(&mut c, &cfg, &env, "linux", &linux, false);
+        throughput_case(&mut c, &cfg, &env, &group("linux"), &linux, false);
     }
 
     c.final_summary();

@@ -17,7 +17,11 @@
 # For gzip and zstd GNU tar starts `gzip -d` / `zstd -d` as a second process, so
 # decompression runs in parallel with extraction, like sandtar's worker does.
 #
+# Like the harness, on disk it runs only the large case as plain tar unless
+# SANDTAR_BENCH_FULL=1.
+#
 # Environment: RUNS (default 5; tiny uses 20 x RUNS), DESTS (default "tmpfs disk"),
+# NO_HYPERFINE=1 (use the date loop even if hyperfine is installed),
 # TMPFS_DIR (default /dev/shm/sandtar-bench-gnu), DISK_DIR (default
 # /var/tmp/sandtar-bench-gnu), INPUTS (default target/sandtar-bench/gnu-inputs[-quick]).
 set -euo pipefail
@@ -30,6 +34,10 @@ if [ -n "${SANDTAR_BENCH_QUICK:-}" ] && [ "${SANDTAR_BENCH_QUICK}" != 0 ]; then
     suffix="-quick"
 fi
 inputs=${INPUTS:-$target/sandtar-bench/gnu-inputs$suffix}
+full=""
+if [ -n "${SANDTAR_BENCH_FULL:-}" ] && [ "${SANDTAR_BENCH_FULL}" != 0 ]; then
+    full=1
+fi
 runs=${RUNS:-5}
 dests=${DESTS:-tmpfs disk}
 tmpfs_dir=${TMPFS_DIR:-/dev/shm/sandtar-bench-gnu}
@@ -45,7 +53,7 @@ if [ ! -f "$inputs/tiny.tar" ]; then
 fi
 
 have_hyperfine=0
-if command -v hyperfine >/dev/null 2>&1; then
+if [ -z "${NO_HYPERFINE:-}" ] && command -v hyperfine >/dev/null 2>&1; then
     have_hyperfine=1
 fi
 out="$target/sandtar-bench/gnu-tar$suffix.md"
@@ -61,8 +69,10 @@ median_ns() {
     if [ "$have_hyperfine" = 1 ]; then
         local json
         json=$(mktemp)
-        hyperfine --style none --runs "$n" --warmup 1 --shell=bash \
-            --prepare "$prepare" --export-json "$json" "$cmd" >/dev/null
+        # No intermediate shell for the timed command (-N): its start-up would be
+        # subtracted only approximately, which swamps the tiny case.
+        hyperfine --style none --runs "$n" --warmup 1 -N \
+            --prepare "bash -c \"$prepare\"" --export-json "$json" "$cmd" >/dev/null 2>&1
         # "median": 0.123 (seconds)
         local median
         median=$(grep -o '"median": *[0-9.eE+-]*' "$json" | head -1 | sed 's/.*: *//')
@@ -70,12 +80,12 @@ median_ns() {
         awk -v s="$median" 'BEGIN { printf "%.0f\n", s * 1e9 }'
     else
         local times=() i t0 t1
-        bash -c "$prepare"
-        bash -c "$cmd" # warm-up
+        eval "$prepare"
+        eval "$cmd" # warm-up
         for ((i = 0; i < n; i++)); do
-            bash -c "$prepare"
+            eval "$prepare"
             t0=$(date +%s%N)
-            bash -c "$cmd"
+            eval "$cmd"
             t1=$(date +%s%N)
             times+=($((t1 - t0)))
         done
@@ -129,6 +139,10 @@ for case in "${cases[@]}"; do
         *) echo "unknown destination $dest" >&2; exit 2 ;;
         esac
         for comp in "${comps[@]}"; do
+            # The harness's default matrix: on disk only the large case, plain.
+            if [ "$dest" = disk ] && [ -z "$full" ] && { [ "$case" != large ] || [ "$comp" != plain ]; }; then
+                continue
+            fi
             case $comp in
             plain) archive="$base.tar" ;;
             gzip) archive="$base.tar.gz" ;;
