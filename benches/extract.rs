@@ -366,8 +366,10 @@ impl Read for Content {
                     let r = self.rng.next();
                     let word = &words[(r as usize) % VOCABULARY];
                     self.pending.extend_from_slice(word);
-                    self.pending
-                        .push(if (r >> 32) % 12 == 0 { b'\n' } else { b' ' });
+                    self.pending.push(match (r >> 32) % 12 {
+                        0 => b'\n',
+                        _ => b' ',
+                    });
                     self.pending.reverse();
                 }
                 while i < n {
