@@ -16,6 +16,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sandtar::{
     Compression, EntryReport, Limits, Options, Outcome, Sandbox, SandboxMode, Summary,
     WhiteoutFormat,
@@ -122,6 +123,15 @@ struct Cli {
     /// Stop at an entry larger than this many bytes [default: 8 GiB].
     #[arg(long, value_name = "BYTES")]
     max_entry_size: Option<u64>,
+
+    /// Parse the archive in the sandbox and list its entries and what would
+    /// happen to each, without writing anything (DEST is not needed).
+    #[arg(long)]
+    list: bool,
+
+    /// No progress bar and no summary; only errors (and --json lines).
+    #[arg(short, long)]
+    quiet: bool,
 
     /// List every entry, not only those that were not written.
     #[arg(short, long, conflicts_with = "json")]
@@ -234,6 +244,7 @@ async fn run(cli: Cli) -> Result<Done, Fatal> {
         options.whiteouts = Some(WhiteoutFormat::Overlay);
     }
     options.expected_diff_id = cli.diff_id.clone();
+    options.list_only = cli.list;
     options.compression = cli.compression.into();
     if cli.no_mtime {
         options.preserve_mtime = false;
@@ -268,16 +279,31 @@ async fn run(cli: Cli) -> Result<Done, Fatal> {
             .map_err(|e| Fatal(format!("cannot open {}: {e}", archive.display())))?;
         Box::new(file)
     };
-    let dest = cli.dest.clone().unwrap_or_else(|| PathBuf::from("."));
+    // Listing still parses in a sandbox, confined to an empty scratch directory.
+    let scratch = match cli.list {
+        true => Some(
+            tempfile::tempdir()
+                .map_err(|e| Fatal(format!("cannot create a temporary directory: {e}")))?,
+        ),
+        false => None,
+    };
+    let dest = match &scratch {
+        Some(dir) => dir.path().to_path_buf(),
+        None => cli.dest.clone().unwrap_or_else(|| PathBuf::from(".")),
+    };
     if !dest.exists() {
         std::fs::create_dir_all(&dest)
             .map_err(|e| Fatal(format!("cannot create {}: {e}", dest.display())))?;
     }
     let sandbox = start_sandbox(&cli).await?;
-    let summary = extract(&cli, &sandbox, reader, &dest, &options).await?;
+    let size = std::fs::metadata(&archive)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    let summary = extract(&cli, &sandbox, reader, &dest, &options, size).await?;
     if cli.json {
         print_json_summary(&summary, &dest, sandbox.mode());
-    } else {
+    } else if !cli.quiet {
         print_summary(&summary, &dest);
     }
     Ok(outcome(&summary))
@@ -360,25 +386,75 @@ async fn extract<R: AsyncRead + Unpin>(
     reader: R,
     dest: &Path,
     options: &Options,
+    size: Option<u64>,
 ) -> Result<Summary, Fatal> {
     let mut job = sandbox.start(reader, dest, options).await?;
+    let progress = progress_bar(cli, size);
+    let mut entries = 0u64;
     while let Some(report) = job.next().await {
         let report = report?;
+        entries += 1;
+        progress.set_position(job.bytes_read());
+        progress.set_message(format!("{entries} entries"));
         if cli.json {
             print_json_entry(&report);
+        } else if cli.list {
+            progress.suspend(|| {
+                println!(
+                    "{:<8} {:<12} {:>10}  {}{}",
+                    report.outcome.name(),
+                    report.kind.name(),
+                    report.size,
+                    shown(&report.path),
+                    report
+                        .outcome
+                        .reason()
+                        .map(|r| format!("  ({})", printable(&r)))
+                        .unwrap_or_default()
+                )
+            });
         } else if report.outcome != Outcome::Written {
-            eprintln!(
-                "untar: {}: {} ({}): {}",
-                shown(&report.path),
-                report.outcome.name(),
-                report.kind.name(),
-                printable(&report.outcome.reason().unwrap_or_default())
-            );
+            progress.suspend(|| {
+                eprintln!(
+                    "untar: {}: {} ({}): {}",
+                    shown(&report.path),
+                    report.outcome.name(),
+                    report.kind.name(),
+                    printable(&report.outcome.reason().unwrap_or_default())
+                )
+            });
         } else if cli.verbose {
-            println!("{}", shown(&report.path));
+            progress.suspend(|| println!("{}", shown(&report.path)));
         }
     }
-    Ok(job.finish().await?)
+    let result = job.finish().await;
+    progress.finish_and_clear();
+    Ok(result?)
+}
+
+/// A progress bar on standard error when it is a terminal (hidden otherwise, and
+/// with --json or --quiet): bytes read (of the file's size when known),
+/// entries, throughput, elapsed time.
+fn progress_bar(cli: &Cli, size: Option<u64>) -> ProgressBar {
+    if cli.json || cli.quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let (bar, template) = match size {
+        Some(len) => (
+            ProgressBar::new(len),
+            "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+        ),
+        None => (
+            ProgressBar::no_length(),
+            "{elapsed_precise} {spinner} {bytes} {bytes_per_sec} {msg}",
+        ),
+    };
+    bar.set_draw_target(ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar
 }
 
 fn outcome(summary: &Summary) -> Done {
@@ -420,6 +496,13 @@ fn mode_name(mode: SandboxMode) -> &'static str {
 }
 
 fn print_summary(s: &Summary, dest: &Path) {
+    if s.listed > 0 {
+        println!(
+            "{} entries: {} would be written, {} skipped, {} rejected (nothing written)",
+            s.entries, s.listed, s.skipped, s.rejected
+        );
+        return;
+    }
     println!(
         "{} entries: {} written, {} skipped, {} rejected, {} failed",
         s.entries, s.written, s.skipped, s.rejected, s.failed
@@ -462,6 +545,7 @@ fn print_json_summary(s: &Summary, dest: &Path, mode: SandboxMode) {
     let line = json!({
         "entries": s.entries,
         "written": s.written,
+        "listed": s.listed,
         "skipped": s.skipped,
         "rejected": s.rejected,
         "failed": s.failed,

@@ -91,6 +91,7 @@ struct Pump {
 struct Counts {
     entries: u64,
     written: u64,
+    listed: u64,
     skipped: u64,
     rejected: u64,
     failed: u64,
@@ -338,6 +339,11 @@ fn msg_name(msg: &WorkerMsg) -> &'static str {
 }
 
 impl<R: AsyncRead + Unpin> Job<R> {
+    /// Bytes read from the caller's reader so far (for progress displays).
+    pub fn bytes_read(&self) -> u64 {
+        self.pump.bytes
+    }
+
     /// The worker's process id (for logs and monitoring).
     pub fn worker_pid(&self) -> u32 {
         self.worker.pid
@@ -629,6 +635,7 @@ impl<R: AsyncRead + Unpin> Job<R> {
                 self.finish_with(Ok(Summary {
                     entries: c.entries,
                     written: c.written,
+                    listed: c.listed,
                     skipped: c.skipped,
                     rejected: c.rejected,
                     failed: c.failed,
@@ -691,6 +698,7 @@ impl<R: AsyncRead + Unpin> Job<R> {
                 c.written += 1;
                 c.bytes_written = c.bytes_written.saturating_add(report.size);
             }
+            Outcome::Listed => c.listed += 1,
             Outcome::Skipped(_) => c.skipped += 1,
             Outcome::Rejected(_) => c.rejected += 1,
             Outcome::Failed(_) => c.failed += 1,

@@ -52,6 +52,10 @@ pub struct Options {
     /// been read: the entries have been applied by then (apply layers to a
     /// scratch copy if a mismatch must leave nothing behind). Default `None`.
     pub expected_diff_id: Option<String>,
+    /// Parse the archive in the sandbox and report every entry without writing
+    /// anything: entries that would be written are [`Outcome::Listed`](crate::Outcome::Listed),
+    /// the others rejected or skipped as usual. Default `false`.
+    pub list_only: bool,
     /// Finite bounds on what an archive may make the worker do. Default
     /// [`Limits::default()`]; the same in both presets.
     pub limits: Limits,
@@ -136,6 +140,7 @@ impl Default for Options {
             whiteouts: None,
             digest: false,
             expected_diff_id: None,
+            list_only: false,
             limits: Limits::default(),
         }
     }
@@ -179,6 +184,7 @@ impl Options {
             whiteouts: None,
             digest: false,
             expected_diff_id: None,
+            list_only: false,
             limits: Limits::default(),
         }
     }

@@ -58,6 +58,9 @@ impl EntryKind {
 pub enum Outcome {
     /// The entry was created in the destination.
     Written,
+    /// [`Options::list_only`](crate::Options::list_only): the entry passed every
+    /// check and would have been written; nothing was.
+    Listed,
     /// The entry was valid but the options (or the worker's privileges) do not
     /// allow it; nothing was created.
     Skipped(SkipReason),
@@ -73,6 +76,7 @@ impl Outcome {
     pub fn name(&self) -> &'static str {
         match self {
             Outcome::Written => "written",
+            Outcome::Listed => "listed",
             Outcome::Skipped(_) => "skipped",
             Outcome::Rejected(_) => "rejected",
             Outcome::Failed(_) => "failed",
@@ -82,7 +86,7 @@ impl Outcome {
     /// Why the entry was not written, in words; `None` when it was.
     pub fn reason(&self) -> Option<String> {
         match self {
-            Outcome::Written => None,
+            Outcome::Written | Outcome::Listed => None,
             Outcome::Skipped(r) => Some(r.to_string()),
             Outcome::Rejected(r) => Some(r.to_string()),
             Outcome::Failed(m) => Some(m.clone()),
@@ -187,6 +191,8 @@ pub struct Summary {
     pub entries: u64,
     /// Entries written.
     pub written: u64,
+    /// Entries listed (with [`Options::list_only`](crate::Options::list_only)).
+    pub listed: u64,
     /// Entries skipped by the options.
     pub skipped: u64,
     /// Entries rejected by the path policy.
@@ -213,8 +219,8 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// `true` when every entry was written.
+    /// `true` when every entry was written (or, listing, would have been).
     pub fn is_complete(&self) -> bool {
-        self.written == self.entries
+        self.written + self.listed == self.entries
     }
 }

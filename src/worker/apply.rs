@@ -183,10 +183,13 @@ impl Applier {
                 end += 1;
             }
         }
+        if path.is_empty() && meta.kind != EntryKind::Directory {
+            return Ok(Outcome::Rejected(RejectReason::EmptyName));
+        }
+        if self.options.list_only {
+            return Ok(self.check_only(&path, meta));
+        }
         if path.is_empty() {
-            if meta.kind != EntryKind::Directory {
-                return Ok(Outcome::Rejected(RejectReason::EmptyName));
-            }
             // "./": the destination itself takes the entry's mode and time at the end.
             self.push_fixup(raw, Vec::new(), meta);
             return Ok(Outcome::Written);
@@ -443,6 +446,36 @@ impl Applier {
                 make(dir.as_fd(), name).map_err(|e| os("create", e))
             }
             Err(e) => Err(os("create", e)),
+        }
+    }
+
+    /// The outcome an entry would have, without writing it (list mode).
+    fn check_only(&self, path: &[u8], meta: &Meta) -> Outcome {
+        let bad_target = |t: Option<&[u8]>| t.is_none_or(|t| t.is_empty() || t.contains(&0));
+        match meta.kind {
+            EntryKind::Other(t) => Outcome::Skipped(SkipReason::UnsupportedType(t)),
+            EntryKind::Fifo if !self.options.allow_fifos => {
+                Outcome::Skipped(SkipReason::FifosNotAllowed)
+            }
+            EntryKind::CharDevice | EntryKind::BlockDevice if !self.options.allow_devices => {
+                Outcome::Skipped(SkipReason::DevicesNotAllowed)
+            }
+            EntryKind::CharDevice | EntryKind::BlockDevice if !self.privileged => {
+                Outcome::Skipped(SkipReason::DevicesNotPermitted)
+            }
+            EntryKind::Symlink if bad_target(meta.link.as_deref()) => {
+                Outcome::Rejected(RejectReason::BadLinkTarget)
+            }
+            EntryKind::HardLink => match meta.link.as_deref().map(normalize) {
+                Some(Ok(t)) if !t.is_empty() => Outcome::Listed,
+                _ => Outcome::Rejected(RejectReason::BadLinkTarget),
+            },
+            EntryKind::Whiteout => match layer::classify(split(path).1) {
+                Whiteout::Malformed => Outcome::Rejected(RejectReason::MalformedWhiteout),
+                Whiteout::Ignored => Outcome::Skipped(SkipReason::WhiteoutMetadata),
+                _ => Outcome::Listed,
+            },
+            _ => Outcome::Listed,
         }
     }
 
