@@ -391,7 +391,18 @@ async fn extract<R: AsyncRead + Unpin>(
     let mut job = sandbox.start(reader, dest, options).await?;
     let progress = progress_bar(cli, size);
     let mut entries = 0u64;
-    while let Some(report) = job.next().await {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        // `Job::next` is cancel-safe: the tick only refreshes the byte count
+        // while a large file is being written.
+        let report = tokio::select! {
+            report = job.next() => report,
+            _ = tick.tick() => {
+                progress.set_position(job.bytes_read());
+                continue;
+            }
+        };
+        let Some(report) = report else { break };
         let report = report?;
         entries += 1;
         progress.set_position(job.bytes_read());

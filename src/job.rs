@@ -350,7 +350,8 @@ impl<R: AsyncRead + Unpin> Job<R> {
     }
 
     /// The next entry report; `None` when the archive is done (or the job failed,
-    /// after yielding the error once).
+    /// after yielding the error once). Cancel-safe: dropping the future (in a
+    /// `select!`, say) loses nothing; the job keeps its state.
     pub async fn next(&mut self) -> Option<Result<EntryReport>> {
         std::future::poll_fn(|cx| self.poll_report(cx)).await
     }
