@@ -43,13 +43,42 @@ async fn check_live_worker(options: Options, expected_caps: u64) -> SandboxMode 
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert_eq!(status_field(pid, "NoNewPrivs:").as_deref(), Some("1"));
-    let hex = |field| u64::from_str_radix(&status_field(pid, field).unwrap(), 16).unwrap();
-    assert_eq!(hex("CapEff:"), expected_caps, "effective capabilities");
-    assert_eq!(hex("CapPrm:"), expected_caps, "permitted capabilities");
-    assert_eq!(hex("CapBnd:"), expected_caps, "bounding set");
-    assert_eq!(hex("CapAmb:"), 0, "ambient set");
-    assert_eq!(hex("CapInh:"), 0, "inheritable set");
+    // Every thread of the worker (capabilities, no_new_privs and seccomp are
+    // per thread): the applier and the decoder.
+    let tasks: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(tasks.len(), 2, "threads: {tasks:?}");
+    for tid in tasks {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+                .unwrap()
+        };
+        let hex = |name: &str| u64::from_str_radix(&field(name), 16).unwrap();
+        assert_eq!(field("NoNewPrivs:"), "1", "thread {tid}");
+        assert_eq!(field("Seccomp:"), "2", "thread {tid}");
+        assert_eq!(
+            hex("CapEff:"),
+            expected_caps,
+            "effective capabilities of thread {tid}"
+        );
+        assert_eq!(
+            hex("CapPrm:"),
+            expected_caps,
+            "permitted capabilities of thread {tid}"
+        );
+        assert_eq!(
+            hex("CapBnd:"),
+            expected_caps,
+            "bounding set of thread {tid}"
+        );
+        assert_eq!(hex("CapAmb:"), 0, "ambient set of thread {tid}");
+        assert_eq!(hex("CapInh:"), 0, "inheritable set of thread {tid}");
+    }
 
     // The worker's mount table: its root (the destination) and nothing else.
     let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
