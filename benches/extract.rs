@@ -1017,7 +1017,7 @@ struct Env {
 
 /// The (compression, destination, implementation) triples of a throughput case.
 ///
-/// By default (to keep a full run near 12 minutes on 2 cores): everything on
+/// By default (a full run took under 15 minutes on 2 busy cores): everything on
 /// tmpfs; on disk only `large` as plain tar (file creation on this machine's disk
 /// costs about 0.5–1 ms for every implementation, GNU tar included, so the
 /// metadata-heavy cases take tens of seconds per extraction there).

@@ -47,7 +47,11 @@ if [ ${#cases[@]} -eq 0 ]; then
     cases=(tiny small mixed large linux)
 fi
 
-if [ ! -f "$inputs/tiny.tar" ]; then
+need_inputs=0
+for case in "${cases[@]}"; do
+    [ "$case" != linux ] && need_inputs=1
+done
+if [ "$need_inputs" = 1 ] && [ ! -f "$inputs/tiny.tar" ]; then
     echo "writing the inputs to $inputs (cargo bench --bench extract)" >&2
     (cd "$root" && SANDTAR_BENCH_WRITE_INPUTS="$inputs" cargo bench --bench extract >&2)
 fi
