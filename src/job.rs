@@ -884,11 +884,29 @@ mod tests {
         let (job, mut fake, _child) = fake_job(archive);
         let done = WorkerMsg::Done(WorkerTotals {
             tar_bytes: 0,
+            diff_id: None,
+            layer_size: 0,
             input_bytes: 0,
             compression: Compression::None,
         });
         fake.write_all(&encode_frame(&done)).unwrap();
         expect_protocol(finish_within(job).await, "early Done");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_digest_is_refused() {
+        let (job, mut fake, _child) = fake_job(b"");
+        // Let the (empty) archive be sent first.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let done = WorkerMsg::Done(WorkerTotals {
+            tar_bytes: 0,
+            diff_id: Some("sha256:not hex".into()),
+            layer_size: 0,
+            input_bytes: 0,
+            compression: Compression::None,
+        });
+        fake.write_all(&encode_frame(&done)).unwrap();
+        expect_protocol(finish_within(job).await, "malformed digest");
     }
 
     #[tokio::test]
