@@ -159,9 +159,26 @@
 //! | [`Error::MalformedArchive`] | the tar stream or its compression is corrupt or truncated | reject the upload; `offset` says where |
 //! | [`Error::UnmappedId`] | an owner in the archive is outside [`Options::id_map`] | extend the map, or reject the archive |
 //! | [`Error::LimitExceeded`] | the archive is larger, deeper or more compressed than [`Options::limits`] allow | reject it, or raise that limit if you trust the archive |
+//! | [`Error::DigestMismatch`] | a layer's `diff_id` is not [`Options::expected_diff_id`] | discard the tree (it was applied); the layer is not the one you meant |
 //! | [`Error::Write`] | the filesystem is full, read-only, or failing | free space, then retry |
 //! | [`Error::WorkerDied`], [`Error::Protocol`], [`Error::Worker`] | the worker crashed or misbehaved | a bug or a hostile archive; the worker is gone and your process is unharmed; please report it |
 //! | [`Error::Io`] | talking to the worker failed locally | usually descriptor limits |
+//!
+//! # Image layers
+//!
+//! [`Sandbox::apply_layer`] with [`Options::layer()`] applies an OCI or Docker
+//! layer onto an existing tree, in the same confinement: whiteouts remove what
+//! they name (never following a symlink), opaque directories lose what lower
+//! layers put there, and the [`Summary`] carries the layer's size and `diff_id`.
+//! [`WhiteoutFormat::Overlay`] writes overlayfs whiteouts instead.
+//!
+//! # Observability
+//!
+//! sandtar emits [`tracing`](https://docs.rs/tracing) spans and events: a
+//! `sandtar_job` span per job (id, destination, worker pid), an `info` event with
+//! the outcome counts, bytes and duration when it ends (`warn` when it fails),
+//! `trace` events per entry, and `debug`/`warn` events about the zygote. Nothing
+//! is printed unless you install a subscriber.
 //!
 //! # Platform requirements
 //!
