@@ -58,13 +58,16 @@ fn serve(socket: OwnedFd, mode: SandboxMode) {
         );
         return;
     }
-    if let Err(reason) = confine::prepare() {
-        let _ = send(
-            &mut socket,
-            &WorkerMsg::Failed(WireError::Confinement(reason)),
-        );
-        return;
-    }
+    let seccomp = match confine::prepare().and_then(|()| privileges::build_seccomp()) {
+        Ok(program) => program,
+        Err(reason) => {
+            let _ = send(
+                &mut socket,
+                &WorkerMsg::Failed(WireError::Confinement(reason)),
+            );
+            return;
+        }
+    };
     if send(&mut socket, &WorkerMsg::Warm).is_err() {
         return;
     }
@@ -109,7 +112,7 @@ fn serve(socket: OwnedFd, mode: SandboxMode) {
             return;
         }
     };
-    let last = match extract(&socket, &reporter, header.options, privileged) {
+    let last = match extract(&socket, &reporter, header.options, privileged, &seccomp) {
         Ok(totals) => WorkerMsg::Done(totals),
         Err(error) => WorkerMsg::Failed(error),
     };
@@ -163,6 +166,7 @@ fn extract(
     reporter: &Rc<RefCell<Reporter>>,
     options: Options,
     privileged: bool,
+    seccomp: &seccompiler::BpfProgram,
 ) -> Result<WorkerTotals, WireError> {
     let internal = |e: io::Error| WireError::Internal(e.to_string());
     let input = socket.try_clone().map_err(internal)?;
@@ -177,7 +181,7 @@ fn extract(
     )
     .map_err(internal)?;
     // Both threads exist now: filter them together, then let the decoder start.
-    privileges::install_seccomp().map_err(WireError::Confinement)?;
+    privileges::install_seccomp(seccomp).map_err(WireError::Confinement)?;
     let _ = gate.send(true);
     let ratio_exceeded = reader.ratio_exceeded();
     {

@@ -172,8 +172,9 @@ fn allowed() -> Vec<libc::c_long> {
     calls
 }
 
-/// Installs the seccomp allow-list on every thread of the worker.
-pub(crate) fn install_seccomp() -> Result<(), String> {
+/// Builds the seccomp allow-list for this worker (done while it is warm, so a
+/// job only pays for installing it).
+pub(crate) fn build_seccomp() -> Result<seccompiler::BpfProgram, String> {
     fn fail(e: impl std::fmt::Display) -> String {
         format!("building the seccomp filter failed: {e}")
     }
@@ -195,7 +196,11 @@ pub(crate) fn install_seccomp() -> Result<(), String> {
         ARCH,
     )
     .map_err(fail)?;
-    let program: seccompiler::BpfProgram = filter.try_into().map_err(fail)?;
-    seccompiler::apply_filter_all_threads(&program)
+    filter.try_into().map_err(fail)
+}
+
+/// Installs the allow-list on every thread of the worker at once.
+pub(crate) fn install_seccomp(program: &seccompiler::BpfProgram) -> Result<(), String> {
+    seccompiler::apply_filter_all_threads(program)
         .map_err(|e| format!("installing the seccomp filter failed: {e}"))
 }
