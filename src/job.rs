@@ -765,6 +765,15 @@ fn path_of(bytes: Vec<u8>) -> PathBuf {
     PathBuf::from(OsString::from_vec(bytes))
 }
 
+impl<R> Drop for Job<R> {
+    fn drop(&mut self) {
+        if matches!(self.state, State::Running | State::Dying) {
+            // The worker itself is killed and reaped by `Worker`'s own drop.
+            tracing::info!(parent: &self.span, "job dropped before it finished; worker killed");
+        }
+    }
+}
+
 impl<R: AsyncRead + Unpin> futures_core::Stream for Job<R> {
     type Item = Result<EntryReport>;
 

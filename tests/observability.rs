@@ -64,6 +64,16 @@ async fn jobs_are_traced() {
         "per-entry trace events: {text}"
     );
 
+    // A job dropped half way says so.
+    let (_writer, reader) = tokio::io::duplex(1024);
+    let job = sandbox
+        .start(reader, dest.path(), &Options::default())
+        .await
+        .unwrap();
+    drop(job);
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("job dropped before it finished"), "{text}");
+
     // A failed job is a warning with the error.
     let missing = dest.path().join("missing");
     assert!(sandbox
