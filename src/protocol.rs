@@ -93,6 +93,55 @@ pub(crate) enum WireError {
     Internal(String),
 }
 
+/// Longest message text the worker sends.
+pub(crate) const MAX_MESSAGE: usize = 4096;
+
+/// Cuts `text` to at most [`MAX_MESSAGE`] bytes, on a character boundary.
+pub(crate) fn bounded_text(mut text: String) -> String {
+    if text.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// Cuts a path to at most [`MAX_REPORTED_PATH`] bytes.
+pub(crate) fn bounded_path(mut path: Vec<u8>) -> Vec<u8> {
+    path.truncate(MAX_REPORTED_PATH);
+    path
+}
+
+impl WireError {
+    /// The same error with its texts and paths cut to what a frame may carry.
+    pub(crate) fn bounded(self) -> Self {
+        match self {
+            WireError::Confinement(m) => WireError::Confinement(bounded_text(m)),
+            WireError::DestinationChanged => WireError::DestinationChanged,
+            WireError::Malformed { offset, message } => WireError::Malformed {
+                offset,
+                message: bounded_text(message),
+            },
+            WireError::Unmapped { entry, message } => WireError::Unmapped {
+                entry: bounded_path(entry),
+                message: bounded_text(message),
+            },
+            WireError::Limit { limit, value, entry } => WireError::Limit {
+                limit: bounded_text(limit),
+                value,
+                entry: bounded_path(entry),
+            },
+            WireError::Write { entry, message } => WireError::Write {
+                entry: bounded_path(entry),
+                message: bounded_text(message),
+            },
+            WireError::Internal(m) => WireError::Internal(bounded_text(m)),
+        }
+    }
+}
+
 /// Worker → driver messages on the job socket.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum WorkerMsg {

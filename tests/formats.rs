@@ -206,6 +206,7 @@ async fn name_limits(sandbox: Sandbox) {
     // Without that limit, names over PATH_MAX are rejected one by one.
     let mut options = Options::default();
     options.limits.max_path_length = u64::MAX;
+    options.limits.max_path_depth = u64::MAX;
     let run = run(&sandbox, &archive, &scene.dest, &options).await;
     run.summary();
     let outcomes: Vec<Outcome> = run.reports.iter().map(|r| r.outcome.clone()).collect();

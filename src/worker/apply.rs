@@ -61,6 +61,16 @@ fn os(call: &str, e: Errno) -> Fail {
 /// Normalises an archive name: drops leading `/`, empty and `.` components;
 /// refuses `..` components and NUL bytes. An empty result means the root.
 pub(crate) fn normalize(raw: &[u8]) -> Result<Vec<u8>, RejectReason> {
+    let out = normalize_lexically(raw)?;
+    if out.len() >= PATH_MAX {
+        return Err(RejectReason::NameTooLong);
+    }
+    Ok(out)
+}
+
+/// [`normalize`] without the `PATH_MAX` check (for the limits, which apply to
+/// names of any length).
+pub(crate) fn normalize_lexically(raw: &[u8]) -> Result<Vec<u8>, RejectReason> {
     if raw.contains(&0) {
         return Err(RejectReason::NulInName);
     }
@@ -76,9 +86,6 @@ pub(crate) fn normalize(raw: &[u8]) -> Result<Vec<u8>, RejectReason> {
                 out.extend_from_slice(c);
             }
         }
-    }
-    if out.len() >= PATH_MAX {
-        return Err(RejectReason::NameTooLong);
     }
     Ok(out)
 }
@@ -110,6 +117,8 @@ pub(crate) struct Meta {
     pub size: u64,
     /// How the data maps onto a sparse file.
     pub sparse: Option<Sparse>,
+    /// A PAX `path` record (it wins over a GNU long name).
+    pub pax_path: Option<Vec<u8>>,
 }
 
 struct DirFixup {
@@ -623,13 +632,22 @@ impl Applier {
     /// `/`; this keeps the applier inside its tree even where it runs unconfined
     /// (the fuzzing harness), and costs nothing over `openat`.
     fn resolve(&self, path: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
-        rustix::fs::openat2(
-            &*self.root,
-            cpath(path),
-            flags,
-            Mode::empty(),
-            rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS,
-        )
+        let mut attempts = 0;
+        loop {
+            let result = rustix::fs::openat2(
+                &*self.root,
+                cpath(path),
+                flags,
+                Mode::empty(),
+                rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS,
+            );
+            match result {
+                // A rename anywhere on the system raced with a `..` step: the
+                // kernel asks to try again.
+                Err(Errno::AGAIN) if attempts < 1000 => attempts += 1,
+                other => return other,
+            }
+        }
     }
 
     fn push_fixup(&mut self, raw: &[u8], path: Vec<u8>, meta: &Meta) {

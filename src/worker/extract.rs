@@ -93,17 +93,31 @@ pub(crate) fn run<R: Read>(
     let mut count: u64 = 0;
     let mut total: u64 = 0;
     let mut last_path: Vec<u8> = Vec::new();
+    let mut next_header: u64 = 0;
     loop {
-        // Every entry's data is read to its end before the next, so the bytes
-        // `next` consumes are padding, extension headers and one header block.
-        let before = offset.get();
         let mut entry = match entries.next() {
             None => break,
             Some(Ok(entry)) => entry,
             Some(Err(e)) => return Err(read_error(&e, &last_path)),
         };
         let raw_path = entry.path_bytes().into_owned();
-        let extensions = (offset.get() - before).saturating_sub(1024);
+        // Between the end of the previous entry's data and this header: the
+        // extension headers (PAX, GNU long names) describing this entry, less
+        // the first one's own header block.
+        let extensions = entry
+            .raw_header_position()
+            .saturating_sub(next_header)
+            .saturating_sub(512);
+        let stored = match entry.header().entry_type() {
+            // The crate reports a sparse file's real size; the archive holds less.
+            tar::EntryType::GNUSparse => entry.header().entry_size().unwrap_or(0),
+            _ => entry.size(),
+        };
+        next_header = entry
+            .raw_file_position()
+            .saturating_add(stored)
+            .saturating_add(511)
+            & !511;
         if extensions > limits.max_extension_size {
             return Err(limit(
                 "max_extension_size",
@@ -124,7 +138,22 @@ pub(crate) fn run<R: Read>(
         if total > limits.max_total_size {
             return Err(limit("max_total_size", limits.max_total_size, &raw_path));
         }
-        if entry.header().entry_type().is_pax_global_extensions() {
+        // Parser differentials (the CVE-2025-62518 family) refused outright:
+        let malformed = |message: String| WireError::Malformed {
+            offset: offset.get(),
+            message,
+        };
+        let entry_type = entry.header().entry_type();
+        if size > 0 && header_only(entry_type) {
+            // The `tar` crate skips this data; GNU tar, Go and Python read the
+            // next header right after such an entry: no meaning is safe.
+            return Err(malformed(format!(
+                "{} entry {:?} carries {size} bytes of data",
+                kind_of(entry_type).name(),
+                String::from_utf8_lossy(&raw_path)
+            )));
+        }
+        if entry_type.is_pax_global_extensions() {
             if size > limits.max_extension_size {
                 return Err(limit(
                     "max_extension_size",
@@ -136,14 +165,33 @@ pub(crate) fn run<R: Read>(
             entry
                 .read_to_end(&mut records)
                 .map_err(|e| read_error(&e, &raw_path))?;
+            // A PAX or GNU extension header before a global header: the `tar`
+            // crate attaches it to the global header, GNU tar to the next
+            // member. (With its data read, the entry's own records are empty.)
+            let attached = entry
+                .pax_extensions()
+                .ok()
+                .flatten()
+                .is_some_and(|mut records| records.next().is_some())
+                || entry.path_bytes() != entry.header().path_bytes()
+                || entry.link_name_bytes() != entry.header().link_name_bytes();
+            if attached {
+                return Err(malformed(
+                    "an extended header (PAX or GNU) precedes a PAX global header".into(),
+                ));
+            }
             globals.update(&records);
             continue;
         }
         let mut meta = read_meta(&mut entry, &globals).map_err(|e| read_error(&e, &raw_path))?;
-        // PAX sparse files carry their real name and size in records.
-        let raw_path = match meta.sparse.as_ref().and_then(|s| s.name.clone()) {
-            Some(name) => name,
-            None => raw_path,
+        // PAX sparse files carry their real name and size in records; a PAX
+        // `path` wins over a GNU long name, as in GNU tar.
+        let raw_path = match (
+            meta.sparse.as_ref().and_then(|s| s.name.clone()),
+            meta.pax_path.take(),
+        ) {
+            (Some(name), _) | (None, Some(name)) => name,
+            (None, None) => raw_path,
         };
         if let Some(real) = meta.sparse.as_ref().map(|s| s.real_size) {
             if real > limits.max_entry_size {
@@ -161,19 +209,11 @@ pub(crate) fn run<R: Read>(
                 meta.kind = EntryKind::Whiteout;
             }
         }
-        match apply::normalize(&raw_path) {
-            Ok(path) if path.len() as u64 > limits.max_path_length => {
+        // The limits apply to the name as it will be used, however long.
+        if let Ok(path) = apply::normalize_lexically(&raw_path) {
+            if path.len() as u64 > limits.max_path_length {
                 return Err(limit("max_path_length", limits.max_path_length, &raw_path));
             }
-            // Longer than PATH_MAX: the limit if it is lower, else a rejection.
-            Err(crate::report::RejectReason::NameTooLong)
-                if raw_path.len() as u64 > limits.max_path_length =>
-            {
-                return Err(limit("max_path_length", limits.max_path_length, &raw_path));
-            }
-            _ => {}
-        }
-        if let Ok(path) = apply::normalize(&raw_path) {
             let depth = path.split(|b| *b == b'/').count() as u64;
             if depth > limits.max_path_depth {
                 return Err(limit("max_path_depth", limits.max_path_depth, &raw_path));
@@ -215,7 +255,16 @@ pub(crate) fn run<R: Read>(
         }
         last_path = raw_path;
     }
-    let corrections = applier.finish();
+    let corrections = applier
+        .finish()
+        .into_iter()
+        .map(|(path, message)| {
+            (
+                crate::protocol::bounded_path(path),
+                crate::protocol::bounded_text(message),
+            )
+        })
+        .collect();
     // Read to the end of the stream: trailing blocks, and the compressed stream's
     // own checks (gzip's CRC, for example), which come last.
     let mut rest = archive.into_inner();
@@ -284,6 +333,12 @@ fn parse_pax_time(v: &[u8]) -> Option<rustix::fs::Timespec> {
     })
 }
 
+/// Entry types whose size field means nothing to other tools.
+fn header_only(t: tar::EntryType) -> bool {
+    use tar::EntryType::*;
+    matches!(t, Link | Symlink | Char | Block | Directory | Fifo)
+}
+
 fn kind_of(t: tar::EntryType) -> EntryKind {
     use tar::EntryType::*;
     match t {
@@ -332,6 +387,7 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, globals: &PaxGlobals) -> io
     );
     let mut xattrs = Vec::new();
     let mut pax_sparse = sparse::PaxSparse::default();
+    let (mut pax_path, mut pax_linkpath) = (None, None);
     if let Some(extensions) = entry.pax_extensions()? {
         let malformed = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
         for ext in extensions {
@@ -343,7 +399,11 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, globals: &PaxGlobals) -> io
             if key == b"size" && parse_decimal(ext.value_bytes()).is_none() {
                 return Err(malformed("invalid PAX size record"));
             }
-            if key == b"mtime" {
+            if key == b"path" {
+                pax_path = Some(ext.value_bytes().to_vec());
+            } else if key == b"linkpath" {
+                pax_linkpath = Some(ext.value_bytes().to_vec());
+            } else if key == b"mtime" {
                 if let Some(t) = parse_pax_time(ext.value_bytes()) {
                     mtime = Some(t);
                 }
@@ -358,7 +418,7 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, globals: &PaxGlobals) -> io
             }
         }
     }
-    let link = entry.link_name_bytes().map(|l| l.into_owned());
+    let link = pax_linkpath.or_else(|| entry.link_name_bytes().map(|l| l.into_owned()));
     let sparse = if entry.header().entry_type() == tar::EntryType::GNUSparse {
         Some(sparse::Sparse {
             layout: sparse::Layout::Expanded,
@@ -372,6 +432,7 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, globals: &PaxGlobals) -> io
     };
     Ok(Meta {
         sparse,
+        pax_path,
         kind,
         mode,
         uid,

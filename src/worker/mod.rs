@@ -114,7 +114,7 @@ fn serve(socket: OwnedFd, mode: SandboxMode) {
     };
     let last = match extract(&socket, &reporter, header.options, privileged, &seccomp) {
         Ok(totals) => WorkerMsg::Done(totals),
-        Err(error) => WorkerMsg::Failed(error),
+        Err(error) => WorkerMsg::Failed(error.bounded()),
     };
     // Reports of the entries handled before a failure still reach the caller.
     let _ = reporter.borrow_mut().finish(&last);
