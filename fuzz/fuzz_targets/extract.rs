@@ -1,0 +1,75 @@
+//! The worker's parse-and-apply loop, unconfined but with every path resolved
+//! inside a fresh temporary directory (openat2 RESOLVE_IN_ROOT).
+//!
+//! Input: one selector byte, then a plain tar stream. The selector's bits:
+//! bit 0: `Options::full_fidelity()` instead of `Options::default()` (as root it
+//! chowns, mknods and sets security.* xattrs, inside the temporary directory
+//! only); bit 1: small limits (entries, depth, name length, extension headers,
+//! sizes) so that every limit check is reached; bit 2: no modification times.
+//! The seed corpus is real archives behind a selector byte.
+//!
+//! The destination has a canary file beside it: anything written next to the
+//! destination, or a changed canary, is a crash.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+const CANARY: &[u8] = b"canary: must stay as it is";
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, archive)) = data.split_first() else {
+        return;
+    };
+    let options = options(selector);
+    let outer = tempfile::Builder::new()
+        .prefix("sandtar-fuzz-")
+        .tempdir()
+        .expect("temporary directory");
+    let dest = outer.path().join("dest");
+    std::fs::create_dir(&dest).expect("destination");
+    let canary = outer.path().join("canary");
+    std::fs::write(&canary, CANARY).expect("canary");
+
+    let _ = sandtar::fuzzing::extract_unconfined(archive, &dest, &options);
+
+    let mut beside: Vec<_> = std::fs::read_dir(outer.path())
+        .expect("listing the outer directory")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    beside.sort();
+    assert_eq!(
+        beside,
+        ["canary", "dest"],
+        "something was written beside the destination"
+    );
+    assert_eq!(
+        std::fs::read(&canary).expect("canary"),
+        CANARY,
+        "the canary changed"
+    );
+    // Entries may leave read-only directories; root removes them anyway.
+    if let Err(e) = outer.close() {
+        panic!("removing the temporary directory: {e}");
+    }
+});
+
+fn options(selector: u8) -> sandtar::Options {
+    let mut options = if selector & 1 != 0 {
+        sandtar::Options::full_fidelity()
+    } else {
+        sandtar::Options::default()
+    };
+    if selector & 2 != 0 {
+        let l = &mut options.limits;
+        l.max_entries = 64;
+        l.max_entry_size = 1 << 20;
+        l.max_total_size = 4 << 20;
+        l.max_extension_size = 8 << 10;
+        l.max_path_length = 200;
+        l.max_path_depth = 8;
+    }
+    if selector & 4 != 0 {
+        options.preserve_mtime = false;
+    }
+    options
+}
