@@ -184,6 +184,14 @@ pub(crate) fn run<R: Read>(
             continue;
         }
         let mut meta = read_meta(&mut entry, &globals).map_err(|e| read_error(&e, &raw_path))?;
+        if meta.kind == EntryKind::Directory && size > 0 {
+            // A pre-POSIX directory (a "file" named with a trailing slash) that
+            // carries data: the same disagreement as for header-only types.
+            return Err(malformed(format!(
+                "directory entry {:?} carries {size} bytes of data",
+                String::from_utf8_lossy(&raw_path)
+            )));
+        }
         // PAX sparse files carry their real name and size in records; a PAX
         // `path` wins over a GNU long name, as in GNU tar.
         let raw_path = match (
