@@ -290,10 +290,11 @@ pub enum XattrPolicy {
     None,
     /// Only the `user.*` namespace.
     User,
-    /// Every namespace the worker may write: `user.*`, `security.*` (including
-    /// `security.capability`) and `system.*` (ACLs); needs root. `trusted.*`
-    /// attributes need `CAP_SYS_ADMIN`, which a worker never keeps (it would weaken
-    /// the sandbox), so they are dropped, as on a filesystem without them.
+    /// Every namespace the worker may write: `user.*`, `security.capability` and
+    /// `system.*` (ACLs); needs root. `trusted.*` and the other `security.*`
+    /// attributes (SELinux labels, IMA) need `CAP_SYS_ADMIN`, which a worker never
+    /// keeps (it would weaken the sandbox), so they are dropped, as on a
+    /// filesystem without them.
     All,
 }
 

@@ -48,9 +48,7 @@
 //! | `BUG-pax-newline-in-value` | both | sandtar fails, GNU tar extracts | reported: same cause; a binary value holding a 0x0a byte (`security.ima`, `security.capability`, any `user.*`) breaks the record and the archive is refused as malformed, even GNU tar's own |
 //! | `BUG-pax-nul-in-key` | both | sandtar succeeds, GNU tar rejects | reported: a PAX key holding a NUL byte is accepted |
 //! | `BUG-blank-numeric-field` | both | sandtar fails, GNU tar extracts | reported: a size field that is blank or starts with NUL bytes reads as 0 in GNU tar; the `tar` crate refuses it |
-//! | `BUG-empty-mode-field` | both | mode | reported: an all-NUL mode field: GNU tar applies mode 0, sandtar 0o644 |
-//! | `BUG-dumpdir` | both | a directory's owner and time | reported: GNU incremental `D` entries are directories to GNU tar; sandtar skips them as an unsupported type and creates the directory as a bare parent |
-//! | `BUG-bad-pax-mtime-ignored` | both | mtime | reported: an unparseable PAX `mtime` (`999xxx9324.43…`) is ignored silently (the header's time is used); GNU tar reads 999, Go's archive/tar refuses the archive |
+//! | `bad-pax-mtime-refused` | both | sandtar fails, GNU tar extracts | an unparseable PAX `mtime`: GNU tar reads a prefix, Go refuses; sandtar refuses (readers disagree) |
 //! | `BUG-security-xattrs-dropped` | full | `security.*` xattr missing | reported: setting `security.*` other than `security.capability` needs `CAP_SYS_ADMIN` (`cap_inode_setxattr`), which the worker drops, and the `EPERM` is ignored; `XattrPolicy::All` documents `security.*` as kept |
 //!
 //! # Matrix
@@ -69,12 +67,12 @@
 //! | `astral-tokio-tar/diff-039-truncated-entry-body.tar` | rejected | rejected |
 //! | `astral-tokio-tar/pax-header-precedence.tar` | identical | identical |
 //! | `astral-tokio-tar/pax-hidden-entry.tar` | identical | identical |
-//! | `astral-tokio-tar/pax-overrides-extension-header.tar` | BUG-empty-mode-field | BUG-empty-mode-field |
+//! | `astral-tokio-tar/pax-overrides-extension-header.tar` | identical | identical |
 //! | `astral-tokio-tar/pax-phantom-entry.tar` | identical | identical |
 //! | `astral-tokio-tar/pax2.tar` | owners, safe-mode | identical |
 //! | `astral-tokio-tar/paxlongname.tar` | identical | identical |
 //! | `go/file-and-dir.tar` | identical | identical |
-//! | `go/gnu-incremental.tar` | BUG-dumpdir, owners | BUG-dumpdir |
+//! | `go/gnu-incremental.tar` | owners | identical |
 //! | `go/gnu-long-nul.tar` | nul-name-rejected | nul-name-rejected |
 //! | `go/gnu-multi-hdrs.tar` | duplicate-extension | duplicate-extension |
 //! | `go/gnu-nil-sparse-data.tar` | identical | identical |
@@ -93,7 +91,7 @@
 //! | `go/nil-uid.tar` | safe-mode | identical |
 //! | `go/pax-bad-hdr-file.tar` | rejected | rejected |
 //! | `go/pax-bad-hdr-large.tar.bz2` | gnu-entry-error, limit:max_extension_size | gnu-entry-error, limit:max_extension_size |
-//! | `go/pax-bad-mtime-file.tar` | BUG-bad-pax-mtime-ignored, owners | BUG-bad-pax-mtime-ignored |
+//! | `go/pax-bad-mtime-file.tar` | bad-pax-mtime-refused | bad-pax-mtime-refused |
 //! | `go/pax-global-records.tar` | global-path-ignored | global-path-ignored |
 //! | `go/pax-multi-hdrs.tar` | duplicate-extension | duplicate-extension |
 //! | `go/pax-nil-sparse-data.tar` | identical | identical |
@@ -273,8 +271,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ),
     (
         "astral-tokio-tar/pax-overrides-extension-header.tar",
-        "BUG-empty-mode-field",
-        "BUG-empty-mode-field",
+        "identical",
+        "identical",
     ),
     (
         "astral-tokio-tar/pax-phantom-entry.tar",
@@ -288,11 +286,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ),
     ("astral-tokio-tar/paxlongname.tar", "identical", "identical"),
     ("go/file-and-dir.tar", "identical", "identical"),
-    (
-        "go/gnu-incremental.tar",
-        "BUG-dumpdir, owners",
-        "BUG-dumpdir",
-    ),
+    ("go/gnu-incremental.tar", "owners", "identical"),
     (
         "go/gnu-long-nul.tar",
         "nul-name-rejected",
@@ -333,8 +327,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ),
     (
         "go/pax-bad-mtime-file.tar",
-        "BUG-bad-pax-mtime-ignored, owners",
-        "BUG-bad-pax-mtime-ignored",
+        "bad-pax-mtime-refused",
+        "bad-pax-mtime-refused",
     ),
     (
         "go/pax-global-records.tar",
@@ -1305,27 +1299,6 @@ struct Observed {
 /// prefix, path or "*", key).
 const QUIRKS: &[(&str, Option<Mode>, &str, &str, &str)] = &[
     (
-        "astral-tokio-tar/pax-overrides-extension-header.tar",
-        None,
-        "mode",
-        "*",
-        "BUG-empty-mode-field",
-    ),
-    (
-        "go/gnu-incremental.tar",
-        None,
-        "owner",
-        "test2",
-        "BUG-dumpdir",
-    ),
-    (
-        "go/gnu-incremental.tar",
-        None,
-        "mtime",
-        "test2",
-        "BUG-dumpdir",
-    ),
-    (
         "go/gnu-long-nul.tar",
         None,
         "missing",
@@ -1338,13 +1311,6 @@ const QUIRKS: &[(&str, Option<Mode>, &str, &str, &str)] = &[
         "missing",
         "*",
         "nul-name-rejected",
-    ),
-    (
-        "go/pax-bad-mtime-file.tar",
-        None,
-        "mtime",
-        "foo",
-        "BUG-bad-pax-mtime-ignored",
     ),
     (
         "go/pax-global-records.tar",
@@ -1388,6 +1354,11 @@ const NOT_RERUN: &[&str] = &["go/gnu-sparse-big.tar", "tar-rs/sparse-large.tar"]
 /// other does not, or when GNU tar fails an entry and reads on: (archive, key,
 /// why). Also listed in the module documentation.
 const ARCHIVE_NOTES: &[(&str, &str, &str)] = &[
+    (
+        "go/pax-bad-mtime-file.tar",
+        "bad-pax-mtime-refused",
+        "an unparseable PAX `mtime` (`999xxx9324.43...`): GNU tar reads the leading digits, Go's archive/tar refuses the archive; sandtar refuses it (readers disagree)",
+    ),
     (
         "astral-tokio-tar/diff-014-unterminated-pax.tar",
         "BUG-pax-unterminated-record",

@@ -184,7 +184,7 @@ pub(crate) fn run<R: Read>(
             continue;
         }
         let mut meta = read_meta(&mut entry, &globals).map_err(|e| read_error(&e, &raw_path))?;
-        if meta.kind == EntryKind::Directory && size > 0 {
+        if meta.kind == EntryKind::Directory && entry_type == tar::EntryType::Regular && size > 0 {
             // A pre-POSIX directory (a "file" named with a trailing slash) that
             // carries data: the same disagreement as for header-only types.
             return Err(malformed(format!(
@@ -357,6 +357,8 @@ fn kind_of(t: tar::EntryType) -> EntryKind {
         Fifo => EntryKind::Fifo,
         Char => EntryKind::CharDevice,
         Block => EntryKind::BlockDevice,
+        // GNU incremental dumps: a directory (its data is the listing).
+        other if other.as_byte() == b'D' => EntryKind::Directory,
         other => EntryKind::Other(other.as_byte()),
     }
 }
@@ -388,7 +390,8 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, globals: &PaxGlobals) -> io
     if let Some(g) = globals.gid {
         gid = g;
     }
-    let mode = header.mode().unwrap_or(0o644);
+    // An empty mode field is mode 0, as GNU tar reads it.
+    let mode = header.mode().unwrap_or(0);
     let device = (
         header.device_major().ok().flatten().unwrap_or(0),
         header.device_minor().ok().flatten().unwrap_or(0),
@@ -412,9 +415,11 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, globals: &PaxGlobals) -> io
             } else if key == b"linkpath" {
                 pax_linkpath = Some(ext.value_bytes().to_vec());
             } else if key == b"mtime" {
-                if let Some(t) = parse_pax_time(ext.value_bytes()) {
-                    mtime = Some(t);
-                }
+                // Unreadable: refused (GNU tar reads a prefix, Go refuses).
+                mtime = Some(
+                    parse_pax_time(ext.value_bytes())
+                        .ok_or_else(|| malformed("invalid PAX mtime record"))?,
+                );
             } else if key == b"uid" {
                 uid = parse_decimal(ext.value_bytes()).unwrap_or(uid);
             } else if key == b"gid" {
