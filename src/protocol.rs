@@ -128,7 +128,11 @@ impl WireError {
                 entry: bounded_path(entry),
                 message: bounded_text(message),
             },
-            WireError::Limit { limit, value, entry } => WireError::Limit {
+            WireError::Limit {
+                limit,
+                value,
+                entry,
+            } => WireError::Limit {
                 limit: bounded_text(limit),
                 value,
                 entry: bounded_path(entry),
