@@ -91,7 +91,8 @@ pub enum Error {
         limit: String,
         /// Its value.
         value: u64,
-        /// The entry being read when it tripped (empty if none yet).
+        /// The entry being read when it tripped (empty when its extension
+        /// headers tripped `max_extension_size` before its own header was read).
         entry: PathBuf,
     },
 

@@ -122,7 +122,9 @@ async fn max_extension_size() {
     b.append(&file_header("after-pax", 3), &b"abc"[..]).unwrap();
     let data = b.into_inner().unwrap();
     let (dest, result) = run(data, &Options::default()).await;
-    assert_limit(result, "max_extension_size", 1 << 20, "after-pax");
+    // It trips while the header is read (the worker never holds more than the
+    // limit of it), before the entry it describes has a name.
+    assert_limit(result, "max_extension_size", 1 << 20, "");
     assert!(!dest.path().join("after-pax").exists());
 }
 

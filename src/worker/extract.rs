@@ -30,15 +30,28 @@ pub(crate) struct Run {
 
 /// Counts the bytes the parser consumes (for error offsets and the size of
 /// extension headers), and hashes them when a digest is wanted.
+/// While the parser looks for the next entry, `budget` caps what it may read
+/// (extension headers are read whole into memory by the `tar` crate).
 struct Counted<R> {
     inner: R,
     offset: Rc<Cell<u64>>,
     digest: Option<Sha256>,
+    budget: Rc<Cell<u64>>,
+    over_budget: Rc<Cell<bool>>,
 }
 
 impl<R: Read> Read for Counted<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let budget = self.budget.get();
+        if budget == 0 && !buf.is_empty() {
+            self.over_budget.set(true);
+            return Err(io::Error::other(
+                "extension headers exceed max_extension_size",
+            ));
+        }
+        let len = buf.len().min(usize::try_from(budget).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..len])?;
+        self.budget.set(budget.saturating_sub(n as u64));
         self.offset.set(self.offset.get() + n as u64);
         if let Some(digest) = &mut self.digest {
             digest.update(&buf[..n]);
@@ -60,17 +73,28 @@ pub(crate) fn run<R: Read>(
     sink: &mut dyn FnMut(WireReport) -> bool,
 ) -> Result<Run, WireError> {
     let offset = Rc::new(Cell::new(0));
+    let budget = Rc::new(Cell::new(u64::MAX));
+    let over_budget = Rc::new(Cell::new(false));
     let reader = Counted {
         inner: reader,
         offset: offset.clone(),
         digest: digest.then(Sha256::new),
+        budget: budget.clone(),
+        over_budget: over_budget.clone(),
     };
     let mut layer_size: u64 = 0;
     let mut archive = tar::Archive::new(reader);
     // A read error is a malformed archive, unless the decoder stopped on the
     // compression-ratio limit.
     let read_error = |e: &dyn std::fmt::Display, entry: &[u8]| {
-        if ratio_exceeded.load(Ordering::Relaxed) {
+        if over_budget.get() {
+            // Tripped before the entry's own header was read: no name yet.
+            WireError::Limit {
+                limit: "max_extension_size".into(),
+                value: limits.max_extension_size,
+                entry: Vec::new(),
+            }
+        } else if ratio_exceeded.load(Ordering::Relaxed) {
             WireError::Limit {
                 limit: "max_compression_ratio".into(),
                 value: limits.max_compression_ratio,
@@ -95,7 +119,12 @@ pub(crate) fn run<R: Read>(
     let mut last_path: Vec<u8> = Vec::new();
     let mut next_header: u64 = 0;
     loop {
-        let mut entry = match entries.next() {
+        // Padding, extension headers (with their header blocks) and the entry's
+        // header: stop reading once they exceed the limit.
+        budget.set(limits.max_extension_size.saturating_add(2048));
+        let next = entries.next();
+        budget.set(u64::MAX);
+        let mut entry = match next {
             None => break,
             Some(Ok(entry)) => entry,
             Some(Err(e)) => return Err(read_error(&e, &last_path)),
