@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Refreshes tests/data/fuzz/<target>/ from fuzz/corpus/<target>/: the smallest
-greedy cover of every edge the corpus reaches (libFuzzer's merge control file
-lists each input's edges), so the kept set stays a few hundred KB.
+"""Refreshes tests/data/fuzz/<target>/ from fuzz/corpus/<target>/: a greedy
+cover of the edges the corpus reaches (libFuzzer's merge control file lists each
+input's edges), most new edges per byte first, within a byte budget (256 KiB by
+default), so the kept set stays small.
 
-    cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build -O && python3 keep.py extract
+    cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build -O && python3 keep.py extract [budget]
 """
 import os
 import shutil
@@ -12,6 +13,7 @@ import sys
 import tempfile
 
 target = sys.argv[1]
+budget = int(sys.argv[2]) if len(sys.argv) > 2 else 256 * 1024
 binary = f"target/x86_64-unknown-linux-gnu/release/{target}"
 with tempfile.TemporaryDirectory() as tmp:
     control = os.path.join(tmp, "control")
@@ -41,7 +43,7 @@ while True:
         key=lambda i: len(edges[i] - covered) / (size[i] + 1024),
         default=None,
     )
-    if best is None:
+    if best is None or sum(size[i] for i in chosen) + size[best] > budget:
         break
     chosen.append(best)
     covered |= edges[best]
@@ -56,4 +58,5 @@ for name in os.listdir(f"corpus/{target}"):
         shutil.copy(f"corpus/{target}/{name}", dest)
 kept = os.listdir(dest)
 total = sum(os.path.getsize(os.path.join(dest, f)) for f in kept)
-print(f"{target}: {len(kept)} files, {total} bytes, {len(covered)} edges")
+reached = len(set().union(*edges.values()))
+print(f"{target}: {len(kept)} files, {total} bytes, {len(covered)} of {reached} edges")
