@@ -2,7 +2,8 @@
 //! no_new_privs, seccomp, capabilities, and a mount table with nothing of the host.
 //! Runs as root and, through `setpriv`, as `nobody`.
 
-use std::process::Command;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use sandtar::{Options, Sandbox, SandboxMode};
@@ -141,33 +142,9 @@ async fn inner_unprivileged_worker() {
 /// executable that `nobody` can read).
 #[test]
 fn unprivileged_worker_is_walled_in() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("not root: cannot switch to nobody; the root cases cover this user");
-        return;
-    }
-    let dir = tempfile::Builder::new()
-        .prefix("sandtar-nobody")
-        .tempdir_in("/tmp")
-        .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = dir.path().join("test");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-        .arg(&exe)
-        .args([
-            "--exact",
-            "inner_unprivileged_worker",
-            "--include-ignored",
-            "--nocapture",
-        ])
-        .env("TMPDIR", "/tmp")
-        .output()
-        .expect("setpriv");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "as nobody:\n{text}");
-    assert!(text.contains("1 passed"), "as nobody:\n{text}");
+    // Through the shared helper: a copy of this executable that `nobody` can
+    // run, made with cp(1) (no ETXTBSY race with other test threads).
+    common::as_nobody("inner_unprivileged_worker", || {
+        eprintln!("not root: cannot switch to nobody; the other cases cover this user")
+    });
 }

@@ -4,8 +4,9 @@
 //! outside, over many runs. The same race against the `tar` crate's unconfined
 //! `unpack` is run for contrast and its count printed (see SECURITY.md).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -122,36 +123,11 @@ async fn inner_exchange_race_unprivileged() {
 
 #[test]
 fn exchange_race_never_escapes_unprivileged() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("not root: the privileged case already ran as this user");
-        return;
-    }
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::Builder::new()
-        .prefix("sandtar-nobody")
-        .tempdir_in("/tmp")
-        .unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = dir.path().join("test");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    let out = Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-        .arg(&exe)
-        .args([
-            "--exact",
-            "inner_exchange_race_unprivileged",
-            "--include-ignored",
-            "--nocapture",
-        ])
-        .env("TMPDIR", "/tmp")
-        .output()
-        .expect("setpriv");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && text.contains("1 passed"),
-        "as nobody:\n{text}"
-    );
+    // Through the shared helper: a copy of this executable that `nobody` can
+    // run, made with cp(1) (no ETXTBSY race with other test threads).
+    common::as_nobody("inner_exchange_race_unprivileged", || {
+        eprintln!("not root: cannot switch to nobody; the other cases cover this user")
+    });
 }
 
 /// For contrast: the same race against the `tar` crate's unconfined `unpack`.
