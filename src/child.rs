@@ -120,16 +120,15 @@ pub(crate) fn reap_in_background(job: Reap) {
     static REAPER: OnceLock<Mutex<Sender<Reap>>> = OnceLock::new();
     let sender = REAPER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Reap>();
-        let spawned = std::thread::Builder::new()
+        // If the thread cannot start, `rx` is dropped with it, `send` below
+        // fails, and each job runs inline instead.
+        let _ = std::thread::Builder::new()
             .name("sandtar-reaper".into())
             .spawn(move || {
                 for job in rx {
                     run(job);
                 }
             });
-        if spawned.is_err() {
-            // No thread: the jobs are run inline by `send` failing below.
-        }
         Mutex::new(tx)
     });
     let job = match sender.lock() {

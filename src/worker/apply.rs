@@ -146,8 +146,6 @@ pub(crate) struct Applier {
     /// The (mapped) owner to give the current entry, when owners are kept.
     owner: Option<(u64, u64)>,
     buffer: Vec<u8>,
-    /// Bytes of file data written so far.
-    pub bytes_written: u64,
 }
 
 impl Applier {
@@ -163,7 +161,6 @@ impl Applier {
             layer_paths: HashSet::new(),
             owner: None,
             buffer: vec![0; COPY_BUFFER],
-            bytes_written: 0,
         }
     }
 
@@ -268,7 +265,6 @@ impl Applier {
                 }
             }
             remaining -= n as u64;
-            self.bytes_written += n as u64;
         }
         Ok(())
     }
@@ -294,7 +290,6 @@ impl Applier {
                     for block in self.buffer[..n].chunks(4096) {
                         if block.iter().any(|b| *b != 0) {
                             pwrite_all(file, block, pos)?;
-                            self.bytes_written += block.len() as u64;
                         }
                         pos += block.len() as u64;
                     }
