@@ -12,7 +12,11 @@ use crate::protocol::{decode, frame_at, WorkerMsg, MAX_WORKER_FRAME};
 /// `openat2(RESOLVE_IN_ROOT)`). Returns the number of reports, or the error text.
 pub fn extract_unconfined(archive: &[u8], dir: &Path, options: &Options) -> Result<usize, String> {
     let root = std::fs::File::open(dir).map_err(|e| e.to_string())?;
-    let mut applier = crate::worker::apply::Applier::new(options.clone(), false, root.into());
+    let mut applier = crate::worker::apply::Applier::new(
+        options.clone(),
+        crate::protocol::SandboxMode::UserNamespace { uid: 0, gid: 0 },
+        root.into(),
+    );
     let mut reports = 0;
     let mut sink = |_report| {
         reports += 1;

@@ -235,6 +235,7 @@ mod options;
 mod protocol;
 mod report;
 mod sandbox;
+mod subids;
 mod sys;
 mod worker;
 mod zygote;
@@ -247,3 +248,4 @@ pub use options::{
 pub use protocol::SandboxMode;
 pub use report::{EntryKind, EntryReport, Outcome, RejectReason, SkipReason, Summary};
 pub use sandbox::{Sandbox, SandboxBuilder};
+pub use subids::SubordinateIds;

@@ -175,6 +175,46 @@ pub enum SandboxMode {
         /// The caller's gid outside the namespace.
         gid: u32,
     },
+    /// An ordinary user with subordinate ids (`/etc/subuid`, `/etc/subgid`),
+    /// mapped by `newuidmap`/`newgidmap`: in the workers' user namespace, id 0 is
+    /// the caller and ids `1..uids` (`1..gids`) are the caller's subordinate ids,
+    /// in the order the files list them. Owners from the archive within those
+    /// ranges are kept (with [`Options::preserve_owners`](crate::Options::preserve_owners));
+    /// device nodes still cannot be created. See
+    /// [`SandboxBuilder::subordinate_ids`](crate::SandboxBuilder::subordinate_ids).
+    SubordinateIds {
+        /// The caller's uid outside the namespace.
+        uid: u32,
+        /// The caller's gid outside the namespace.
+        gid: u32,
+        /// How many user ids the namespace maps (ids `0..uids`).
+        uids: u32,
+        /// How many group ids the namespace maps (ids `0..gids`).
+        gids: u32,
+    },
+}
+
+impl SandboxMode {
+    /// Whether workers may give files owners other than the caller: as root, or
+    /// within the subordinate ranges.
+    pub fn can_keep_owners(&self) -> bool {
+        !matches!(self, SandboxMode::UserNamespace { .. })
+    }
+
+    /// Whether workers may create device nodes and write `trusted.*` extended
+    /// attributes: only as root, outside any user namespace.
+    pub fn is_privileged(&self) -> bool {
+        matches!(self, SandboxMode::Privileged)
+    }
+}
+
+/// How the zygote's user namespace gets its id maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum IdMapping {
+    /// The zygote maps its own uid and gid to 0 (and denies `setgroups`).
+    Single,
+    /// The driver wrote the maps with `newuidmap`/`newgidmap`: this many ids each.
+    Written { uids: u32, gids: u32 },
 }
 
 /// Driver → zygote.
@@ -182,6 +222,8 @@ pub enum SandboxMode {
 pub(crate) enum ZygoteRequest {
     /// Fork this many more workers.
     Spawn(u32),
+    /// The answer to [`ZygoteMsg::Unshared`].
+    MapIds(IdMapping),
 }
 
 /// Zygote → driver.
@@ -191,6 +233,8 @@ pub(crate) enum ZygoteMsg {
     Hello(SandboxMode),
     /// The zygote cannot confine anything (and exits).
     Fatal(String),
+    /// The zygote entered a user namespace and waits for [`ZygoteRequest::MapIds`].
+    Unshared,
     /// A new worker; its pidfd and its end of the job socket are attached.
     Worker { pid: u32 },
     /// Forking a worker failed.

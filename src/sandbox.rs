@@ -22,9 +22,10 @@ use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::options::Options;
 use crate::protocol::{
-    decode, encode_message, SandboxMode, ZygoteMsg, ZygoteRequest, MAX_CONTROL_MESSAGE,
+    decode, encode_message, IdMapping, SandboxMode, ZygoteMsg, ZygoteRequest, MAX_CONTROL_MESSAGE,
 };
 use crate::report::Summary;
+use crate::subids::{self, SubordinateIds};
 use crate::sys;
 use crate::zygote;
 
@@ -52,11 +53,15 @@ pub struct Sandbox {
 #[derive(Clone, Debug)]
 pub struct SandboxBuilder {
     warm_workers: u32,
+    subordinate_ids: SubordinateIds,
 }
 
 impl Default for SandboxBuilder {
     fn default() -> Self {
-        SandboxBuilder { warm_workers: 2 }
+        SandboxBuilder {
+            warm_workers: 2,
+            subordinate_ids: SubordinateIds::Never,
+        }
     }
 }
 
@@ -69,16 +74,44 @@ impl SandboxBuilder {
         self
     }
 
+    /// For an unprivileged caller: whether the workers' user namespace maps the
+    /// caller's subordinate ids (`/etc/subuid`, `/etc/subgid`, through
+    /// `newuidmap`/`newgidmap`), so that owners from the archive can be kept
+    /// without root ([`SandboxMode::SubordinateIds`]). Default:
+    /// [`SubordinateIds::Never`]. Ignored as root, who needs no user namespace.
+    ///
+    /// Files then belong to the caller's subordinate ids on the host: the caller
+    /// cannot modify or remove what it does not own without entering such a
+    /// namespace again (`podman unshare`, `unshare --map-users=auto`), which is
+    /// why this is not the default.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> sandtar::Result<()> {
+    /// use sandtar::{Options, Sandbox, SandboxMode, SubordinateIds};
+    /// let sandbox = Sandbox::builder()
+    ///     .subordinate_ids(SubordinateIds::IfAvailable)
+    ///     .build()
+    ///     .await?;
+    /// let mut options = Options::layer();
+    /// options.preserve_owners = sandbox.mode().can_keep_owners();
+    /// # Ok(()) }
+    /// ```
+    pub fn subordinate_ids(mut self, policy: SubordinateIds) -> Self {
+        self.subordinate_ids = policy;
+        self
+    }
+
     /// Starts the zygote and warms the workers.
     ///
     /// Fails with [`Error::ConfinementUnavailable`] if this process can neither
     /// use its privileges nor enter a user namespace.
     pub async fn build(self) -> Result<Sandbox> {
-        let (conn, mode) = ZygoteConn::start(self.warm_workers).await?;
+        let (conn, mode) = ZygoteConn::start(self.warm_workers, self.subordinate_ids).await?;
         let sandbox = Sandbox {
             inner: Arc::new(Inner {
                 mode,
                 warm_workers: self.warm_workers,
+                subordinate_ids: self.subordinate_ids,
                 zygote: tokio::sync::Mutex::new(Some(conn)),
                 spare: Mutex::new(VecDeque::new()),
             }),
@@ -200,6 +233,7 @@ pub(crate) struct Warm {
 pub(crate) struct Inner {
     mode: SandboxMode,
     warm_workers: u32,
+    subordinate_ids: SubordinateIds,
     /// The zygote; replaced when it dies. Locked while receiving a worker, so
     /// birth numbers stay in order.
     zygote: tokio::sync::Mutex<Option<ZygoteConn>>,
@@ -229,7 +263,7 @@ struct ZygoteConn {
 impl ZygoteConn {
     /// Re-executes this program as a zygote, waits for its hello and orders
     /// `warm` workers.
-    async fn start(warm: u32) -> Result<(ZygoteConn, SandboxMode)> {
+    async fn start(warm: u32, subids: SubordinateIds) -> Result<(ZygoteConn, SandboxMode)> {
         // Keep the pre-main hook in every executable that uses a sandbox.
         std::hint::black_box(&zygote::ZYGOTE_HOOK);
         let (ours, theirs) = socketpair(
@@ -260,7 +294,7 @@ impl ZygoteConn {
             requested: 0,
             received: 0,
         };
-        let hello = tokio::time::timeout(ZYGOTE_START_TIMEOUT, conn.recv()).await;
+        let hello = tokio::time::timeout(ZYGOTE_START_TIMEOUT, conn.hello(subids)).await;
         let mode = match hello {
             Err(_) => {
                 return Err(Error::zygote(
@@ -268,16 +302,7 @@ impl ZygoteConn {
                     std::io::ErrorKind::TimedOut.into(),
                 ))
             }
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok((ZygoteMsg::Hello(mode), _))) => mode,
-            Ok(Ok((ZygoteMsg::Fatal(reason), _))) => {
-                return Err(Error::ConfinementUnavailable { reason })
-            }
-            Ok(Ok((other, _))) => {
-                return Err(Error::Protocol(format!(
-                    "zygote said {other:?} before hello"
-                )))
-            }
+            Ok(result) => result?,
         };
         conn.request(warm).await?;
         tracing::debug!(
@@ -287,6 +312,61 @@ impl ZygoteConn {
             "zygote started"
         );
         Ok((conn, mode))
+    }
+
+    /// Waits for the zygote's hello; first writes the id maps of its user
+    /// namespace if it entered one.
+    async fn hello(&mut self, subids: SubordinateIds) -> Result<SandboxMode> {
+        loop {
+            match self.recv().await? {
+                (ZygoteMsg::Hello(mode), _) => return Ok(mode),
+                (ZygoteMsg::Fatal(reason), _) => {
+                    return Err(Error::ConfinementUnavailable { reason })
+                }
+                (ZygoteMsg::Unshared, _) => {
+                    let mapping = self.map_ids(subids).await?;
+                    self.send(&ZygoteRequest::MapIds(mapping)).await?;
+                }
+                (other, _) => {
+                    return Err(Error::Protocol(format!(
+                        "zygote said {other:?} before hello"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Writes the zygote's id maps with the subordinate-id helpers, or leaves
+    /// them to the zygote (its own ids only).
+    async fn map_ids(&self, subids: SubordinateIds) -> Result<IdMapping> {
+        if subids == SubordinateIds::Never {
+            return Ok(IdMapping::Single);
+        }
+        let pid = self
+            .child
+            .as_ref()
+            .map(|c| c.id())
+            .ok_or_else(zygote_gone)?;
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        let result = tokio::task::spawn_blocking(move || {
+            // Missing helpers or ranges are "not available"; a helper that runs
+            // and fails is an error either way.
+            let plan = subids::plan(uid, gid).map_err(|missing| (false, missing))?;
+            plan.write(pid).map_err(|failed| (true, failed))
+        })
+        .await
+        .map_err(|e| Error::zygote("mapping subordinate ids", std::io::Error::other(e)))?;
+        match result {
+            Ok(mapping) => Ok(mapping),
+            Err((false, missing)) if subids == SubordinateIds::IfAvailable => {
+                tracing::debug!(%missing, "no subordinate ids; mapping the caller only");
+                Ok(IdMapping::Single)
+            }
+            Err((_, reason)) => Err(Error::ConfinementUnavailable {
+                reason: format!("mapping subordinate ids: {reason}"),
+            }),
+        }
     }
 
     fn control(&self) -> &AsyncFd<OwnedFd> {
@@ -322,7 +402,14 @@ impl ZygoteConn {
 
     /// Asks the zygote for `count` more workers.
     async fn request(&mut self, count: u32) -> Result<()> {
-        let msg = encode_message(&ZygoteRequest::Spawn(count));
+        self.send(&ZygoteRequest::Spawn(count)).await?;
+        self.requested += u64::from(count);
+        Ok(())
+    }
+
+    /// Sends one request to the zygote.
+    async fn send(&self, request: &ZygoteRequest) -> Result<()> {
+        let msg = encode_message(request);
         loop {
             let mut guard = self
                 .control()
@@ -330,10 +417,7 @@ impl ZygoteConn {
                 .await
                 .map_err(|e| Error::io("zygote socket", e))?;
             match guard.try_io(|fd| sys::send_with_fds(fd.get_ref().as_fd(), &msg, &[])) {
-                Ok(Ok(_)) => {
-                    self.requested += u64::from(count);
-                    return Ok(());
-                }
+                Ok(Ok(_)) => return Ok(()),
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
                     return Err(zygote_gone())
                 }
@@ -387,7 +471,16 @@ impl Inner {
         let mut guard = self.zygote.lock().await;
         for attempt in 0..2 {
             if guard.is_none() {
-                let (conn, _) = ZygoteConn::start(self.warm_workers).await?;
+                let (conn, mode) =
+                    ZygoteConn::start(self.warm_workers, self.subordinate_ids).await?;
+                if mode != self.mode {
+                    return Err(Error::ConfinementUnavailable {
+                        reason: format!(
+                            "the restarted zygote runs in {mode:?}, not {:?} as before",
+                            self.mode
+                        ),
+                    });
+                }
                 *guard = Some(conn);
             }
             let conn = guard.as_mut().expect("just started");

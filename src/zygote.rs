@@ -23,7 +23,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 
 use crate::protocol::{
-    decode, encode_message, SandboxMode, ZygoteMsg, ZygoteRequest, MAX_CONTROL_MESSAGE,
+    decode, encode_message, IdMapping, SandboxMode, ZygoteMsg, ZygoteRequest, MAX_CONTROL_MESSAGE,
 };
 use crate::sys;
 
@@ -61,7 +61,7 @@ fn send(control: BorrowedFd<'_>, msg: &ZygoteMsg) -> io::Result<()> {
 /// The zygote's life: enter the sandbox mode, then fork workers on request until
 /// the driver closes the control socket.
 fn serve(control: BorrowedFd<'static>) -> i32 {
-    let mode = match enter_mode() {
+    let mode = match enter_mode(control) {
         Ok(mode) => mode,
         Err(reason) => {
             let _ = send(control, &ZygoteMsg::Fatal(reason));
@@ -73,28 +73,41 @@ fn serve(control: BorrowedFd<'static>) -> i32 {
     }
     let mut buf = [0u8; MAX_CONTROL_MESSAGE];
     loop {
-        let n = match sys::recv_with_fds(control, &mut buf) {
-            Ok((0, _)) => return 0, // the driver is gone
-            Ok((n, _)) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return 1,
-        };
-        match decode::<ZygoteRequest>(&buf[..n]) {
-            Ok(ZygoteRequest::Spawn(count)) => {
+        match receive(control, &mut buf) {
+            Ok(Some(ZygoteRequest::Spawn(count))) => {
                 for _ in 0..count.min(1024) {
                     if spawn_worker(control, mode).is_err() {
                         return 1;
                     }
                 }
             }
-            Err(_) => return 1,
+            Ok(None) => return 0, // the driver is gone
+            Ok(Some(ZygoteRequest::MapIds(_))) | Err(_) => return 1,
+        }
+    }
+}
+
+/// Receives one request; `None` when the driver closed the socket.
+fn receive(control: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<ZygoteRequest>> {
+    loop {
+        match sys::recv_with_fds(control, buf) {
+            Ok((0, _)) => return Ok(None),
+            Ok((n, _)) => {
+                return decode::<ZygoteRequest>(&buf[..n])
+                    .map(Some)
+                    .map_err(io::Error::other)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
         }
     }
 }
 
 /// Root (with `CAP_SYS_ADMIN`) needs nothing more; anyone else enters a user
-/// namespace where they are root, with their own uid and gid mapped to 0.
-fn enter_mode() -> Result<SandboxMode, String> {
+/// namespace where they are root. Its id maps are written by the driver
+/// (`newuidmap`/`newgidmap`, which must act from outside the namespace), or here:
+/// the caller's own uid and gid mapped to 0.
+fn enter_mode(control: BorrowedFd<'_>) -> Result<SandboxMode, String> {
     if sys::has_cap_sys_admin() {
         return Ok(SandboxMode::Privileged);
     }
@@ -104,6 +117,25 @@ fn enter_mode() -> Result<SandboxMode, String> {
     // (CLONE_FILES, CLONE_FS); we unshare only the user namespace, single-threaded.
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWUSER) }
         .map_err(|e| format!("unshare(CLONE_NEWUSER) failed: {e} (unprivileged user namespaces are disabled, and the process is not root)"))?;
+    send(control, &ZygoteMsg::Unshared).map_err(|e| format!("control socket: {e}"))?;
+    let mut buf = [0u8; MAX_CONTROL_MESSAGE];
+    match receive(control, &mut buf) {
+        Ok(Some(ZygoteRequest::MapIds(IdMapping::Single))) => {}
+        Ok(Some(ZygoteRequest::MapIds(IdMapping::Written { uids, gids }))) => {
+            // newuidmap wrote the maps: the caller's uid is now 0 in here.
+            if rustix::process::getuid().as_raw() != 0 {
+                return Err("the subordinate id maps do not map the caller to 0".into());
+            }
+            return Ok(SandboxMode::SubordinateIds {
+                uid,
+                gid,
+                uids,
+                gids,
+            });
+        }
+        Ok(other) => return Err(format!("expected id maps, got {other:?}")),
+        Err(e) => return Err(format!("control socket: {e}")),
+    }
     let write = |file: &str, text: String| {
         std::fs::write(file, text).map_err(|e| format!("writing {file} failed: {e}"))
     };

@@ -410,6 +410,27 @@ async fn id_mapped_layers() {
         .unwrap();
     let meta = std::fs::metadata(dest.path().join("f")).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (200_005, 200_006));
+    // Directories a layer leaves implicit belong to the container's root, mapped.
+    let nested = Tar::new()
+        .entry(
+            common::raw::Header::new("p/q/f", b'0', 1)
+                .owner(7, 8)
+                .mode(0o644),
+            b"x",
+        )
+        .finish();
+    sandbox
+        .apply_layer(&nested[..], dest.path(), &options)
+        .await
+        .unwrap();
+    for (path, ids) in [
+        ("p", (200_000, 200_000)),
+        ("p/q", (200_000, 200_000)),
+        ("p/q/f", (200_007, 200_008)),
+    ] {
+        let meta = std::fs::symlink_metadata(dest.path().join(path)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), ids, "{path}");
+    }
     let outside = Tar::new()
         .entry(
             common::raw::Header::new("g", b'0', 1)

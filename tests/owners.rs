@@ -82,3 +82,41 @@ async fn owners_through_an_id_map() {
     assert_eq!((meta.uid(), meta.gid()), (0, 0));
     assert_eq!(meta.mode() & 0o7777, 0o755, "safe mode drops setuid");
 }
+
+/// Linux ids are 32 bits and `(uid_t)-1` means "leave unchanged": an archive id
+/// of 2^32 must not become root (0) by truncation, nor -1 keep the worker's.
+#[tokio::test]
+async fn ids_beyond_32_bits_are_refused() {
+    let sandbox = Sandbox::new().await.unwrap();
+    if sandbox.mode() != SandboxMode::Privileged {
+        eprintln!("not root: owners cannot be kept; covered by the root run");
+        return;
+    }
+    for (uid, gid) in [
+        (1u64 << 32, 5),
+        (5, (1u64 << 32) + 1000),
+        (u64::from(u32::MAX), 5),
+    ] {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o4755);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_cksum();
+        b.append_data(&mut h, "big", &b"hi"[..]).unwrap();
+        let data = b.into_inner().unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        match sandbox
+            .extract(&data[..], dest.path(), &Options::full_fidelity())
+            .await
+        {
+            Err(Error::UnmappedId { entry, message }) => {
+                assert_eq!(entry.to_str(), Some("big"));
+                assert!(message.contains("not a valid Linux id"), "{message}");
+            }
+            other => panic!("{uid}:{gid}: expected UnmappedId, got {other:?}"),
+        }
+        assert!(!dest.path().join("big").exists());
+    }
+}

@@ -21,6 +21,7 @@ use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
 
 use crate::options::{Options, WhiteoutFormat};
+use crate::protocol::SandboxMode;
 use crate::report::{EntryKind, Outcome, RejectReason, SkipReason};
 
 use super::layer::{self, Whiteout};
@@ -135,8 +136,13 @@ struct DirFixup {
 /// Applies entries to the tree rooted at `/`.
 pub(crate) struct Applier {
     options: Options,
-    /// Owners and devices need real privilege (not a user namespace).
+    /// Devices and `trusted.*` need real privilege (not a user namespace).
     privileged: bool,
+    /// Owners other than the worker's own can be given (root, or a user
+    /// namespace with subordinate ids).
+    can_chown: bool,
+    /// In a user namespace with subordinate ids: how many uids and gids it maps.
+    namespace_ids: Option<(u32, u32)>,
     root: Rc<OwnedFd>,
     /// The parent directory of the previous entry, still open.
     parent: Option<(Vec<u8>, Rc<OwnedFd>)>,
@@ -150,11 +156,17 @@ pub(crate) struct Applier {
 
 impl Applier {
     /// An applier for the tree at `root` (the worker's `/`).
-    pub(crate) fn new(options: Options, privileged: bool, root: OwnedFd) -> Self {
+    pub(crate) fn new(options: Options, mode: SandboxMode, root: OwnedFd) -> Self {
         let root = Rc::new(root);
+        let namespace_ids = match mode {
+            SandboxMode::SubordinateIds { uids, gids, .. } => Some((uids, gids)),
+            _ => None,
+        };
         Applier {
             options,
-            privileged,
+            privileged: mode.is_privileged(),
+            can_chown: mode.can_keep_owners(),
+            namespace_ids,
             root,
             parent: None,
             fixups: Vec::new(),
@@ -606,11 +618,24 @@ impl Applier {
             .root
             .try_clone()
             .map_err(|e| Fail::Entry(e.to_string()))?;
+        let owner = self.implied_owner();
         let mut end = 0;
         for component in parent.split(|b| *b == b'/') {
             end += component.len();
             match mkdirat(&dir, cpath(component), Mode::from_raw_mode(0o755)) {
-                Ok(()) | Err(Errno::EXIST) => {}
+                Ok(()) => {
+                    if let Some((u, g)) = owner {
+                        chownat(
+                            &dir,
+                            cpath(component),
+                            Some(uid(u.into())),
+                            Some(gid(g.into())),
+                            AtFlags::SYMLINK_NOFOLLOW,
+                        )
+                        .map_err(|e| os("chown (parent)", e))?;
+                    }
+                }
+                Err(Errno::EXIST) => {}
                 Err(e) => return Err(os("mkdirat (parent)", e)),
             }
             // From the root each time, so a symlink on the way resolves inside it.
@@ -710,7 +735,20 @@ impl Applier {
     }
 
     fn keep_owner(&self) -> bool {
-        self.options.preserve_owners && self.privileged
+        self.options.preserve_owners && self.can_chown
+    }
+
+    /// The owner of directories the archive leaves implicit: with an id map,
+    /// the host ids of the container's root, as Docker does (otherwise the
+    /// worker's own, root, is right already).
+    fn implied_owner(&self) -> Option<(u32, u32)> {
+        let map = &self.options.id_map;
+        if !self.keep_owner() || (map.uids.is_empty() && map.gids.is_empty()) {
+            return None;
+        }
+        let u = u32::try_from(map.map_uid(0)?).ok()?;
+        let g = u32::try_from(map.map_gid(0)?).ok()?;
+        Some((u, g))
     }
 
     /// The host owner of an entry, through the id map.
@@ -724,6 +762,29 @@ impl Applier {
         let g = map
             .map_gid(meta.gid)
             .ok_or_else(|| unmapped("gid", meta.gid))?;
+        // Linux ids are 32 bits and -1 means "leave unchanged": never truncate.
+        for (kind, id) in [("uid", u), ("gid", g)] {
+            if id >= u64::from(u32::MAX) {
+                return Err(Fatal::Unmapped(format!(
+                    "{kind} {id} is not a valid Linux id"
+                )));
+            }
+        }
+        if let Some((uids, gids)) = self.namespace_ids {
+            // chown would fail with EINVAL: say why instead.
+            let outside = |kind: &str, id: u64, count: u32| {
+                Fatal::Unmapped(format!(
+                    "{kind} {id} is not mapped in the user namespace (its {kind}s are 0 to {})",
+                    count - 1
+                ))
+            };
+            if u >= u64::from(uids) {
+                return Err(outside("uid", u, uids));
+            }
+            if g >= u64::from(gids) {
+                return Err(outside("gid", g, gids));
+            }
+        }
         Ok((u, g))
     }
 

@@ -101,7 +101,6 @@ fn serve(socket: OwnedFd, mode: SandboxMode) {
     if send(&mut socket, &WorkerMsg::Confined).is_err() {
         return;
     }
-    let privileged = mode == SandboxMode::Privileged;
     let reporter = match socket.try_clone() {
         Ok(s) => Rc::new(RefCell::new(Reporter::new(s))),
         Err(e) => {
@@ -112,7 +111,7 @@ fn serve(socket: OwnedFd, mode: SandboxMode) {
             return;
         }
     };
-    let last = match extract(&socket, &reporter, header.options, privileged, &seccomp) {
+    let last = match extract(&socket, &reporter, header.options, mode, &seccomp) {
         Ok(totals) => WorkerMsg::Done(totals),
         Err(error) => WorkerMsg::Failed(error.bounded()),
     };
@@ -165,7 +164,7 @@ fn extract(
     socket: &UnixStream,
     reporter: &Rc<RefCell<Reporter>>,
     options: Options,
-    privileged: bool,
+    mode: SandboxMode,
     seccomp: &seccompiler::BpfProgram,
 ) -> Result<WorkerTotals, WireError> {
     let internal = |e: io::Error| WireError::Internal(e.to_string());
@@ -199,7 +198,7 @@ fn extract(
         rustix::fs::Mode::empty(),
     )
     .map_err(|e| internal(e.into()))?;
-    let mut applier = Applier::new(options, privileged, root);
+    let mut applier = Applier::new(options, mode, root);
     let mut sink = |report: WireReport| {
         let mut reporter = reporter.borrow_mut();
         reporter.push(report);

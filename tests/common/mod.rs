@@ -862,6 +862,16 @@ const CHILD_TIMEOUT: Duration = Duration::from_secs(180);
 /// passed. When this process is not root, it cannot switch users: `direct`
 /// (the inner test's function) is called instead, as the current user.
 pub fn as_nobody(inner: &str, direct: impl FnOnce()) {
+    let group = if group_exists("nogroup") {
+        "nogroup"
+    } else {
+        "nobody"
+    };
+    as_user("nobody", group, inner, direct)
+}
+
+/// Like [`as_nobody`], as `user`:`group`.
+pub fn as_user(user: &str, group: &str, inner: &str, direct: impl FnOnce()) {
     if !is_root() {
         direct();
         return;
@@ -885,17 +895,12 @@ pub fn as_nobody(inner: &str, direct: impl FnOnce()) {
         .expect("running cp");
     assert!(status.success(), "copying the test executable: {status}");
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let group = if group_exists("nogroup") {
-        "nogroup"
-    } else {
-        "nobody"
-    };
     let mut cmd = Command::new("setpriv");
-    cmd.arg("--reuid=nobody")
+    cmd.arg(format!("--reuid={user}"))
         .arg(format!("--regid={group}"))
         .arg("--clear-groups")
         .arg(&copy);
-    run_test_process(cmd, inner, dir.path(), &format!("as nobody:{group}"));
+    run_test_process(cmd, inner, dir.path(), &format!("as {user}:{group}"));
 }
 
 /// Runs the ignored test `inner` of this test binary in a process of its own
