@@ -18,8 +18,8 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sandtar::{
-    Compression, EntryReport, Limits, Options, Outcome, Sandbox, SandboxMode, Summary,
-    WhiteoutFormat,
+    Compression, EntryReport, Limits, Options, Outcome, Sandbox, SandboxMode, SubordinateIds,
+    Summary, WhiteoutFormat,
 };
 use serde_json::json;
 use tokio::io::AsyncRead;
@@ -78,6 +78,12 @@ struct Cli {
     /// and sticky bits, xattrs (all but trusted.*). For trusted archives, as root.
     #[arg(long)]
     full_fidelity: bool,
+
+    /// Not root: map your subordinate ids (/etc/subuid, /etc/subgid) with
+    /// newuidmap/newgidmap, so that owners from the archive are kept (with
+    /// --full-fidelity or --layer). Fails if they are not available.
+    #[arg(long)]
+    subordinate_ids: bool,
 
     /// Print one JSON object per line for each entry, then one for the summary.
     #[arg(long)]
@@ -369,8 +375,16 @@ async fn sample(cli: &Cli, options: &Options) -> Result<Done, Fatal> {
 }
 
 async fn start_sandbox(cli: &Cli) -> Result<Sandbox, Fatal> {
-    let sandbox = Sandbox::builder().warm_workers(1).build().await?;
-    if cli.full_fidelity && sandbox.mode() != SandboxMode::Privileged {
+    let subids = match cli.subordinate_ids {
+        true => SubordinateIds::Required,
+        false => SubordinateIds::Never,
+    };
+    let sandbox = Sandbox::builder()
+        .warm_workers(1)
+        .subordinate_ids(subids)
+        .build()
+        .await?;
+    if cli.full_fidelity && !sandbox.mode().can_keep_owners() {
         eprintln!(
             "untar: note: not running as root, so owners from the archive are not kept \
              and device nodes are skipped"
@@ -494,6 +508,17 @@ fn describe_mode(mode: SandboxMode) -> String {
         SandboxMode::UserNamespace { uid, gid } => {
             format!("in a new user and mount namespace (uid {uid}, gid {gid} are root inside it)")
         }
+        SandboxMode::SubordinateIds {
+            uid,
+            gid,
+            uids,
+            gids,
+        } => format!(
+            "in a new user and mount namespace (uid {uid}, gid {gid} are root inside it; \
+             {} subordinate uids and {} gids mapped after them)",
+            uids - 1,
+            gids - 1
+        ),
         other => format!("{other:?}"),
     }
 }
@@ -502,6 +527,7 @@ fn mode_name(mode: SandboxMode) -> &'static str {
     match mode {
         SandboxMode::Privileged => "privileged",
         SandboxMode::UserNamespace { .. } => "user-namespace",
+        SandboxMode::SubordinateIds { .. } => "subordinate-ids",
         _ => "other",
     }
 }

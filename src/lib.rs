@@ -82,7 +82,9 @@
 //! example for a user-namespaced container, with [`Options::id_map`] (an
 //! [`IdMap`]). Without root
 //! (see [`SandboxMode::UserNamespace`]), owners cannot be kept and device
-//! nodes are skipped with [`SkipReason::DevicesNotPermitted`].
+//! nodes are skipped with [`SkipReason::DevicesNotPermitted`]; with
+//! subordinate ids ([`SandboxBuilder::subordinate_ids`],
+//! [`SandboxMode::SubordinateIds`]) owners within the caller's ranges are kept.
 //!
 //! Both presets hold the archive to the same finite [`Limits`]: number of
 //! entries, size of one entry and of all of them, extension header size, name
@@ -186,7 +188,9 @@
 //!   `open_tree` and `move_mount` (5.2), `clone3` with `CLONE_PIDFD` (5.3),
 //!   `waitid(P_PIDFD)` (5.4) and `close_range` (5.9).
 //! - Either root (`CAP_SYS_ADMIN`; [`SandboxMode::Privileged`]) or unprivileged
-//!   user namespaces ([`SandboxMode::UserNamespace`]). Check with
+//!   user namespaces ([`SandboxMode::UserNamespace`], or
+//!   [`SandboxMode::SubordinateIds`] with `newuidmap`/`newgidmap` and ranges in
+//!   `/etc/subuid` and `/etc/subgid`). Check with
 //!   [`Sandbox::mode`]. In containers, the default seccomp profile of Docker
 //!   and Podman usually forbids both; see [`Error::ConfinementUnavailable`].
 //! - `/proc` mounted, and a tokio runtime with the I/O driver enabled
