@@ -1,6 +1,7 @@
 //! Faults of the destination's filesystem, against the real worker (root: the
 //! tests mount small tmpfs filesystems; skipped with a note otherwise).
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
@@ -71,6 +72,22 @@ async fn filesystem_full() {
         other => panic!("expected Error::Write, got {other:?}"),
     }
     assert!(matches!(job.finish().await, Err(Error::Write { .. })));
+    // The entries reported written are there in full; the failing one is gone.
+    let mut on_disk: Vec<_> = std::fs::read_dir(base.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    on_disk.sort();
+    let mut reported: Vec<_> = written
+        .iter()
+        .map(|p| p.to_str().unwrap().to_string())
+        .collect();
+    reported.sort();
+    assert_eq!(on_disk, reported, "only the files reported written remain");
+    for name in &reported {
+        let len = std::fs::metadata(base.path().join(name)).unwrap().len();
+        assert_eq!(len, 256 * 1024, "{name}");
+    }
     // The worker is gone (reaped in the background).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     while Path::new(&format!("/proc/{pid}")).exists() {
@@ -145,4 +162,52 @@ impl tokio::io::AsyncRead for PanicReader {
     ) -> std::task::Poll<std::io::Result<()>> {
         panic!("the archive was read");
     }
+}
+
+/// An archive that ends inside a file: the job fails naming it, the truncated
+/// file is removed, and the directories made before still get their modes and
+/// times (not the 0700 they are created with).
+#[tokio::test]
+async fn truncated_archive_leaves_a_consistent_tree() {
+    let sandbox = Sandbox::new().await.unwrap();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut dir = tar::Header::new_ustar();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o751);
+    dir.set_mtime(1_234_567_890);
+    dir.set_size(0);
+    dir.set_cksum();
+    builder.append_data(&mut dir, "d/", &b""[..]).unwrap();
+    let mut file = tar::Header::new_ustar();
+    file.set_mode(0o644);
+    file.set_size(3);
+    file.set_cksum();
+    builder.append_data(&mut file, "d/ok", &b"abc"[..]).unwrap();
+    let mut big = tar::Header::new_ustar();
+    big.set_mode(0o644);
+    big.set_size(100_000);
+    big.set_cksum();
+    builder
+        .append_data(&mut big, "d/cut", &vec![7u8; 100_000][..])
+        .unwrap();
+    let archive = builder.into_inner().unwrap();
+    // Cut 60,000 bytes into d/cut's data.
+    let cut = &archive[..512 + 1024 + 512 + 60_000];
+    let dest = tempfile::tempdir().unwrap();
+    match sandbox.extract(cut, dest.path(), &Options::default()).await {
+        Err(Error::MalformedArchive { message, .. }) => {
+            assert!(message.contains("d/cut"), "{message}");
+            assert!(message.contains("ends inside this file"), "{message}");
+        }
+        other => panic!("expected MalformedArchive, got {other:?}"),
+    }
+    let d = dest.path().join("d");
+    assert_eq!(std::fs::read(d.join("ok")).unwrap(), b"abc");
+    assert!(
+        !d.join("cut").exists(),
+        "the truncated file is not left behind"
+    );
+    let meta = std::fs::metadata(&d).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o751);
+    assert_eq!(meta.mtime(), 1_234_567_890);
 }

@@ -238,10 +238,20 @@ impl Applier {
         let file = self.create(parent, name, |dir, name| {
             openat(dir, cpath(name), flags, Mode::from_raw_mode(mode))
         })?;
-        match &meta.sparse {
-            None => self.copy(&file, data, meta.size, None)?,
-            Some(sparse) => self.sparse(&file, data, meta, sparse)?,
+        let copied = match &meta.sparse {
+            None => self.copy(&file, data, meta.size, None),
+            Some(sparse) => self.sparse(&file, data, meta, sparse),
+        };
+        if let Err(Fail::Fatal(fatal)) = copied {
+            // The archive ended (or the disk filled) inside this file: the job
+            // stops here, and no truncated file is left looking complete.
+            drop(file);
+            if let Ok(dir) = self.parent_dir(parent) {
+                let _ = unlinkat(&*dir, cpath(name), AtFlags::empty());
+            }
+            return Err(Fail::Fatal(fatal));
         }
+        copied?;
         if let Some((u, g)) = self.owner {
             fchown(&file, Some(uid(u)), Some(gid(g))).map_err(|e| os("fchown", e))?;
         }

@@ -204,14 +204,22 @@ fn extract(
         reporter.push(report);
         !reporter.is_broken()
     };
-    let run = extract::run(
+    let run = match extract::run(
         reader,
         &mut applier,
         &limits,
         digest,
         &ratio_exceeded,
         &mut sink,
-    )?;
+    ) {
+        Ok(run) => run,
+        Err(error) => {
+            // The job stops, but the directories made so far still get their
+            // modes and times (not left at the 0700 they were created with).
+            let _ = applier.finish();
+            return Err(error);
+        }
+    };
     if !run.corrections.is_empty() {
         let mut reporter = reporter.borrow_mut();
         reporter.flush();
