@@ -148,8 +148,10 @@
 //! # Errors and what to do about them
 //!
 //! An [`Error`] ends the job. Entries handled before it may already be in the
-//! destination: extract into a new directory and move it into place once
-//! the job succeeded, if a partial tree must never be seen.
+//! destination (complete, their directories with their modes and times; a file
+//! cut short by the end of the archive or a full disk is removed): extract into
+//! a new directory and move it into place once the job succeeded, if a partial
+//! tree must never be seen.
 //!
 //! | Error | Meaning | What to do |
 //! |---|---|---|
