@@ -76,6 +76,7 @@ as_nobody!(
     ids_outside_the_namespace => ids_outside_the_namespace_inner,
     layer_with_an_id_map => layer_with_an_id_map_inner,
     if_available_and_never => if_available_and_never_inner,
+    a_restarted_zygote_maps_again => a_restarted_zygote_maps_again_inner,
 );
 
 /// A sandbox that must map nobody's subordinate ids.
@@ -320,4 +321,55 @@ async fn root_ignores_the_setting() {
         .await
         .unwrap();
     assert_eq!(sandbox.mode(), SandboxMode::Privileged);
+}
+
+/// The zygote (our child named `sandtar-zygote` in our mount namespace; workers
+/// have their own).
+fn zygote_pid() -> u32 {
+    let me = std::process::id().to_string();
+    let own_mnt = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .find(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let child = status
+                .lines()
+                .any(|l| l.strip_prefix("PPid:").map(str::trim) == Some(me.as_str()));
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let mnt = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+            child && cmdline.starts_with(b"sandtar-zygote\0") && mnt.as_ref() == Some(&own_mnt)
+        })
+        .expect("the zygote")
+}
+
+#[tokio::test]
+#[ignore = "run as nobody by a_restarted_zygote_maps_again"]
+async fn a_restarted_zygote_maps_again_inner() {
+    let sandbox = mapped_sandbox().await;
+    let first = zygote_pid();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(first as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let archive = Tar::new()
+        .entry(Header::new("f", b'0', 1).owner(1000, 1000), b"x")
+        .finish();
+    // The warm workers of the dead zygote may serve the first jobs; then a new
+    // zygote must map the ranges again.
+    for round in 0..6 {
+        let dest = tempfile::tempdir().unwrap();
+        run(&sandbox, &archive, dest.path(), &Options::full_fidelity())
+            .await
+            .summary();
+        assert_eq!(
+            owner(&dest.path().join("f")),
+            (host("/etc/subuid", 1000), host("/etc/subgid", 1000)),
+            "round {round}"
+        );
+    }
+    assert_ne!(zygote_pid(), first, "a new zygote");
+    assert!(matches!(sandbox.mode(), SandboxMode::SubordinateIds { .. }));
 }
