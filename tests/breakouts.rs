@@ -123,6 +123,7 @@ root_and_nobody!(
     negative_size_within_range,
     size_beyond_the_data,
     non_octal_size,
+    blank_size_fields,
     bad_checksums,
     truncated_archives,
     // Special files and names.
@@ -2780,6 +2781,29 @@ async fn non_octal_size(sandbox: Sandbox) {
         assert!(!gnu.ok, "GNU tar fails too: {}", gnu.stderr);
     }
     finish(&scene, &["before 644 = b"]);
+}
+
+/// A size field that is blank, or that starts with NUL bytes (libarchive's
+/// `test_read_format_tar_timestamp_overflow.tar` has `\0\0\0\0\0\0\00016\0`):
+/// GNU tar reads 0 and Go the digits after the NULs (14). Refused, with a
+/// message that says so (a deliberate policy: SECURITY.md).
+async fn blank_size_fields(sandbox: Sandbox) {
+    for field in [[0u8; 12], *b"           \0", *b"\0\0\0\0\0\0\00016\0"] {
+        let scene = Scene::new();
+        let archive = with_size_field("blank", &field, b"");
+        let run = extract(&sandbox, &scene, &archive).await;
+        assert_eq!(run.outcomes(), [("before".to_string(), W)]);
+        assert_malformed(
+            &run,
+            3 * BLOCK as u64,
+            "the size field of \"blank\" is blank or starts with a NUL byte: refused, as tar \
+             readers disagree on its value (GNU tar reads 0, Go the digits after the NULs)",
+        );
+        if let Some(gnu) = gnu_list(&archive) {
+            assert_eq!(gnu.members, ["before", "blank", "after"], "GNU tar -t");
+        }
+        finish(&scene, &["before 644 = b"]);
+    }
 }
 
 /// A wrong checksum, a checksum that is not a number, and a signed checksum

@@ -155,7 +155,7 @@ pub(crate) fn run<R: Read>(
         let mut entry = match next {
             None => break,
             Some(Ok(entry)) => entry,
-            Some(Err(e)) => return Err(read_error(&e, &last_path)),
+            Some(Err(e)) => return Err(read_error(&explain_blank_size(&e), &last_path)),
         };
         // Parser differentials (the CVE-2025-62518 family) refused outright:
         let malformed = |message: String| WireError::Malformed {
@@ -353,6 +353,26 @@ pub(crate) fn run<R: Read>(
         layer_size,
         corrections,
     })
+}
+
+/// The `tar` crate's error for a header whose size field is blank (spaces or
+/// NULs) or starts with a NUL byte, said so that a user can tell what is wrong;
+/// other errors as they are. Such a field is refused, not read as 0: tar
+/// readers disagree on it (GNU tar and Python read 0, Go's archive/tar the
+/// digits after the NULs), and the size frames the rest of the archive.
+fn explain_blank_size(e: &io::Error) -> String {
+    let message = e.to_string();
+    let blank = message
+        .strip_prefix("numeric field was not a number:")
+        .and_then(|rest| rest.split_once(" when getting size for "))
+        .filter(|(number, _)| number.trim().is_empty());
+    match blank {
+        Some((_, name)) => format!(
+            "the size field of {name:?} is blank or starts with a NUL byte: refused, as tar \
+             readers disagree on its value (GNU tar reads 0, Go the digits after the NULs)"
+        ),
+        None => message,
+    }
 }
 
 /// Captured header bytes kept between entries (more is given back).
@@ -622,6 +642,26 @@ fn read_meta<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blank_size_fields() {
+        let mut h = tar::Header::new_gnu();
+        h.as_mut_bytes()[..4].copy_from_slice(b"name");
+        let mut explained = |field: &[u8]| {
+            h.as_mut_bytes()[124..136].copy_from_slice(field);
+            explain_blank_size(&h.entry_size().unwrap_err())
+        };
+        let refused = "the size field of \"name\" is blank or starts with a NUL byte: refused, as \
+                       tar readers disagree on its value (GNU tar reads 0, Go the digits after the \
+                       NULs)";
+        assert_eq!(explained(&[0; 12]), refused);
+        assert_eq!(explained(b"           \0"), refused);
+        assert_eq!(explained(b"\0\0\0\0\0\0\00016\0"), refused);
+        assert_eq!(
+            explained(b"12x4\0\0\0\0\0\0\0\0"),
+            "numeric field was not a number: 12x4 when getting size for name"
+        );
+    }
 
     #[test]
     fn pax_times() {

@@ -16,9 +16,6 @@
 
 use std::fmt;
 
-/// The longest length prefix read (more digits than any `u64` has).
-const MAX_DIGITS: usize = 20;
-
 /// One record: a key and its value, borrowed from the header's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Record<'a> {
@@ -69,9 +66,6 @@ fn one(data: &[u8]) -> Result<(Record<'_>, usize), &'static str> {
             "the record does not start with its decimal length"
         });
     }
-    if digits > MAX_DIGITS {
-        return Err("the record length is out of range");
-    }
     if data.get(digits) != Some(&b' ') {
         return Err("the record length is not followed by a space");
     }
@@ -106,10 +100,10 @@ fn one(data: &[u8]) -> Result<(Record<'_>, usize), &'static str> {
 }
 
 /// A decimal number as GNU tar requires it in a PAX record (`size`, `uid`,
-/// `gid`, `GNU.sparse.*`): ASCII digits only, no sign, no blanks, fitting a
-/// `u64`.
+/// `gid`): ASCII digits only (leading zeros too, as many as there are), no
+/// sign, no blanks, fitting a `u64`.
 pub(crate) fn decimal(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > MAX_DIGITS || !value.iter().all(u8::is_ascii_digit) {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
     value.iter().try_fold(0u64, |n, d| {
@@ -235,6 +229,11 @@ mod tests {
             reason(b"18446744073709551616 k=v\n"),
             "the record length is out of range"
         );
+        // Leading zeros are not a range error.
+        assert_eq!(
+            reason(b"00000000000000000000000000000008 k=v\n"),
+            "the record length is too small"
+        );
     }
 
     #[test]
@@ -294,6 +293,8 @@ mod tests {
         assert_eq!(decimal(b"0"), Some(0));
         assert_eq!(decimal(b"0012"), Some(12));
         assert_eq!(decimal(b"18446744073709551615"), Some(u64::MAX));
+        // Go's pax-pos-size-file.tar: `size=` and 30 digits.
+        assert_eq!(decimal(b"000000000000000000000000000999"), Some(999));
         for bad in [
             &b""[..],
             b" 1",
@@ -303,7 +304,6 @@ mod tests {
             b"1x",
             b"0x10",
             b"18446744073709551616",
-            b"000000000000000000001",
         ] {
             assert_eq!(decimal(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
