@@ -2788,7 +2788,7 @@ async fn non_octal_size(sandbox: Sandbox) {
 /// GNU tar reads 0 and Go the digits after the NULs (14). Refused, with a
 /// message that says so (a deliberate policy: SECURITY.md).
 async fn blank_size_fields(sandbox: Sandbox) {
-    for field in [[0u8; 12], *b"           \0", *b"\0\0\0\0\0\0\00016\0"] {
+    for field in [[0u8; 12], *b"           \0", *b"\0\0\0\0\0\0\x000016\0"] {
         let scene = Scene::new();
         let archive = with_size_field("blank", &field, b"");
         let run = extract(&sandbox, &scene, &archive).await;

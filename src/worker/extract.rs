@@ -656,7 +656,7 @@ mod tests {
                        NULs)";
         assert_eq!(explained(&[0; 12]), refused);
         assert_eq!(explained(b"           \0"), refused);
-        assert_eq!(explained(b"\0\0\0\0\0\0\00016\0"), refused);
+        assert_eq!(explained(b"\0\0\0\0\0\0\x000016\0"), refused);
         assert_eq!(
             explained(b"12x4\0\0\0\0\0\0\0\0"),
             "numeric field was not a number: 12x4 when getting size for name"
