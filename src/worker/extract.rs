@@ -250,6 +250,21 @@ pub(crate) fn run<R: Read>(
         }
         let mut meta = read_meta(&entry, &globals, &records, &raw_path, link)
             .map_err(|e| read_error(&e, &raw_path))?;
+        // Old-GNU sparse: the map, read again from the header blocks; the
+        // applier gets the stored chunks only (see `Chunks`).
+        let old_gnu_map = if entry_type == tar::EntryType::GNUSparse {
+            let map = old_gnu_sparse_map(&entry, &captured, captured_at)
+                .map_err(|m| malformed(m.into()))?;
+            sparse::check(&map, entry.size()).map_err(|e| malformed(e.to_string()))?;
+            meta.sparse = Some(sparse::Sparse {
+                layout: sparse::Layout::Map(map.clone()),
+                real_size: entry.size(),
+                name: None,
+            });
+            Some(map)
+        } else {
+            None
+        };
         if meta.kind == EntryKind::Directory && entry_type == tar::EntryType::Regular && size > 0 {
             // A pre-POSIX directory (a "file" named with a trailing slash) that
             // carries data: the same disagreement as for header-only types.
@@ -293,7 +308,11 @@ pub(crate) fn run<R: Read>(
                 return Err(limit("max_path_depth", limits.max_path_depth, &raw_path));
             }
         }
-        let outcome = match applier.apply(&raw_path, &meta, &mut entry) {
+        let applied = match old_gnu_map {
+            Some(map) => applier.apply(&raw_path, &meta, &mut Chunks::new(&mut entry, map)),
+            None => applier.apply(&raw_path, &meta, &mut entry),
+        };
+        let outcome = match applied {
             Ok(outcome) => outcome,
             Err(Fatal::Read(message)) => {
                 let message = format!("{}: {message}", String::from_utf8_lossy(&raw_path));
@@ -353,6 +372,99 @@ pub(crate) fn run<R: Read>(
         layer_size,
         corrections,
     })
+}
+
+/// The chunks of an old-GNU sparse entry (`S`), read from the header and its
+/// extension blocks as the `tar` crate read them: (offset, length) in the file.
+fn old_gnu_sparse_map<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    captured: &[u8],
+    at: u64,
+) -> Result<Vec<(u64, u64)>, &'static str> {
+    const LOST: &str = "the sparse map of an old-GNU sparse entry could not be read again";
+    let gnu = entry.header().as_gnu().ok_or(LOST)?;
+    let mut map = Vec::new();
+    let mut add = |block: &tar::GnuSparseHeader| -> Result<(), &'static str> {
+        // As the crate: a block whose fields start with NUL is no block.
+        if !block.is_empty() {
+            map.push((
+                block.offset().map_err(|_| LOST)?,
+                block.length().map_err(|_| LOST)?,
+            ));
+        }
+        Ok(())
+    };
+    gnu.sparse.iter().try_for_each(&mut add)?;
+    let mut extended = gnu.is_extended();
+    let mut pos = entry.raw_header_position() + 512;
+    while extended {
+        let start = usize::try_from(pos - at).map_err(|_| LOST)?;
+        let bytes = captured.get(start..start + 512).ok_or(LOST)?;
+        let mut ext = tar::GnuExtSparseHeader::new();
+        ext.as_mut_bytes().copy_from_slice(bytes);
+        ext.sparse.iter().try_for_each(&mut add)?;
+        extended = ext.is_extended();
+        pos += 512;
+    }
+    Ok(map)
+}
+
+/// An old-GNU sparse entry's data as stored: the `tar` crate gives it with
+/// the holes expanded as zeros; they are read into a scratch buffer and
+/// dropped (the crate fills it: a `memset`, not a scan), and only the chunks'
+/// bytes reach the applier, which writes them at their offsets.
+struct Chunks<'a, R> {
+    inner: &'a mut R,
+    map: std::vec::IntoIter<(u64, u64)>,
+    /// Position in the expanded data.
+    pos: u64,
+    /// Bytes left in the current chunk.
+    left: u64,
+    scratch: Vec<u8>,
+}
+
+impl<'a, R: Read> Chunks<'a, R> {
+    fn new(inner: &'a mut R, map: Vec<(u64, u64)>) -> Self {
+        Chunks {
+            inner,
+            map: map.into_iter(),
+            pos: 0,
+            left: 0,
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl<R: Read> Read for Chunks<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.left == 0 {
+            let Some((offset, length)) = self.map.next() else {
+                return Ok(0);
+            };
+            // `sparse::check` ordered the chunks.
+            let mut hole = offset - self.pos;
+            if hole > 0 && self.scratch.is_empty() {
+                self.scratch = vec![0; 1 << 16];
+            }
+            while hole > 0 {
+                let want = hole.min(self.scratch.len() as u64) as usize;
+                let n = self.inner.read(&mut self.scratch[..want])?;
+                if n == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                hole -= n as u64;
+            }
+            self.pos = offset;
+            self.left = length;
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        self.pos += n as u64;
+        Ok(n)
+    }
 }
 
 /// The `tar` crate's error for a header whose size field is blank (spaces or
@@ -613,12 +725,9 @@ fn read_meta<R: Read>(
             }
         }
     }
+    // Old-GNU sparse entries get their map in the loop.
     let sparse = if entry.header().entry_type() == tar::EntryType::GNUSparse {
-        Some(sparse::Sparse {
-            layout: sparse::Layout::Expanded,
-            real_size: entry.size(),
-            name: None,
-        })
+        None
     } else if kind == EntryKind::File {
         pax_sparse.finish()?
     } else {
