@@ -114,11 +114,16 @@ root_and_nobody!(
     pax_header_at_the_end,
     gnu_long_name_at_the_end,
     stale_pax_on_a_volume_label,
+    pax_size_behind_a_value_with_a_newline,
+    pax_names_behind_a_value_with_a_newline,
+    pax_size_in_a_global_header,
+    extended_header_without_a_magic,
     // Numeric fields, checksums, truncation.
     negative_size_base256,
     negative_size_within_range,
     size_beyond_the_data,
     non_octal_size,
+    blank_size_fields,
     bad_checksums,
     truncated_archives,
     // Special files and names.
@@ -2517,6 +2522,162 @@ async fn stale_pax_on_a_volume_label(sandbox: Sandbox) {
     finish(&scene, NOTHING);
 }
 
+/// A binary xattr value holding a newline byte, as GNU tar writes one.
+const NEWLINE_VALUE: &[u8] = b"\x01\n\x02";
+
+/// The `tar` crate frames data with the first PAX `size` it finds before a
+/// record it cannot split at newlines; a value holding a newline hides the
+/// `size` after it from the crate (which then uses the header's size), but not
+/// from GNU tar, which reads records by their length. Where the two sizes
+/// differ the archive is refused; where they agree it is extracted as GNU tar
+/// does, xattr included.
+async fn pax_size_behind_a_value_with_a_newline(sandbox: Sandbox) {
+    let smuggled = smuggled();
+    let archive = |header_size: u64| {
+        Tar::new()
+            .pax(&[(b"SCHILY.xattr.user.nl", NEWLINE_VALUE), (b"size", b"1024")])
+            .header(&Header::new("outer.txt", b'0', header_size))
+            .raw(&smuggled)
+            .file("after.txt", b"a")
+            .finish()
+    };
+    // The header says 0: the crate would read `smuggled.txt` as a member.
+    let scene = Scene::new();
+    let hostile = archive(0);
+    let run = extract(&sandbox, &scene, &hostile).await;
+    assert!(run.reports.is_empty(), "{:#?}", run.reports);
+    assert_malformed(
+        &run,
+        3 * BLOCK as u64,
+        "ambiguous PAX size: 1024 by the record lengths, 0 to a reader that splits records at \
+         newlines (a record value holds a newline byte)",
+    );
+    if let Some(gnu) = gnu_list(&hostile) {
+        assert_eq!(gnu.members, ["outer.txt", "after.txt"], "GNU tar -t");
+    }
+    finish(&scene, NOTHING);
+
+    // The header agrees (GNU tar's own archives of files under 8 GiB).
+    let scene = Scene::new();
+    let agreed = archive(1024);
+    let run = extract(&sandbox, &scene, &agreed).await;
+    assert_outcomes(&run, &[("outer.txt", W), ("after.txt", W)]);
+    assert_same_as_gnu_list(&agreed, &run, &["outer.txt", "after.txt"]);
+    assert_same_as_gnu_extract(&agreed, &scene.dest, &["after.txt", "outer.txt"]);
+    assert_file(scene.dest.join("outer.txt"), &smuggled, 0o644);
+    match common::get_xattr(&scene.dest.join("outer.txt"), "user.nl") {
+        Ok(value) => assert_eq!(value.as_deref(), Some(NEWLINE_VALUE)),
+        Err(e) => println!("NOTE: no user xattrs here: {e}"),
+    }
+    scene.check();
+}
+
+/// A value holding a newline, then `path` or `linkpath`: read as GNU tar reads
+/// them. And a value that holds what looks like a `path` or `linkpath` record
+/// once split at newlines (the `tar` crate's own lookup finds those): a value.
+async fn pax_names_behind_a_value_with_a_newline(sandbox: Sandbox) {
+    let scene = Scene::new();
+    let fake = |key: &str, value: &str| {
+        let mut v = b"\n".to_vec();
+        v.extend(common::raw::pax_record(key.as_bytes(), value.as_bytes()));
+        v
+    };
+    let archive = Tar::new()
+        .pax(&[
+            (b"SCHILY.xattr.user.nl", NEWLINE_VALUE),
+            (b"path", b"pax-name.txt"),
+        ])
+        .file("ustar-name.txt", b"u")
+        .pax(&[(b"SCHILY.xattr.user.fake", &fake("path", "smuggled.txt"))])
+        .file("header-name.txt", b"h")
+        .pax(&[
+            (b"SCHILY.xattr.user.nl", NEWLINE_VALUE),
+            (b"linkpath", b"pax-target"),
+        ])
+        .symlink("link-1", "ustar-target")
+        .pax(&[(b"SCHILY.xattr.user.fake", &fake("linkpath", "/etc/passwd"))])
+        .symlink("link-2", "ustar-target")
+        .finish();
+    let run = extract(&sandbox, &scene, &archive).await;
+    let members = ["pax-name.txt", "header-name.txt", "link-1", "link-2"];
+    assert_outcomes(&run, &members.map(|m| (m, W)));
+    assert_same_as_gnu_list(&archive, &run, &members);
+    assert_same_as_gnu_extract(
+        &archive,
+        &scene.dest,
+        &["header-name.txt", "link-1", "link-2", "pax-name.txt"],
+    );
+    if gnu_tar_available() {
+        let (out, ok, _) = gnu_tar(&["-tvf", "-"], None, &archive);
+        let out = String::from_utf8_lossy(&out);
+        assert!(ok && out.contains("link-1 -> pax-target"), "{out}");
+        assert!(out.contains("link-2 -> ustar-target"), "{out}");
+    }
+    finish(
+        &scene,
+        &[
+            "header-name.txt 644 = h",
+            "link-1 -> pax-target",
+            "link-2 -> ustar-target",
+            "pax-name.txt 644 = u",
+        ],
+    );
+}
+
+/// GNU tar frames every member after a global header with its `size`; the
+/// `tar` crate (and Go) ignore it: refused.
+async fn pax_size_in_a_global_header(sandbox: Sandbox) {
+    let scene = Scene::new();
+    let archive = Tar::new()
+        .pax_global(&[(b"size", b"1024")])
+        .header(&Header::new("outer.txt", b'0', 0))
+        .raw(&smuggled())
+        .file("after.txt", b"a")
+        .finish();
+    let run = extract(&sandbox, &scene, &archive).await;
+    assert!(run.reports.is_empty(), "{:#?}", run.reports);
+    // After the global header's data: its one record, 13 bytes.
+    assert_malformed(
+        &run,
+        BLOCK as u64 + 13,
+        "a PAX global header with a size record",
+    );
+    if let Some(gnu) = gnu_list(&archive) {
+        assert_eq!(gnu.members, ["outer.txt", "after.txt"], "GNU tar -t");
+    }
+    finish(&scene, NOTHING);
+}
+
+/// A PAX header (`x`) or GNU long name (`L`) with a v7 header (no magic): GNU
+/// tar applies it to the next member, the `tar` crate takes it for a member of
+/// its own: refused.
+async fn extended_header_without_a_magic(sandbox: Sandbox) {
+    for (typeflag, data) in [
+        (b'x', common::raw::pax_record(b"path", b"pax-name.txt")),
+        (b'L', b"long-name.txt\0".to_vec()),
+    ] {
+        let scene = Scene::new();
+        let archive = Tar::new()
+            .entry(Header::new("ext", typeflag, 0).magic(Magic::V7), &data)
+            .file("ustar-name.txt", b"u")
+            .finish();
+        let run = extract(&sandbox, &scene, &archive).await;
+        assert!(run.reports.is_empty(), "{:#?}", run.reports);
+        assert_malformed(
+            &run,
+            BLOCK as u64,
+            &format!(
+                "an extended header (type {:?}) without a ustar or GNU magic",
+                char::from(typeflag)
+            ),
+        );
+        if let Some(gnu) = gnu_list(&archive) {
+            println!("NOTE: GNU tar reads it: {:?}", gnu.members);
+        }
+        finish(&scene, NOTHING);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Numeric fields, checksums, truncation
 // ---------------------------------------------------------------------------
@@ -2613,6 +2774,29 @@ async fn non_octal_size(sandbox: Sandbox) {
         assert!(!gnu.ok, "GNU tar fails too: {}", gnu.stderr);
     }
     finish(&scene, &["before 644 = b"]);
+}
+
+/// A size field that is blank, or that starts with NUL bytes (libarchive's
+/// `test_read_format_tar_timestamp_overflow.tar` has `\0\0\0\0\0\0\00016\0`):
+/// GNU tar reads 0 and Go the digits after the NULs (14). Refused, with a
+/// message that says so (a deliberate policy: SECURITY.md).
+async fn blank_size_fields(sandbox: Sandbox) {
+    for field in [[0u8; 12], *b"           \0", *b"\0\0\0\0\0\0\x000016\0"] {
+        let scene = Scene::new();
+        let archive = with_size_field("blank", &field, b"");
+        let run = extract(&sandbox, &scene, &archive).await;
+        assert_eq!(run.outcomes(), [("before".to_string(), W)]);
+        assert_malformed(
+            &run,
+            3 * BLOCK as u64,
+            "the size field of \"blank\" is blank or starts with a NUL byte: refused, as tar \
+             readers disagree on its value (GNU tar reads 0, Go the digits after the NULs)",
+        );
+        if let Some(gnu) = gnu_list(&archive) {
+            assert_eq!(gnu.members, ["before", "blank", "after"], "GNU tar -t");
+        }
+        finish(&scene, &["before 644 = b"]);
+    }
 }
 
 /// A wrong checksum, a checksum that is not a number, and a signed checksum

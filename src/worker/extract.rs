@@ -1,7 +1,13 @@
 //! The archive loop: one parser (the `tar` crate, driven entry by entry), the
 //! limits, and the applier. Shared by the worker and the fuzzing harness.
+//!
+//! The `tar` crate frames the archive (headers, sizes, GNU long names, old-GNU
+//! sparse maps); PAX records are read by [`pax`](super::pax), from the bytes the
+//! crate read to reach each header, because the crate splits them at newlines.
+//! Where the crate's reading of a PAX `size` differs from the records', the
+//! archive is refused: the crate frames the data with its own.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, Read};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +20,7 @@ use crate::report::EntryKind;
 
 use super::apply::{self, Applier, Fatal, Meta};
 use super::layer;
+use super::pax;
 use super::sparse;
 
 /// What a finished archive leaves behind.
@@ -31,13 +38,17 @@ pub(crate) struct Run {
 /// Counts the bytes the parser consumes (for error offsets and the size of
 /// extension headers), and hashes them when a digest is wanted.
 /// While the parser looks for the next entry, `budget` caps what it may read
-/// (extension headers are read whole into memory by the `tar` crate).
+/// (extension headers are read whole into memory by the `tar` crate), and the
+/// bytes read are kept in `capture` when `capturing` (the headers, to read
+/// their PAX records again).
 struct Counted<R> {
     inner: R,
     offset: Rc<Cell<u64>>,
     digest: Option<Sha256>,
     budget: Rc<Cell<u64>>,
     over_budget: Rc<Cell<bool>>,
+    capturing: Rc<Cell<bool>>,
+    capture: Rc<RefCell<Vec<u8>>>,
 }
 
 impl<R: Read> Read for Counted<R> {
@@ -55,6 +66,9 @@ impl<R: Read> Read for Counted<R> {
         self.offset.set(self.offset.get() + n as u64);
         if let Some(digest) = &mut self.digest {
             digest.update(&buf[..n]);
+        }
+        if self.capturing.get() {
+            self.capture.borrow_mut().extend_from_slice(&buf[..n]);
         }
         Ok(n)
     }
@@ -75,12 +89,16 @@ pub(crate) fn run<R: Read>(
     let offset = Rc::new(Cell::new(0));
     let budget = Rc::new(Cell::new(u64::MAX));
     let over_budget = Rc::new(Cell::new(false));
+    let capturing = Rc::new(Cell::new(false));
+    let capture = Rc::new(RefCell::new(Vec::new()));
     let reader = Counted {
         inner: reader,
         offset: offset.clone(),
         digest: digest.then(Sha256::new),
         budget: budget.clone(),
         over_budget: over_budget.clone(),
+        capturing: capturing.clone(),
+        capture: capture.clone(),
     };
     let mut layer_size: u64 = 0;
     let mut archive = tar::Archive::new(reader);
@@ -117,36 +135,56 @@ pub(crate) fn run<R: Read>(
     let mut count: u64 = 0;
     let mut total: u64 = 0;
     let mut last_path: Vec<u8> = Vec::new();
-    let mut next_header: u64 = 0;
+    // What the parser read to reach the current entry (from `captured_at`).
+    let mut captured: Vec<u8> = Vec::new();
     loop {
         // Padding, extension headers (with their header blocks) and the entry's
         // header: stop reading once they exceed the limit.
+        captured.clear();
+        *capture.borrow_mut() = std::mem::take(&mut captured);
+        let captured_at = offset.get();
         budget.set(limits.max_extension_size.saturating_add(2048));
+        capturing.set(true);
         let next = entries.next();
+        capturing.set(false);
         budget.set(u64::MAX);
+        captured = std::mem::take(&mut *capture.borrow_mut());
+        if captured.capacity() > CAPTURE_KEPT {
+            captured.shrink_to(CAPTURE_KEPT);
+        }
         let mut entry = match next {
             None => break,
             Some(Ok(entry)) => entry,
-            Some(Err(e)) => return Err(read_error(&e, &last_path)),
+            Some(Err(e)) => return Err(read_error(&explain_blank_size(&e), &last_path)),
         };
-        let raw_path = entry.path_bytes().into_owned();
-        // Between the end of the previous entry's data and this header: the
-        // extension headers (PAX, GNU long names) describing this entry, less
-        // the first one's own header block.
-        let extensions = entry
-            .raw_header_position()
-            .saturating_sub(next_header)
-            .saturating_sub(512);
-        let stored = match entry.header().entry_type() {
-            // The crate reports a sparse file's real size; the archive holds less.
-            tar::EntryType::GNUSparse => entry.header().entry_size().unwrap_or(0),
-            _ => entry.size(),
+        // Parser differentials (the CVE-2025-62518 family) refused outright:
+        let malformed = |message: String| WireError::Malformed {
+            offset: offset.get(),
+            message,
         };
-        next_header = entry
-            .raw_file_position()
-            .saturating_add(stored)
-            .saturating_add(511)
-            & !511;
+        let found = Extensions::find(&captured, captured_at, entry.raw_header_position())
+            .map_err(|m| malformed(m.into()))?;
+        let records = match found.pax {
+            Some(data) => pax::parse(data).map_err(|e| malformed(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let last = |key: &[u8]| records.iter().rev().find(|r| r.key == key).map(|r| r.value);
+        // A PAX `path` or `linkpath` wins over a GNU long name, as in GNU tar;
+        // the crate's own reading of them is never used.
+        let raw_path = match last(b"path") {
+            Some(path) => path.to_vec(),
+            None if found.long_name => entry.path_bytes().into_owned(),
+            None => entry.header().path_bytes().into_owned(),
+        };
+        let link = match last(b"linkpath") {
+            Some(link) => Some(link.to_vec()),
+            None if found.long_link => entry.link_name_bytes().map(|l| l.into_owned()),
+            None => entry.header().link_name_bytes().map(|l| l.into_owned()),
+        };
+        if let Some(data) = found.pax {
+            check_pax_size(&entry, &records, data).map_err(malformed)?;
+        }
+        let extensions = found.size;
         if extensions > limits.max_extension_size {
             return Err(limit(
                 "max_extension_size",
@@ -167,12 +205,18 @@ pub(crate) fn run<R: Read>(
         if total > limits.max_total_size {
             return Err(limit("max_total_size", limits.max_total_size, &raw_path));
         }
-        // Parser differentials (the CVE-2025-62518 family) refused outright:
-        let malformed = |message: String| WireError::Malformed {
-            offset: offset.get(),
-            message,
-        };
         let entry_type = entry.header().entry_type();
+        if entry_type.is_pax_local_extensions()
+            || entry_type.is_gnu_longname()
+            || entry_type.is_gnu_longlink()
+        {
+            // Without a ustar or GNU magic the `tar` crate takes an extension
+            // header for a member; GNU tar applies it to the next one.
+            return Err(malformed(format!(
+                "an extended header (type {:?}) without a ustar or GNU magic",
+                char::from(entry_type.as_byte())
+            )));
+        }
         if size > 0 && header_only(entry_type) {
             // The `tar` crate skips this data; GNU tar, Go and Python read the
             // next header right after such an entry: no meaning is safe.
@@ -190,29 +234,37 @@ pub(crate) fn run<R: Read>(
                     &raw_path,
                 ));
             }
-            let mut records = Vec::new();
-            entry
-                .read_to_end(&mut records)
-                .map_err(|e| read_error(&e, &raw_path))?;
             // A PAX or GNU extension header before a global header: the `tar`
-            // crate attaches it to the global header, GNU tar to the next
-            // member. (With its data read, the entry's own records are empty.)
-            let attached = entry
-                .pax_extensions()
-                .ok()
-                .flatten()
-                .is_some_and(|mut records| records.next().is_some())
-                || entry.path_bytes() != entry.header().path_bytes()
-                || entry.link_name_bytes() != entry.header().link_name_bytes();
-            if attached {
+            // crate attaches it to the global header, GNU tar to the next member.
+            if found.headers > 0 {
                 return Err(malformed(
                     "an extended header (PAX or GNU) precedes a PAX global header".into(),
                 ));
             }
-            globals.update(&records);
+            let mut data = Vec::new();
+            entry
+                .read_to_end(&mut data)
+                .map_err(|e| read_error(&e, &raw_path))?;
+            globals.update(&data).map_err(malformed)?;
             continue;
         }
-        let mut meta = read_meta(&mut entry, &globals).map_err(|e| read_error(&e, &raw_path))?;
+        let mut meta = read_meta(&entry, &globals, &records, &raw_path, link)
+            .map_err(|e| read_error(&e, &raw_path))?;
+        // Old-GNU sparse: the map, read again from the header blocks; the
+        // applier gets the stored chunks only (see `Chunks`).
+        let old_gnu_map = if entry_type == tar::EntryType::GNUSparse {
+            let map = old_gnu_sparse_map(&entry, &captured, captured_at)
+                .map_err(|m| malformed(m.into()))?;
+            sparse::check(&map, entry.size()).map_err(|e| malformed(e.to_string()))?;
+            meta.sparse = Some(sparse::Sparse {
+                layout: sparse::Layout::Map(map.clone()),
+                real_size: entry.size(),
+                name: None,
+            });
+            Some(map)
+        } else {
+            None
+        };
         if meta.kind == EntryKind::Directory && entry_type == tar::EntryType::Regular && size > 0 {
             // A pre-POSIX directory (a "file" named with a trailing slash) that
             // carries data: the same disagreement as for header-only types.
@@ -221,8 +273,8 @@ pub(crate) fn run<R: Read>(
                 String::from_utf8_lossy(&raw_path)
             )));
         }
-        // PAX sparse files carry their real name and size in records; a PAX
-        // `path` wins over a GNU long name, as in GNU tar.
+        // PAX sparse files carry their real name and size in records. (The
+        // PAX `path`, when there is one, is `raw_path` already.)
         let raw_path = match (
             meta.sparse.as_ref().and_then(|s| s.name.clone()),
             meta.pax_path.take(),
@@ -256,7 +308,11 @@ pub(crate) fn run<R: Read>(
                 return Err(limit("max_path_depth", limits.max_path_depth, &raw_path));
             }
         }
-        let outcome = match applier.apply(&raw_path, &meta, &mut entry) {
+        let applied = match old_gnu_map {
+            Some(map) => applier.apply(&raw_path, &meta, &mut Chunks::new(&mut entry, map)),
+            None => applier.apply(&raw_path, &meta, &mut entry),
+        };
+        let outcome = match applied {
             Ok(outcome) => outcome,
             Err(Fatal::Read(message)) => {
                 let message = format!("{}: {message}", String::from_utf8_lossy(&raw_path));
@@ -318,6 +374,210 @@ pub(crate) fn run<R: Read>(
     })
 }
 
+/// The chunks of an old-GNU sparse entry (`S`), read from the header and its
+/// extension blocks as the `tar` crate read them: (offset, length) in the file.
+fn old_gnu_sparse_map<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    captured: &[u8],
+    at: u64,
+) -> Result<Vec<(u64, u64)>, &'static str> {
+    const LOST: &str = "the sparse map of an old-GNU sparse entry could not be read again";
+    let gnu = entry.header().as_gnu().ok_or(LOST)?;
+    let mut map = Vec::new();
+    let mut add = |block: &tar::GnuSparseHeader| -> Result<(), &'static str> {
+        // As the crate: a block whose fields start with NUL is no block.
+        if !block.is_empty() {
+            map.push((
+                block.offset().map_err(|_| LOST)?,
+                block.length().map_err(|_| LOST)?,
+            ));
+        }
+        Ok(())
+    };
+    gnu.sparse.iter().try_for_each(&mut add)?;
+    let mut extended = gnu.is_extended();
+    let mut pos = entry.raw_header_position() + 512;
+    while extended {
+        let start = usize::try_from(pos - at).map_err(|_| LOST)?;
+        let bytes = captured.get(start..start + 512).ok_or(LOST)?;
+        let mut ext = tar::GnuExtSparseHeader::new();
+        ext.as_mut_bytes().copy_from_slice(bytes);
+        ext.sparse.iter().try_for_each(&mut add)?;
+        extended = ext.is_extended();
+        pos += 512;
+    }
+    Ok(map)
+}
+
+/// An old-GNU sparse entry's data as stored: the `tar` crate gives it with
+/// the holes expanded as zeros; they are read into a scratch buffer and
+/// dropped (the crate fills it: a `memset`, not a scan), and only the chunks'
+/// bytes reach the applier, which writes them at their offsets.
+struct Chunks<'a, R> {
+    inner: &'a mut R,
+    map: std::vec::IntoIter<(u64, u64)>,
+    /// Position in the expanded data.
+    pos: u64,
+    /// Bytes left in the current chunk.
+    left: u64,
+    scratch: Vec<u8>,
+}
+
+impl<'a, R: Read> Chunks<'a, R> {
+    fn new(inner: &'a mut R, map: Vec<(u64, u64)>) -> Self {
+        Chunks {
+            inner,
+            map: map.into_iter(),
+            pos: 0,
+            left: 0,
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl<R: Read> Read for Chunks<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.left == 0 {
+            let Some((offset, length)) = self.map.next() else {
+                return Ok(0);
+            };
+            // `sparse::check` ordered the chunks.
+            let mut hole = offset - self.pos;
+            if hole > 0 && self.scratch.is_empty() {
+                self.scratch = vec![0; 1 << 16];
+            }
+            while hole > 0 {
+                let want = hole.min(self.scratch.len() as u64) as usize;
+                let n = self.inner.read(&mut self.scratch[..want])?;
+                if n == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                hole -= n as u64;
+            }
+            self.pos = offset;
+            self.left = length;
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// The `tar` crate's error for a header whose size field is blank (spaces or
+/// NULs) or starts with a NUL byte, said so that a user can tell what is wrong;
+/// other errors as they are. Such a field is refused, not read as 0: tar
+/// readers disagree on it (GNU tar and Python read 0, Go's archive/tar the
+/// digits after the NULs), and the size frames the rest of the archive.
+fn explain_blank_size(e: &io::Error) -> String {
+    let message = e.to_string();
+    let blank = message
+        .strip_prefix("numeric field was not a number:")
+        .and_then(|rest| rest.split_once(" when getting size for "))
+        .filter(|(number, _)| number.trim().is_empty());
+    match blank {
+        Some((_, name)) => format!(
+            "the size field of {name:?} is blank or starts with a NUL byte: refused, as tar \
+             readers disagree on its value (GNU tar reads 0, Go the digits after the NULs)"
+        ),
+        None => message,
+    }
+}
+
+/// Captured header bytes kept between entries (more is given back).
+const CAPTURE_KEPT: usize = 64 << 10;
+
+/// The extension headers the `tar` crate read before an entry's header, found
+/// again in the bytes it read to get there.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Extensions<'a> {
+    /// The data of the PAX extended header (`x`), if there is one.
+    pax: Option<&'a [u8]>,
+    /// A GNU long name (`L`) was read: the crate's `path_bytes` is that name.
+    long_name: bool,
+    /// A GNU long link name (`K`) was read: the crate's `link_name_bytes` is it.
+    long_link: bool,
+    /// How many extension headers there were.
+    headers: usize,
+    /// Their bytes, less the first one's header block (`max_extension_size`).
+    size: u64,
+}
+
+impl<'a> Extensions<'a> {
+    /// `captured` holds the bytes read from offset `at` to past the entry's
+    /// header, which starts at `header`: the padding of the previous entry's
+    /// data, then the extension headers, each a header block and its data.
+    fn find(captured: &'a [u8], at: u64, header: u64) -> Result<Self, &'static str> {
+        const LOST: &str = "the extension headers before a header could not be read again";
+        let block = |pos: u64, len: u64| -> Result<&'a [u8], &'static str> {
+            let start = usize::try_from(pos - at).map_err(|_| LOST)?;
+            let len = usize::try_from(len).map_err(|_| LOST)?;
+            captured
+                .get(start..start.checked_add(len).ok_or(LOST)?)
+                .ok_or(LOST)
+        };
+        let first = at.checked_next_multiple_of(512).ok_or(LOST)?;
+        let mut found = Extensions {
+            size: header.saturating_sub(first).saturating_sub(512),
+            ..Extensions::default()
+        };
+        let mut pos = first;
+        while pos < header {
+            let h = tar::Header::from_byte_slice(block(pos, 512)?);
+            let size = h.entry_size().map_err(|_| LOST)?;
+            let data = block(pos + 512, size)?;
+            let t = h.entry_type();
+            if t.is_pax_local_extensions() && found.pax.is_none() {
+                found.pax = Some(data);
+            } else if t.is_gnu_longname() {
+                found.long_name = true;
+            } else if t.is_gnu_longlink() {
+                found.long_link = true;
+            } else {
+                return Err(LOST);
+            }
+            found.headers += 1;
+            pos = size
+                .checked_next_multiple_of(512)
+                .and_then(|s| (pos + 512).checked_add(s))
+                .ok_or(LOST)?;
+        }
+        if pos != header {
+            return Err(LOST);
+        }
+        Ok(found)
+    }
+}
+
+/// Refuses an entry whose data the `tar` crate frames with another size than
+/// its PAX records give: the crate reads the first `size` record it meets
+/// before a record it cannot split (a value holding a newline), these records
+/// give the last one (as GNU tar). An unparseable `size` is refused too.
+fn check_pax_size<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    records: &[pax::Record<'_>],
+    data: &[u8],
+) -> Result<(), String> {
+    let mut size = None;
+    for record in records.iter().filter(|r| r.key == b"size") {
+        size = Some(pax::decimal(record.value).ok_or("invalid PAX size record")?);
+    }
+    // The crate checked the header's size field before using a PAX one.
+    let header = entry.header().entry_size().map_err(|e| e.to_string())?;
+    let ours = size.unwrap_or(header);
+    let crates = pax::size_as_the_tar_crate_reads_it(data).unwrap_or(header);
+    if ours != crates {
+        return Err(format!(
+            "ambiguous PAX size: {ours} by the record lengths, {crates} to a reader that splits \
+             records at newlines (a record value holds a newline byte)"
+        ));
+    }
+    Ok(())
+}
+
 /// PAX global header records (`g` entries) that apply to every later entry.
 #[derive(Default)]
 struct PaxGlobals {
@@ -327,21 +587,25 @@ struct PaxGlobals {
 }
 
 impl PaxGlobals {
-    fn update(&mut self, records: &[u8]) {
-        for ext in tar::PaxExtensions::new(records).flatten() {
-            let value = ext.value_bytes();
-            match ext.key_bytes() {
-                b"mtime" => self.mtime = parse_pax_time(value),
-                b"uid" => self.uid = parse_decimal(value),
-                b"gid" => self.gid = parse_decimal(value),
+    /// Takes the data of one global header. `path` and `linkpath` are ignored
+    /// (as in Go's archive/tar; GNU tar renames every later member); `size` is
+    /// refused (GNU tar frames every later member with it, the `tar` crate and
+    /// Go ignore it).
+    fn update(&mut self, data: &[u8]) -> Result<(), String> {
+        for record in pax::parse(data).map_err(|e| e.to_string())? {
+            let value = record.value;
+            match record.key {
+                b"mtime" => {
+                    self.mtime = Some(parse_pax_time(value).ok_or("invalid PAX mtime record")?)
+                }
+                b"uid" => self.uid = Some(pax::decimal(value).ok_or("invalid PAX uid record")?),
+                b"gid" => self.gid = Some(pax::decimal(value).ok_or("invalid PAX gid record")?),
+                b"size" => return Err("a PAX global header with a size record".into()),
                 _ => {}
             }
         }
+        Ok(())
     }
-}
-
-fn parse_decimal(v: &[u8]) -> Option<u64> {
-    std::str::from_utf8(v).ok()?.trim().parse().ok()
 }
 
 /// Parses a PAX time (`1700000000.25`, possibly negative) into a timespec.
@@ -392,16 +656,24 @@ fn kind_of(t: tar::EntryType) -> EntryKind {
     }
 }
 
-/// Collects what the applier needs from an entry's headers (ustar, GNU and PAX).
-fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, globals: &PaxGlobals) -> io::Result<Meta> {
+/// Collects what the applier needs from an entry's headers (ustar, GNU and
+/// PAX): `records` are its PAX records, `name` and `link` the name and link
+/// target they and the GNU long names give.
+fn read_meta<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    globals: &PaxGlobals,
+    records: &[pax::Record<'_>],
+    name: &[u8],
+    link: Option<Vec<u8>>,
+) -> io::Result<Meta> {
     let header = entry.header();
     let mut kind = kind_of(header.entry_type());
     // Pre-POSIX archives mark directories only by a trailing slash, as GNU tar
     // reads them (but a "file" named `/` does not get to change the root).
     if kind == EntryKind::File
         && header.entry_type() == tar::EntryType::Regular
-        && entry.path_bytes().ends_with(b"/")
-        && apply::normalize(&entry.path_bytes()).is_ok_and(|p| !p.is_empty())
+        && name.ends_with(b"/")
+        && apply::normalize(name).is_ok_and(|p| !p.is_empty())
     {
         kind = EntryKind::Directory;
     }
@@ -411,14 +683,10 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, globals: &PaxGlobals) -> io
             tv_nsec: 0,
         })
     });
-    let mut uid = header.uid().ok().or(globals.uid).unwrap_or(0);
-    let mut gid = header.gid().ok().or(globals.gid).unwrap_or(0);
-    if let Some(g) = globals.uid {
-        uid = g;
-    }
-    if let Some(g) = globals.gid {
-        gid = g;
-    }
+    // The `tar` crate wrote the first PAX uid and gid into the header; the
+    // records below override them.
+    let mut uid = globals.uid.or(header.uid().ok()).unwrap_or(0);
+    let mut gid = globals.gid.or(header.gid().ok()).unwrap_or(0);
     // An empty mode field is mode 0, as GNU tar reads it.
     let mode = header.mode().unwrap_or(0);
     let device = (
@@ -427,46 +695,39 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, globals: &PaxGlobals) -> io
     );
     let mut xattrs = Vec::new();
     let mut pax_sparse = sparse::PaxSparse::default();
-    let (mut pax_path, mut pax_linkpath) = (None, None);
-    if let Some(extensions) = entry.pax_extensions()? {
-        let malformed = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
-        for ext in extensions {
-            // Be as strict as GNU tar: a record the parser skipped, or a size it
-            // could not read (and so replaced by the header's), would make other
-            // tools see a different archive (the CVE-2025-62518 family).
-            let ext = ext.map_err(|_| malformed("malformed PAX extended header record"))?;
-            let key = ext.key_bytes();
-            if key == b"size" && parse_decimal(ext.value_bytes()).is_none() {
-                return Err(malformed("invalid PAX size record"));
-            }
-            if key == b"path" {
-                pax_path = Some(ext.value_bytes().to_vec());
-            } else if key == b"linkpath" {
-                pax_linkpath = Some(ext.value_bytes().to_vec());
-            } else if key == b"mtime" {
-                // Unreadable: refused (GNU tar reads a prefix, Go refuses).
+    let mut pax_path = None;
+    let malformed = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+    // Be as strict as GNU tar: a value it would not read makes other tools
+    // see something else (the CVE-2025-62518 family). The last record of a
+    // key wins, as in GNU tar.
+    for record in records {
+        let value = record.value;
+        match record.key {
+            b"path" => pax_path = Some(value.to_vec()),
+            // Unreadable: refused (GNU tar reads a prefix, Go refuses).
+            b"mtime" => {
                 mtime = Some(
-                    parse_pax_time(ext.value_bytes())
-                        .ok_or_else(|| malformed("invalid PAX mtime record"))?,
-                );
-            } else if key == b"uid" {
-                uid = parse_decimal(ext.value_bytes()).unwrap_or(uid);
-            } else if key == b"gid" {
-                gid = parse_decimal(ext.value_bytes()).unwrap_or(gid);
-            } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
-            } else {
-                pax_sparse.record(key, ext.value_bytes())?;
+                    parse_pax_time(value).ok_or_else(|| malformed("invalid PAX mtime record"))?,
+                )
+            }
+            b"uid" => {
+                uid = pax::decimal(value).ok_or_else(|| malformed("invalid PAX uid record"))?
+            }
+            b"gid" => {
+                gid = pax::decimal(value).ok_or_else(|| malformed("invalid PAX gid record"))?
+            }
+            key => {
+                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                    xattrs.push((name.to_vec(), value.to_vec()));
+                } else {
+                    pax_sparse.record(key, value)?;
+                }
             }
         }
     }
-    let link = pax_linkpath.or_else(|| entry.link_name_bytes().map(|l| l.into_owned()));
+    // Old-GNU sparse entries get their map in the loop.
     let sparse = if entry.header().entry_type() == tar::EntryType::GNUSparse {
-        Some(sparse::Sparse {
-            layout: sparse::Layout::Expanded,
-            real_size: entry.size(),
-            name: None,
-        })
+        None
     } else if kind == EntryKind::File {
         pax_sparse.finish()?
     } else {
@@ -490,6 +751,26 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, globals: &PaxGlobals) -> io
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blank_size_fields() {
+        let mut h = tar::Header::new_gnu();
+        h.as_mut_bytes()[..4].copy_from_slice(b"name");
+        let mut explained = |field: &[u8]| {
+            h.as_mut_bytes()[124..136].copy_from_slice(field);
+            explain_blank_size(&h.entry_size().unwrap_err())
+        };
+        let refused = "the size field of \"name\" is blank or starts with a NUL byte: refused, as \
+                       tar readers disagree on its value (GNU tar reads 0, Go the digits after the \
+                       NULs)";
+        assert_eq!(explained(&[0; 12]), refused);
+        assert_eq!(explained(b"           \0"), refused);
+        assert_eq!(explained(b"\0\0\0\0\0\0\x000016\0"), refused);
+        assert_eq!(
+            explained(b"12x4\0\0\0\0\0\0\0\0"),
+            "numeric field was not a number: 12x4 when getting size for name"
+        );
+    }
 
     #[test]
     fn pax_times() {

@@ -11,6 +11,7 @@ mod confine;
 mod decode;
 pub(crate) mod extract;
 mod layer;
+mod pax;
 mod privileges;
 mod reporter;
 mod sparse;
