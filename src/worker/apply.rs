@@ -240,7 +240,7 @@ impl Applier {
         })?;
         let copied = match &meta.sparse {
             None => self.copy(&file, data, meta.size, None),
-            Some(sparse) => self.sparse(&file, data, meta, sparse),
+            Some(sparse) => self.sparse(&file, data, sparse),
         };
         if let Err(Fail::Fatal(fatal)) = copied {
             // The archive ended (or the disk filled) inside this file: the job
@@ -293,31 +293,9 @@ impl Applier {
 
     /// Writes a sparse file: only its data chunks, then its full size (the rest
     /// stays holes).
-    fn sparse(
-        &mut self,
-        file: &OwnedFd,
-        data: &mut dyn Read,
-        meta: &Meta,
-        sparse: &Sparse,
-    ) -> Result<(), Fail> {
+    fn sparse(&mut self, file: &OwnedFd, data: &mut dyn Read, sparse: &Sparse) -> Result<(), Fail> {
         let bad = |e: std::io::Error| Fail::Fatal(Fatal::Read(e.to_string()));
         match &sparse.layout {
-            Layout::Expanded => {
-                // Holes arrive as zeros: skip whole zero blocks.
-                let mut pos = 0u64;
-                let mut remaining = meta.size;
-                while remaining > 0 {
-                    let want = remaining.min(self.buffer.len() as u64) as usize;
-                    let n = read_some(data, &mut self.buffer[..want], remaining, meta.size)?;
-                    for block in self.buffer[..n].chunks(4096) {
-                        if block.iter().any(|b| *b != 0) {
-                            pwrite_all(file, block, pos)?;
-                        }
-                        pos += block.len() as u64;
-                    }
-                    remaining -= n as u64;
-                }
-            }
             Layout::Map(map) => {
                 for &(offset, length) in map {
                     self.copy(file, data, length, Some(offset))?;

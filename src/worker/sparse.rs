@@ -18,11 +18,6 @@ const MAX_CHUNKS: u64 = 1 << 20;
 /// How a sparse entry's data maps onto its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Layout {
-    /// Already expanded by the parser, holes as zeros (no longer made: old-GNU
-    /// `S` entries are given as a `Map` since their holes cost their size in
-    /// CPU this way; the applier, owned elsewhere, still handles it).
-    #[allow(dead_code)]
-    Expanded,
     /// (offset, length) chunks, in order, from the PAX records.
     Map(Vec<(u64, u64)>),
     /// The map is at the start of the data (PAX 1.0).
