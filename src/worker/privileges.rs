@@ -82,8 +82,9 @@ pub(crate) fn shed(options: &Options) -> Result<(), String> {
             continue;
         }
         match remove_capability_from_bounding_set(cap) {
+            Ok(()) => {}
             // Past the kernel's last capability.
-            Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+            Err(rustix::io::Errno::INVAL) => break,
             Err(e) => return Err(fail("dropping a capability from the bounding set", e)),
         }
     }
@@ -99,6 +100,31 @@ pub(crate) fn shed(options: &Options) -> Result<(), String> {
 }
 
 /// `AUDIT_ARCH_*` of the architecture the filter is built for.
+/// Drops every capability of the calling thread (bounding, ambient,
+/// effective, permitted and inheritable sets) and sets no_new_privs: for the
+/// decoding thread, which needs none. Capabilities are per thread: the
+/// applier's own set is [`shed`]'s business.
+pub(crate) fn shed_thread() -> Result<(), String> {
+    let fail = |what: &str, e: rustix::io::Errno| format!("{what} failed: {e}");
+    for bit in 0..64 {
+        match remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << bit)) {
+            Ok(()) => {}
+            // Past the kernel's last capability.
+            Err(rustix::io::Errno::INVAL) => break,
+            Err(e) => return Err(fail("dropping a capability from the bounding set", e)),
+        }
+    }
+    clear_ambient_capability_set().map_err(|e| fail("clearing the ambient capabilities", e))?;
+    let none = CapabilitySets {
+        effective: CapabilitySet::empty(),
+        permitted: CapabilitySet::empty(),
+        inheritable: CapabilitySet::empty(),
+    };
+    set_capabilities(None, none).map_err(|e| fail("capset", e))?;
+    set_no_new_privs(true).map_err(|e| fail("prctl(PR_SET_NO_NEW_PRIVS)", e))?;
+    Ok(())
+}
+
 #[cfg(target_arch = "x86_64")]
 const AUDIT_ARCH: u32 = 62 | 0x8000_0000 | 0x4000_0000;
 #[cfg(target_arch = "aarch64")]
