@@ -227,9 +227,13 @@ enum Leaf {
 }
 
 // Classic BPF opcodes (linux/bpf_common.h) and seccomp return values.
-const LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
-const JMP_JEQ_K: u16 = 0x05 | 0x10;
-const JMP_JGE_K: u16 = 0x05 | 0x30;
+/// `BPF_LD | BPF_W | BPF_ABS`.
+const LD_W_ABS: u16 = 0x20;
+/// `BPF_JMP | BPF_JEQ | BPF_K`.
+const JMP_JEQ_K: u16 = 0x15;
+/// `BPF_JMP | BPF_JGE | BPF_K`.
+const JMP_JGE_K: u16 = 0x35;
+/// `BPF_RET | BPF_K`.
 const RET_K: u16 = 0x06;
 const RET_ALLOW: u32 = 0x7fff_0000;
 const RET_KILL_PROCESS: u32 = 0x8000_0000;
