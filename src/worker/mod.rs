@@ -1,10 +1,13 @@
 //! The worker: one process per job, forked warm by the zygote.
 //!
-//! Life of a worker: make `/` a recursive slave (warm set-up) and say `Warm`; wait
-//! for the job header and the destination's descriptor; confine itself to the
-//! destination ([`confine`]); say `Confined`; decode the archive on one thread
-//! ([`decode`]) while parsing and applying it on this one ([`apply`]); stream
-//! reports ([`reporter`]); send `Done` or `Failed`; exit.
+//! Life of a worker: make `/` a recursive slave, build the seccomp filter and
+//! start the (unprivileged, idle) decoding thread (warm set-up), and say `Warm`;
+//! wait for the job header and the destination's descriptor; confine itself to
+//! the destination ([`confine`]); say `Confined`; install the filter on both
+//! threads; read the first bytes and parse and apply the archive on this thread
+//! ([`apply`]), reading plain tar straight from the socket or compressed input
+//! from the decoding thread ([`decode`]); stream reports ([`reporter`]); send
+//! `Done` or `Failed`; exit.
 
 pub(crate) mod apply;
 mod confine;
