@@ -24,8 +24,9 @@ use crate::options::Compression;
 const CHUNK: usize = 256 * 1024;
 /// Decoded bytes before the compression ratio is checked.
 pub(crate) const RATIO_GRACE: u64 = 64 << 20;
-/// Chunks in flight between the threads (bounds memory to about 1 MiB).
-const IN_FLIGHT: usize = 4;
+/// Chunks in flight between the threads (bounds memory to about 4 MiB; 4
+/// chunks instead of 16 made large zstd extraction 10–17% slower).
+const IN_FLIGHT: usize = 16;
 /// Bytes read before the format is recognised (the longest magic is xz's 6).
 const SNIFF: usize = 8;
 
