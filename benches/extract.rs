@@ -78,9 +78,13 @@ enum Impl {
     Sandtar,
     TarCrate,
     Astral,
+    /// Not an extractor: decompressing the archive to nothing, in-process, with
+    /// the decoders sandtar's worker uses (the bar for compressed input).
+    Decode,
 }
 
 impl Impl {
+    /// The extractors.
     const ALL: [Impl; 3] = [Impl::Sandtar, Impl::TarCrate, Impl::Astral];
 
     fn name(self) -> &'static str {
@@ -88,6 +92,7 @@ impl Impl {
             Impl::Sandtar => "sandtar",
             Impl::TarCrate => "tar-crate",
             Impl::Astral => "astral-tokio-tar",
+            Impl::Decode => "decoding-alone",
         }
     }
 }
@@ -924,6 +929,27 @@ async fn unpack_astral_from(data: &[u8], comp: Comp, dest: &Path) {
     }
 }
 
+/// Decompresses `data` to nothing as sandtar's worker decodes it (`flate2`'s
+/// `MultiGzDecoder` with zlib-rs, `zstd`'s streaming decoder, 256 KiB reads),
+/// but in-process and on one thread; returns the decoded size.
+fn decode_alone(data: &[u8], comp: Comp) -> u64 {
+    let mut decoder: Box<dyn Read + '_> = match comp {
+        Comp::Plain => Box::new(data),
+        Comp::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(data)),
+        Comp::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(data).expect("zstd decoder"))
+        }
+    };
+    let mut buf = vec![0u8; 256 << 10];
+    let mut total = 0;
+    loop {
+        match decoder.read(&mut buf).expect("decoding") {
+            0 => return total,
+            n => total += n as u64,
+        }
+    }
+}
+
 fn check_summary(summary: &sandtar::Summary, manifest: &Manifest, what: &str) {
     if summary.entries != manifest.entries || !summary.is_complete() {
         panic!(
@@ -963,6 +989,15 @@ fn extract_once(
             let started = Instant::now();
             env.rt.block_on(unpack_astral_from(data, comp, dest));
             started.elapsed()
+        }
+        Impl::Decode => {
+            let started = Instant::now();
+            let decoded = decode_alone(data, comp);
+            let elapsed = started.elapsed();
+            if manifest.tar_bytes > 0 {
+                assert_eq!(decoded, manifest.tar_bytes, "decoded size");
+            }
+            elapsed
         }
     }
 }
@@ -1024,8 +1059,14 @@ struct Env {
 /// `SANDTAR_BENCH_FULL=1` runs every triple.
 fn plan<'c>(cfg: &'c Config, case: &str) -> Vec<(Comp, &'c DestRoot, Impl)> {
     let mut out = Vec::new();
+    // Decoding alone writes nothing: once per compressed input, with the first
+    // destination's rows.
+    let decode_dest = cfg.dest("tmpfs").or(cfg.dests.first()).map(|d| d.name);
     for dest in &cfg.dests {
         for comp in Comp::ALL {
+            if comp != Comp::Plain && decode_dest == Some(dest.name) {
+                out.push((comp, dest, Impl::Decode));
+            }
             for which in Impl::ALL {
                 let keep = cfg.full
                     || dest.name == "tmpfs"
@@ -1107,7 +1148,7 @@ fn throughput_case<F: FnOnce() -> Input>(
                             let t = extract_once(env, which, data, comp, &dir, &manifest);
                             total += t;
                             times.push(t);
-                            if !checked {
+                            if !checked && which != Impl::Decode {
                                 let (entries, bytes) = walk(&dir);
                                 assert_eq!(
                                     (entries, bytes),
@@ -1381,6 +1422,7 @@ fn memory_case<F: FnOnce() -> Input>(cfg: &Config, env: &Env, case: &str, input:
                     let file = BufReader::new(File::open(&path).expect("opening input"));
                     unpack_tar_crate(file, comp, &dir);
                 }
+                Impl::Decode => {}
                 Impl::Astral => env.rt.block_on(async {
                     match comp {
                         Comp::Plain => {
@@ -1445,9 +1487,9 @@ fn report(cfg: &Config) -> String {
         );
         let _ = writeln!(
             out,
-            "| case | input | dest | sandtar | tar crate | astral-tokio-tar | sandtar/tar | sandtar/astral | sandtar rate | n |"
+            "| case | input | dest | sandtar | tar crate | astral-tokio-tar | decoding alone | sandtar/tar | sandtar/astral | sandtar/decoding | sandtar rate | n |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     }
     // Group ids "case/impl/comp/dest" by (case, comp, dest).
     // (case, input, dest) -> implementation -> (median, runs, entries, bytes)
@@ -1501,15 +1543,17 @@ fn report(cfg: &Config) -> String {
         let n = row.values().map(|v| v.1).min().unwrap_or(0);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             key.0,
             key.1,
             key.2,
             cell("sandtar"),
             cell("tar-crate"),
             cell("astral-tokio-tar"),
+            cell("decoding-alone"),
             ratio("tar-crate"),
             ratio("astral-tokio-tar"),
+            ratio("decoding-alone"),
             rate,
             n
         );

@@ -45,7 +45,8 @@ async fn check_live_worker(options: Options, expected_caps: u64) -> SandboxMode 
         std::thread::sleep(Duration::from_millis(5));
     }
     // Every thread of the worker (capabilities, no_new_privs and seccomp are
-    // per thread): the applier and the decoder.
+    // per thread): the applier (the process's main thread), with the job's
+    // capabilities, and the decoder, with none at all.
     let tasks: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
@@ -60,6 +61,10 @@ async fn check_live_worker(options: Options, expected_caps: u64) -> SandboxMode 
                 .unwrap()
         };
         let hex = |name: &str| u64::from_str_radix(&field(name), 16).unwrap();
+        let expected_caps = match tid == pid.to_string() {
+            true => expected_caps,
+            false => 0,
+        };
         assert_eq!(field("NoNewPrivs:"), "1", "thread {tid}");
         assert_eq!(field("Seccomp:"), "2", "thread {tid}");
         assert_eq!(

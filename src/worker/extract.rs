@@ -137,6 +137,7 @@ pub(crate) fn run<R: Read>(
     let mut last_path: Vec<u8> = Vec::new();
     // What the parser read to reach the current entry (from `captured_at`).
     let mut captured: Vec<u8> = Vec::new();
+    let mut scratch = vec![0u8; 8192];
     loop {
         // Padding, extension headers (with their header blocks) and the entry's
         // header: stop reading once they exceed the limit.
@@ -332,7 +333,7 @@ pub(crate) fn run<R: Read>(
             }
         };
         // Whatever the applier did not read (skipped and rejected entries).
-        io::copy(&mut entry, &mut io::sink()).map_err(|e| read_error(&e, &raw_path))?;
+        skip_rest(&mut entry, &mut scratch).map_err(|e| read_error(&e, &raw_path))?;
         let more = sink(WireReport {
             path: raw_path.clone(),
             kind: meta.kind,
@@ -578,6 +579,19 @@ fn check_pax_size<R: Read>(
     Ok(())
 }
 
+/// Reads `entry` to its end. (`io::copy` would zero its 8 KiB buffer on every
+/// call, that is for every entry, even one already read.)
+fn skip_rest(entry: &mut impl Read, scratch: &mut [u8]) -> io::Result<()> {
+    loop {
+        match entry.read(scratch) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// PAX global header records (`g` entries) that apply to every later entry.
 #[derive(Default)]
 struct PaxGlobals {
@@ -689,10 +703,15 @@ fn read_meta<R: Read>(
     let mut gid = globals.gid.or(header.gid().ok()).unwrap_or(0);
     // An empty mode field is mode 0, as GNU tar reads it.
     let mode = header.mode().unwrap_or(0);
-    let device = (
-        header.device_major().ok().flatten().unwrap_or(0),
-        header.device_minor().ok().flatten().unwrap_or(0),
-    );
+    // Only nodes have device numbers; the `tar` crate formats an error message
+    // (with the entry's name) for every empty field it is asked to read.
+    let device = match kind {
+        EntryKind::CharDevice | EntryKind::BlockDevice | EntryKind::Fifo => (
+            header.device_major().ok().flatten().unwrap_or(0),
+            header.device_minor().ok().flatten().unwrap_or(0),
+        ),
+        _ => (0, 0),
+    };
     let mut xattrs = Vec::new();
     let mut pax_sparse = sparse::PaxSparse::default();
     let mut pax_path = None;

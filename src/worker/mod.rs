@@ -1,10 +1,13 @@
 //! The worker: one process per job, forked warm by the zygote.
 //!
-//! Life of a worker: make `/` a recursive slave (warm set-up) and say `Warm`; wait
-//! for the job header and the destination's descriptor; confine itself to the
-//! destination ([`confine`]); say `Confined`; decode the archive on one thread
-//! ([`decode`]) while parsing and applying it on this one ([`apply`]); stream
-//! reports ([`reporter`]); send `Done` or `Failed`; exit.
+//! Life of a worker: make `/` a recursive slave, build the seccomp filter and
+//! start the (unprivileged, idle) decoding thread (warm set-up), and say `Warm`;
+//! wait for the job header and the destination's descriptor; confine itself to
+//! the destination ([`confine`]); say `Confined`; install the filter on both
+//! threads; read the first bytes and parse and apply the archive on this thread
+//! ([`apply`]), reading plain tar straight from the socket or compressed input
+//! from the decoding thread ([`decode`]); stream reports ([`reporter`]); send
+//! `Done` or `Failed`; exit.
 
 pub(crate) mod apply;
 mod confine;
@@ -22,7 +25,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 
-use crate::options::Options;
+use crate::options::{Compression, Options};
 use crate::protocol::{
     decode as decode_msg, encode_frame, JobHeader, SandboxMode, WireError, WireReport, WorkerMsg,
     WorkerTotals, HEADER_MAGIC, MAX_HEADER_FRAME,
@@ -61,6 +64,18 @@ fn serve(socket: OwnedFd, mode: SandboxMode) {
     }
     let seccomp = match confine::prepare().and_then(|()| privileges::build_seccomp()) {
         Ok(program) => program,
+        Err(reason) => {
+            let _ = send(
+                &mut socket,
+                &WorkerMsg::Failed(WireError::Confinement(reason)),
+            );
+            return;
+        }
+    };
+    // The decoding thread, started now so that a job does not wait for a new
+    // thread to be scheduled; it drops every privilege at once.
+    let decoder = match decode::Decoder::spawn(privileges::shed_thread) {
+        Ok(decoder) => decoder,
         Err(reason) => {
             let _ = send(
                 &mut socket,
@@ -112,7 +127,7 @@ fn serve(socket: OwnedFd, mode: SandboxMode) {
             return;
         }
     };
-    let last = match extract(&socket, &reporter, header.options, mode, &seccomp) {
+    let last = match extract(&socket, &reporter, header.options, mode, &seccomp, decoder) {
         Ok(totals) => WorkerMsg::Done(totals),
         Err(error) => WorkerMsg::Failed(error.bounded()),
     };
@@ -167,31 +182,51 @@ fn extract(
     options: Options,
     mode: SandboxMode,
     seccomp: &seccompiler::BpfProgram,
+    mut decoder: decode::Decoder,
 ) -> Result<WorkerTotals, WireError> {
     let internal = |e: io::Error| WireError::Internal(e.to_string());
-    let input = socket.try_clone().map_err(internal)?;
-    let (gate, gate_rx) = std::sync::mpsc::channel();
+    // Both threads exist (the decoder since the worker was warm): filter them
+    // together before the first byte of the archive is read.
+    decoder.ready().map_err(WireError::Confinement)?;
+    privileges::install_seccomp(seccomp).map_err(WireError::Confinement)?;
     let limits = options.limits.clone();
     let digest = options.digest || options.expected_diff_id.is_some();
-    let (mut reader, decoder) = decode::spawn(
-        input,
-        options.compression,
-        limits.max_compression_ratio,
-        gate_rx,
-    )
-    .map_err(internal)?;
-    // Both threads exist now: filter them together, then let the decoder start.
-    privileges::install_seccomp(seccomp).map_err(WireError::Confinement)?;
-    let _ = gate.send(true);
-    let ratio_exceeded = reader.ratio_exceeded();
-    {
+    let mut input = socket.try_clone().map_err(internal)?;
+    let head = decode::read_head(&mut input).map_err(|e| WireError::Malformed {
+        offset: 0,
+        message: e.to_string(),
+    })?;
+    let compression = match options.compression {
+        Compression::Auto => Compression::sniff(&head),
+        forced => forced,
+    };
+    let flush = {
         let reporter = reporter.clone();
-        reader.on_wait(move || {
+        move || {
             if let Ok(mut r) = reporter.try_borrow_mut() {
                 r.flush();
             }
-        });
-    }
+        }
+    };
+    let (reader, ratio_exceeded, decoding): (Box<dyn Read>, _, _) = match compression {
+        Compression::None | Compression::Auto => {
+            // Plain tar: read on this thread; the decoder stays parked.
+            let mut reader = decode::PlainReader::new(input, head);
+            reader.on_wait(flush);
+            (
+                Box::new(reader),
+                std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+                None,
+            )
+        }
+        compression => {
+            let (mut reader, decoding) =
+                decoder.start(input, head, compression, limits.max_compression_ratio);
+            reader.on_wait(flush);
+            let ratio_exceeded = reader.ratio_exceeded();
+            (Box::new(reader), ratio_exceeded, Some(decoding))
+        }
+    };
     let root = rustix::fs::openat(
         rustix::fs::CWD,
         "/",
@@ -231,14 +266,21 @@ fn extract(
             reporter.send(&WorkerMsg::Corrections(batch.to_vec()));
         }
     }
-    let stats = decoder
-        .join()
-        .map_err(|_| WireError::Internal("the decoding thread panicked".into()))?;
+    let (input_bytes, compression) = match decoding {
+        Some(decoding) => {
+            let stats = decoding
+                .join()
+                .map_err(|_| WireError::Internal("the decoding thread panicked".into()))?;
+            (stats.input_bytes, stats.compression)
+        }
+        // Plain: the parser read every byte that came.
+        None => (run.tar_bytes, compression),
+    };
     Ok(WorkerTotals {
         tar_bytes: run.tar_bytes,
         diff_id: run.diff_id,
         layer_size: run.layer_size,
-        input_bytes: stats.input_bytes,
-        compression: stats.compression,
+        input_bytes,
+        compression,
     })
 }
