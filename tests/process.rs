@@ -23,6 +23,7 @@ root_and_nobody!(
     reader_error_half_way,
     worker_killed_mid_job,
     reports_stream_before_the_reader_ends,
+    unreadable_destination,
 );
 
 /// How long a killed or dropped worker may take to disappear.
@@ -588,4 +589,44 @@ async fn no_leaks_inner() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A destination the caller may not open (mode 000, or below a directory it may
+/// not search): `Error::Destination` saying so, before a byte is read. Root may
+/// open anything; there the job runs.
+async fn unreadable_destination(sandbox: Sandbox) {
+    use std::os::unix::fs::PermissionsExt;
+    let scene = Scene::new();
+    let closed = scene.parent().join("closed");
+    std::fs::create_dir(&closed).unwrap();
+    std::fs::create_dir(closed.join("inner")).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o000)).unwrap();
+    for dest in [closed.clone(), closed.join("inner")] {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let res = sandbox
+            .start(WatchedReader(polls.clone()), &dest, &Options::default())
+            .await;
+        match (common::privileged(&sandbox), res) {
+            (false, Err(Error::Destination { path, problem })) => {
+                assert_eq!(path, dest);
+                assert!(problem.contains("permission denied"), "{dest:?}: {problem}");
+                assert_eq!(
+                    polls.load(Ordering::SeqCst),
+                    0,
+                    "{dest:?}: the reader was read"
+                );
+            }
+            (true, Ok(job)) => {
+                let summary = job.finish().await.unwrap();
+                assert_eq!(summary.entries, 0);
+            }
+            (privileged, other) => {
+                let other = other.map(|_| "a job");
+                panic!("{dest:?} (privileged: {privileged}): unexpected {other:?}")
+            }
+        }
+    }
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_dir_all(&closed).unwrap();
+    scene.check();
 }
