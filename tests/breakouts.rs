@@ -118,6 +118,7 @@ root_and_nobody!(
     pax_names_behind_a_value_with_a_newline,
     pax_size_in_a_global_header,
     extended_header_without_a_magic,
+    solaris_extended_header,
     // Numeric fields, checksums, truncation.
     negative_size_base256,
     negative_size_within_range,
@@ -2676,6 +2677,39 @@ async fn extended_header_without_a_magic(sandbox: Sandbox) {
         }
         finish(&scene, NOTHING);
     }
+}
+
+/// Solaris's `X` extended header: GNU tar applies its records to the next
+/// member (here `size=0`, so the cover file's data is read as headers and
+/// `smuggled` appears); the `tar` crate would skip it as an unknown member and
+/// write the cover file. Refused before anything is written.
+async fn solaris_extended_header(sandbox: Sandbox) {
+    let scene = Scene::new();
+    let inner = Tar::new().file("smuggled", b"s").bytes();
+    let records = [
+        common::raw::pax_record(b"size", b"0"),
+        common::raw::pax_record(b"path", b"renamed"),
+    ]
+    .concat();
+    let archive = Tar::new()
+        .entry(Header::new("ext", b'X', 0), &records)
+        .entry(Header::new("cover", b'0', 0), &inner)
+        .finish();
+    let run = extract(&sandbox, &scene, &archive).await;
+    assert!(run.reports.is_empty(), "{:#?}", run.reports);
+    assert_malformed(
+        &run,
+        BLOCK as u64,
+        "a Solaris extended header (type 'X'): tar readers disagree on its meaning",
+    );
+    if let Some(gnu) = gnu_list(&archive) {
+        println!("NOTE: GNU tar reads it: {:?}", gnu.members);
+        assert!(
+            gnu.members.iter().any(|m| m == "smuggled"),
+            "GNU tar should see the smuggled member: {gnu:?}"
+        );
+    }
+    finish(&scene, NOTHING);
 }
 
 // ---------------------------------------------------------------------------

@@ -218,6 +218,14 @@ pub(crate) fn run<R: Read>(
                 char::from(entry_type.as_byte())
             )));
         }
+        if entry_type.as_byte() == b'X' {
+            // Solaris's extended header: GNU tar and libarchive read it as a PAX
+            // `x` header for the next member, the `tar` crate as a member of an
+            // unknown type. Its records would mean different things.
+            return Err(malformed(
+                "a Solaris extended header (type 'X'): tar readers disagree on its meaning".into(),
+            ));
+        }
         if size > 0 && header_only(entry_type) {
             // The `tar` crate skips this data; GNU tar, Go and Python read the
             // next header right after such an entry: no meaning is safe.
