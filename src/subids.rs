@@ -60,13 +60,21 @@ pub(crate) struct Plan {
 pub(crate) fn plan(uid: u32, gid: u32) -> Result<Plan, String> {
     let newuidmap = find_program("newuidmap")?;
     let newgidmap = find_program("newgidmap")?;
-    let name = sys::user_name(uid);
+    // The helpers refuse a caller without a login name, and map the caller's
+    // own gid only when it is the primary group of that entry.
+    let (name, primary_gid) = sys::user_entry(uid)
+        .ok_or_else(|| format!("uid {uid} has no login name (newuidmap needs one)"))?;
+    if gid != primary_gid {
+        return Err(format!(
+            "the process's gid {gid} is not {name}'s primary group {primary_gid} \
+             (newgidmap maps only that one)"
+        ));
+    }
     let ranges = |file: &str| -> Result<Vec<Range>, String> {
         let text = std::fs::read_to_string(file).map_err(|e| format!("reading {file}: {e}"))?;
-        let ranges = ranges_for(&text, name.as_deref(), uid);
+        let ranges = ranges_for(&text, Some(&name), uid);
         if ranges.is_empty() {
-            let who = name.clone().unwrap_or_else(|| uid.to_string());
-            return Err(format!("{file} lists no subordinate ids for {who}"));
+            return Err(format!("{file} lists no subordinate ids for {name}"));
         }
         Ok(ranges)
     };
@@ -116,7 +124,28 @@ fn run_helper(program: &Path, pid: u32, own: u32, ranges: &[Range]) -> Result<u3
 fn map_arguments(own: u32, ranges: &[Range]) -> (Vec<String>, u32) {
     let mut args = vec!["0".to_string(), own.to_string(), "1".to_string()];
     let mut next: u32 = 1;
-    for range in ranges.iter().take(MAX_RANGES) {
+    // The kernel refuses a map whose outside ranges overlap: skip a range listed
+    // twice (or overlapping one already taken) and one holding the caller's own id.
+    let mut taken = vec![Range {
+        start: own,
+        count: 1,
+    }];
+    let overlaps = |a: &Range, b: &Range| {
+        u64::from(a.start) < u64::from(b.start) + u64::from(b.count)
+            && u64::from(b.start) < u64::from(a.start) + u64::from(a.count)
+    };
+    let distinct: Vec<Range> = ranges
+        .iter()
+        .filter(|r| {
+            let fresh = !taken.iter().any(|t| overlaps(r, t));
+            if fresh {
+                taken.push(**r);
+            }
+            fresh
+        })
+        .copied()
+        .collect();
+    for range in distinct.iter().take(MAX_RANGES) {
         // Inside ids must stay below u32::MAX (the kernel's "invalid id").
         let room = u32::MAX - 1 - next;
         let count = range.count.min(room);
@@ -211,17 +240,48 @@ mod tests {
     }
 
     #[test]
+    fn map_arguments_skip_repeated_overlapping_and_own_ranges() {
+        let ranges = [
+            Range {
+                start: 100_000,
+                count: 65_536,
+            },
+            Range {
+                start: 100_000,
+                count: 65_536,
+            },
+            Range {
+                start: 150_000,
+                count: 100,
+            },
+            Range {
+                start: 999,
+                count: 10,
+            },
+            Range {
+                start: 300_000,
+                count: 10,
+            },
+        ];
+        let (args, count) = map_arguments(1000, &ranges);
+        assert_eq!(args.join(" "), "0 1000 1 1 100000 65536 65537 300000 10");
+        assert_eq!(count, 65_547);
+    }
+
+    #[test]
     fn map_arguments_stay_below_the_invalid_id() {
         let ranges = [
             Range {
-                start: 1,
-                count: u32::MAX,
+                start: 4,
+                count: u32::MAX - 4,
             },
-            Range { start: 5, count: 5 },
+            Range { start: 0, count: 3 },
         ];
-        let (args, count) = map_arguments(7, &ranges);
-        assert_eq!(count, u32::MAX - 1);
-        assert_eq!(args.len(), 6, "the second range does not fit: {args:?}");
+        let (args, count) = map_arguments(3, &ranges);
+        assert_eq!(count, u32::MAX - 1, "{args:?}");
+        // The second range is cut to the two ids left below u32::MAX - 1.
+        assert_eq!(args.len(), 9, "{args:?}");
+        assert_eq!(args[8], "2");
     }
 
     #[test]

@@ -189,9 +189,9 @@ pub(crate) fn has_cap_sys_admin() -> bool {
         .is_some_and(|caps| caps & (1 << 21) != 0)
 }
 
-/// The login name of `uid` (through NSS, as `newuidmap` looks it up), if any.
-/// Only for the caller's process: NSS may load libraries.
-pub(crate) fn user_name(uid: u32) -> Option<String> {
+/// The login name and primary group of `uid` (through NSS, as `newuidmap`
+/// looks them up), if any. Only for the caller's process: NSS may load libraries.
+pub(crate) fn user_entry(uid: u32) -> Option<(String, u32)> {
     let mut buf = vec![0u8; 4096];
     loop {
         // SAFETY: an all-zero passwd is a valid value (null pointers, zero ids);
@@ -217,7 +217,7 @@ pub(crate) fn user_name(uid: u32) -> Option<String> {
         }
         // SAFETY: on success pw_name points to a NUL-terminated string in `buf`.
         let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-        return Some(name.to_string_lossy().into_owned());
+        return Some((name.to_string_lossy().into_owned(), pwd.pw_gid));
     }
 }
 

@@ -728,28 +728,31 @@ impl Applier {
 
     /// The owner of directories the archive leaves implicit: with an id map,
     /// the host ids of the container's root, as Docker does (otherwise the
-    /// worker's own, root, is right already).
+    /// worker's own, root, is right already; also when the container's root
+    /// has no valid host id).
     fn implied_owner(&self) -> Option<(u32, u32)> {
         let map = &self.options.id_map;
         if !self.keep_owner() || (map.uids.is_empty() && map.gids.is_empty()) {
             return None;
         }
-        let u = u32::try_from(map.map_uid(0)?).ok()?;
-        let g = u32::try_from(map.map_gid(0)?).ok()?;
-        Some((u, g))
+        // Valid ids are below u32::MAX, so they fit.
+        let (u, g) = self.map_ids(0, 0).ok()?;
+        Some((u as u32, g as u32))
     }
 
     /// The host owner of an entry, through the id map.
     fn map_owner(&self, meta: &Meta) -> Result<(u64, u64), Fatal> {
+        self.map_ids(meta.uid, meta.gid)
+    }
+
+    /// Archive ids to host ids: through the id map, then checked to be valid
+    /// Linux ids that this worker's user namespace (if any) maps.
+    fn map_ids(&self, uid: u64, gid: u64) -> Result<(u64, u64), Fatal> {
         let map = &self.options.id_map;
         let unmapped =
             |kind: &str, id: u64| Fatal::Unmapped(format!("{kind} {id} is outside the id map"));
-        let u = map
-            .map_uid(meta.uid)
-            .ok_or_else(|| unmapped("uid", meta.uid))?;
-        let g = map
-            .map_gid(meta.gid)
-            .ok_or_else(|| unmapped("gid", meta.gid))?;
+        let u = map.map_uid(uid).ok_or_else(|| unmapped("uid", uid))?;
+        let g = map.map_gid(gid).ok_or_else(|| unmapped("gid", gid))?;
         // Linux ids are 32 bits and -1 means "leave unchanged": never truncate.
         for (kind, id) in [("uid", u), ("gid", g)] {
             if id >= u64::from(u32::MAX) {

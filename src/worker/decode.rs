@@ -236,6 +236,8 @@ impl Read for PlainReader {
             let filled = self.fill(&mut buf);
             self.buf = buf;
             self.pos = 0;
+            // Nothing buffered after an error: never replay old bytes.
+            self.len = 0;
             self.len = filled?;
         }
         let n = out.len().min(self.len - self.pos);
