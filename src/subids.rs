@@ -193,6 +193,10 @@ fn find_program(program: &str) -> Result<PathBuf, String> {
 mod tests {
     use super::*;
 
+    fn range(start: u32, count: u32) -> Range {
+        Range { start, count }
+    }
+
     #[test]
     fn ranges_by_name_and_by_number_in_order() {
         let text = "alice:100000:65536\nbob:165536:65536\n1000:300000:10\n\
@@ -200,18 +204,9 @@ mod tests {
         assert_eq!(
             ranges_for(text, Some("alice"), 1000),
             vec![
-                Range {
-                    start: 100_000,
-                    count: 65_536
-                },
-                Range {
-                    start: 300_000,
-                    count: 10
-                },
-                Range {
-                    start: 400_000,
-                    count: 5
-                },
+                range(100_000, 65_536),
+                range(300_000, 10),
+                range(400_000, 5),
             ]
         );
         assert_eq!(
@@ -224,16 +219,7 @@ mod tests {
 
     #[test]
     fn map_arguments_follow_each_other_from_one() {
-        let ranges = [
-            Range {
-                start: 100_000,
-                count: 65_536,
-            },
-            Range {
-                start: 300_000,
-                count: 10,
-            },
-        ];
+        let ranges = [range(100_000, 65_536), range(300_000, 10)];
         let (args, count) = map_arguments(1000, &ranges);
         assert_eq!(args.join(" "), "0 1000 1 1 100000 65536 65537 300000 10");
         assert_eq!(count, 65_547);
@@ -242,26 +228,11 @@ mod tests {
     #[test]
     fn map_arguments_skip_repeated_overlapping_and_own_ranges() {
         let ranges = [
-            Range {
-                start: 100_000,
-                count: 65_536,
-            },
-            Range {
-                start: 100_000,
-                count: 65_536,
-            },
-            Range {
-                start: 150_000,
-                count: 100,
-            },
-            Range {
-                start: 999,
-                count: 10,
-            },
-            Range {
-                start: 300_000,
-                count: 10,
-            },
+            range(100_000, 65_536),
+            range(100_000, 65_536),
+            range(150_000, 100),
+            range(999, 10),
+            range(300_000, 10),
         ];
         let (args, count) = map_arguments(1000, &ranges);
         assert_eq!(args.join(" "), "0 1000 1 1 100000 65536 65537 300000 10");
@@ -270,13 +241,7 @@ mod tests {
 
     #[test]
     fn map_arguments_stay_below_the_invalid_id() {
-        let ranges = [
-            Range {
-                start: 4,
-                count: u32::MAX - 4,
-            },
-            Range { start: 0, count: 3 },
-        ];
+        let ranges = [range(4, u32::MAX - 4), range(0, 3)];
         let (args, count) = map_arguments(3, &ranges);
         assert_eq!(count, u32::MAX - 1, "{args:?}");
         // The second range is cut to the two ids left below u32::MAX - 1.

@@ -118,8 +118,6 @@ pub(crate) struct Meta {
     pub size: u64,
     /// How the data maps onto a sparse file.
     pub sparse: Option<Sparse>,
-    /// A PAX `path` record (it wins over a GNU long name).
-    pub pax_path: Option<Vec<u8>>,
 }
 
 struct DirFixup {

@@ -284,12 +284,9 @@ pub(crate) fn run<R: Read>(
         }
         // PAX sparse files carry their real name and size in records. (The
         // PAX `path`, when there is one, is `raw_path` already.)
-        let raw_path = match (
-            meta.sparse.as_ref().and_then(|s| s.name.clone()),
-            meta.pax_path.take(),
-        ) {
-            (Some(name), _) | (None, Some(name)) => name,
-            (None, None) => raw_path,
+        let raw_path = match meta.sparse.as_ref().and_then(|s| s.name.clone()) {
+            Some(name) => name,
+            None => raw_path,
         };
         if let Some(real) = meta.sparse.as_ref().map(|s| s.real_size) {
             if real > limits.max_entry_size {
@@ -722,7 +719,6 @@ fn read_meta<R: Read>(
     };
     let mut xattrs = Vec::new();
     let mut pax_sparse = sparse::PaxSparse::default();
-    let mut pax_path = None;
     let malformed = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
     // Be as strict as GNU tar: a value it would not read makes other tools
     // see something else (the CVE-2025-62518 family). The last record of a
@@ -730,7 +726,8 @@ fn read_meta<R: Read>(
     for record in records {
         let value = record.value;
         match record.key {
-            b"path" => pax_path = Some(value.to_vec()),
+            // The caller took the name from the records already.
+            b"path" | b"linkpath" => {}
             // Unreadable: refused (GNU tar reads a prefix, Go refuses).
             b"mtime" => {
                 mtime = Some(
@@ -762,7 +759,6 @@ fn read_meta<R: Read>(
     };
     Ok(Meta {
         sparse,
-        pax_path,
         kind,
         mode,
         uid,
