@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use crate::options::Options;
-use crate::protocol::{decode, frame_at, WorkerMsg, MAX_WORKER_FRAME};
+use crate::wire::{decode, frame_at, WorkerMsg, MAX_WORKER_FRAME};
 
 /// Runs the worker's parse-and-apply loop on a plain tar stream, writing below
 /// `dir`, without a sandbox (every path resolves inside `dir` through
@@ -14,7 +14,7 @@ pub fn extract_unconfined(archive: &[u8], dir: &Path, options: &Options) -> Resu
     let root = std::fs::File::open(dir).map_err(|e| e.to_string())?;
     let mut applier = crate::worker::apply::Applier::new(
         options.clone(),
-        crate::protocol::SandboxMode::UserNamespace { uid: 0, gid: 0 },
+        crate::mode::SandboxMode::UserNamespace { uid: 0, gid: 0 },
         root.into(),
     );
     let mut reports = 0;
@@ -23,7 +23,7 @@ pub fn extract_unconfined(archive: &[u8], dir: &Path, options: &Options) -> Resu
         true
     };
     let never = AtomicBool::new(false);
-    crate::worker::extract::run(
+    crate::worker::archive::run(
         archive,
         &mut applier,
         &options.limits,
@@ -42,7 +42,10 @@ pub fn decode_worker_frames(mut bytes: &[u8]) -> usize {
     while let Ok(Some(range)) = frame_at(bytes, MAX_WORKER_FRAME) {
         match decode::<WorkerMsg>(&bytes[range.clone()]) {
             Ok(WorkerMsg::Reports(batch)) => {
-                if batch.iter().any(|r| crate::job::check_report(r).is_err()) {
+                if batch
+                    .iter()
+                    .any(|r| crate::caller::job::check_report(r).is_err())
+                {
                     return accepted;
                 }
             }

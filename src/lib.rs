@@ -232,26 +232,24 @@
 //!   share it. Dropping the last clone stops the zygote and its idle workers.
 #![deny(missing_docs)]
 
-mod child;
+mod caller;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
-mod job;
+mod mode;
 mod options;
-mod protocol;
 mod report;
-mod sandbox;
-mod subids;
 mod sys;
+mod wire;
 mod worker;
 mod zygote;
 
+pub use caller::job::Job;
+pub use caller::sandbox::{Sandbox, SandboxBuilder};
+pub use caller::subids::SubordinateIds;
 pub use error::{Error, Result};
-pub use job::Job;
+pub use mode::SandboxMode;
 pub use options::{
     Compression, IdMap, IdRange, Limits, ModePolicy, Options, WhiteoutFormat, XattrPolicy,
 };
-pub use protocol::SandboxMode;
 pub use report::{EntryKind, EntryReport, Outcome, RejectReason, SkipReason, Summary};
-pub use sandbox::{Sandbox, SandboxBuilder};
-pub use subids::SubordinateIds;

@@ -22,10 +22,11 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 
-use crate::protocol::{
-    decode, encode_message, IdMapping, SandboxMode, ZygoteMsg, ZygoteRequest, MAX_CONTROL_MESSAGE,
-};
+use crate::mode::SandboxMode;
 use crate::sys;
+use crate::wire::{
+    decode, encode_message, IdMapping, ZygoteMsg, ZygoteRequest, MAX_CONTROL_MESSAGE,
+};
 
 /// The environment variable that turns a process into a zygote.
 pub(crate) const MARKER: &std::ffi::CStr = c"SANDTAR_ZYGOTE";

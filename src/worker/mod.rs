@@ -10,14 +10,11 @@
 //! `Done` or `Failed`; exit.
 
 pub(crate) mod apply;
+pub(crate) mod archive;
 mod confine;
-mod decode;
-pub(crate) mod extract;
-mod layer;
-mod pax;
+mod input;
 mod privileges;
 mod reporter;
-mod sparse;
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
@@ -25,12 +22,13 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 
+use crate::mode::SandboxMode;
 use crate::options::{Compression, Options};
-use crate::protocol::{
-    decode as decode_msg, encode_frame, JobHeader, SandboxMode, WireError, WireReport, WorkerMsg,
-    WorkerTotals, HEADER_MAGIC, MAX_HEADER_FRAME,
-};
 use crate::sys;
+use crate::wire::{
+    decode as decode_msg, encode_frame, JobHeader, WireError, WireReport, WorkerMsg, WorkerTotals,
+    HEADER_MAGIC, MAX_HEADER_FRAME,
+};
 
 use apply::Applier;
 use reporter::Reporter;
@@ -74,7 +72,7 @@ fn serve(socket: OwnedFd, mode: SandboxMode) {
     };
     // The decoding thread, started now so that a job does not wait for a new
     // thread to be scheduled; it drops every privilege at once.
-    let decoder = match decode::Decoder::spawn(privileges::shed_thread) {
+    let decoder = match input::Decoder::spawn(privileges::shed_thread) {
         Ok(decoder) => decoder,
         Err(reason) => {
             let _ = send(
@@ -182,7 +180,7 @@ fn extract(
     options: Options,
     mode: SandboxMode,
     seccomp: &seccompiler::BpfProgram,
-    mut decoder: decode::Decoder,
+    mut decoder: input::Decoder,
 ) -> Result<WorkerTotals, WireError> {
     let internal = |e: io::Error| WireError::Internal(e.to_string());
     // Both threads exist (the decoder since the worker was warm): filter them
@@ -192,7 +190,7 @@ fn extract(
     let limits = options.limits.clone();
     let digest = options.digest || options.expected_diff_id.is_some();
     let mut input = socket.try_clone().map_err(internal)?;
-    let head = decode::read_head(&mut input).map_err(|e| WireError::Malformed {
+    let head = input::read_head(&mut input).map_err(|e| WireError::Malformed {
         offset: 0,
         message: e.to_string(),
     })?;
@@ -211,7 +209,7 @@ fn extract(
     let (reader, ratio_exceeded, decoding): (Box<dyn Read>, _, _) = match compression {
         Compression::None | Compression::Auto => {
             // Plain tar: read on this thread; the decoder stays parked.
-            let mut reader = decode::PlainReader::new(input, head);
+            let mut reader = input::PlainReader::new(input, head);
             reader.on_wait(flush);
             (
                 Box::new(reader),
@@ -240,7 +238,7 @@ fn extract(
         reporter.push(report);
         !reporter.is_broken()
     };
-    let run = match extract::run(
+    let run = match archive::run(
         reader,
         &mut applier,
         &limits,
@@ -259,10 +257,7 @@ fn extract(
     if !run.corrections.is_empty() {
         let mut reporter = reporter.borrow_mut();
         reporter.flush();
-        for batch in run
-            .corrections
-            .chunks(crate::protocol::REPORT_BATCH_ENTRIES)
-        {
+        for batch in run.corrections.chunks(crate::wire::REPORT_BATCH_ENTRIES) {
             reporter.send(&WorkerMsg::Corrections(batch.to_vec()));
         }
     }

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 
-use crate::protocol::{
+use crate::wire::{
     encode_frame, WireReport, WorkerMsg, MAX_REPORTED_PATH, REPORT_BATCH_BYTES,
     REPORT_BATCH_ENTRIES,
 };

@@ -15,13 +15,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sha2::{Digest, Sha256};
 
 use crate::options::Limits;
-use crate::protocol::{WireError, WireReport};
 use crate::report::EntryKind;
+use crate::wire::{WireError, WireReport};
 
+use super::apply::layer;
 use super::apply::{self, Applier, Fatal, Meta};
-use super::layer;
-use super::pax;
-use super::sparse;
+
+pub(crate) mod pax;
+pub(crate) mod sparse;
 
 /// What a finished archive leaves behind.
 pub(crate) struct Run {
@@ -359,8 +360,8 @@ pub(crate) fn run<R: Read>(
         .into_iter()
         .map(|(path, message)| {
             (
-                crate::protocol::bounded_path(path),
-                crate::protocol::bounded_text(message),
+                crate::wire::bounded_path(path),
+                crate::wire::bounded_text(message),
             )
         })
         .collect();

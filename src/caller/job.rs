@@ -25,16 +25,16 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::UnixStream;
 
+use crate::caller::sandbox::{Arrival, Inner, Warm};
 use crate::error::{Error, Result};
 use crate::options::{Compression, Options};
-use crate::protocol::MAX_BATCH_ENTRIES;
-use crate::protocol::{
+use crate::report::{EntryKind, EntryReport, Outcome, Summary};
+use crate::sys;
+use crate::wire::MAX_BATCH_ENTRIES;
+use crate::wire::{
     decode, encode_frame, frame_at, JobHeader, WireError, WireReport, WorkerMsg, HEADER_MAGIC,
     MAX_REPORTED_PATH, MAX_WORKER_FRAME,
 };
-use crate::report::{EntryKind, EntryReport, Outcome, Summary};
-use crate::sandbox::{Arrival, Inner, Warm};
-use crate::sys;
 
 /// Bytes read from the caller's reader at a time.
 const PUMP_BUFFER: usize = 256 * 1024;
@@ -65,7 +65,7 @@ const SEND_BUFFER: usize = 1024 * 1024;
 pub struct Job<R> {
     reader: R,
     socket: UnixStream,
-    worker: crate::child::Worker,
+    worker: crate::caller::child::Worker,
     exit: Option<AsyncFd<OwnedFd>>,
     pump: Pump,
     inbox: Vec<u8>,
@@ -298,7 +298,7 @@ async fn confine(mut warm: Warm, header: &JobHeader, dir: &File) -> Result<Warm>
 }
 
 /// Waits for a worker that closed its socket to exit, and says how it ended.
-async fn died(mut worker: crate::child::Worker) -> Error {
+async fn died(mut worker: crate::caller::child::Worker) -> Error {
     worker.kill();
     let pid = worker.pid;
     if let Some(fd) = worker.pidfd().and_then(|fd| fd.try_clone().ok()) {
@@ -798,8 +798,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::child::Worker;
-    use crate::protocol::{WorkerTotals, MAX_BATCH_ENTRIES};
+    use crate::caller::child::Worker;
+    use crate::wire::{WorkerTotals, MAX_BATCH_ENTRIES};
 
     fn fake_job(archive: &'static [u8]) -> (Job<&'static [u8]>, StdStream, Child) {
         let (ours, theirs) = StdStream::pair().unwrap();

@@ -13,8 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::protocol::IdMapping;
 use crate::sys;
+use crate::wire::IdMapping;
 
 /// The most ranges of one kind put in a map: the kernel takes 340 lines, and a
 /// user with more than a few ranges is unusual.

@@ -7,6 +7,7 @@
 //! `O_CREAT|O_EXCL|O_NOFOLLOW`, never write through an existing symlink (replace
 //! it), keep the last parent directory open, defer directory modes and times.
 
+pub(crate) mod layer;
 use std::collections::HashSet;
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -20,12 +21,12 @@ use rustix::fs::{
 use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
 
+use crate::mode::SandboxMode;
 use crate::options::{Options, WhiteoutFormat};
-use crate::protocol::SandboxMode;
 use crate::report::{EntryKind, Outcome, RejectReason, SkipReason};
 
-use super::layer::{self, Whiteout};
-use super::sparse::{self, Layout, Sparse};
+use crate::worker::archive::sparse::{self, Layout, Sparse};
+use layer::Whiteout;
 
 /// `PATH_MAX`: longer names cannot be created in one call.
 const PATH_MAX: usize = 4096;

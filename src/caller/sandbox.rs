@@ -17,16 +17,17 @@ use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 use tokio::io::unix::AsyncFd;
 use tokio::io::AsyncRead;
 
-use crate::child::{reap_in_background, Reap, Worker};
+use crate::caller::child::{reap_in_background, Reap, Worker};
+use crate::caller::job::Job;
+use crate::caller::subids::{self, SubordinateIds};
 use crate::error::{Error, Result};
-use crate::job::Job;
+use crate::mode::SandboxMode;
 use crate::options::Options;
-use crate::protocol::{
-    decode, encode_message, IdMapping, SandboxMode, ZygoteMsg, ZygoteRequest, MAX_CONTROL_MESSAGE,
-};
 use crate::report::Summary;
-use crate::subids::{self, SubordinateIds};
 use crate::sys;
+use crate::wire::{
+    decode, encode_message, IdMapping, ZygoteMsg, ZygoteRequest, MAX_CONTROL_MESSAGE,
+};
 use crate::zygote;
 
 /// How long the zygote may take to start and say hello.
@@ -211,7 +212,7 @@ impl Sandbox {
     where
         R: AsyncRead + Unpin,
     {
-        crate::job::start(&self.inner, reader, dest.as_ref(), options).await
+        crate::caller::job::start(&self.inner, reader, dest.as_ref(), options).await
     }
 }
 
@@ -524,14 +525,14 @@ impl Inner {
         {
             return Ok(w);
         }
-        crate::job::expect_warm(self.next_arrival(false).await?).await
+        crate::caller::job::expect_warm(self.next_arrival(false).await?).await
     }
 
     /// A warm worker forked after this call: its mount namespace is a copy of the
     /// current one (used when an older worker does not see the destination).
     pub(crate) async fn fresh_worker(&self) -> Result<Warm> {
         self.spare.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        crate::job::expect_warm(self.next_arrival(true).await?).await
+        crate::caller::job::expect_warm(self.next_arrival(true).await?).await
     }
 }
 

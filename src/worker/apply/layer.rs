@@ -49,12 +49,12 @@ pub(crate) fn classify(name: &[u8]) -> Whiteout<'_> {
 /// Removes `name` in `dir`, whatever it is, never following symlinks; a missing
 /// name is not an error.
 pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
-    match unlinkat(dir, super::apply::cpath(name), AtFlags::empty()) {
+    match unlinkat(dir, super::cpath(name), AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => Ok(()),
         Err(Errno::ISDIR) | Err(Errno::PERM) => {
             let sub = open_dir(dir, name)?;
             empty_dir(sub.as_fd())?;
-            unlinkat(dir, super::apply::cpath(name), AtFlags::REMOVEDIR)
+            unlinkat(dir, super::cpath(name), AtFlags::REMOVEDIR)
         }
         Err(e) => Err(e),
     }
@@ -62,7 +62,7 @@ pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> 
 
 fn open_dir(dir: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, Errno> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    openat(dir, super::apply::cpath(name), flags, Mode::empty())
+    openat(dir, super::cpath(name), flags, Mode::empty())
 }
 
 /// Removes every child of `dir`, recursively.
