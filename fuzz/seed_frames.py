@@ -59,7 +59,7 @@ errors = [
     b"\x05\x01",
     b"\x05\x02" + varint(1536) + bts(b"bad header"),
     b"\x05\x03" + bts(b"x") + bts(b"uid 5 outside"),
-    b"\x05\x04" + bts(b"max_entries") + varint(10) + bts(b"e"),
+    b"\x05\x04" + varint(0) + varint(10) + bts(b"e"),  # Limit::MaxEntries
     b"\x05\x05" + bts(b"f") + bts(b"ENOSPC"),
     b"\x05\x06" + bts(b"internal"),
 ]

@@ -88,7 +88,7 @@ pub enum Error {
     #[error("the archive exceeds the limit {limit} = {value} at entry {entry:?}; raise Options::limits.{limit} if the archive is trusted")]
     LimitExceeded {
         /// The field of [`Limits`](crate::Limits) that tripped.
-        limit: String,
+        limit: crate::Limit,
         /// Its value.
         value: u64,
         /// The entry being read when it tripped (empty when its extension

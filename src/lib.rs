@@ -250,6 +250,6 @@ pub use caller::subids::SubordinateIds;
 pub use error::{Error, Result};
 pub use mode::SandboxMode;
 pub use options::{
-    Compression, IdMap, IdRange, Limits, ModePolicy, Options, WhiteoutFormat, XattrPolicy,
+    Compression, IdMap, IdRange, Limit, Limits, ModePolicy, Options, WhiteoutFormat, XattrPolicy,
 };
 pub use report::{EntryKind, EntryReport, Outcome, RejectReason, SkipReason, Summary};

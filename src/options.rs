@@ -109,6 +109,24 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The value of one limit.
+    ///
+    /// ```
+    /// use sandtar::{Limit, Limits};
+    /// assert_eq!(Limits::default().get(Limit::MaxPathDepth), 256);
+    /// ```
+    pub fn get(&self, limit: Limit) -> u64 {
+        match limit {
+            Limit::MaxEntries => self.max_entries,
+            Limit::MaxEntrySize => self.max_entry_size,
+            Limit::MaxTotalSize => self.max_total_size,
+            Limit::MaxExtensionSize => self.max_extension_size,
+            Limit::MaxPathLength => self.max_path_length,
+            Limit::MaxPathDepth => self.max_path_depth,
+            Limit::MaxCompressionRatio => self.max_compression_ratio,
+        }
+    }
+
     /// No limits at all (every bound at its maximum): for archives you made.
     pub fn unlimited() -> Self {
         Limits {
@@ -120,6 +138,58 @@ impl Limits {
             max_path_depth: u64::MAX,
             max_compression_ratio: u64::MAX,
         }
+    }
+}
+
+/// One of the [`Limits`], as [`Error::LimitExceeded`](crate::Error::LimitExceeded)
+/// names it: match on it, or print it (it displays as the field's name,
+/// `max_entries`).
+///
+/// ```
+/// use sandtar::{Error, Limit};
+/// fn too_big(e: &Error) -> bool {
+///     matches!(e, Error::LimitExceeded { limit: Limit::MaxTotalSize | Limit::MaxEntrySize, .. })
+/// }
+/// assert_eq!(Limit::MaxEntries.to_string(), "max_entries");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Limit {
+    /// [`Limits::max_entries`].
+    MaxEntries,
+    /// [`Limits::max_entry_size`].
+    MaxEntrySize,
+    /// [`Limits::max_total_size`].
+    MaxTotalSize,
+    /// [`Limits::max_extension_size`].
+    MaxExtensionSize,
+    /// [`Limits::max_path_length`].
+    MaxPathLength,
+    /// [`Limits::max_path_depth`].
+    MaxPathDepth,
+    /// [`Limits::max_compression_ratio`].
+    MaxCompressionRatio,
+}
+
+impl Limit {
+    /// The name of the [`Limits`] field, e.g. `"max_entries"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::MaxEntries => "max_entries",
+            Limit::MaxEntrySize => "max_entry_size",
+            Limit::MaxTotalSize => "max_total_size",
+            Limit::MaxExtensionSize => "max_extension_size",
+            Limit::MaxPathLength => "max_path_length",
+            Limit::MaxPathDepth => "max_path_depth",
+            Limit::MaxCompressionRatio => "max_compression_ratio",
+        }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

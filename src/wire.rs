@@ -21,7 +21,7 @@
 use crate::mode::SandboxMode;
 use serde::{Deserialize, Serialize};
 
-use crate::options::{Compression, Options};
+use crate::options::{Compression, Limit, Options};
 use crate::report::{EntryKind, Outcome};
 
 /// Precedes the job header: the protocol's name and version.
@@ -84,7 +84,7 @@ pub(crate) enum WireError {
     Unmapped { entry: Vec<u8>, message: String },
     /// A limit tripped.
     Limit {
-        limit: String,
+        limit: Limit,
         value: u64,
         entry: Vec<u8>,
     },
@@ -134,7 +134,7 @@ impl WireError {
                 value,
                 entry,
             } => WireError::Limit {
-                limit: bounded_text(limit),
+                limit,
                 value,
                 entry: bounded_path(entry),
             },

@@ -549,7 +549,7 @@ fn assert_limit(result: &sandtar::Result<sandtar::Summary>, limit: &str, value: 
             value: v,
             entry: e,
         }) => {
-            assert_eq!((l.as_str(), *v), (limit, value), "LimitExceeded");
+            assert_eq!((l.name(), *v), (limit, value), "LimitExceeded");
             // Names travel cut to 8 KiB, like report paths.
             let entry = &entry[..entry.len().min(8 * 1024)];
             assert!(

@@ -199,7 +199,7 @@ async fn name_limits(sandbox: Sandbox) {
     let limited = Scene::new();
     let stopped = run(&sandbox, &archive, &limited.dest, &Options::default()).await;
     assert!(
-        matches!(&stopped.result, Err(sandtar::Error::LimitExceeded { limit, .. }) if limit == "max_path_length"),
+        matches!(&stopped.result, Err(sandtar::Error::LimitExceeded { limit, .. }) if *limit == sandtar::Limit::MaxPathLength),
         "{:?}",
         stopped.result
     );

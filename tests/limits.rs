@@ -41,7 +41,7 @@ fn assert_limit(result: sandtar::Result<sandtar::Summary>, name: &str, value: u6
             value: v,
             entry: e,
         }) => {
-            assert_eq!(limit, name);
+            assert_eq!(limit.name(), name);
             assert_eq!(v, value);
             assert_eq!(e.to_str().unwrap(), entry);
         }

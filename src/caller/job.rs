@@ -676,7 +676,7 @@ impl<R: AsyncRead + Unpin> Job<R> {
                         value,
                         entry,
                     } => Error::LimitExceeded {
-                        limit: text(limit),
+                        limit,
                         value,
                         entry: path_of(entry),
                     },

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 
-use crate::options::Limits;
+use crate::options::{Limit, Limits};
 use crate::report::EntryKind;
 use crate::wire::{WireError, WireReport};
 
@@ -109,14 +109,14 @@ pub(crate) fn run<R: Read>(
         if over_budget.get() {
             // Tripped before the entry's own header was read: no name yet.
             WireError::Limit {
-                limit: "max_extension_size".into(),
-                value: limits.max_extension_size,
+                limit: Limit::MaxExtensionSize,
+                value: limits.get(Limit::MaxExtensionSize),
                 entry: Vec::new(),
             }
         } else if ratio_exceeded.load(Ordering::Relaxed) {
             WireError::Limit {
-                limit: "max_compression_ratio".into(),
-                value: limits.max_compression_ratio,
+                limit: Limit::MaxCompressionRatio,
+                value: limits.get(Limit::MaxCompressionRatio),
                 entry: entry.to_vec(),
             }
         } else {
@@ -126,9 +126,9 @@ pub(crate) fn run<R: Read>(
             }
         }
     };
-    let limit = |limit: &str, value: u64, entry: &[u8]| WireError::Limit {
-        limit: limit.into(),
-        value,
+    let limit = |limit: Limit, entry: &[u8]| WireError::Limit {
+        limit,
+        value: limits.get(limit),
         entry: entry.to_vec(),
     };
     let mut entries = archive.entries().map_err(|e| read_error(&e, b""))?;
@@ -188,24 +188,20 @@ pub(crate) fn run<R: Read>(
         }
         let extensions = found.size;
         if extensions > limits.max_extension_size {
-            return Err(limit(
-                "max_extension_size",
-                limits.max_extension_size,
-                &raw_path,
-            ));
+            return Err(limit(Limit::MaxExtensionSize, &raw_path));
         }
         count += 1;
         if count > limits.max_entries {
-            return Err(limit("max_entries", limits.max_entries, &raw_path));
+            return Err(limit(Limit::MaxEntries, &raw_path));
         }
         let size = entry.size();
         layer_size = layer_size.saturating_add(size);
         if size > limits.max_entry_size {
-            return Err(limit("max_entry_size", limits.max_entry_size, &raw_path));
+            return Err(limit(Limit::MaxEntrySize, &raw_path));
         }
         total = total.saturating_add(size);
         if total > limits.max_total_size {
-            return Err(limit("max_total_size", limits.max_total_size, &raw_path));
+            return Err(limit(Limit::MaxTotalSize, &raw_path));
         }
         let entry_type = entry.header().entry_type();
         if entry_type.is_pax_local_extensions()
@@ -238,11 +234,7 @@ pub(crate) fn run<R: Read>(
         }
         if entry_type.is_pax_global_extensions() {
             if size > limits.max_extension_size {
-                return Err(limit(
-                    "max_extension_size",
-                    limits.max_extension_size,
-                    &raw_path,
-                ));
+                return Err(limit(Limit::MaxExtensionSize, &raw_path));
             }
             // A PAX or GNU extension header before a global header: the `tar`
             // crate attaches it to the global header, GNU tar to the next member.
@@ -291,11 +283,11 @@ pub(crate) fn run<R: Read>(
         };
         if let Some(real) = meta.sparse.as_ref().map(|s| s.real_size) {
             if real > limits.max_entry_size {
-                return Err(limit("max_entry_size", limits.max_entry_size, &raw_path));
+                return Err(limit(Limit::MaxEntrySize, &raw_path));
             }
             total = total.saturating_add(real.saturating_sub(size));
             if total > limits.max_total_size {
-                return Err(limit("max_total_size", limits.max_total_size, &raw_path));
+                return Err(limit(Limit::MaxTotalSize, &raw_path));
             }
         }
         if applier.layer_mode() {
@@ -308,11 +300,11 @@ pub(crate) fn run<R: Read>(
         // The limits apply to the name as it will be used, however long.
         if let Ok(path) = apply::normalize_lexically(&raw_path) {
             if path.len() as u64 > limits.max_path_length {
-                return Err(limit("max_path_length", limits.max_path_length, &raw_path));
+                return Err(limit(Limit::MaxPathLength, &raw_path));
             }
             let depth = path.split(|b| *b == b'/').count() as u64;
             if depth > limits.max_path_depth {
-                return Err(limit("max_path_depth", limits.max_path_depth, &raw_path));
+                return Err(limit(Limit::MaxPathDepth, &raw_path));
             }
         }
         let applied = match old_gnu_map {
