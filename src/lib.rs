@@ -231,6 +231,8 @@
 //!   [`SandboxBuilder::warm_workers`]), each about 1 MiB. Create one sandbox and
 //!   share it. Dropping the last clone stops the zygote and its idle workers.
 #![deny(missing_docs)]
+// `unsafe` lives in one module, `sys`, each block with its reason.
+#![deny(unsafe_code)]
 
 mod caller;
 mod error;
@@ -239,6 +241,7 @@ pub mod fuzzing;
 mod mode;
 mod options;
 mod report;
+#[allow(unsafe_code)]
 mod sys;
 mod wire;
 mod worker;

@@ -6,8 +6,8 @@
 //! also cannot enter a user namespace (`unshare(CLONE_NEWUSER)` fails with `EINVAL`
 //! in a multi-threaded process). So [`Sandbox::new`](crate::Sandbox::new) re-executes
 //! the current executable (`/proc/self/exe`) with the `SANDTAR_ZYGOTE` variable set
-//! and a `SOCK_SEQPACKET` control socket as standard input. The hook below runs
-//! from `.init_array`, before `main` and before anything else in that process, sees
+//! and a `SOCK_SEQPACKET` control socket as standard input. The start-up hook
+//! (`sys::startup`) runs from `.init_array`, before `main` and before anything else in that process, sees
 //! the variable and becomes the zygote; it never returns to `main`. This works the
 //! same in the user's binaries, in examples and in `cargo test` binaries, with no
 //! code in their `main`.
@@ -28,41 +28,20 @@ use crate::wire::{
     decode, encode_message, IdMapping, ZygoteMsg, ZygoteRequest, MAX_CONTROL_MESSAGE,
 };
 
-/// The environment variable that turns a process into a zygote.
-pub(crate) const MARKER: &std::ffi::CStr = c"SANDTAR_ZYGOTE";
-/// Its name as a Rust string, for `Command::env`.
+/// The environment variable that turns a process into a zygote (read by the
+/// start-up hook in [`sys::startup`]), as a Rust string for `Command::env`.
 pub(crate) const MARKER_NAME: &str = "SANDTAR_ZYGOTE";
-
-/// Runs [`zygote_hook`] before `main` in every executable that links sandtar.
-/// [`Sandbox::new`](crate::Sandbox::new) refers to it so the linker keeps it.
-#[used]
-#[link_section = ".init_array"]
-pub(crate) static ZYGOTE_HOOK: extern "C" fn() = zygote_hook;
-
-extern "C" fn zygote_hook() {
-    if !sys::env_is_set(MARKER) {
-        return;
-    }
-    sys::env_remove(MARKER);
-    let control = sys::borrow_raw(0);
-    // Only a process started by Sandbox::new has its control socket on stdin; a
-    // stray variable in someone's environment must not hijack their program.
-    if !sys::is_seqpacket_socket(control) {
-        return;
-    }
-    sys::ignore_sigpipe();
-    let code = std::panic::catch_unwind(|| serve(control)).unwrap_or(101);
-    sys::exit_now(code)
-}
+pub(crate) use sys::startup::ZYGOTE_HOOK;
 
 fn send(control: BorrowedFd<'_>, msg: &ZygoteMsg) -> io::Result<()> {
     sys::send_with_fds(control, &encode_message(msg), &[]).map(drop)
 }
 
-/// The zygote's life: enter the sandbox mode, then fork workers on request until
-/// the driver closes the control socket.
-fn serve(control: BorrowedFd<'static>) -> i32 {
-    let mode = match enter_mode(control) {
+/// The zygote's life, called by the start-up hook before `main`: enter the
+/// sandbox mode, then fork workers on request until the driver closes the
+/// control socket.
+pub(crate) fn serve(control: BorrowedFd<'static>, single: sys::SingleThreaded) -> i32 {
+    let mode = match enter_mode(control, &single) {
         Ok(mode) => mode,
         Err(reason) => {
             let _ = send(control, &ZygoteMsg::Fatal(reason));
@@ -77,7 +56,7 @@ fn serve(control: BorrowedFd<'static>) -> i32 {
         match receive(control, &mut buf) {
             Ok(Some(ZygoteRequest::Spawn(count))) => {
                 for _ in 0..count.min(1024) {
-                    if spawn_worker(control, mode).is_err() {
+                    if spawn_worker(control, mode, &single).is_err() {
                         return 1;
                     }
                 }
@@ -108,15 +87,16 @@ fn receive(control: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<ZygoteR
 /// namespace where they are root. Its id maps are written by the driver
 /// (`newuidmap`/`newgidmap`, which must act from outside the namespace), or here:
 /// the caller's own uid and gid mapped to 0.
-fn enter_mode(control: BorrowedFd<'_>) -> Result<SandboxMode, String> {
+fn enter_mode(
+    control: BorrowedFd<'_>,
+    single: &sys::SingleThreaded,
+) -> Result<SandboxMode, String> {
     if sys::has_cap_sys_admin() {
         return Ok(SandboxMode::Privileged);
     }
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
-    // SAFETY: unshare is unsafe only for flags that split state Rust relies on
-    // (CLONE_FILES, CLONE_FS); we unshare only the user namespace, single-threaded.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWUSER) }
+    sys::unshare_user_namespace(single)
         .map_err(|e| format!("unshare(CLONE_NEWUSER) failed: {e} (unprivileged user namespaces are disabled, and the process is not root)"))?;
     send(control, &ZygoteMsg::Unshared).map_err(|e| format!("control socket: {e}"))?;
     let mut buf = [0u8; MAX_CONTROL_MESSAGE];
@@ -147,16 +127,19 @@ fn enter_mode(control: BorrowedFd<'_>) -> Result<SandboxMode, String> {
 }
 
 /// Forks one warm worker and hands its pidfd and socket to the driver.
-fn spawn_worker(control: BorrowedFd<'_>, mode: SandboxMode) -> io::Result<()> {
+fn spawn_worker(
+    control: BorrowedFd<'_>,
+    mode: SandboxMode,
+    single: &sys::SingleThreaded,
+) -> io::Result<()> {
     let (driver_end, worker_end) = socketpair(
         AddressFamily::UNIX,
         SocketType::STREAM,
         SocketFlags::CLOEXEC,
         None,
     )?;
-    // SAFETY: the zygote is single-threaded (it runs before main and starts no thread).
-    match unsafe { sys::clone_worker() } {
-        Ok(sys::Forked::Child) => {
+    match sys::clone_worker(single) {
+        Ok(sys::Forked::Child(_)) => {
             drop(driver_end);
             crate::worker::run(worker_end, mode)
         }

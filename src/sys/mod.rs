@@ -1,0 +1,27 @@
+//! The system calls that need `unsafe`: the one module of the crate where it is
+//! allowed (the crate root denies `unsafe_code` everywhere else).
+//!
+//! Every `unsafe` block says why it is sound in a `// SAFETY:` comment. Where
+//! soundness depends on the caller, the function says so: it is an `unsafe fn`
+//! with a `# Safety` section, or it takes a [`SingleThreaded`] proof, which only
+//! the zygote's start-up hook and a fork from it can make.
+//!
+//! By process: [`startup`] (before `main`: becoming the zygote), [`process`]
+//! (the zygote forks workers and enters a user namespace; zygote and worker end
+//! at once), [`fds`] (the worker's descriptor table), [`socket`] (descriptors
+//! over Unix sockets: all three; tokio registration: the caller), [`users`]
+//! (NSS look-ups: the caller).
+
+pub(crate) mod fds;
+pub(crate) mod process;
+pub(crate) mod socket;
+pub(crate) mod startup;
+pub(crate) mod users;
+
+pub(crate) use fds::{close_other_fds, replace_stdio_with_null};
+pub(crate) use process::{
+    clone_worker, exit_now, has_cap_sys_admin, unshare_user_namespace, Forked,
+};
+pub(crate) use socket::{async_fd, recv_with_fds, send_with_fds};
+pub(crate) use startup::SingleThreaded;
+pub(crate) use users::user_entry;
