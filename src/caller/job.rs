@@ -10,11 +10,10 @@
 //! reader needs no `'static` or `Send` bound.
 
 use std::collections::VecDeque;
-use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -32,8 +31,8 @@ use crate::report::{EntryKind, EntryReport, Outcome, Summary};
 use crate::sys;
 use crate::wire::MAX_BATCH_ENTRIES;
 use crate::wire::{
-    decode, encode_frame, frame_at, JobHeader, WireError, WireReport, WorkerMsg, HEADER_MAGIC,
-    MAX_REPORTED_PATH, MAX_WORKER_FRAME,
+    decode, encode_frame, frame_at, untrusted_path, untrusted_text, JobHeader, WireError,
+    WireReport, WorkerMsg, HEADER_MAGIC, MAX_REPORTED_PATH, MAX_WORKER_FRAME,
 };
 
 /// Bytes read from the caller's reader at a time.
@@ -252,9 +251,7 @@ pub(crate) async fn expect_warm(arrival: Arrival) -> Result<Warm> {
     let mut inbox = Vec::new();
     match read_message(&mut socket, &mut inbox).await? {
         Some(WorkerMsg::Warm) => Ok(Warm { worker, socket }),
-        Some(WorkerMsg::Failed(WireError::Confinement(reason))) => {
-            Err(Error::ConfinementUnavailable { reason })
-        }
+        Some(WorkerMsg::Failed(error @ WireError::Confinement(_))) => Err(error.into()),
         Some(other) => Err(Error::Protocol(format!(
             "expected Warm, got {}",
             msg_name(&other)
@@ -285,10 +282,7 @@ async fn confine(mut warm: Warm, header: &JobHeader, dir: &File) -> Result<Warm>
         Some(WorkerMsg::Failed(WireError::DestinationChanged)) => Err(Error::DestinationChanged {
             path: PathBuf::new(),
         }),
-        Some(WorkerMsg::Failed(WireError::Confinement(reason))) => {
-            Err(Error::ConfinementUnavailable { reason })
-        }
-        Some(WorkerMsg::Failed(other)) => Err(Error::Worker(format!("{other:?}"))),
+        Some(WorkerMsg::Failed(error)) => Err(error.into()),
         Some(other) => Err(Error::Protocol(format!(
             "expected Confined, got {}",
             msg_name(&other)
@@ -595,10 +589,10 @@ impl<R: AsyncRead + Unpin> Job<R> {
                     self.counts.written = self.counts.written.saturating_sub(1);
                     self.counts.failed += 1;
                     self.queue.push_back(EntryReport {
-                        path: path_of(path),
+                        path: untrusted_path(path),
                         kind: EntryKind::Directory,
                         size: 0,
-                        outcome: Outcome::Failed(text(message)),
+                        outcome: Outcome::Failed(untrusted_text(message)),
                     });
                 }
             }
@@ -655,39 +649,7 @@ impl<R: AsyncRead + Unpin> Job<R> {
                     layer_size: totals.layer_size,
                 }));
             }
-            WorkerMsg::Failed(error) => {
-                let error = match error {
-                    WireError::Malformed { offset, message } => Error::MalformedArchive {
-                        offset,
-                        message: text(message),
-                    },
-                    WireError::Write { entry, message } => Error::Write {
-                        entry: path_of(entry),
-                        message: text(message),
-                    },
-                    WireError::Confinement(reason) => Error::ConfinementUnavailable {
-                        reason: text(reason),
-                    },
-                    WireError::DestinationChanged => Error::DestinationChanged {
-                        path: PathBuf::new(),
-                    },
-                    WireError::Limit {
-                        limit,
-                        value,
-                        entry,
-                    } => Error::LimitExceeded {
-                        limit: text(limit),
-                        value,
-                        entry: path_of(entry),
-                    },
-                    WireError::Unmapped { entry, message } => Error::UnmappedId {
-                        entry: path_of(entry),
-                        message: text(message),
-                    },
-                    WireError::Internal(message) => Error::Worker(text(message)),
-                };
-                self.fail(error);
-            }
+            WorkerMsg::Failed(error) => self.fail(error.into()),
             other => self.fail(Error::Protocol(format!(
                 "unexpected {} during a job",
                 msg_name(&other)
@@ -711,7 +673,7 @@ impl<R: AsyncRead + Unpin> Job<R> {
             Outcome::Failed(_) => c.failed += 1,
         }
         let outcome = match report.outcome {
-            Outcome::Failed(message) => Outcome::Failed(text(message)),
+            Outcome::Failed(message) => Outcome::Failed(untrusted_text(message)),
             other => other,
         };
         tracing::trace!(
@@ -723,7 +685,7 @@ impl<R: AsyncRead + Unpin> Job<R> {
             "entry"
         );
         self.queue.push_back(EntryReport {
-            path: path_of(report.path),
+            path: untrusted_path(report.path),
             kind: report.kind,
             size: report.size,
             outcome,
@@ -743,32 +705,6 @@ pub(crate) fn check_report(report: &WireReport) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// A message from the worker made safe to log: control characters (which an
-/// archive can smuggle into parser errors) escaped, and at most 1 KiB kept.
-fn text(message: String) -> String {
-    const MAX: usize = 1024;
-    if message.len() <= MAX && !message.chars().any(char::is_control) {
-        return message;
-    }
-    let mut out = String::with_capacity(message.len().min(MAX) + 8);
-    for c in message.chars() {
-        if out.len() >= MAX {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn path_of(bytes: Vec<u8>) -> PathBuf {
-    PathBuf::from(OsString::from_vec(bytes))
 }
 
 impl<R> Drop for Job<R> {
@@ -834,13 +770,6 @@ mod tests {
             size: 1,
             outcome: Outcome::Written,
         }
-    }
-
-    #[test]
-    fn worker_text_is_made_safe_to_log() {
-        assert_eq!(text("plain".into()), "plain");
-        assert_eq!(text("a\nb\x1b[31m".into()), "a\\nb\\u{1b}[31m");
-        assert!(text("x".repeat(5000)).chars().count() <= 1025);
     }
 
     #[tokio::test]
