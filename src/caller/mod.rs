@@ -3,8 +3,9 @@
 //! the job driver (its pump and its frame reader), the worker processes seen
 //! from outside, and subordinate ids.
 //!
-//! Dependencies point one way: `sandbox` → `start` → `pool` → `zygote_conn`,
-//! and `start` → `job` → `pump`, `frames`.
+//! Dependencies point one way: `sandbox` → `start` → `job` → `pump`, `frames`;
+//! `start` → `pool` → `zygote_conn`. The pool knows nothing of jobs (a job only
+//! takes its [`Warm`](pool::Warm) worker from it).
 
 pub(crate) mod child;
 pub(crate) mod frames;

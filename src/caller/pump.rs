@@ -13,12 +13,17 @@ use crate::error::{Error, Result};
 /// Bytes read from the caller's reader at a time.
 const PUMP_BUFFER: usize = 256 * 1024;
 
+/// One buffer of the archive in flight (memory stays bounded whatever the
+/// archive's size), and how far the archive got.
 #[derive(Debug)]
 pub(crate) struct Pump {
     buf: Box<[u8]>,
+    /// `buf[start..end]` is read and not yet sent.
     start: usize,
     end: usize,
+    /// The caller's reader reached its end.
     reader_done: bool,
+    /// The socket's write side is shut: the worker saw the end of the archive.
     shut: bool,
     /// The worker stopped reading (it failed or died; its frames say why).
     broken: bool,
