@@ -147,6 +147,76 @@ impl WireError {
     }
 }
 
+impl From<WireError> for crate::Error {
+    /// A worker's failure as the caller's error, its texts made safe to log.
+    ///
+    /// The wire does not name the destination: a `DestinationChanged` gets an
+    /// empty path here; the start of a job, which knows the path, builds that
+    /// error itself.
+    fn from(error: WireError) -> Self {
+        use crate::Error;
+        match error {
+            WireError::Malformed { offset, message } => Error::MalformedArchive {
+                offset,
+                message: untrusted_text(message),
+            },
+            WireError::Write { entry, message } => Error::Write {
+                entry: untrusted_path(entry),
+                message: untrusted_text(message),
+            },
+            WireError::Confinement(reason) => Error::ConfinementUnavailable {
+                reason: untrusted_text(reason),
+            },
+            WireError::DestinationChanged => Error::DestinationChanged {
+                path: std::path::PathBuf::new(),
+            },
+            WireError::Limit {
+                limit,
+                value,
+                entry,
+            } => Error::LimitExceeded {
+                limit,
+                value,
+                entry: untrusted_path(entry),
+            },
+            WireError::Unmapped { entry, message } => Error::UnmappedId {
+                entry: untrusted_path(entry),
+                message: untrusted_text(message),
+            },
+            WireError::Internal(message) => Error::Worker(untrusted_text(message)),
+        }
+    }
+}
+
+/// A message from the (untrusted) worker made safe to log: control characters
+/// (which an archive can smuggle into parser errors) escaped, and at most 1 KiB
+/// kept.
+pub(crate) fn untrusted_text(message: String) -> String {
+    const MAX: usize = 1024;
+    if message.len() <= MAX && !message.chars().any(char::is_control) {
+        return message;
+    }
+    let mut out = String::with_capacity(message.len().min(MAX) + 8);
+    for c in message.chars() {
+        if out.len() >= MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A path from the wire (raw bytes) as the caller's path.
+pub(crate) fn untrusted_path(bytes: Vec<u8>) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    std::path::PathBuf::from(std::ffi::OsString::from_vec(bytes))
+}
+
 /// Worker → driver messages on the job socket.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum WorkerMsg {
@@ -261,6 +331,13 @@ mod tests {
         assert_eq!(frame_at(&[1, 2], 100).unwrap(), None);
         let huge = (u32::MAX).to_le_bytes();
         assert!(frame_at(&huge, MAX_WORKER_FRAME).is_err());
+    }
+
+    #[test]
+    fn worker_text_is_made_safe_to_log() {
+        assert_eq!(untrusted_text("plain".into()), "plain");
+        assert_eq!(untrusted_text("a\nb\x1b[31m".into()), "a\\nb\\u{1b}[31m");
+        assert!(untrusted_text("x".repeat(5000)).chars().count() <= 1025);
     }
 
     #[test]

@@ -10,34 +10,28 @@
 //! reader needs no `'static` or `Send` bound.
 
 use std::collections::VecDeque;
-use std::ffi::OsString;
-use std::fs::File;
-use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
+use tokio::io::{AsyncRead, Interest};
 use tokio::net::UnixStream;
 
-use crate::caller::sandbox::{Arrival, Inner, Warm};
+use crate::caller::child::Worker;
+use crate::caller::frames::{self, Frames};
+use crate::caller::pool::Warm;
+use crate::caller::pump::Pump;
 use crate::error::{Error, Result};
-use crate::options::{Compression, Options};
+use crate::options::Compression;
 use crate::report::{EntryKind, EntryReport, Outcome, Summary};
 use crate::sys;
-use crate::wire::MAX_BATCH_ENTRIES;
 use crate::wire::{
-    decode, encode_frame, frame_at, JobHeader, WireError, WireReport, WorkerMsg, HEADER_MAGIC,
-    MAX_REPORTED_PATH, MAX_WORKER_FRAME,
+    untrusted_path, untrusted_text, WireReport, WorkerMsg, WorkerTotals, MAX_BATCH_ENTRIES,
+    MAX_REPORTED_PATH,
 };
 
-/// Bytes read from the caller's reader at a time.
-const PUMP_BUFFER: usize = 256 * 1024;
 /// Socket send buffer asked for (the kernel doubles it, and caps it at
 /// `net.core.wmem_max`).
 const SEND_BUFFER: usize = 1024 * 1024;
@@ -65,10 +59,10 @@ const SEND_BUFFER: usize = 1024 * 1024;
 pub struct Job<R> {
     reader: R,
     socket: UnixStream,
-    worker: crate::caller::child::Worker,
+    worker: Worker,
     exit: Option<AsyncFd<OwnedFd>>,
     pump: Pump,
-    inbox: Vec<u8>,
+    frames: Frames,
     queue: VecDeque<EntryReport>,
     counts: Counts,
     state: State,
@@ -76,18 +70,6 @@ pub struct Job<R> {
     span: tracing::Span,
     /// From the options: checked against the worker's digest.
     expected_diff_id: Option<String>,
-}
-
-#[derive(Debug)]
-struct Pump {
-    buf: Box<[u8]>,
-    start: usize,
-    end: usize,
-    reader_done: bool,
-    shut: bool,
-    /// The worker stopped reading (it failed or died; its frames say why).
-    broken: bool,
-    bytes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -113,70 +95,15 @@ enum State {
     Taken,
 }
 
-/// Opens the destination, hands it to a warm worker, waits until the worker is
-/// confined, and returns the job.
-pub(crate) async fn start<R: AsyncRead + Unpin>(
-    inner: &Inner,
-    reader: R,
-    dest: &Path,
-    options: &Options,
-) -> Result<Job<R>> {
-    let started = Instant::now();
-    static JOB_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let id = JOB_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let span = tracing::info_span!(
-        "sandtar_job",
-        id,
-        dest = %dest.display(),
-        worker_pid = tracing::field::Empty
-    );
-    let result = start_in(inner, reader, dest, options, started, span.clone()).await;
-    if let Err(e) = &result {
-        tracing::warn!(parent: &span, error = %e, "job could not start");
-    }
-    result
-}
-
-async fn start_in<R: AsyncRead + Unpin>(
-    inner: &Inner,
-    reader: R,
-    dest: &Path,
-    options: &Options,
-    started: Instant,
-    span: tracing::Span,
-) -> Result<Job<R>> {
-    let (dir, canonical) = open_destination(dest)?;
-    let header = JobHeader {
-        dest: canonical.as_os_str().as_bytes().to_vec(),
-        options: options.clone(),
-    };
-    let warm = inner.warm_worker().await?;
-    let warm = match confine(warm, &header, &dir).await {
-        Err(Error::DestinationChanged { .. }) => {
-            // This worker may predate a mount: try once with a new one.
-            tracing::debug!(parent: &span, "destination not seen by a warm worker; retrying on a fresh one");
-            let fresh = inner.fresh_worker().await?;
-            confine(fresh, &header, &dir).await
-        }
-        other => other,
-    };
-    let warm = warm.map_err(|e| match e {
-        Error::DestinationChanged { .. } => Error::DestinationChanged {
-            path: dest.to_path_buf(),
-        },
-        e => e,
-    })?;
-    span.record("worker_pid", warm.worker.pid);
-    tracing::debug!(parent: &span, compression = options.compression.name(), "worker confined");
-    let mut job = Job::new(reader, warm, started);
-    job.span = span;
-    job.expected_diff_id = options.expected_diff_id.clone();
-    Ok(job)
-}
-
 impl<R> Job<R> {
     /// A job driving `warm`'s worker, which is confined and waits for bytes.
-    fn new(reader: R, warm: Warm, started: Instant) -> Self {
+    pub(crate) fn new(
+        reader: R,
+        warm: Warm,
+        started: Instant,
+        span: tracing::Span,
+        expected_diff_id: Option<String>,
+    ) -> Self {
         // More of the archive in flight: fewer wake-ups of the worker and of this
         // task per byte (best effort: the kernel caps it at `wmem_max`).
         let _ = rustix::net::sockopt::set_socket_send_buffer_size(&warm.socket, SEND_BUFFER);
@@ -190,164 +117,22 @@ impl<R> Job<R> {
             socket: warm.socket,
             worker: warm.worker,
             exit,
-            pump: Pump {
-                buf: vec![0; PUMP_BUFFER].into_boxed_slice(),
-                start: 0,
-                end: 0,
-                reader_done: false,
-                shut: false,
-                broken: false,
-                bytes: 0,
-            },
-            inbox: Vec::with_capacity(64 * 1024),
+            pump: Pump::new(),
+            frames: Frames::with_buffer(),
             queue: VecDeque::new(),
             counts: Counts::default(),
             state: State::Running,
             started,
-            span: tracing::Span::none(),
-            expected_diff_id: None,
+            span,
+            expected_diff_id,
         }
-    }
-}
-
-/// Opens `dest` as a directory and finds its absolute path.
-fn open_destination(dest: &Path) -> Result<(File, PathBuf)> {
-    let problem = |problem: String| Error::Destination {
-        path: dest.to_path_buf(),
-        problem,
-    };
-    let dir = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(dest)
-        .map_err(|e| {
-            problem(match e.raw_os_error() {
-                Some(libc::ENOENT) => "does not exist".into(),
-                Some(libc::ENOTDIR) => "is not a directory".into(),
-                Some(libc::EACCES) => "cannot be opened: permission denied".into(),
-                _ => format!("cannot be opened: {e}"),
-            })
-        })?;
-    let stat = rustix::fs::fstatvfs(&dir).map_err(|e| problem(format!("statvfs failed: {e}")))?;
-    if stat.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
-        return Err(problem("is on a read-only filesystem".into()));
-    }
-    let link = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
-        .or_else(|_| std::fs::canonicalize(dest))
-        .map_err(|e| problem(format!("cannot resolve its absolute path: {e}")))?;
-    if link.as_os_str().as_bytes().ends_with(b" (deleted)") {
-        return Err(problem("was deleted".into()));
-    }
-    Ok((dir, link))
-}
-
-/// Reads the `Warm` message a new worker sends once it is set up.
-pub(crate) async fn expect_warm(arrival: Arrival) -> Result<Warm> {
-    let Arrival { worker, socket, .. } = arrival;
-    let std_socket = std::os::unix::net::UnixStream::from(socket);
-    std_socket
-        .set_nonblocking(true)
-        .map_err(|e| Error::io("worker socket", e))?;
-    let mut socket = UnixStream::from_std(std_socket).map_err(|e| Error::io("worker socket", e))?;
-    let mut inbox = Vec::new();
-    match read_message(&mut socket, &mut inbox).await? {
-        Some(WorkerMsg::Warm) => Ok(Warm { worker, socket }),
-        Some(WorkerMsg::Failed(WireError::Confinement(reason))) => {
-            Err(Error::ConfinementUnavailable { reason })
-        }
-        Some(other) => Err(Error::Protocol(format!(
-            "expected Warm, got {}",
-            msg_name(&other)
-        ))),
-        None => Err(died(worker).await),
-    }
-}
-
-/// Sends the job header with the destination's descriptor and waits until the
-/// worker is confined.
-async fn confine(mut warm: Warm, header: &JobHeader, dir: &File) -> Result<Warm> {
-    let mut message = HEADER_MAGIC.to_vec();
-    message.extend_from_slice(&encode_frame(header));
-    let sent = warm
-        .socket
-        .async_io(Interest::WRITABLE, || {
-            sys::send_with_fds(warm.socket.as_fd(), &message, &[dir.as_fd()])
-        })
-        .await
-        .map_err(|e| Error::io("sending the job", e))?;
-    warm.socket
-        .write_all(&message[sent..])
-        .await
-        .map_err(|e| Error::io("sending the job", e))?;
-    let mut inbox = Vec::new();
-    match read_message(&mut warm.socket, &mut inbox).await? {
-        Some(WorkerMsg::Confined) if inbox.is_empty() => Ok(warm),
-        Some(WorkerMsg::Failed(WireError::DestinationChanged)) => Err(Error::DestinationChanged {
-            path: PathBuf::new(),
-        }),
-        Some(WorkerMsg::Failed(WireError::Confinement(reason))) => {
-            Err(Error::ConfinementUnavailable { reason })
-        }
-        Some(WorkerMsg::Failed(other)) => Err(Error::Worker(format!("{other:?}"))),
-        Some(other) => Err(Error::Protocol(format!(
-            "expected Confined, got {}",
-            msg_name(&other)
-        ))),
-        None => Err(died(warm.worker).await),
-    }
-}
-
-/// Waits for a worker that closed its socket to exit, and says how it ended.
-async fn died(mut worker: crate::caller::child::Worker) -> Error {
-    worker.kill();
-    let pid = worker.pid;
-    if let Some(fd) = worker.pidfd().and_then(|fd| fd.try_clone().ok()) {
-        if let Ok(fd) = sys::async_fd(fd, Interest::READABLE) {
-            let _ = fd.readable().await;
-        }
-    }
-    let how = worker
-        .try_reap()
-        .unwrap_or_else(|| "closed its socket".into());
-    Error::WorkerDied { pid, how }
-}
-
-/// Reads one frame outside a job's poll loop (during set-up).
-async fn read_message(socket: &mut UnixStream, inbox: &mut Vec<u8>) -> Result<Option<WorkerMsg>> {
-    use tokio::io::AsyncReadExt;
-    loop {
-        if let Some(range) = frame_at(inbox, MAX_WORKER_FRAME).map_err(Error::Protocol)? {
-            let msg = decode::<WorkerMsg>(&inbox[range.clone()]).map_err(Error::Protocol)?;
-            inbox.drain(..range.end);
-            return Ok(Some(msg));
-        }
-        let mut chunk = [0u8; 4096];
-        let n = socket
-            .read(&mut chunk)
-            .await
-            .map_err(|e| Error::io("reading from the worker", e))?;
-        if n == 0 {
-            return Ok(None);
-        }
-        inbox.extend_from_slice(&chunk[..n]);
-    }
-}
-
-fn msg_name(msg: &WorkerMsg) -> &'static str {
-    match msg {
-        WorkerMsg::Warm => "Warm",
-        WorkerMsg::Confined => "Confined",
-        WorkerMsg::Reports(_) => "Reports",
-        WorkerMsg::Corrections(_) => "Corrections",
-        WorkerMsg::Done(_) => "Done",
-        WorkerMsg::Failed(_) => "Failed",
     }
 }
 
 impl<R: AsyncRead + Unpin> Job<R> {
     /// Bytes read from the caller's reader so far (for progress displays).
     pub fn bytes_read(&self) -> u64 {
-        self.pump.bytes
+        self.pump.bytes()
     }
 
     /// The worker's process id (for logs and monitoring).
@@ -384,39 +169,46 @@ impl<R: AsyncRead + Unpin> Job<R> {
             if let Some(report) = self.queue.pop_front() {
                 return Poll::Ready(Some(Ok(report)));
             }
-            match &mut self.state {
-                State::Running => {}
-                State::Dying => {
-                    ready!(self.poll_exit(cx));
-                    continue;
-                }
-                State::Finished { result: Ok(_), .. } | State::Taken => return Poll::Ready(None),
-                State::Finished {
-                    result: Err(e),
-                    error_seen,
-                } => {
-                    if *error_seen {
-                        return Poll::Ready(None);
-                    }
-                    *error_seen = true;
-                    return Poll::Ready(Some(Err(e.clone())));
-                }
+            match self.state {
+                State::Running => ready!(self.poll_worker(cx)),
+                State::Dying => ready!(self.poll_exit(cx)),
+                State::Finished { .. } | State::Taken => return Poll::Ready(self.take_error()),
             }
-            if let Err(e) = self.poll_pump(cx) {
-                self.fail(e);
-                continue;
+        }
+    }
+
+    /// One turn of a running job: pump the archive, then read one frame.
+    fn poll_worker(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Err(e) = self.pump.poll(&mut self.reader, &mut self.socket, cx) {
+            self.fail(e);
+            return Poll::Ready(());
+        }
+        match ready!(self.frames.poll_next(&mut self.socket, cx)) {
+            Ok(Some(msg)) => self.handle(msg),
+            Ok(None) => {
+                // No last message: the worker died or misbehaved. Make sure it
+                // is gone, then say how it ended.
+                self.worker.kill();
+                self.state = State::Dying;
             }
-            match self.poll_frame(cx) {
-                Poll::Ready(Ok(Some(msg))) => self.handle(msg),
-                Poll::Ready(Ok(None)) => {
-                    // No last message: the worker died or misbehaved. Make sure it
-                    // is gone, then say how it ended.
-                    self.worker.kill();
-                    self.state = State::Dying;
-                }
-                Poll::Ready(Err(e)) => self.fail(e),
-                Poll::Pending => return Poll::Pending,
+            Err(e) => self.fail(e),
+        }
+        Poll::Ready(())
+    }
+}
+
+impl<R> Job<R> {
+    /// After the end: the error that ended the job (once), then nothing.
+    fn take_error(&mut self) -> Option<Result<EntryReport>> {
+        match &mut self.state {
+            State::Finished {
+                result: Err(e),
+                error_seen,
+            } if !*error_seen => {
+                *error_seen = true;
+                Some(Err(e.clone()))
             }
+            _ => None,
         }
     }
 
@@ -486,213 +278,94 @@ impl<R: AsyncRead + Unpin> Job<R> {
         self.finish_with(Err(e));
     }
 
-    /// Moves bytes from the caller's reader to the worker until one side would block.
-    fn poll_pump(&mut self, cx: &mut Context<'_>) -> Result<()> {
-        let pump = &mut self.pump;
-        loop {
-            if pump.shut || pump.broken {
-                return Ok(());
-            }
-            if pump.start < pump.end {
-                match Pin::new(&mut self.socket).poll_write(cx, &pump.buf[pump.start..pump.end]) {
-                    Poll::Ready(Ok(n)) => pump.start += n,
-                    Poll::Ready(Err(e))
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-                        ) =>
-                    {
-                        pump.broken = true;
-                    }
-                    Poll::Ready(Err(e)) => return Err(Error::io("writing to the worker", e)),
-                    Poll::Pending => return Ok(()),
-                }
-                continue;
-            }
-            if pump.reader_done {
-                // End of archive: shutdown(SHUT_WR).
-                match Pin::new(&mut self.socket).poll_shutdown(cx) {
-                    Poll::Ready(_) => pump.shut = true,
-                    Poll::Pending => return Ok(()),
-                }
-                continue;
-            }
-            let mut read_buf = ReadBuf::new(&mut pump.buf);
-            match Pin::new(&mut self.reader).poll_read(cx, &mut read_buf) {
-                Poll::Ready(Ok(())) => {
-                    let n = read_buf.filled().len();
-                    if n == 0 {
-                        pump.reader_done = true;
-                    } else {
-                        pump.start = 0;
-                        pump.end = n;
-                        pump.bytes += n as u64;
-                    }
-                }
-                Poll::Ready(Err(e)) => return Err(Error::Read(e.into())),
-                Poll::Pending => return Ok(()),
-            }
-        }
-    }
-
-    /// Reads the next complete frame from the worker.
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<WorkerMsg>>> {
-        loop {
-            if let Some(range) = frame_at(&self.inbox, MAX_WORKER_FRAME).map_err(Error::Protocol)? {
-                let msg = decode::<WorkerMsg>(&self.inbox[range.clone()]).map_err(Error::Protocol);
-                self.inbox.drain(..range.end);
-                return Poll::Ready(msg.map(Some));
-            }
-            let len = self.inbox.len();
-            let want = (len + 64 * 1024).min(MAX_WORKER_FRAME + 4);
-            self.inbox.resize(want, 0);
-            let mut read_buf = ReadBuf::new(&mut self.inbox[len..]);
-            let polled = Pin::new(&mut self.socket).poll_read(cx, &mut read_buf);
-            let n = read_buf.filled().len();
-            self.inbox.truncate(len + n);
-            match polled {
-                Poll::Ready(Ok(())) if n == 0 => return Poll::Ready(Ok(None)),
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
-                    return Poll::Ready(Ok(None))
-                }
-                Poll::Ready(Err(e)) => {
-                    return Poll::Ready(Err(Error::io("reading from the worker", e)))
-                }
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }
-
+    /// Acts on one frame from the worker; a frame out of bounds or out of
+    /// place ends the job.
     fn handle(&mut self, msg: WorkerMsg) {
-        match msg {
-            WorkerMsg::Reports(batch) => {
-                if batch.len() > MAX_BATCH_ENTRIES {
-                    self.fail(Error::Protocol(format!(
-                        "a batch of {} reports",
-                        batch.len()
-                    )));
-                    return;
-                }
-                for report in batch {
-                    if let Err(e) = self.accept(report) {
-                        self.fail(e);
-                        return;
-                    }
-                }
-            }
-            WorkerMsg::Corrections(failures) => {
-                if failures.len() > MAX_BATCH_ENTRIES {
-                    self.fail(Error::Protocol("too many corrections".into()));
-                    return;
-                }
-                for (path, message) in failures {
-                    if path.len() > MAX_REPORTED_PATH || message.len() > MAX_REPORTED_PATH {
-                        self.fail(Error::Protocol("correction too long".into()));
-                        return;
-                    }
-                    // A directory counted as written turns out failed.
-                    self.counts.written = self.counts.written.saturating_sub(1);
-                    self.counts.failed += 1;
-                    self.queue.push_back(EntryReport {
-                        path: path_of(path),
-                        kind: EntryKind::Directory,
-                        size: 0,
-                        outcome: Outcome::Failed(text(message)),
-                    });
-                }
-            }
-            WorkerMsg::Done(totals) => {
-                if !self.pump.reader_done || self.pump.start < self.pump.end {
-                    self.fail(Error::Protocol(
-                        "the worker finished before the archive was sent".into(),
-                    ));
-                    return;
-                }
-                self.worker.finished = true;
-                let diff_id = match totals.diff_id {
-                    None => None,
-                    Some(d)
-                        if d.len() == 71
-                            && d.starts_with("sha256:")
-                            && d[7..].bytes().all(|b| b.is_ascii_hexdigit()) =>
-                    {
-                        Some(d)
-                    }
-                    Some(_) => {
-                        self.fail(Error::Protocol("malformed digest".into()));
-                        return;
-                    }
-                };
-                if let (Some(expected), Some(actual)) = (&self.expected_diff_id, &diff_id) {
-                    if !expected.eq_ignore_ascii_case(actual) {
-                        let error = Error::DigestMismatch {
-                            expected: expected.clone(),
-                            actual: actual.clone(),
-                        };
-                        self.fail(error);
-                        return;
-                    }
-                }
-                let c = &self.counts;
-                let compression = match totals.compression {
-                    Compression::Auto => Compression::None,
-                    c => c,
-                };
-                self.finish_with(Ok(Summary {
-                    entries: c.entries,
-                    written: c.written,
-                    listed: c.listed,
-                    skipped: c.skipped,
-                    rejected: c.rejected,
-                    failed: c.failed,
-                    bytes_written: c.bytes_written,
-                    archive_bytes: self.pump.bytes,
-                    tar_bytes: totals.tar_bytes,
-                    compression,
-                    elapsed: self.started.elapsed(),
-                    diff_id,
-                    layer_size: totals.layer_size,
-                }));
-            }
-            WorkerMsg::Failed(error) => {
-                let error = match error {
-                    WireError::Malformed { offset, message } => Error::MalformedArchive {
-                        offset,
-                        message: text(message),
-                    },
-                    WireError::Write { entry, message } => Error::Write {
-                        entry: path_of(entry),
-                        message: text(message),
-                    },
-                    WireError::Confinement(reason) => Error::ConfinementUnavailable {
-                        reason: text(reason),
-                    },
-                    WireError::DestinationChanged => Error::DestinationChanged {
-                        path: PathBuf::new(),
-                    },
-                    WireError::Limit {
-                        limit,
-                        value,
-                        entry,
-                    } => Error::LimitExceeded {
-                        limit,
-                        value,
-                        entry: path_of(entry),
-                    },
-                    WireError::Unmapped { entry, message } => Error::UnmappedId {
-                        entry: path_of(entry),
-                        message: text(message),
-                    },
-                    WireError::Internal(message) => Error::Worker(text(message)),
-                };
-                self.fail(error);
-            }
-            other => self.fail(Error::Protocol(format!(
+        let handled = match msg {
+            WorkerMsg::Reports(batch) => self.on_reports(batch),
+            WorkerMsg::Corrections(failures) => self.on_corrections(failures),
+            WorkerMsg::Done(totals) => self.on_done(totals),
+            WorkerMsg::Failed(error) => Err(error.into()),
+            other => Err(Error::Protocol(format!(
                 "unexpected {} during a job",
-                msg_name(&other)
+                frames::name(&other)
             ))),
+        };
+        if let Err(e) = handled {
+            self.fail(e);
         }
+    }
+
+    fn on_reports(&mut self, batch: Vec<WireReport>) -> Result<()> {
+        if batch.len() > MAX_BATCH_ENTRIES {
+            return Err(Error::Protocol(format!(
+                "a batch of {} reports",
+                batch.len()
+            )));
+        }
+        batch.into_iter().try_for_each(|report| self.accept(report))
+    }
+
+    /// Directories reported written whose metadata could not be set at the end.
+    fn on_corrections(&mut self, failures: Vec<(Vec<u8>, String)>) -> Result<()> {
+        if failures.len() > MAX_BATCH_ENTRIES {
+            return Err(Error::Protocol("too many corrections".into()));
+        }
+        for (path, message) in failures {
+            if path.len() > MAX_REPORTED_PATH || message.len() > MAX_REPORTED_PATH {
+                return Err(Error::Protocol("correction too long".into()));
+            }
+            // A directory counted as written turns out failed.
+            self.counts.written = self.counts.written.saturating_sub(1);
+            self.counts.failed += 1;
+            self.queue.push_back(EntryReport {
+                path: untrusted_path(path),
+                kind: EntryKind::Directory,
+                size: 0,
+                outcome: Outcome::Failed(untrusted_text(message)),
+            });
+        }
+        Ok(())
+    }
+
+    /// The worker's last message: checks it, then ends the job with the summary.
+    fn on_done(&mut self, totals: WorkerTotals) -> Result<()> {
+        if !self.pump.all_sent() {
+            return Err(Error::Protocol(
+                "the worker finished before the archive was sent".into(),
+            ));
+        }
+        self.worker.finished = true;
+        let diff_id = checked_digest(totals.diff_id)?;
+        if let (Some(expected), Some(actual)) = (&self.expected_diff_id, &diff_id) {
+            if !expected.eq_ignore_ascii_case(actual) {
+                return Err(Error::DigestMismatch {
+                    expected: expected.clone(),
+                    actual: actual.clone(),
+                });
+            }
+        }
+        let c = &self.counts;
+        let compression = match totals.compression {
+            Compression::Auto => Compression::None,
+            c => c,
+        };
+        self.finish_with(Ok(Summary {
+            entries: c.entries,
+            written: c.written,
+            listed: c.listed,
+            skipped: c.skipped,
+            rejected: c.rejected,
+            failed: c.failed,
+            bytes_written: c.bytes_written,
+            archive_bytes: self.pump.bytes(),
+            tar_bytes: totals.tar_bytes,
+            compression,
+            elapsed: self.started.elapsed(),
+            diff_id,
+            layer_size: totals.layer_size,
+        }));
+        Ok(())
     }
 
     /// Validates one report from the (untrusted) worker and queues it.
@@ -711,7 +384,7 @@ impl<R: AsyncRead + Unpin> Job<R> {
             Outcome::Failed(_) => c.failed += 1,
         }
         let outcome = match report.outcome {
-            Outcome::Failed(message) => Outcome::Failed(text(message)),
+            Outcome::Failed(message) => Outcome::Failed(untrusted_text(message)),
             other => other,
         };
         tracing::trace!(
@@ -723,12 +396,27 @@ impl<R: AsyncRead + Unpin> Job<R> {
             "entry"
         );
         self.queue.push_back(EntryReport {
-            path: path_of(report.path),
+            path: untrusted_path(report.path),
             kind: report.kind,
             size: report.size,
             outcome,
         });
         Ok(())
+    }
+}
+
+/// A digest from the worker, if well-formed (`sha256:` and 64 hex digits).
+fn checked_digest(diff_id: Option<String>) -> Result<Option<String>> {
+    match diff_id {
+        None => Ok(None),
+        Some(d)
+            if d.len() == 71
+                && d.starts_with("sha256:")
+                && d[7..].bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Ok(Some(d))
+        }
+        Some(_) => Err(Error::Protocol("malformed digest".into())),
     }
 }
 
@@ -743,32 +431,6 @@ pub(crate) fn check_report(report: &WireReport) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// A message from the worker made safe to log: control characters (which an
-/// archive can smuggle into parser errors) escaped, and at most 1 KiB kept.
-fn text(message: String) -> String {
-    const MAX: usize = 1024;
-    if message.len() <= MAX && !message.chars().any(char::is_control) {
-        return message;
-    }
-    let mut out = String::with_capacity(message.len().min(MAX) + 8);
-    for c in message.chars() {
-        if out.len() >= MAX {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn path_of(bytes: Vec<u8>) -> PathBuf {
-    PathBuf::from(OsString::from_vec(bytes))
 }
 
 impl<R> Drop for Job<R> {
@@ -799,7 +461,7 @@ mod tests {
 
     use super::*;
     use crate::caller::child::Worker;
-    use crate::wire::{WorkerTotals, MAX_BATCH_ENTRIES};
+    use crate::wire::encode_frame;
 
     fn fake_job(archive: &'static [u8]) -> (Job<&'static [u8]>, StdStream, Child) {
         let (ours, theirs) = StdStream::pair().unwrap();
@@ -811,7 +473,8 @@ mod tests {
             worker: Worker::new(stand_in.id(), pidfd),
             socket: UnixStream::from_std(ours).unwrap(),
         };
-        (Job::new(archive, warm, Instant::now()), theirs, stand_in)
+        let job = Job::new(archive, warm, Instant::now(), tracing::Span::none(), None);
+        (job, theirs, stand_in)
     }
 
     async fn finish_within(job: Job<&'static [u8]>) -> Result<Summary> {
@@ -834,13 +497,6 @@ mod tests {
             size: 1,
             outcome: Outcome::Written,
         }
-    }
-
-    #[test]
-    fn worker_text_is_made_safe_to_log() {
-        assert_eq!(text("plain".into()), "plain");
-        assert_eq!(text("a\nb\x1b[31m".into()), "a\\nb\\u{1b}[31m");
-        assert!(text("x".repeat(5000)).chars().count() <= 1025);
     }
 
     #[tokio::test]

@@ -1,8 +1,18 @@
 //! The caller's process: the public face ([`Sandbox`](sandbox::Sandbox)), the
-//! zygote connection and its warm workers, the start of a job, the job driver,
-//! the worker processes seen from outside, and subordinate ids.
+//! pool of warm workers and the zygote connection behind it, the start of a job,
+//! the job driver (its pump and its frame reader), the worker processes seen
+//! from outside, and subordinate ids.
+//!
+//! Dependencies point one way: `sandbox` → `start` → `job` → `pump`, `frames`;
+//! `start` → `pool` → `zygote_conn`. The pool knows nothing of jobs (a job only
+//! takes its [`Warm`](pool::Warm) worker from it).
 
 pub(crate) mod child;
+pub(crate) mod frames;
 pub(crate) mod job;
+pub(crate) mod pool;
+pub(crate) mod pump;
 pub(crate) mod sandbox;
+pub(crate) mod start;
 pub(crate) mod subids;
+pub(crate) mod zygote_conn;

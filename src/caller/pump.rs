@@ -1,0 +1,128 @@
+//! The pump: moves the caller's archive bytes into the worker's socket, one
+//! buffer at a time, then shuts the socket's write side (end of archive).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::UnixStream;
+
+use crate::error::{Error, Result};
+
+/// Bytes read from the caller's reader at a time.
+const PUMP_BUFFER: usize = 256 * 1024;
+
+/// One buffer of the archive in flight (memory stays bounded whatever the
+/// archive's size), and how far the archive got.
+#[derive(Debug)]
+pub(crate) struct Pump {
+    buf: Box<[u8]>,
+    /// `buf[start..end]` is read and not yet sent.
+    start: usize,
+    end: usize,
+    /// The caller's reader reached its end.
+    reader_done: bool,
+    /// The socket's write side is shut: the worker saw the end of the archive.
+    shut: bool,
+    /// The worker stopped reading (it failed or died; its frames say why).
+    broken: bool,
+    bytes: u64,
+}
+
+impl Pump {
+    pub(crate) fn new() -> Self {
+        Pump {
+            buf: vec![0; PUMP_BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            reader_done: false,
+            shut: false,
+            broken: false,
+            bytes: 0,
+        }
+    }
+
+    /// Bytes read from the caller's reader so far.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Whether the whole archive was read and handed to the socket.
+    pub(crate) fn all_sent(&self) -> bool {
+        self.reader_done && self.start == self.end
+    }
+
+    /// Moves bytes from `reader` to `socket` until one side would block.
+    pub(crate) fn poll<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        socket: &mut UnixStream,
+        cx: &mut Context<'_>,
+    ) -> Result<()> {
+        loop {
+            if self.shut || self.broken {
+                return Ok(());
+            }
+            let progress = if self.start < self.end {
+                self.poll_send(socket, cx)?
+            } else if self.reader_done {
+                // End of archive: shutdown(SHUT_WR).
+                match Pin::new(&mut *socket).poll_shutdown(cx) {
+                    Poll::Ready(_) => {
+                        self.shut = true;
+                        Poll::Ready(())
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            } else {
+                self.poll_fill(reader, cx)?
+            };
+            if progress.is_pending() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Writes buffered bytes to the worker.
+    fn poll_send(&mut self, socket: &mut UnixStream, cx: &mut Context<'_>) -> Result<Poll<()>> {
+        match Pin::new(socket).poll_write(cx, &self.buf[self.start..self.end]) {
+            Poll::Ready(Ok(n)) => self.start += n,
+            Poll::Ready(Err(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                self.broken = true;
+            }
+            Poll::Ready(Err(e)) => return Err(Error::io("writing to the worker", e)),
+            Poll::Pending => return Ok(Poll::Pending),
+        }
+        Ok(Poll::Ready(()))
+    }
+
+    /// Refills the (empty) buffer from the caller's reader.
+    fn poll_fill<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        cx: &mut Context<'_>,
+    ) -> Result<Poll<()>> {
+        let mut read_buf = ReadBuf::new(&mut self.buf);
+        match Pin::new(reader).poll_read(cx, &mut read_buf) {
+            Poll::Ready(Ok(())) => {
+                let n = read_buf.filled().len();
+                if n == 0 {
+                    self.reader_done = true;
+                } else {
+                    self.start = 0;
+                    self.end = n;
+                    self.bytes += n as u64;
+                }
+            }
+            Poll::Ready(Err(e)) => return Err(Error::Read(e.into())),
+            Poll::Pending => return Ok(Poll::Pending),
+        }
+        Ok(Poll::Ready(()))
+    }
+}

@@ -1,0 +1,199 @@
+//! The start of a job: opening the destination, handing it to a warm worker and
+//! waiting until that worker is confined to it (once more on a fresh worker if
+//! a warm one does not see the destination).
+//!
+//! By the time a [`Job`] is returned, any problem with the destination has been
+//! reported and no byte of the archive has been read.
+
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWriteExt, Interest};
+use tokio::net::UnixStream;
+
+use crate::caller::child::Worker;
+use crate::caller::frames::{self, Frames};
+use crate::caller::job::Job;
+use crate::caller::pool::{Pool, Warm};
+use crate::caller::zygote_conn::Arrival;
+use crate::error::{Error, Result};
+use crate::options::Options;
+use crate::sys;
+use crate::wire::{encode_frame, JobHeader, WireError, WorkerMsg, HEADER_MAGIC};
+
+/// Opens the destination, hands it to a warm worker, waits until the worker is
+/// confined, and returns the job.
+pub(crate) async fn start<R: AsyncRead + Unpin>(
+    pool: &Pool,
+    reader: R,
+    dest: &Path,
+    options: &Options,
+) -> Result<Job<R>> {
+    let started = Instant::now();
+    static JOB_IDS: AtomicU64 = AtomicU64::new(1);
+    let id = JOB_IDS.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!(
+        "sandtar_job",
+        id,
+        dest = %dest.display(),
+        worker_pid = tracing::field::Empty
+    );
+    let result = confined_worker(pool, dest, options, &span).await;
+    match result {
+        Ok(warm) => {
+            span.record("worker_pid", warm.worker.pid);
+            tracing::debug!(parent: &span, compression = options.compression.name(), "worker confined");
+            Ok(Job::new(
+                reader,
+                warm,
+                started,
+                span,
+                options.expected_diff_id.clone(),
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(parent: &span, error = %e, "job could not start");
+            Err(e)
+        }
+    }
+}
+
+/// A worker confined to `dest`, waiting for the archive.
+async fn confined_worker(
+    pool: &Pool,
+    dest: &Path,
+    options: &Options,
+    span: &tracing::Span,
+) -> Result<Warm> {
+    let (dir, canonical) = open_destination(dest)?;
+    let header = JobHeader {
+        dest: canonical.as_os_str().as_bytes().to_vec(),
+        options: options.clone(),
+    };
+    let warm = warm_worker(pool).await?;
+    match confine(warm, &header, &dir, dest).await {
+        Err(Error::DestinationChanged { .. }) => {
+            // This worker may predate a mount: try once with a new one.
+            tracing::debug!(parent: span, "destination not seen by a warm worker; retrying on a fresh one");
+            let fresh = fresh_worker(pool).await?;
+            confine(fresh, &header, &dir, dest).await
+        }
+        other => other,
+    }
+}
+
+/// A warm worker: a spare one, or the next from the zygote.
+pub(crate) async fn warm_worker(pool: &Pool) -> Result<Warm> {
+    if let Some(warm) = pool.take_spare() {
+        return Ok(warm);
+    }
+    expect_warm(pool.next_arrival(false).await?).await
+}
+
+/// A warm worker forked after this call: its mount namespace is a copy of the
+/// current one (used when an older worker does not see the destination).
+async fn fresh_worker(pool: &Pool) -> Result<Warm> {
+    pool.drop_spares();
+    expect_warm(pool.next_arrival(true).await?).await
+}
+
+/// Opens `dest` as a directory and finds its absolute path.
+fn open_destination(dest: &Path) -> Result<(File, PathBuf)> {
+    let problem = |problem: String| Error::Destination {
+        path: dest.to_path_buf(),
+        problem,
+    };
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dest)
+        .map_err(|e| {
+            problem(match e.raw_os_error() {
+                Some(libc::ENOENT) => "does not exist".into(),
+                Some(libc::ENOTDIR) => "is not a directory".into(),
+                Some(libc::EACCES) => "cannot be opened: permission denied".into(),
+                _ => format!("cannot be opened: {e}"),
+            })
+        })?;
+    let stat = rustix::fs::fstatvfs(&dir).map_err(|e| problem(format!("statvfs failed: {e}")))?;
+    if stat.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
+        return Err(problem("is on a read-only filesystem".into()));
+    }
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+        .or_else(|_| std::fs::canonicalize(dest))
+        .map_err(|e| problem(format!("cannot resolve its absolute path: {e}")))?;
+    if link.as_os_str().as_bytes().ends_with(b" (deleted)") {
+        return Err(problem("was deleted".into()));
+    }
+    Ok((dir, link))
+}
+
+/// Reads the `Warm` message a new worker sends once it is set up.
+async fn expect_warm(arrival: Arrival) -> Result<Warm> {
+    let Arrival { worker, socket, .. } = arrival;
+    let std_socket = std::os::unix::net::UnixStream::from(socket);
+    std_socket
+        .set_nonblocking(true)
+        .map_err(|e| Error::io("worker socket", e))?;
+    let mut socket = UnixStream::from_std(std_socket).map_err(|e| Error::io("worker socket", e))?;
+    match Frames::new().next(&mut socket).await? {
+        Some(WorkerMsg::Warm) => Ok(Warm { worker, socket }),
+        Some(WorkerMsg::Failed(error @ WireError::Confinement(_))) => Err(error.into()),
+        Some(other) => Err(Error::Protocol(format!(
+            "expected Warm, got {}",
+            frames::name(&other)
+        ))),
+        None => Err(died(worker).await),
+    }
+}
+
+/// Sends the job header with the destination's descriptor and waits until the
+/// worker is confined to `dest`.
+async fn confine(mut warm: Warm, header: &JobHeader, dir: &File, dest: &Path) -> Result<Warm> {
+    let mut message = HEADER_MAGIC.to_vec();
+    message.extend_from_slice(&encode_frame(header));
+    let sent = warm
+        .socket
+        .async_io(Interest::WRITABLE, || {
+            sys::send_with_fds(warm.socket.as_fd(), &message, &[dir.as_fd()])
+        })
+        .await
+        .map_err(|e| Error::io("sending the job", e))?;
+    warm.socket
+        .write_all(&message[sent..])
+        .await
+        .map_err(|e| Error::io("sending the job", e))?;
+    let mut frames = Frames::new();
+    match frames.next(&mut warm.socket).await? {
+        Some(WorkerMsg::Confined) if frames.is_empty() => Ok(warm),
+        Some(WorkerMsg::Failed(WireError::DestinationChanged)) => Err(Error::DestinationChanged {
+            path: dest.to_path_buf(),
+        }),
+        Some(WorkerMsg::Failed(error)) => Err(error.into()),
+        Some(other) => Err(Error::Protocol(format!(
+            "expected Confined, got {}",
+            frames::name(&other)
+        ))),
+        None => Err(died(warm.worker).await),
+    }
+}
+
+/// Waits for a worker that closed its socket to exit, and says how it ended.
+async fn died(mut worker: Worker) -> Error {
+    worker.kill();
+    let pid = worker.pid;
+    if let Some(fd) = worker.pidfd().and_then(|fd| fd.try_clone().ok()) {
+        if let Ok(fd) = sys::async_fd(fd, Interest::READABLE) {
+            let _ = fd.readable().await;
+        }
+    }
+    let how = worker
+        .try_reap()
+        .unwrap_or_else(|| "closed its socket".into());
+    Error::WorkerDied { pid, how }
+}

@@ -1,0 +1,312 @@
+//! The caller's end of the zygote: starting it, its hello (and id maps), the
+//! control messages, workers as they arrive, and shutting it down.
+//!
+//! The control socket is a `SOCK_SEQPACKET` pair: one message per datagram,
+//! each worker arriving as one message with its pidfd and job socket attached.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+use tokio::io::unix::AsyncFd;
+
+use crate::caller::child::{reap_in_background, Reap, Worker};
+use crate::caller::subids::{self, SubordinateIds};
+use crate::error::{Error, Result};
+use crate::mode::SandboxMode;
+use crate::sys;
+use crate::wire::{
+    decode, encode_message, IdMapping, ZygoteMsg, ZygoteRequest, MAX_CONTROL_MESSAGE,
+};
+use crate::zygote;
+
+/// How long the zygote may take to start and say hello.
+const ZYGOTE_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A worker as it arrives from the zygote.
+pub(crate) struct Arrival {
+    pub worker: Worker,
+    pub socket: OwnedFd,
+    /// Position in the zygote's birth order.
+    pub seq: u64,
+}
+
+/// A running zygote and its control socket.
+#[derive(Debug)]
+pub(crate) struct ZygoteConn {
+    control: Option<AsyncFd<OwnedFd>>,
+    child: Option<Child>,
+    /// Workers requested so far (the next requested one's birth number).
+    requested: u64,
+    /// Workers received so far (the next received one's birth number).
+    received: u64,
+}
+
+impl ZygoteConn {
+    /// Re-executes this program as a zygote, waits for its hello and orders
+    /// `warm` workers.
+    pub(crate) async fn start(
+        warm: u32,
+        subids: SubordinateIds,
+    ) -> Result<(ZygoteConn, SandboxMode)> {
+        let (control, child) = spawn()?;
+        let control = sys::async_fd(
+            control,
+            tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE,
+        )
+        .map_err(|e| Error::zygote("registering the control socket", e))?;
+        let mut conn = ZygoteConn {
+            control: Some(control),
+            child: Some(child),
+            requested: 0,
+            received: 0,
+        };
+        let mode = tokio::time::timeout(ZYGOTE_START_TIMEOUT, conn.hello(subids))
+            .await
+            .map_err(|_| {
+                Error::zygote(
+                    "waiting for the zygote",
+                    std::io::ErrorKind::TimedOut.into(),
+                )
+            })??;
+        conn.request(warm).await?;
+        tracing::debug!(
+            zygote_pid = conn.child.as_ref().map(|c| c.id()),
+            ?mode,
+            warm,
+            "zygote started"
+        );
+        Ok((conn, mode))
+    }
+
+    /// Waits for the zygote's hello; first writes the id maps of its user
+    /// namespace if it entered one.
+    async fn hello(&mut self, subids: SubordinateIds) -> Result<SandboxMode> {
+        loop {
+            match self.recv().await? {
+                (ZygoteMsg::Hello(mode), _) => return Ok(mode),
+                (ZygoteMsg::Fatal(reason), _) => {
+                    return Err(Error::ConfinementUnavailable { reason })
+                }
+                (ZygoteMsg::Unshared, _) => {
+                    let mapping = self.map_ids(subids).await?;
+                    self.send(&ZygoteRequest::MapIds(mapping)).await?;
+                }
+                (other, _) => {
+                    return Err(Error::Protocol(format!(
+                        "zygote said {other:?} before hello"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Writes the zygote's id maps with the subordinate-id helpers, or leaves
+    /// them to the zygote (its own ids only).
+    async fn map_ids(&self, subids: SubordinateIds) -> Result<IdMapping> {
+        if subids == SubordinateIds::Never {
+            return Ok(IdMapping::Single);
+        }
+        let pid = self
+            .child
+            .as_ref()
+            .map(|c| c.id())
+            .ok_or_else(zygote_gone)?;
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        let result = tokio::task::spawn_blocking(move || {
+            // Missing helpers or ranges are "not available"; a helper that runs
+            // and fails is an error either way.
+            let plan = subids::plan(uid, gid).map_err(|missing| (false, missing))?;
+            plan.write(pid).map_err(|failed| (true, failed))
+        })
+        .await
+        .map_err(|e| Error::zygote("mapping subordinate ids", std::io::Error::other(e)))?;
+        match result {
+            Ok(mapping) => Ok(mapping),
+            Err((false, missing)) if subids == SubordinateIds::IfAvailable => {
+                tracing::debug!(%missing, "no subordinate ids; mapping the caller only");
+                Ok(IdMapping::Single)
+            }
+            Err((_, reason)) => Err(Error::ConfinementUnavailable {
+                reason: format!("mapping subordinate ids: {reason}"),
+            }),
+        }
+    }
+
+    fn control(&self) -> &AsyncFd<OwnedFd> {
+        self.control
+            .as_ref()
+            .expect("control socket present until drop")
+    }
+
+    /// Receives one message (and its descriptors) from the zygote; an error
+    /// ([`zygote_gone`]) when the zygote has exited.
+    async fn recv(&self) -> Result<(ZygoteMsg, Vec<OwnedFd>)> {
+        let mut buf = [0u8; MAX_CONTROL_MESSAGE];
+        loop {
+            let mut guard = self
+                .control()
+                .readable()
+                .await
+                .map_err(|e| Error::io("zygote socket", e))?;
+            match guard.try_io(|fd| sys::recv_with_fds(fd.get_ref().as_fd(), &mut buf)) {
+                Ok(Ok((0, _))) => return Err(zygote_gone()),
+                Ok(Ok((n, fds))) => {
+                    let msg = decode::<ZygoteMsg>(&buf[..n]).map_err(Error::Protocol)?;
+                    return Ok((msg, fds));
+                }
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Err(zygote_gone())
+                }
+                Ok(Err(e)) => return Err(Error::io("zygote socket", e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Asks the zygote for `count` more workers.
+    pub(crate) async fn request(&mut self, count: u32) -> Result<()> {
+        self.send(&ZygoteRequest::Spawn(count)).await?;
+        self.requested += u64::from(count);
+        Ok(())
+    }
+
+    /// The birth number the next requested worker will have.
+    pub(crate) fn next_requested(&self) -> u64 {
+        self.requested
+    }
+
+    /// Sends one request to the zygote.
+    async fn send(&self, request: &ZygoteRequest) -> Result<()> {
+        let msg = encode_message(request);
+        loop {
+            let mut guard = self
+                .control()
+                .writable()
+                .await
+                .map_err(|e| Error::io("zygote socket", e))?;
+            match guard.try_io(|fd| sys::send_with_fds(fd.get_ref().as_fd(), &msg, &[])) {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    return Err(zygote_gone())
+                }
+                Ok(Err(e)) => return Err(Error::io("zygote socket", e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Receives the next worker the zygote forked, and orders a replacement.
+    pub(crate) async fn take_worker(&mut self) -> Result<Arrival> {
+        let (msg, fds) = self.recv().await?;
+        let (worker, socket) = match worker_of(msg, fds) {
+            Ok(arrived) => arrived,
+            Err(ZygoteMsg::SpawnFailed(reason)) => {
+                self.request(1).await?;
+                return Err(Error::ConfinementUnavailable { reason });
+            }
+            Err(other) => {
+                return Err(Error::Protocol(format!(
+                    "unexpected message from the zygote: {other:?}"
+                )))
+            }
+        };
+        let seq = self.received;
+        self.received += 1;
+        self.request(1).await?;
+        Ok(Arrival {
+            worker,
+            socket,
+            seq,
+        })
+    }
+}
+
+/// The worker a [`ZygoteMsg::Worker`] announces, with its job socket; any other
+/// message (or one without exactly its two descriptors) back as it came.
+fn worker_of(msg: ZygoteMsg, mut fds: Vec<OwnedFd>) -> Result<(Worker, OwnedFd), ZygoteMsg> {
+    match msg {
+        ZygoteMsg::Worker { pid } if fds.len() == 2 => {
+            let socket = fds.pop().expect("two descriptors");
+            let pidfd = fds.pop().expect("two descriptors");
+            Ok((Worker::new(pid, pidfd), socket))
+        }
+        other => Err(other),
+    }
+}
+
+/// Re-executes this program as the zygote, its standard input the far end of
+/// a new control socket; returns our end and the child.
+fn spawn() -> Result<(OwnedFd, Child)> {
+    // Keep the pre-main hook in every executable that uses a sandbox.
+    std::hint::black_box(&zygote::ZYGOTE_HOOK);
+    let (ours, theirs) = socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .map_err(|e| Error::zygote("socketpair", e.into()))?;
+    rustix::io::ioctl_fionbio(&theirs, false).map_err(|e| Error::zygote("socketpair", e.into()))?;
+    let child = Command::new("/proc/self/exe")
+        .arg0("sandtar-zygote")
+        .env(zygote::MARKER_NAME, "1")
+        .stdin(Stdio::from(theirs))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| Error::zygote("re-executing /proc/self/exe", e))?;
+    Ok((ours, child))
+}
+
+/// The error for a zygote that exited.
+pub(crate) fn zygote_gone() -> Error {
+    Error::zygote(
+        "receiving a worker",
+        std::io::Error::other("the zygote process exited"),
+    )
+}
+
+impl Drop for ZygoteConn {
+    fn drop(&mut self) {
+        // Shut down off the caller's thread: tell the zygote to stop (end of its
+        // input), collect every worker it already forked (they are our children),
+        // kill and reap them, then reap the zygote.
+        let control = self.control.take().map(|c| c.into_inner());
+        let zygote = self.child.take();
+        reap_in_background(Reap::Task(Box::new(move || {
+            if let Some(control) = control {
+                drain_workers(control);
+            }
+            if let Some(mut zygote) = zygote {
+                let _ = zygote.kill();
+                let _ = zygote.wait();
+            }
+        })));
+    }
+}
+
+/// Closes our side of the control socket and kills every worker still queued
+/// on it (dropping a [`Worker`] kills and reaps it), until the zygote closes
+/// its side or stays silent for 5 seconds.
+fn drain_workers(control: OwnedFd) {
+    let _ = rustix::io::ioctl_fionbio(&control, false);
+    let _ = rustix::net::shutdown(&control, rustix::net::Shutdown::Write);
+    let _ = rustix::net::sockopt::set_socket_timeout(
+        &control,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(Duration::from_secs(5)),
+    );
+    let mut buf = [0u8; MAX_CONTROL_MESSAGE];
+    while let Ok((n, fds)) = sys::recv_with_fds(control.as_fd(), &mut buf) {
+        if n == 0 {
+            break;
+        }
+        if let Ok(msg) = decode::<ZygoteMsg>(&buf[..n]) {
+            drop(worker_of(msg, fds));
+        }
+    }
+}
