@@ -15,6 +15,7 @@ mod confine;
 mod input;
 mod privileges;
 mod reporter;
+mod seccomp;
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
@@ -60,7 +61,7 @@ fn serve(socket: OwnedFd, mode: SandboxMode) {
         );
         return;
     }
-    let seccomp = match confine::prepare().and_then(|()| privileges::build_seccomp()) {
+    let seccomp = match confine::prepare().and_then(|()| seccomp::build()) {
         Ok(program) => program,
         Err(reason) => {
             let _ = send(
@@ -186,7 +187,7 @@ fn extract(
     // Both threads exist (the decoder since the worker was warm): filter them
     // together before the first byte of the archive is read.
     decoder.ready().map_err(WireError::Confinement)?;
-    privileges::install_seccomp(seccomp).map_err(WireError::Confinement)?;
+    seccomp::install(seccomp).map_err(WireError::Confinement)?;
     let limits = options.limits.clone();
     let digest = options.digest || options.expected_diff_id.is_some();
     let mut input = socket.try_clone().map_err(internal)?;
