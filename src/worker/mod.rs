@@ -24,7 +24,7 @@ use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 
 use crate::mode::SandboxMode;
-use crate::options::{Compression, Options};
+use crate::options::Options;
 use crate::sys;
 use crate::wire::{
     decode as decode_msg, encode_frame, JobHeader, WireError, WireReport, WorkerMsg, WorkerTotals,
@@ -190,15 +190,6 @@ fn extract(
     seccomp::install(seccomp).map_err(WireError::Confinement)?;
     let limits = options.limits.clone();
     let digest = options.digest || options.expected_diff_id.is_some();
-    let mut input = socket.try_clone().map_err(internal)?;
-    let head = input::read_head(&mut input).map_err(|e| WireError::Malformed {
-        offset: 0,
-        message: e.to_string(),
-    })?;
-    let compression = match options.compression {
-        Compression::Auto => Compression::sniff(&head),
-        forced => forced,
-    };
     let flush = {
         let reporter = reporter.clone();
         move || {
@@ -207,25 +198,23 @@ fn extract(
             }
         }
     };
-    let (reader, ratio_exceeded, decoding): (Box<dyn Read>, _, _) = match compression {
-        Compression::None | Compression::Auto => {
-            // Plain tar: read on this thread; the decoder stays parked.
-            let mut reader = input::PlainReader::new(input, head);
-            reader.on_wait(flush);
-            (
-                Box::new(reader),
-                std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-                None,
-            )
-        }
-        compression => {
-            let (mut reader, decoding) =
-                decoder.start(input, head, compression, limits.max_compression_ratio);
-            reader.on_wait(flush);
-            let ratio_exceeded = reader.ratio_exceeded();
-            (Box::new(reader), ratio_exceeded, Some(decoding))
-        }
-    };
+    let socket = socket.try_clone().map_err(internal)?;
+    let input::Input {
+        reader,
+        compression,
+        ratio_exceeded,
+        decoding,
+    } = input::open(
+        socket,
+        decoder,
+        options.compression,
+        limits.max_compression_ratio,
+        flush,
+    )
+    .map_err(|e| WireError::Malformed {
+        offset: 0,
+        message: e.to_string(),
+    })?;
     let root = rustix::fs::openat(
         rustix::fs::CWD,
         "/",
@@ -262,21 +251,15 @@ fn extract(
             reporter.send(&WorkerMsg::Corrections(batch.to_vec()));
         }
     }
-    let (input_bytes, compression) = match decoding {
-        Some(decoding) => {
-            let stats = decoding
-                .join()
-                .map_err(|_| WireError::Internal("the decoding thread panicked".into()))?;
-            (stats.input_bytes, stats.compression)
-        }
-        // Plain: the parser read every byte that came.
-        None => (run.tar_bytes, compression),
-    };
+    if let Some(decoding) = decoding {
+        decoding
+            .join()
+            .map_err(|_| WireError::Internal("the decoding thread panicked".into()))?;
+    }
     Ok(WorkerTotals {
         tar_bytes: run.tar_bytes,
         diff_id: run.diff_id,
         layer_size: run.layer_size,
-        input_bytes,
         compression,
     })
 }
