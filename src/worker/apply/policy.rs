@@ -129,9 +129,11 @@ mod tests {
     fn nodes() {
         let fifo = meta(EntryKind::Fifo, None);
         let device = meta(EntryKind::CharDevice, None);
-        let mut options = Options::default();
-        options.allow_fifos = false;
-        options.allow_devices = false;
+        let mut options = Options {
+            allow_fifos: false,
+            allow_devices: false,
+            ..Options::default()
+        };
         let decide_with =
             |m: &Meta, o: &Options, privileged| decide(b"n", m, Whiteout::None, o, privileged);
         assert_eq!(

@@ -96,7 +96,6 @@ pub(crate) fn read<R: Read>(
             parser.visit(&mut entry, parsed, visitor)?;
         }
     }
-    drop(entries);
     // Read to the end of the stream: trailing blocks, and the compressed stream's
     // own checks (gzip's CRC, for example), which come last.
     let mut rest = archive.into_inner();

@@ -40,7 +40,7 @@ const CODECS: &[Codec] = &[
     },
     Codec {
         compression: Compression::Bzip2,
-        magic: &[b'B', b'Z', b'h'],
+        magic: b"BZh",
         decoder: |input| Ok(Box::new(bzip2::bufread::MultiBzDecoder::new(input))),
     },
 ];
