@@ -84,7 +84,7 @@ impl Decoder {
                     return;
                 }
                 // No job (the worker exits) or a plain one (the sender stays
-                // alive until the process ends): this just waits.
+                // alive as long as the job's `Input`): this just waits.
                 if let Ok(go) = gate_rx.recv() {
                     decode(go)
                 }
@@ -153,6 +153,9 @@ pub(crate) struct Input {
     pub ratio_exceeded: Arc<AtomicBool>,
     /// The decoding thread, when it runs.
     pub decoding: Option<Decoding>,
+    /// The decoding thread, when plain input leaves it parked: it waits as
+    /// long as this lives (the job's whole life), then ends.
+    _parked: Option<Decoder>,
 }
 
 /// Reads the first bytes from `socket`, recognises the compression (unless
@@ -181,6 +184,7 @@ pub(crate) fn open(
                 compression,
                 ratio_exceeded: Arc::new(AtomicBool::new(false)),
                 decoding: None,
+                _parked: Some(decoder),
             }
         }
         compression => {
@@ -191,6 +195,7 @@ pub(crate) fn open(
                 reader: Box::new(reader),
                 compression,
                 decoding: Some(decoding),
+                _parked: None,
             }
         }
     })
