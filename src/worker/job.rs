@@ -1,6 +1,7 @@
 //! One job, once the worker is confined: the input ([`input`]) parsed entry
-//! by entry ([`archive`]), each entry applied ([`apply`]) and reported
-//! ([`reporter`]), then the directories' deferred metadata and the totals.
+//! by entry ([`archive`]), each entry applied ([`apply`](super::apply)) and
+//! reported ([`reporter`](super::reporter)), then the directories' deferred
+//! metadata and the totals.
 
 use std::cell::RefCell;
 use std::io::Read;

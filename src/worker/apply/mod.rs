@@ -1,4 +1,6 @@
-//! Applying entries inside the confined root.
+//! Entries -> filesystem: applying entries inside the confined root. Whether
+//! an entry is written, skipped or rejected is [`policy`]'s decision (the same
+//! for listing); image layers' whiteouts are in [`layer`]; this module writes.
 //!
 //! After `pivot_root` the process's `/` *is* the destination, so the kernel keeps
 //! every path, symlink and `..` inside it; no user-space path resolution is needed

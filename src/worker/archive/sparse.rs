@@ -2,8 +2,8 @@
 //!
 //! Three encodings reach the applier. Old-GNU (`S` type flag) files are expanded
 //! by the `tar` crate, holes as zeros; the archive loop reads their map again
-//! from the header blocks and hands the applier the chunks only, as a `Map`
-//! (the holes are dropped unread by the applier). PAX 0.0 and 0.1 carry the map
+//! from the header blocks (`old_gnu_map`) and hands the applier the stored
+//! chunks only (`Chunks` drops the holes), with the map as a `Map`. PAX 0.0 and 0.1 carry the map
 //! of data chunks in PAX records
 //! (`GNU.sparse.offset`/`numbytes` pairs, or `GNU.sparse.map`), PAX 1.0 at the
 //! start of the entry's data (decimal numbers, one per line, padded to 512 bytes);
