@@ -23,7 +23,7 @@ pub fn extract_unconfined(archive: &[u8], dir: &Path, options: &Options) -> Resu
         true
     };
     let never = AtomicBool::new(false);
-    crate::worker::archive::run(
+    crate::worker::job::extract(
         archive,
         &mut applier,
         &options.limits,

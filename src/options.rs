@@ -397,21 +397,6 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// Recognises a compression by the first bytes of a stream.
-    pub(crate) fn sniff(head: &[u8]) -> Compression {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-            Compression::Xz
-        } else if head.starts_with(b"BZh") {
-            Compression::Bzip2
-        } else {
-            Compression::None
-        }
-    }
-
     /// The name users know it by (`"gzip"`, `"zstd"`, ...).
     pub fn name(self) -> &'static str {
         match self {
@@ -428,19 +413,6 @@ impl Compression {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sniffs_every_format() {
-        assert_eq!(Compression::sniff(&[0x1f, 0x8b, 8]), Compression::Gzip);
-        assert_eq!(
-            Compression::sniff(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
-            Compression::Zstd
-        );
-        assert_eq!(Compression::sniff(b"\xfd7zXZ\0\0"), Compression::Xz);
-        assert_eq!(Compression::sniff(b"BZh91AY"), Compression::Bzip2);
-        assert_eq!(Compression::sniff(b"hello.txt\0"), Compression::None);
-        assert_eq!(Compression::sniff(b""), Compression::None);
-    }
 
     #[test]
     fn safe_mode_drops_special_and_write_bits() {

@@ -67,7 +67,6 @@ pub(crate) struct WorkerTotals {
     /// `sha256:<hex>` of the tar stream, when asked for.
     pub diff_id: Option<String>,
     pub layer_size: u64,
-    pub input_bytes: u64,
     pub compression: Compression,
 }
 

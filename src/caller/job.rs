@@ -557,7 +557,6 @@ mod tests {
             tar_bytes: 0,
             diff_id: None,
             layer_size: 0,
-            input_bytes: 0,
             compression: Compression::None,
         });
         fake.write_all(&encode_frame(&done)).unwrap();
@@ -573,7 +572,6 @@ mod tests {
             tar_bytes: 0,
             diff_id: Some("sha256:not hex".into()),
             layer_size: 0,
-            input_bytes: 0,
             compression: Compression::None,
         });
         fake.write_all(&encode_frame(&done)).unwrap();

@@ -1,20 +1,24 @@
 //! The worker: one process per job, forked warm by the zygote.
 //!
-//! Life of a worker: make `/` a recursive slave, build the seccomp filter and
-//! start the (unprivileged, idle) decoding thread (warm set-up), and say `Warm`;
-//! wait for the job header and the destination's descriptor; confine itself to
-//! the destination ([`confine`]); say `Confined`; install the filter on both
-//! threads; read the first bytes and parse and apply the archive on this thread
-//! ([`apply`]), reading plain tar straight from the socket or compressed input
-//! from the decoding thread ([`decode`]); stream reports ([`reporter`]); send
-//! `Done` or `Failed`; exit.
+//! Life of a worker: make `/` a recursive slave, build the seccomp filter
+//! ([`seccomp`]) and start the (unprivileged, idle) decoding thread
+//! ([`input`]) (warm set-up), and say `Warm`; wait for the job header and the
+//! destination's descriptor; confine itself to the destination ([`confine`]);
+//! shed privileges ([`privileges`]); say `Confined`; then run the job
+//! ([`job`]): install the filter on both threads, read the input, parse the
+//! archive ([`archive`]: bytes -> entries) and apply each entry ([`apply`]:
+//! entries -> filesystem), streaming reports ([`reporter`]); send `Done` or
+//! `Failed`; exit.
 
 pub(crate) mod apply;
 pub(crate) mod archive;
 mod confine;
 mod input;
+pub(crate) mod job;
+mod names;
 mod privileges;
 mod reporter;
+mod seccomp;
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
@@ -23,14 +27,12 @@ use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 
 use crate::mode::SandboxMode;
-use crate::options::{Compression, Options};
 use crate::sys;
 use crate::wire::{
-    decode as decode_msg, encode_frame, JobHeader, WireError, WireReport, WorkerMsg, WorkerTotals,
-    HEADER_MAGIC, MAX_HEADER_FRAME,
+    decode as decode_msg, encode_frame, JobHeader, WireError, WorkerMsg, HEADER_MAGIC,
+    MAX_HEADER_FRAME,
 };
 
-use apply::Applier;
 use reporter::Reporter;
 
 /// The worker's whole life; never returns.
@@ -52,85 +54,82 @@ fn serve(socket: OwnedFd, mode: SandboxMode) {
     let closed = sys::close_other_fds(socket.as_fd());
     sys::replace_stdio_with_null();
     let mut socket = UnixStream::from(socket);
-    if let Err(e) = closed {
-        let reason = format!("close_range failed: {e} (Linux 5.9 or later is needed)");
-        let _ = send(
-            &mut socket,
-            &WorkerMsg::Failed(WireError::Confinement(reason)),
-        );
-        return;
-    }
-    let seccomp = match confine::prepare().and_then(|()| privileges::build_seccomp()) {
-        Ok(program) => program,
-        Err(reason) => {
-            let _ = send(
-                &mut socket,
-                &WorkerMsg::Failed(WireError::Confinement(reason)),
-            );
+    let ready = match prepare(&mut socket, closed) {
+        Ok(ready) => ready,
+        Err(failure) => {
+            // Nothing to say when the driver is gone.
+            if let Some(error) = failure {
+                let _ = send(&mut socket, &WorkerMsg::Failed(error));
+            }
             return;
         }
     };
-    // The decoding thread, started now so that a job does not wait for a new
-    // thread to be scheduled; it drops every privilege at once.
-    let decoder = match input::Decoder::spawn(privileges::shed_thread) {
-        Ok(decoder) => decoder,
-        Err(reason) => {
-            let _ = send(
-                &mut socket,
-                &WorkerMsg::Failed(WireError::Confinement(reason)),
-            );
-            return;
-        }
-    };
-    if send(&mut socket, &WorkerMsg::Warm).is_err() {
-        return;
-    }
-    let (header, dest_fd) = match receive_job(&socket) {
-        Ok(Some(job)) => job,
-        Ok(None) => return, // the sandbox was dropped before a job came
-        Err(e) => {
-            let _ = send(
-                &mut socket,
-                &WorkerMsg::Failed(WireError::Internal(format!("bad job header: {e}"))),
-            );
-            return;
-        }
-    };
-    rustix::process::umask(rustix::fs::Mode::empty());
-    if let Err(e) = confine::enter(&header.dest, dest_fd) {
-        let error = match e {
-            confine::ConfineError::Changed => WireError::DestinationChanged,
-            confine::ConfineError::Failed(reason) => WireError::Confinement(reason),
-        };
-        let _ = send(&mut socket, &WorkerMsg::Failed(error));
-        return;
-    }
-    if let Err(reason) = privileges::shed(&header.options) {
-        let _ = send(
-            &mut socket,
-            &WorkerMsg::Failed(WireError::Confinement(reason)),
-        );
-        return;
-    }
-    if send(&mut socket, &WorkerMsg::Confined).is_err() {
-        return;
-    }
-    let reporter = match socket.try_clone() {
-        Ok(s) => Rc::new(RefCell::new(Reporter::new(s))),
-        Err(e) => {
-            let _ = send(
-                &mut socket,
-                &WorkerMsg::Failed(WireError::Internal(e.to_string())),
-            );
-            return;
-        }
-    };
-    let last = match extract(&socket, &reporter, header.options, mode, &seccomp, decoder) {
+    let reporter = Rc::new(RefCell::new(Reporter::new(ready.report_socket)));
+    let options = ready.header.options;
+    let last = match job::run(
+        &socket,
+        &reporter,
+        options,
+        mode,
+        &ready.seccomp,
+        ready.decoder,
+    ) {
         Ok(totals) => WorkerMsg::Done(totals),
         Err(error) => WorkerMsg::Failed(error.bounded()),
     };
     // Reports of the entries handled before a failure still reach the caller.
     let _ = reporter.borrow_mut().finish(&last);
+}
+
+/// A confined worker with its job, ready to run it.
+struct Ready {
+    header: JobHeader,
+    seccomp: seccompiler::BpfProgram,
+    decoder: input::Decoder,
+    /// The job socket again, for the reports.
+    report_socket: UnixStream,
+}
+
+/// Warm set-up, then the job header, confinement and shedding. `closed`: how
+/// closing the zygote's descriptors went. An error is the one to send, or
+/// `None` when the driver is gone (or never sent a job).
+fn prepare(socket: &mut UnixStream, closed: io::Result<()>) -> Result<Ready, Option<WireError>> {
+    let confinement = |reason: String| Some(WireError::Confinement(reason));
+    closed.map_err(|e| {
+        confinement(format!(
+            "close_range failed: {e} (Linux 5.9 or later is needed)"
+        ))
+    })?;
+    let seccomp = confine::prepare()
+        .and_then(|()| seccomp::build())
+        .map_err(confinement)?;
+    // The decoding thread, started now so that a job does not wait for a new
+    // thread to be scheduled; it drops every privilege at once.
+    let decoder = input::Decoder::spawn(privileges::shed_thread).map_err(confinement)?;
+    send(socket, &WorkerMsg::Warm).map_err(|_| None)?;
+    let (header, dest_fd) = match receive_job(socket) {
+        Ok(Some(job)) => job,
+        Ok(None) => return Err(None), // the sandbox was dropped before a job came
+        Err(e) => return Err(Some(WireError::Internal(format!("bad job header: {e}")))),
+    };
+    rustix::process::umask(rustix::fs::Mode::empty());
+    confine::enter(&header.dest, dest_fd).map_err(|e| {
+        Some(match e {
+            confine::ConfineError::Changed => WireError::DestinationChanged,
+            confine::ConfineError::Failed(reason) => WireError::Confinement(reason),
+        })
+    })?;
+    privileges::shed(&header.options).map_err(confinement)?;
+    send(socket, &WorkerMsg::Confined).map_err(|_| None)?;
+    let report_socket = socket
+        .try_clone()
+        .map_err(|e| Some(WireError::Internal(e.to_string())))?;
+    Ok(Ready {
+        header,
+        seccomp,
+        decoder,
+        report_socket,
+    })
 }
 
 /// Reads the job header and the destination descriptor that comes with it.
@@ -171,111 +170,4 @@ pub(crate) fn read_header(head: &[u8; 8], rest: &mut dyn Read) -> io::Result<Job
     let mut payload = vec![0u8; len];
     rest.read_exact(&mut payload)?;
     decode_msg(&payload).map_err(invalid)
-}
-
-/// Decodes, parses and applies the archive; returns the totals or a fatal error.
-fn extract(
-    socket: &UnixStream,
-    reporter: &Rc<RefCell<Reporter>>,
-    options: Options,
-    mode: SandboxMode,
-    seccomp: &seccompiler::BpfProgram,
-    mut decoder: input::Decoder,
-) -> Result<WorkerTotals, WireError> {
-    let internal = |e: io::Error| WireError::Internal(e.to_string());
-    // Both threads exist (the decoder since the worker was warm): filter them
-    // together before the first byte of the archive is read.
-    decoder.ready().map_err(WireError::Confinement)?;
-    privileges::install_seccomp(seccomp).map_err(WireError::Confinement)?;
-    let limits = options.limits.clone();
-    let digest = options.digest || options.expected_diff_id.is_some();
-    let mut input = socket.try_clone().map_err(internal)?;
-    let head = input::read_head(&mut input).map_err(|e| WireError::Malformed {
-        offset: 0,
-        message: e.to_string(),
-    })?;
-    let compression = match options.compression {
-        Compression::Auto => Compression::sniff(&head),
-        forced => forced,
-    };
-    let flush = {
-        let reporter = reporter.clone();
-        move || {
-            if let Ok(mut r) = reporter.try_borrow_mut() {
-                r.flush();
-            }
-        }
-    };
-    let (reader, ratio_exceeded, decoding): (Box<dyn Read>, _, _) = match compression {
-        Compression::None | Compression::Auto => {
-            // Plain tar: read on this thread; the decoder stays parked.
-            let mut reader = input::PlainReader::new(input, head);
-            reader.on_wait(flush);
-            (
-                Box::new(reader),
-                std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-                None,
-            )
-        }
-        compression => {
-            let (mut reader, decoding) =
-                decoder.start(input, head, compression, limits.max_compression_ratio);
-            reader.on_wait(flush);
-            let ratio_exceeded = reader.ratio_exceeded();
-            (Box::new(reader), ratio_exceeded, Some(decoding))
-        }
-    };
-    let root = rustix::fs::openat(
-        rustix::fs::CWD,
-        "/",
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| internal(e.into()))?;
-    let mut applier = Applier::new(options, mode, root);
-    let mut sink = |report: WireReport| {
-        let mut reporter = reporter.borrow_mut();
-        reporter.push(report);
-        !reporter.is_broken()
-    };
-    let run = match archive::run(
-        reader,
-        &mut applier,
-        &limits,
-        digest,
-        &ratio_exceeded,
-        &mut sink,
-    ) {
-        Ok(run) => run,
-        Err(error) => {
-            // The job stops, but the directories made so far still get their
-            // modes and times (not left at the 0700 they were created with).
-            let _ = applier.finish();
-            return Err(error);
-        }
-    };
-    if !run.corrections.is_empty() {
-        let mut reporter = reporter.borrow_mut();
-        reporter.flush();
-        for batch in run.corrections.chunks(crate::wire::REPORT_BATCH_ENTRIES) {
-            reporter.send(&WorkerMsg::Corrections(batch.to_vec()));
-        }
-    }
-    let (input_bytes, compression) = match decoding {
-        Some(decoding) => {
-            let stats = decoding
-                .join()
-                .map_err(|_| WireError::Internal("the decoding thread panicked".into()))?;
-            (stats.input_bytes, stats.compression)
-        }
-        // Plain: the parser read every byte that came.
-        None => (run.tar_bytes, compression),
-    };
-    Ok(WorkerTotals {
-        tar_bytes: run.tar_bytes,
-        diff_id: run.diff_id,
-        layer_size: run.layer_size,
-        input_bytes,
-        compression,
-    })
 }

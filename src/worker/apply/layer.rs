@@ -15,6 +15,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{openat, unlinkat, AtFlags, Dir, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
+use crate::worker::names::cpath;
+
 /// What an entry's name means in a layer.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Whiteout<'a> {
@@ -31,7 +33,7 @@ pub(crate) enum Whiteout<'a> {
 }
 
 /// Classifies the last component of an entry name.
-pub(crate) fn classify(name: &[u8]) -> Whiteout<'_> {
+fn classify(name: &[u8]) -> Whiteout<'_> {
     let Some(rest) = name.strip_prefix(b".wh.") else {
         return Whiteout::None;
     };
@@ -46,15 +48,22 @@ pub(crate) fn classify(name: &[u8]) -> Whiteout<'_> {
     }
 }
 
+/// Classifies an entry by the last component of its raw name (a trailing
+/// slash dropped).
+pub(crate) fn classify_entry(raw: &[u8]) -> Whiteout<'_> {
+    let name = raw.strip_suffix(b"/").unwrap_or(raw);
+    classify(name.rsplit(|b| *b == b'/').next().unwrap_or_default())
+}
+
 /// Removes `name` in `dir`, whatever it is, never following symlinks; a missing
 /// name is not an error.
 pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
-    match unlinkat(dir, super::cpath(name), AtFlags::empty()) {
+    match unlinkat(dir, cpath(name), AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => Ok(()),
         Err(Errno::ISDIR) | Err(Errno::PERM) => {
             let sub = open_dir(dir, name)?;
             empty_dir(sub.as_fd())?;
-            unlinkat(dir, super::cpath(name), AtFlags::REMOVEDIR)
+            unlinkat(dir, cpath(name), AtFlags::REMOVEDIR)
         }
         Err(e) => Err(e),
     }
@@ -62,7 +71,7 @@ pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> 
 
 fn open_dir(dir: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, Errno> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    openat(dir, super::cpath(name), flags, Mode::empty())
+    openat(dir, cpath(name), flags, Mode::empty())
 }
 
 /// Removes every child of `dir`, recursively.

@@ -1,4 +1,6 @@
-//! Applying entries inside the confined root.
+//! Entries -> filesystem: applying entries inside the confined root. Whether
+//! an entry is written, skipped or rejected is [`policy`]'s decision (the same
+//! for listing); image layers' whiteouts are in [`layer`]; this module writes.
 //!
 //! After `pivot_root` the process's `/` *is* the destination, so the kernel keeps
 //! every path, symlink and `..` inside it; no user-space path resolution is needed
@@ -8,6 +10,8 @@
 //! it), keep the last parent directory open, defer directory modes and times.
 
 pub(crate) mod layer;
+pub(crate) mod policy;
+
 use std::collections::HashSet;
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -23,13 +27,18 @@ use rustix::process::{Gid, Uid};
 
 use crate::mode::SandboxMode;
 use crate::options::{Options, WhiteoutFormat};
-use crate::report::{EntryKind, Outcome, RejectReason, SkipReason};
+use crate::report::{EntryKind, Outcome};
 
 use crate::worker::archive::sparse::{self, Layout, Sparse};
+use crate::worker::archive::Meta;
+use crate::worker::names::{cpath, normalize, split};
 use layer::Whiteout;
+use policy::Decision;
 
-/// `PATH_MAX`: longer names cannot be created in one call.
-const PATH_MAX: usize = 4096;
+/// How a whiteout's directory is opened.
+const WHITEOUT_DIR: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::CLOEXEC);
 /// Buffer for copying file data.
 const COPY_BUFFER: usize = 256 * 1024;
 
@@ -58,67 +67,6 @@ fn os(call: &str, e: Errno) -> Fail {
         Errno::NOSPC | Errno::DQUOT | Errno::ROFS | Errno::IO => Fail::Fatal(Fatal::Write(msg)),
         _ => Fail::Entry(msg),
     }
-}
-
-/// Normalises an archive name: drops leading `/`, empty and `.` components;
-/// refuses `..` components and NUL bytes. An empty result means the root.
-pub(crate) fn normalize(raw: &[u8]) -> Result<Vec<u8>, RejectReason> {
-    let out = normalize_lexically(raw)?;
-    if out.len() >= PATH_MAX {
-        return Err(RejectReason::NameTooLong);
-    }
-    Ok(out)
-}
-
-/// [`normalize`] without the `PATH_MAX` check (for the limits, which apply to
-/// names of any length).
-pub(crate) fn normalize_lexically(raw: &[u8]) -> Result<Vec<u8>, RejectReason> {
-    if raw.contains(&0) {
-        return Err(RejectReason::NulInName);
-    }
-    let mut out = Vec::with_capacity(raw.len());
-    for component in raw.split(|b| *b == b'/') {
-        match component {
-            b"" | b"." => {}
-            b".." => return Err(RejectReason::ParentComponent),
-            c => {
-                if !out.is_empty() {
-                    out.push(b'/');
-                }
-                out.extend_from_slice(c);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Splits `a/b/c` into (`a/b`, `c`); a name without `/` has an empty parent.
-fn split(path: &[u8]) -> (&[u8], &[u8]) {
-    match path.iter().rposition(|b| *b == b'/') {
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => (&[], path),
-    }
-}
-
-pub(crate) fn cpath(bytes: &[u8]) -> &std::ffi::OsStr {
-    use std::os::unix::ffi::OsStrExt;
-    std::ffi::OsStr::from_bytes(bytes)
-}
-
-/// Everything the applier needs to know about an entry, decoded from its headers.
-pub(crate) struct Meta {
-    pub kind: EntryKind,
-    pub mode: u32,
-    pub uid: u64,
-    pub gid: u64,
-    pub mtime: Option<Timespec>,
-    pub link: Option<Vec<u8>>,
-    pub device: (u32, u32),
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Bytes of data in the archive.
-    pub size: u64,
-    /// How the data maps onto a sparse file.
-    pub sparse: Option<Sparse>,
 }
 
 struct DirFixup {
@@ -175,12 +123,23 @@ impl Applier {
         }
     }
 
-    /// Applies one entry whose raw name is `raw` and whose data can be read from
-    /// `data`. Returns its outcome, or a fatal error that ends the job.
+    /// What `raw`'s last component means in a layer ([`Whiteout::None`]
+    /// outside layer mode). Asked once per entry; [`Applier::apply`] takes it.
+    pub(crate) fn classify<'n>(&self, raw: &'n [u8]) -> Whiteout<'n> {
+        match self.layer_mode() {
+            true => layer::classify_entry(raw),
+            false => Whiteout::None,
+        }
+    }
+
+    /// Applies one entry whose raw name is `raw`, whose name means `whiteout`
+    /// in a layer (from [`Applier::classify`]), and whose data can be read
+    /// from `data`. Returns its outcome, or a fatal error that ends the job.
     pub(crate) fn apply(
         &mut self,
         raw: &[u8],
         meta: &Meta,
+        whiteout: Whiteout<'_>,
         data: &mut dyn Read,
     ) -> Result<Outcome, Fatal> {
         let path = match normalize(raw) {
@@ -191,41 +150,59 @@ impl Applier {
             true => Some(self.map_owner(meta)?),
             false => None,
         };
-        if self.options.whiteouts.is_some() && meta.kind != EntryKind::Whiteout {
-            // Everything this layer writes survives an opaque directory.
-            let mut end = 0;
-            for component in path.split(|b| *b == b'/') {
-                end += component.len();
-                self.layer_paths.insert(path[..end].to_vec());
-                end += 1;
-            }
+        if self.layer_mode() && meta.kind != EntryKind::Whiteout {
+            self.remember_layer_path(&path);
         }
-        if path.is_empty() && meta.kind != EntryKind::Directory {
-            return Ok(Outcome::Rejected(RejectReason::EmptyName));
-        }
-        if self.options.list_only {
-            return Ok(self.check_only(&path, meta));
-        }
-        if path.is_empty() {
-            // "./": the destination itself takes the entry's mode and time at the end.
-            self.push_fixup(raw, Vec::new(), meta);
-            return Ok(Outcome::Written);
-        }
-        let result = match meta.kind {
-            EntryKind::File => self.file(&path, meta, data),
-            EntryKind::Directory => self.directory(raw, &path, meta),
-            EntryKind::Symlink => self.symlink(&path, meta),
-            EntryKind::HardLink => self.hard_link(&path, meta),
-            EntryKind::Fifo | EntryKind::CharDevice | EntryKind::BlockDevice => {
-                self.node(&path, meta)
-            }
-            EntryKind::Whiteout => self.whiteout(&path),
-            EntryKind::Other(t) => Ok(Outcome::Skipped(SkipReason::UnsupportedType(t))),
+        let decision = policy::decide(&path, meta, whiteout, &self.options, self.privileged);
+        let result = match decision {
+            Decision::Skip(reason) => return Ok(Outcome::Skipped(reason)),
+            Decision::Reject(reason) => return Ok(Outcome::Rejected(reason)),
+            _ if self.options.list_only => return Ok(Outcome::Listed),
+            Decision::HardLink(target) => self.hard_link(&path, &target),
+            Decision::Whiteout(whiteout) => self.whiteout(&path, whiteout),
+            Decision::Write => self.write(raw, &path, meta, data),
         };
         match result {
             Ok(outcome) => Ok(outcome),
             Err(Fail::Entry(message)) => Ok(Outcome::Failed(message)),
             Err(Fail::Fatal(f)) => Err(f),
+        }
+    }
+
+    /// Layer mode: everything this layer writes survives an opaque directory.
+    fn remember_layer_path(&mut self, path: &[u8]) {
+        let mut end = 0;
+        for component in path.split(|b| *b == b'/') {
+            end += component.len();
+            self.layer_paths.insert(path[..end].to_vec());
+            end += 1;
+        }
+    }
+
+    /// Writes an entry the policy let through.
+    fn write(
+        &mut self,
+        raw: &[u8],
+        path: &[u8],
+        meta: &Meta,
+        data: &mut dyn Read,
+    ) -> Result<Outcome, Fail> {
+        if path.is_empty() {
+            // "./": the destination itself takes the entry's mode and time at the end.
+            self.push_fixup(raw, Vec::new(), meta);
+            return Ok(Outcome::Written);
+        }
+        match meta.kind {
+            EntryKind::File => self.file(path, meta, data),
+            EntryKind::Directory => self.directory(raw, path, meta),
+            EntryKind::Symlink => self.symlink(path, meta),
+            EntryKind::Fifo | EntryKind::CharDevice | EntryKind::BlockDevice => {
+                self.node(path, meta)
+            }
+            // The policy decided on these.
+            EntryKind::HardLink | EntryKind::Whiteout | EntryKind::Other(_) => {
+                Err(Fail::Entry("not a kind to write".into()))
+            }
         }
     }
 
@@ -336,41 +313,21 @@ impl Applier {
 
     fn symlink(&mut self, path: &[u8], meta: &Meta) -> Result<Outcome, Fail> {
         let target = meta.link.as_deref().unwrap_or_default();
-        if target.is_empty() || target.contains(&0) {
-            return Ok(Outcome::Rejected(RejectReason::BadLinkTarget));
-        }
         let (parent, name) = split(path);
         self.create(parent, name, |dir, name| {
             symlinkat(cpath(target), dir, cpath(name))
         })?;
-        let dir = self.parent_dir(parent)?;
-        if let Some((u, g)) = self.owner {
-            chownat(
-                &dir,
-                cpath(name),
-                Some(uid(u)),
-                Some(gid(g)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| os("fchownat", e))?;
-        }
-        if let Some(mtime) = self.mtime(meta) {
-            utimensat(&dir, cpath(name), &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| os("utimensat", e))?;
-        }
+        self.set_owner_and_time(parent, name, meta)?;
         Ok(Outcome::Written)
     }
 
-    fn hard_link(&mut self, path: &[u8], meta: &Meta) -> Result<Outcome, Fail> {
-        let target = match meta.link.as_deref().map(normalize) {
-            Some(Ok(t)) if !t.is_empty() => t,
-            _ => return Ok(Outcome::Rejected(RejectReason::BadLinkTarget)),
-        };
+    /// A hard link to `target` (normalised, not empty).
+    fn hard_link(&mut self, path: &[u8], target: &[u8]) -> Result<Outcome, Fail> {
         if target == path {
             return Err(Fail::Entry("hard link to itself".into()));
         }
         let (parent, name) = split(path);
-        let (target_parent, target_name) = split(&target);
+        let (target_parent, target_name) = split(target);
         let target_dir = match target_parent {
             [] => self.root.clone(),
             p => Rc::new(
@@ -390,30 +347,26 @@ impl Applier {
         Ok(Outcome::Written)
     }
 
+    /// A fifo or a device node (the policy allowed it).
     fn node(&mut self, path: &[u8], meta: &Meta) -> Result<Outcome, Fail> {
         let file_type = match meta.kind {
-            EntryKind::Fifo if !self.options.allow_fifos => {
-                return Ok(Outcome::Skipped(SkipReason::FifosNotAllowed))
-            }
             EntryKind::Fifo => FileType::Fifo,
-            _ if !self.options.allow_devices => {
-                return Ok(Outcome::Skipped(SkipReason::DevicesNotAllowed))
-            }
-            _ if !self.privileged => return Ok(Outcome::Skipped(SkipReason::DevicesNotPermitted)),
             EntryKind::CharDevice => FileType::CharacterDevice,
             _ => FileType::BlockDevice,
         };
         let mode = Mode::from_raw_mode(self.options.mode.apply(meta.mode));
         let dev = makedev(meta.device.0, meta.device.1);
         let (parent, name) = split(path);
-        match self.create(parent, name, |dir, name| {
+        self.create(parent, name, |dir, name| {
             mknodat(dir, cpath(name), file_type, mode, dev)
-        }) {
-            Err(Fail::Entry(_)) if file_type != FileType::Fifo && !self.privileged => {
-                return Ok(Outcome::Skipped(SkipReason::DevicesNotPermitted))
-            }
-            other => other?,
-        };
+        })?;
+        self.set_owner_and_time(parent, name, meta)?;
+        Ok(Outcome::Written)
+    }
+
+    /// Gives `name` in `parent` (not followed) its owner and time, when they
+    /// are kept.
+    fn set_owner_and_time(&mut self, parent: &[u8], name: &[u8], meta: &Meta) -> Result<(), Fail> {
         let dir = self.parent_dir(parent)?;
         if let Some((u, g)) = self.owner {
             chownat(
@@ -429,7 +382,7 @@ impl Applier {
             utimensat(&dir, cpath(name), &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|e| os("utimensat", e))?;
         }
-        Ok(Outcome::Written)
+        Ok(())
     }
 
     /// Runs `make` in the parent directory; if the name exists, removes what is
@@ -452,105 +405,78 @@ impl Applier {
         }
     }
 
-    /// The outcome an entry would have, without writing it (list mode).
-    fn check_only(&self, path: &[u8], meta: &Meta) -> Outcome {
-        let bad_target = |t: Option<&[u8]>| t.is_none_or(|t| t.is_empty() || t.contains(&0));
-        match meta.kind {
-            EntryKind::Other(t) => Outcome::Skipped(SkipReason::UnsupportedType(t)),
-            EntryKind::Fifo if !self.options.allow_fifos => {
-                Outcome::Skipped(SkipReason::FifosNotAllowed)
-            }
-            EntryKind::CharDevice | EntryKind::BlockDevice if !self.options.allow_devices => {
-                Outcome::Skipped(SkipReason::DevicesNotAllowed)
-            }
-            EntryKind::CharDevice | EntryKind::BlockDevice if !self.privileged => {
-                Outcome::Skipped(SkipReason::DevicesNotPermitted)
-            }
-            EntryKind::Symlink if bad_target(meta.link.as_deref()) => {
-                Outcome::Rejected(RejectReason::BadLinkTarget)
-            }
-            EntryKind::HardLink => match meta.link.as_deref().map(normalize) {
-                Some(Ok(t)) if !t.is_empty() => Outcome::Listed,
-                _ => Outcome::Rejected(RejectReason::BadLinkTarget),
-            },
-            EntryKind::Whiteout => match layer::classify(split(path).1) {
-                Whiteout::Malformed => Outcome::Rejected(RejectReason::MalformedWhiteout),
-                Whiteout::Ignored => Outcome::Skipped(SkipReason::WhiteoutMetadata),
-                _ => Outcome::Listed,
-            },
-            _ => Outcome::Listed,
-        }
-    }
-
     /// Applies a whiteout (layer mode): removes what it names, or makes its
     /// directory opaque; in the overlay format, marks them for overlayfs instead.
-    fn whiteout(&mut self, path: &[u8]) -> Result<Outcome, Fail> {
+    fn whiteout(&mut self, path: &[u8], whiteout: Whiteout<'_>) -> Result<Outcome, Fail> {
         let Some(format) = self.options.whiteouts else {
             return Err(Fail::Entry("whiteout outside layer mode".into()));
         };
-        let (parent, name) = split(path);
-        let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let open_parent = |this: &Self| -> Result<Option<OwnedFd>, Fail> {
-            let target = if parent.is_empty() { &b"."[..] } else { parent };
-            match this.resolve(target, dir_flags) {
-                Ok(fd) => Ok(Some(fd)),
-                // Nothing below to hide.
-                Err(Errno::NOENT) | Err(Errno::NOTDIR) => Ok(None),
-                Err(e) => Err(os("open whiteout directory", e)),
-            }
-        };
+        let parent = split(path).0;
         // Removing may take the cached parent directory away.
         self.parent = None;
-        match (layer::classify(name), format) {
-            (Whiteout::Malformed, _) => Ok(Outcome::Rejected(RejectReason::MalformedWhiteout)),
-            (Whiteout::Ignored, _) => Ok(Outcome::Skipped(SkipReason::WhiteoutMetadata)),
-            (Whiteout::None, _) => Err(Fail::Entry("not a whiteout".into())),
+        match (whiteout, format) {
             (Whiteout::Opaque, WhiteoutFormat::Oci) => {
-                if let Some(dir) = open_parent(self)? {
+                if let Some(dir) = self.whiteout_dir(parent)? {
                     layer::make_opaque(dir.as_fd(), parent, &self.layer_paths)
                         .map_err(|e| os("making a directory opaque", e))?;
                 }
-                Ok(Outcome::Written)
             }
-            (Whiteout::Opaque, WhiteoutFormat::Overlay) => {
-                let dir = match open_parent(self)? {
-                    Some(dir) => dir,
-                    None => {
-                        drop(self.parent_dir(parent)?);
-                        self.resolve(parent, dir_flags)
-                            .map_err(|e| os("open whiteout directory", e))?
-                    }
-                };
-                let attr = if self.privileged {
-                    "trusted.overlay.opaque"
-                } else {
-                    "user.overlay.opaque"
-                };
-                fsetxattr(&dir, attr, b"y", XattrFlags::empty()).map_err(|e| os("fsetxattr", e))?;
-                Ok(Outcome::Written)
-            }
+            (Whiteout::Opaque, WhiteoutFormat::Overlay) => self.overlay_opaque(parent)?,
             (Whiteout::Remove(target), WhiteoutFormat::Oci) => {
-                if let Some(dir) = open_parent(self)? {
+                if let Some(dir) = self.whiteout_dir(parent)? {
                     layer::remove_all(dir.as_fd(), target)
                         .map_err(|e| os("removing a whited-out path", e))?;
                 }
-                Ok(Outcome::Written)
             }
             (Whiteout::Remove(target), WhiteoutFormat::Overlay) => {
-                let dir = self.parent_dir(parent)?;
-                layer::remove_all(dir.as_fd(), target)
-                    .map_err(|e| os("removing a whited-out path", e))?;
-                mknodat(
-                    &*dir,
-                    cpath(target),
-                    FileType::CharacterDevice,
-                    Mode::empty(),
-                    makedev(0, 0),
-                )
-                .map_err(|e| os("mknod (overlay whiteout)", e))?;
-                Ok(Outcome::Written)
+                self.overlay_remove(parent, target)?
             }
+            _ => return Err(Fail::Entry("not a whiteout".into())),
         }
+        Ok(Outcome::Written)
+    }
+
+    /// Opens a whiteout's directory `parent` to read it; `None` if it does
+    /// not exist (there is nothing below to hide).
+    fn whiteout_dir(&self, parent: &[u8]) -> Result<Option<OwnedFd>, Fail> {
+        let target = if parent.is_empty() { &b"."[..] } else { parent };
+        match self.resolve(target, WHITEOUT_DIR) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => Ok(None),
+            Err(e) => Err(os("open whiteout directory", e)),
+        }
+    }
+
+    /// Overlay format: marks the directory `parent` (made if missing) opaque.
+    fn overlay_opaque(&mut self, parent: &[u8]) -> Result<(), Fail> {
+        let dir = match self.whiteout_dir(parent)? {
+            Some(dir) => dir,
+            None => {
+                drop(self.parent_dir(parent)?);
+                self.resolve(parent, WHITEOUT_DIR)
+                    .map_err(|e| os("open whiteout directory", e))?
+            }
+        };
+        let attr = if self.privileged {
+            "trusted.overlay.opaque"
+        } else {
+            "user.overlay.opaque"
+        };
+        fsetxattr(&dir, attr, b"y", XattrFlags::empty()).map_err(|e| os("fsetxattr", e))
+    }
+
+    /// Overlay format: replaces `target` in `parent` with a 0:0 character device.
+    fn overlay_remove(&mut self, parent: &[u8], target: &[u8]) -> Result<(), Fail> {
+        let dir = self.parent_dir(parent)?;
+        layer::remove_all(dir.as_fd(), target).map_err(|e| os("removing a whited-out path", e))?;
+        mknodat(
+            &*dir,
+            cpath(target),
+            FileType::CharacterDevice,
+            Mode::empty(),
+            makedev(0, 0),
+        )
+        .map_err(|e| os("mknod (overlay whiteout)", e))
     }
 
     /// Removes `name` (not following symlinks); directories only when empty,
@@ -870,27 +796,4 @@ fn uid(id: u64) -> Uid {
 
 fn gid(id: u64) -> Gid {
     Gid::from_raw(id as u32)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normalize_policy() {
-        assert_eq!(normalize(b"/etc/passwd").unwrap(), b"etc/passwd");
-        assert_eq!(normalize(b"./a//b/./c/").unwrap(), b"a/b/c");
-        assert_eq!(normalize(b"./").unwrap(), b"");
-        assert_eq!(normalize(b"a/../b"), Err(RejectReason::ParentComponent));
-        assert_eq!(normalize(b".."), Err(RejectReason::ParentComponent));
-        assert_eq!(normalize(b"a\0b"), Err(RejectReason::NulInName));
-        assert_eq!(normalize(b"a..b/..c").unwrap(), b"a..b/..c");
-        assert_eq!(normalize(&vec![b'a'; 5000]), Err(RejectReason::NameTooLong));
-    }
-
-    #[test]
-    fn split_parent() {
-        assert_eq!(split(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
-        assert_eq!(split(b"c"), (&b""[..], &b"c"[..]));
-    }
 }

@@ -1,0 +1,203 @@
+//! One job, once the worker is confined: the input ([`input`]) parsed entry
+//! by entry ([`archive`]), each entry applied ([`apply`](super::apply)) and
+//! reported ([`reporter`](super::reporter)), then the directories' deferred
+//! metadata and the totals.
+
+use std::cell::RefCell;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+
+use crate::mode::SandboxMode;
+use crate::options::{Limits, Options};
+use crate::report::{EntryKind, Outcome};
+use crate::wire::{self, WireError, WireReport, WorkerMsg, WorkerTotals};
+
+use super::apply::layer::Whiteout;
+use super::apply::{Applier, Fatal};
+use super::archive::{self, Entry, Meta, Stop, Visitor};
+use super::reporter::Reporter;
+use super::{input, seccomp};
+
+/// Decodes, parses and applies the archive from `socket`; returns the totals
+/// or a fatal error.
+pub(super) fn run(
+    socket: &UnixStream,
+    reporter: &Rc<RefCell<Reporter>>,
+    options: Options,
+    mode: SandboxMode,
+    program: &seccompiler::BpfProgram,
+    mut decoder: input::Decoder,
+) -> Result<WorkerTotals, WireError> {
+    let internal = |e: std::io::Error| WireError::Internal(e.to_string());
+    // Both threads exist (the decoder since the worker was warm): filter them
+    // together before the first byte of the archive is read.
+    decoder.ready().map_err(WireError::Confinement)?;
+    seccomp::install(program).map_err(WireError::Confinement)?;
+    let limits = options.limits.clone();
+    let digest = options.digest || options.expected_diff_id.is_some();
+    // Pending reports go out whenever the parser waits for input, so that a
+    // slow archive still streams its results.
+    let flush = {
+        let reporter = reporter.clone();
+        move || {
+            if let Ok(mut r) = reporter.try_borrow_mut() {
+                r.flush();
+            }
+        }
+    };
+    let socket = socket.try_clone().map_err(internal)?;
+    let ratio = limits.max_compression_ratio;
+    let input = input::open(socket, decoder, options.compression, ratio, flush).map_err(|e| {
+        WireError::Malformed {
+            offset: 0,
+            message: e.to_string(),
+        }
+    })?;
+    let mut applier = Applier::new(options, mode, open_root().map_err(internal)?);
+    let mut sink = |report: WireReport| {
+        let mut reporter = reporter.borrow_mut();
+        reporter.push(report);
+        !reporter.is_broken()
+    };
+    let ratio_exceeded = &input.ratio_exceeded;
+    let done = extract(
+        input.reader,
+        &mut applier,
+        &limits,
+        digest,
+        ratio_exceeded,
+        &mut sink,
+    )?;
+    send_corrections(&mut reporter.borrow_mut(), &done.corrections);
+    if let Some(decoding) = input.decoding {
+        decoding
+            .join()
+            .map_err(|_| WireError::Internal("the decoding thread panicked".into()))?;
+    }
+    Ok(WorkerTotals {
+        tar_bytes: done.tar_bytes,
+        diff_id: done.diff_id,
+        layer_size: done.layer_size,
+        compression: input.compression,
+    })
+}
+
+/// The worker's `/` (the destination), for the applier.
+fn open_root() -> std::io::Result<OwnedFd> {
+    use rustix::fs::{openat, Mode, OFlags, CWD};
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    Ok(openat(CWD, "/", flags, Mode::empty())?)
+}
+
+/// Directories whose deferred metadata failed, after the reports.
+fn send_corrections(reporter: &mut Reporter, corrections: &[(Vec<u8>, String)]) {
+    if corrections.is_empty() {
+        return;
+    }
+    reporter.flush();
+    for batch in corrections.chunks(wire::REPORT_BATCH_ENTRIES) {
+        reporter.send(&WorkerMsg::Corrections(batch.to_vec()));
+    }
+}
+
+/// What an extracted archive leaves behind.
+pub(crate) struct Extracted {
+    /// Bytes of the uncompressed tar stream, read to its end.
+    pub tar_bytes: u64,
+    /// `sha256:<hex>` of that stream, when asked for.
+    pub diff_id: Option<String>,
+    /// The sum of every entry's data size.
+    pub layer_size: u64,
+    /// Directories whose deferred metadata failed: (raw name, message).
+    pub corrections: Vec<(Vec<u8>, String)>,
+}
+
+/// Parses the tar stream from `reader` (see [`archive::read`]), applies each
+/// entry with `applier`, and hands its report to `sink` (which returns
+/// `false` to stop). Shared by the worker and the fuzzing harness.
+pub(crate) fn extract<R: Read>(
+    reader: R,
+    applier: &mut Applier,
+    limits: &Limits,
+    digest: bool,
+    ratio_exceeded: &AtomicBool,
+    sink: &mut dyn FnMut(WireReport) -> bool,
+) -> Result<Extracted, WireError> {
+    let mut visitor = Apply {
+        applier: &mut *applier,
+        sink,
+    };
+    let end = match archive::read(reader, limits, digest, ratio_exceeded, &mut visitor) {
+        Ok(end) => end,
+        Err(error) => {
+            // The job stops, but the directories made so far still get their
+            // modes and times (not left at the 0700 they were created with).
+            let _ = applier.finish();
+            return Err(error);
+        }
+    };
+    let corrections = applier
+        .finish()
+        .into_iter()
+        .map(|(path, message)| (wire::bounded_path(path), wire::bounded_text(message)))
+        .collect();
+    Ok(Extracted {
+        tar_bytes: end.tar_bytes,
+        diff_id: end.diff_id,
+        layer_size: end.layer_size,
+        corrections,
+    })
+}
+
+/// Applies each entry the archive yields, then reports it.
+struct Apply<'a, 's> {
+    applier: &'a mut Applier,
+    sink: &'s mut dyn FnMut(WireReport) -> bool,
+}
+
+impl Visitor for Apply<'_, '_> {
+    type Outcome = Outcome;
+
+    fn entry(&mut self, entry: &mut Entry<'_>) -> Result<Outcome, Stop> {
+        let whiteout = self.applier.classify(&entry.name);
+        if whiteout != Whiteout::None {
+            entry.meta.kind = EntryKind::Whiteout;
+        }
+        let applied = self
+            .applier
+            .apply(&entry.name, &entry.meta, whiteout, entry.data);
+        applied.map_err(|fatal| match fatal {
+            Fatal::Read(message) => Stop::Data(message),
+            Fatal::Unmapped(message) => Stop::Fatal(WireError::Unmapped {
+                entry: entry.name.clone(),
+                message,
+            }),
+            Fatal::Write(message) => Stop::Fatal(WireError::Write {
+                entry: entry.name.clone(),
+                message,
+            }),
+        })
+    }
+
+    fn done(&mut self, name: &[u8], meta: &Meta, outcome: Outcome) -> Result<(), Stop> {
+        let size = match meta.kind {
+            EntryKind::File => meta.sparse.as_ref().map_or(meta.size, |s| s.real_size),
+            _ => 0,
+        };
+        let report = WireReport {
+            path: name.to_vec(),
+            kind: meta.kind,
+            size,
+            outcome,
+        };
+        match (self.sink)(report) {
+            true => Ok(()),
+            false => Err(Stop::Fatal(WireError::Internal(
+                "the driver stopped listening".into(),
+            ))),
+        }
+    }
+}
