@@ -37,8 +37,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::raw::{Header, Magic, Tar, BLOCK};
-use common::{assert_absent, assert_file, assert_symlink, Kind, Run, Scene, Snapshot};
-use sandtar::{EntryKind, Error, Limits, Options, Outcome, RejectReason, Sandbox, SkipReason};
+use common::{
+    assert_absent, assert_file, assert_limit, assert_symlink, Kind, Run, Scene, Snapshot,
+};
+use sandtar::{EntryKind, Limits, Options, Outcome, RejectReason, Sandbox, SkipReason};
 use tokio::io::AsyncWriteExt;
 
 root_and_nobody!(
@@ -522,44 +524,6 @@ fn assert_same_as_gnu_extract(archive: &[u8], dest: &Path, created: &[&str]) {
     if let Some(gnu) = gnu_extract(archive) {
         assert!(gnu.ok, "GNU tar -x failed: {}", gnu.stderr);
         assert_eq!(gnu.members, created, "GNU tar -x");
-    }
-}
-
-/// Asserts that the job ended with `MalformedArchive` at `offset` saying `message`.
-fn assert_malformed(run: &Run, offset: u64, message: &str) {
-    match &run.result {
-        Err(Error::MalformedArchive {
-            offset: o,
-            message: m,
-        }) => {
-            assert_eq!((*o, m.as_str()), (offset, message), "MalformedArchive");
-        }
-        other => panic!(
-            "expected MalformedArchive, got {other:?}; {:#?}",
-            run.reports
-        ),
-    }
-}
-
-/// Asserts that the job ended with `LimitExceeded` naming `limit`, `value`, `entry`.
-fn assert_limit(result: &sandtar::Result<sandtar::Summary>, limit: &str, value: u64, entry: &[u8]) {
-    match result {
-        Err(Error::LimitExceeded {
-            limit: l,
-            value: v,
-            entry: e,
-        }) => {
-            assert_eq!((l.name(), *v), (limit, value), "LimitExceeded");
-            // Names travel cut to 8 KiB, like report paths.
-            let entry = &entry[..entry.len().min(8 * 1024)];
-            assert!(
-                e.as_os_str().as_bytes() == entry,
-                "LimitExceeded entry of {} bytes, expected {} bytes",
-                e.as_os_str().len(),
-                entry.len()
-            );
-        }
-        other => panic!("expected LimitExceeded({limit}), got {other:?}"),
     }
 }
 
@@ -2422,8 +2386,7 @@ async fn two_pax_headers(sandbox: Sandbox) {
         .finish();
     let run = extract(&sandbox, &scene, &archive).await;
     assert_eq!(run.outcomes(), [("before".to_string(), W)]);
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         4 * BLOCK as u64 + BLOCK as u64,
         "two pax extensions entries describing the same member",
     );
@@ -2444,8 +2407,7 @@ async fn two_gnu_long_names(sandbox: Sandbox) {
         .finish();
     let run = extract(&sandbox, &scene, &archive).await;
     assert_eq!(run.outcomes(), [("before".to_string(), W)]);
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         5 * BLOCK as u64,
         "two long name entries describing the same member",
     );
@@ -2464,8 +2426,7 @@ async fn pax_header_at_the_end(sandbox: Sandbox) {
         .finish();
     let run = extract(&sandbox, &scene, &archive).await;
     assert_eq!(run.outcomes(), [("before".to_string(), W)]);
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         5 * BLOCK as u64,
         "members found describing a future member but no future member found",
     );
@@ -2484,8 +2445,7 @@ async fn gnu_long_name_at_the_end(sandbox: Sandbox) {
         .finish();
     let run = extract(&sandbox, &scene, &archive).await;
     assert_eq!(run.outcomes(), [("before".to_string(), W)]);
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         5 * BLOCK as u64,
         "members found describing a future member but no future member found",
     );
@@ -2512,8 +2472,7 @@ async fn stale_pax_on_a_volume_label(sandbox: Sandbox) {
             Outcome::Skipped(SkipReason::UnsupportedType(b'V'))
         )]
     );
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         6 * BLOCK as u64,
         "numeric field was not a number:  when getting cksum for smug!",
     );
@@ -2547,8 +2506,7 @@ async fn pax_size_behind_a_value_with_a_newline(sandbox: Sandbox) {
     let hostile = archive(0);
     let run = extract(&sandbox, &scene, &hostile).await;
     assert!(run.reports.is_empty(), "{:#?}", run.reports);
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         3 * BLOCK as u64,
         "ambiguous PAX size: 1024 by the record lengths, 0 to a reader that splits records at \
          newlines (a record value holds a newline byte)",
@@ -2638,11 +2596,7 @@ async fn pax_size_in_a_global_header(sandbox: Sandbox) {
     let run = extract(&sandbox, &scene, &archive).await;
     assert!(run.reports.is_empty(), "{:#?}", run.reports);
     // After the global header's data: its one record, 13 bytes.
-    assert_malformed(
-        &run,
-        BLOCK as u64 + 13,
-        "a PAX global header with a size record",
-    );
+    run.assert_malformed(BLOCK as u64 + 13, "a PAX global header with a size record");
     if let Some(gnu) = gnu_list(&archive) {
         assert_eq!(gnu.members, ["outer.txt", "after.txt"], "GNU tar -t");
     }
@@ -2664,8 +2618,7 @@ async fn extended_header_without_a_magic(sandbox: Sandbox) {
             .finish();
         let run = extract(&sandbox, &scene, &archive).await;
         assert!(run.reports.is_empty(), "{:#?}", run.reports);
-        assert_malformed(
-            &run,
+        run.assert_malformed(
             BLOCK as u64,
             &format!(
                 "an extended header (type {:?}) without a ustar or GNU magic",
@@ -2697,8 +2650,7 @@ async fn solaris_extended_header(sandbox: Sandbox) {
         .finish();
     let run = extract(&sandbox, &scene, &archive).await;
     assert!(run.reports.is_empty(), "{:#?}", run.reports);
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         BLOCK as u64,
         "a Solaris extended header (type 'X'): tar readers disagree on its meaning",
     );
@@ -2732,7 +2684,7 @@ async fn negative_size_base256(sandbox: Sandbox) {
     let archive = with_size_field("neg", &[0xff; 12], b"");
     let run = extract(&sandbox, &scene, &archive).await;
     assert_eq!(run.outcomes(), [("before".to_string(), W)]);
-    assert_malformed(&run, 3 * BLOCK as u64, "size overflow");
+    run.assert_malformed(3 * BLOCK as u64, "size overflow");
     finish(&scene, &["before 644 = b"]);
 }
 
@@ -2755,8 +2707,7 @@ async fn negative_size_within_range(sandbox: Sandbox) {
     assert_eq!(run.outcomes(), [("before".to_string(), W)]);
     let size = u64::MAX - 4095;
     let rest = archive.len() as u64 - 3 * BLOCK as u64;
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         archive.len() as u64,
         &format!(
             "neg: the archive ends inside this file ({} of {size} bytes missing)",
@@ -2777,8 +2728,7 @@ async fn size_beyond_the_data(sandbox: Sandbox) {
     assert_eq!(run.outcomes(), [("before".to_string(), W)]);
     let size = 0o77777777777u64;
     let rest = archive.len() as u64 - 3 * BLOCK as u64;
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         archive.len() as u64,
         &format!(
             "huge: the archive ends inside this file ({} of {size} bytes missing)",
@@ -2799,8 +2749,7 @@ async fn non_octal_size(sandbox: Sandbox) {
     let archive = with_size_field("bad", b"12x4\0\0\0\0\0\0\0\0", b"data");
     let run = extract(&sandbox, &scene, &archive).await;
     assert_eq!(run.outcomes(), [("before".to_string(), W)]);
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         3 * BLOCK as u64,
         "numeric field was not a number: 12x4 when getting size for bad",
     );
@@ -2820,8 +2769,7 @@ async fn blank_size_fields(sandbox: Sandbox) {
         let archive = with_size_field("blank", &field, b"");
         let run = extract(&sandbox, &scene, &archive).await;
         assert_eq!(run.outcomes(), [("before".to_string(), W)]);
-        assert_malformed(
-            &run,
+        run.assert_malformed(
             3 * BLOCK as u64,
             "the size field of \"blank\" is blank or starts with a NUL byte: refused, as tar \
              readers disagree on its value (GNU tar reads 0, Go the digits after the NULs)",
@@ -2863,7 +2811,7 @@ async fn bad_checksums(sandbox: Sandbox) {
         archive.extend_from_slice(&Tar::new().file("after", b"a").finish());
         let run = extract(&sandbox, &scene, &archive).await;
         assert_eq!(run.outcomes(), [("before".to_string(), W)]);
-        assert_malformed(&run, at, &message);
+        run.assert_malformed(at, &message);
         if let Some(gnu) = gnu_list(&archive) {
             println!("NOTE: GNU tar: {gnu:?}");
         }
@@ -2915,7 +2863,7 @@ async fn truncated_archives(sandbox: Sandbox) {
         let want: Vec<(String, Outcome)> = reported.iter().map(|p| (p.to_string(), W)).collect();
         assert_eq!(run.outcomes(), want, "{what}");
         match error {
-            Some((offset, message)) => assert_malformed(&run, offset, message),
+            Some((offset, message)) => run.assert_malformed(offset, message),
             None => assert_eq!(run.summary().entries, 2, "{what}"),
         }
         if let Some(gnu) = gnu_list(archive) {
@@ -2937,7 +2885,7 @@ async fn truncated_archives(sandbox: Sandbox) {
     let scene = Scene::new();
     let run = extract(&sandbox, &scene, &full[..200]).await;
     assert!(run.reports.is_empty());
-    assert_malformed(&run, 200, "failed to read entire block");
+    run.assert_malformed(200, "failed to read entire block");
     finish(&scene, NOTHING);
 }
 

@@ -6,15 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::status_field;
 use sandtar::{Options, Sandbox, SandboxMode};
 use tokio::io::AsyncWriteExt;
-
-fn status_field(pid: u32, field: &str) -> Option<String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field).map(|v| v.trim().to_string()))
-}
 
 /// Starts a job whose archive never ends and checks the worker from outside.
 async fn check_live_worker(options: Options, expected_caps: u64) -> SandboxMode {

@@ -1,6 +1,8 @@
 //! Faults of the destination's filesystem, against the real worker (root: the
 //! tests mount small tmpfs filesystems; skipped with a note otherwise).
 
+mod common;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
@@ -37,8 +39,7 @@ fn files(count: usize, size: usize) -> Vec<u8> {
 /// the next job on the same sandbox works.
 #[tokio::test]
 async fn filesystem_full() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("NOTE: needs root to mount a tmpfs");
+    if !common::needs_root("mount a tmpfs") {
         return;
     }
     // Started before the mount: its warm workers predate it (see the retry
@@ -89,14 +90,7 @@ async fn filesystem_full() {
         assert_eq!(len, 256 * 1024, "{name}");
     }
     // The worker is gone (reaped in the background).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "worker {pid} still there"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    common::assert_gone(pid, "full filesystem").await;
     umount(base.path());
     let dest = tempfile::tempdir().unwrap();
     let summary = sandbox
@@ -109,8 +103,7 @@ async fn filesystem_full() {
 /// A read-only mount: refused before any byte is read.
 #[tokio::test]
 async fn read_only_destination() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("NOTE: needs root to mount a tmpfs");
+    if !common::needs_root("mount a tmpfs") {
         return;
     }
     let sandbox = Sandbox::new().await.unwrap();
@@ -133,8 +126,7 @@ async fn read_only_destination() {
 /// the mount: the job is retried once on a fresh worker, transparently).
 #[tokio::test]
 async fn destination_mounted_after_start() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("NOTE: needs root to mount a tmpfs");
+    if !common::needs_root("mount a tmpfs") {
         return;
     }
     let sandbox = Sandbox::new().await.unwrap();

@@ -507,7 +507,7 @@ async fn symlink_metadata_stays_on_the_link(sandbox: Sandbox) {
     assert_eq!(s.mtime(), 5);
     let dir = std::fs::symlink_metadata(d.join("d")).unwrap();
     assert_eq!((dir.mtime(), dir.mode() & 0o7777), (2000, 0o700));
-    let me = (unsafe { libc::geteuid() }, unsafe { libc::getegid() });
+    let me = (common::euid(), common::egid());
     assert_eq!((t.uid(), t.gid()), me);
     assert_eq!((dir.uid(), dir.gid()), me);
     if common::privileged(&sandbox) {
@@ -560,8 +560,7 @@ async fn device_nodes_are_replaced_not_opened(sandbox: Sandbox) {
 /// in what is mounted there. Root only (it mounts).
 #[tokio::test]
 async fn mounts_below_the_destination_are_invisible() {
-    if !common::is_root() {
-        println!("NOTE: needs root to mount");
+    if !common::needs_root("mount") {
         return;
     }
     let sandbox = common::sandbox().await;

@@ -14,7 +14,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use common::raw::{Header, Tar};
-use common::{assert_file, Scene};
+use common::{
+    assert_file, assert_gone, children, open_fds, parent_of, process_state, Scene, GONE_WITHIN,
+};
 use sandtar::{Error, Options, Outcome, Sandbox};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
@@ -25,46 +27,6 @@ root_and_nobody!(
     reports_stream_before_the_reader_ends,
     unreadable_destination,
 );
-
-/// How long a killed or dropped worker may take to disappear.
-const GONE_WITHIN: Duration = Duration::from_secs(2);
-
-/// The state letter of process `pid` (`R`, `S`, `Z`...), or `None` if it does
-/// not exist (any more).
-fn process_state(pid: u32) -> Option<char> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("State:"))
-        .and_then(|s| s.trim().chars().next())
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))
-        .and_then(|s| s.trim().parse().ok())
-}
-
-/// Waits until process `pid` is gone: not running and not a zombie either (a
-/// zombie still has its `/proc` entry until it is reaped).
-async fn assert_gone(pid: u32, what: &str) {
-    let deadline = Instant::now() + GONE_WITHIN;
-    loop {
-        match process_state(pid) {
-            None => break,
-            Some(state) => assert!(
-                Instant::now() < deadline,
-                "{what}: worker {pid} still exists after {GONE_WITHIN:?} (state {state}{})",
-                if state == 'Z' { ", a zombie" } else { "" }
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(!Path::new(&format!("/proc/{pid}")).exists());
-    assert!(!Path::new(&format!("/proc/{pid}/status")).exists());
-}
 
 /// The start of an archive whose first file promises 1 MiB that never comes.
 fn endless_head() -> Vec<u8> {
@@ -486,21 +448,6 @@ async fn reports_stream_before_the_reader_ends(sandbox: Sandbox) {
     let summary = job.finish().await.unwrap();
     assert_eq!((summary.entries, summary.written), (5, 5));
     scene.check();
-}
-
-/// Children of this process (including zombies).
-fn children() -> Vec<u32> {
-    let me = std::process::id();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| parent_of(*pid) == Some(me))
-        .collect()
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 /// Many jobs leak neither descriptors nor processes, and dropping the sandbox
