@@ -26,28 +26,6 @@ fn inputs(target: &str) -> Vec<PathBuf> {
     files
 }
 
-/// The options the `extract` target derives from its selector byte.
-fn options(selector: u8) -> sandtar::Options {
-    let mut options = if selector & 1 != 0 {
-        sandtar::Options::full_fidelity()
-    } else {
-        sandtar::Options::default()
-    };
-    if selector & 2 != 0 {
-        let l = &mut options.limits;
-        l.max_entries = 64;
-        l.max_entry_size = 1 << 20;
-        l.max_total_size = 4 << 20;
-        l.max_extension_size = 8 << 10;
-        l.max_path_length = 200;
-        l.max_path_depth = 8;
-    }
-    if selector & 4 != 0 {
-        options.preserve_mtime = false;
-    }
-    options
-}
-
 /// What the `extract` target does with one input, checks included.
 fn extract_one(data: &[u8]) -> Result<usize, String> {
     extract_and_list(data).0
@@ -66,7 +44,7 @@ fn extract_and_list(data: &[u8]) -> (Result<usize, String>, Vec<String>) {
     std::fs::create_dir(&dest).unwrap();
     let canary = outer.path().join("canary");
     std::fs::write(&canary, CANARY).unwrap();
-    let result = sandtar::fuzzing::extract_unconfined(archive, &dest, &options(selector));
+    let result = sandtar::fuzzing::extract_unconfined(archive, &dest, &sandtar::fuzzing::options_from_selector(selector));
     let mut names = Vec::new();
     list(&dest, "", &mut names);
     let mut beside: Vec<_> = std::fs::read_dir(outer.path())
