@@ -2907,6 +2907,7 @@ async fn device_nodes_over_existing_nodes(sandbox: Sandbox) {
         } else {
             (libc::S_IFIFO | 0o666, 0)
         };
+        // SAFETY: `c` is a NUL-terminated path that outlives the call.
         assert_eq!(unsafe { libc::mknod(c.as_ptr(), mode, dev) }, 0, "mknod");
     };
     let scene = scene_with(|d| {
@@ -3156,11 +3157,14 @@ fn nested_directories(n: usize) -> impl Iterator<Item = Vec<u8>> + Send + 'stati
 /// holds exactly `d` (the last one nothing) and has mode `mode`.
 fn chain_depth(dir: &Path, mode: u32) -> usize {
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
     let mut fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
     assert!(fd >= 0);
     let name = std::ffi::CString::new("d").unwrap();
     let mut depth = 0;
     loop {
+        // SAFETY: `fd` is a directory descriptor this function opened and has
+        // not closed; `name` is a NUL-terminated name that outlives the call.
         let next = unsafe {
             libc::openat(
                 fd,
@@ -3175,13 +3179,19 @@ fn chain_depth(dir: &Path, mode: u32) -> usize {
             .collect::<Vec<_>>();
         if next < 0 {
             assert!(entries.is_empty(), "level {depth} holds {entries:?}");
+            // SAFETY: `fd` was opened here and is closed once, here.
             unsafe { libc::close(fd) };
             return depth;
         }
         assert_eq!(entries, ["d"], "level {depth}");
+        // SAFETY: `libc::stat` is plain data, for which all zeros is valid.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `next` is an open descriptor (checked above), and `st` is a
+        // writable `stat`.
         assert_eq!(unsafe { libc::fstat(next, &mut st) }, 0);
         assert_eq!(st.st_mode & 0o7777, mode, "mode at level {}", depth + 1);
+        // SAFETY: `fd` was opened here and is closed once: it is replaced by
+        // `next` at once.
         unsafe { libc::close(fd) };
         fd = next;
         depth += 1;

@@ -1061,13 +1061,17 @@ fn content_of(path: &Path, size: u64) -> (u64, Vec<u8>) {
     let mut pos: i64 = 0;
     let mut block = vec![0u8; 4096];
     while (pos as u64) < size {
+        // SAFETY: `fd` is open (owned by `file`, alive to the end of the
+        // function); lseek touches no memory of ours.
         let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
         if data < 0 {
             break; // ENXIO: only a hole is left
         }
+        // SAFETY: as above.
         let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
         let mut off = data - data % 4096;
         while off < hole {
+            // SAFETY: `fd` is open, and `block` is writable for its 4096 bytes.
             let n = unsafe { libc::pread(fd, block.as_mut_ptr().cast(), 4096, off) };
             assert!(n >= 0, "pread: {}", std::io::Error::last_os_error());
             if n == 0 {
@@ -1092,6 +1096,8 @@ fn xattrs_of(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();
     let mut out = BTreeMap::new();
     let mut names = vec![0u8; 65536];
+    // SAFETY: `c` is a NUL-terminated path that outlives the call, and `names`
+    // is writable for `names.len()` bytes.
     let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
     if n <= 0 {
         return out;
@@ -1102,6 +1108,8 @@ fn xattrs_of(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
     {
         let cname = CString::new(name).unwrap();
         let mut value = vec![0u8; 65536];
+        // SAFETY: `c` and `cname` are NUL-terminated strings that outlive the
+        // call, and `value` is writable for `value.len()` bytes.
         let len = unsafe {
             libc::lgetxattr(
                 c.as_ptr(),

@@ -597,6 +597,8 @@ impl BindMount {
     fn new(from: &Path, to: &Path) -> Option<BindMount> {
         let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
         let (src, dst) = (c(from), c(to));
+        // SAFETY: `src` and `dst` are NUL-terminated paths that outlive the
+        // call; a bind mount takes no filesystem type and no data (null).
         let r = unsafe {
             libc::mount(
                 src.as_ptr(),
@@ -619,6 +621,7 @@ impl BindMount {
 
 impl Drop for BindMount {
     fn drop(&mut self) {
+        // SAFETY: `self.0` is a NUL-terminated path that outlives the call.
         unsafe {
             libc::umount2(self.0.as_ptr(), libc::MNT_DETACH);
         }

@@ -303,7 +303,8 @@ async fn reader_error_half_way(sandbox: Sandbox) {
 async fn worker_killed_mid_job(sandbox: Sandbox) {
     let scene = Scene::new();
     let (job, writer, pid) = endless_job(&sandbox, &scene.dest).await;
-    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+    let worker = rustix::process::Pid::from_raw(pid as i32).expect("a worker pid");
+    rustix::process::kill_process(worker, rustix::process::Signal::KILL).expect("kill");
     let result = tokio::time::timeout(Duration::from_secs(10), job.finish())
         .await
         .expect("a killed worker ends the job");
