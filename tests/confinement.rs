@@ -141,9 +141,5 @@ async fn inner_unprivileged_worker() {
 /// executable that `nobody` can read).
 #[test]
 fn unprivileged_worker_is_walled_in() {
-    // Through the shared helper: a copy of this executable that `nobody` can
-    // run, made with cp(1) (no ETXTBSY race with other test threads).
-    common::as_nobody("inner_unprivileged_worker", || {
-        eprintln!("not root: cannot switch to nobody; the other cases cover this user")
-    });
+    common::only_as_nobody("inner_unprivileged_worker");
 }

@@ -22,17 +22,9 @@ fn umount(at: &Path) {
     let _ = Command::new("umount").arg("-l").arg(at).status();
 }
 
+/// `count` files `file00`, `file01`... of `size` bytes each.
 fn files(count: usize, size: usize) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for i in 0..count {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(size as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, format!("file{i:02}"), &vec![b'z'; size][..])
-            .unwrap();
-    }
-    b.into_inner().unwrap()
+    common::tar_files((0..count).map(|i| (format!("file{i:02}"), vec![b'z'; size])))
 }
 
 /// The filesystem fills up: a clear error naming the entry; the worker is gone;

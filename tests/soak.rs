@@ -22,13 +22,7 @@ async fn ten_thousand_jobs_stay_flat() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let sandbox = Sandbox::new().await.unwrap();
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(5);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append_data(&mut h, "one", &b"entry"[..]).unwrap();
-    let data = b.into_inner().unwrap();
+    let data = common::tar_files([("one", b"entry")]);
     let dest = tempfile::tempdir().unwrap();
     let mut baseline = None;
     let started = std::time::Instant::now();

@@ -9,13 +9,7 @@ use common::zygotes;
 use sandtar::{Options, Sandbox};
 
 fn one_file() -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(3);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append_data(&mut h, "f", &b"abc"[..]).unwrap();
-    b.into_inner().unwrap()
+    common::tar_files([("f", b"abc")])
 }
 
 #[tokio::test]

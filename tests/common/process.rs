@@ -28,6 +28,15 @@ pub fn as_nobody(inner: &str, direct: impl FnOnce()) {
     as_user("nobody", group, inner, direct)
 }
 
+/// Runs the ignored test `inner` as `nobody` (see [`as_nobody`]). When this
+/// process is not root it only says so: the binary's other tests already run
+/// as this (unprivileged) user.
+pub fn only_as_nobody(inner: &str) {
+    as_nobody(inner, || {
+        eprintln!("not root: cannot switch to nobody; the other cases cover this user")
+    });
+}
+
 /// Like [`as_nobody`], as `user`:`group`.
 pub fn as_user(user: &str, group: &str, inner: &str, direct: impl FnOnce()) {
     if !is_root() {
