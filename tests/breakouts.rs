@@ -38,7 +38,8 @@ use std::process::{Command, Stdio};
 
 use common::raw::{Header, Magic, Tar, BLOCK};
 use common::{
-    assert_absent, assert_file, assert_limit, assert_symlink, Kind, Run, Scene, Snapshot,
+    assert_absent, assert_file, assert_limit, assert_symlink, gnu_tar_available, Kind, Run, Scene,
+    Snapshot, GNU_TAR,
 };
 use sandtar::{EntryKind, Limits, Options, Outcome, RejectReason, Sandbox, SkipReason};
 use tokio::io::AsyncWriteExt;
@@ -404,8 +405,6 @@ impl Outside {
 // GNU tar, for comparison
 // ---------------------------------------------------------------------------
 
-const GNU_TAR: &str = "/usr/bin/tar";
-
 /// What GNU tar said about an archive.
 #[derive(Debug)]
 struct Gnu {
@@ -413,18 +412,6 @@ struct Gnu {
     members: Vec<String>,
     ok: bool,
     stderr: String,
-}
-
-fn gnu_tar_available() -> bool {
-    let found = Command::new(GNU_TAR)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("GNU tar"))
-        .unwrap_or(false);
-    if !found {
-        println!("NOTE: no GNU tar at {GNU_TAR}: comparison skipped");
-    }
-    found
 }
 
 fn gnu_tar(args: &[&str], dir: Option<&Path>, archive: &[u8]) -> (Vec<u8>, bool, String) {

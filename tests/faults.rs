@@ -7,6 +7,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::WatchedReader;
 use sandtar::{Error, Options, Sandbox};
 
 fn mount_tmpfs(at: &Path, options: &str) -> bool {
@@ -101,11 +105,16 @@ async fn read_only_destination() {
     let sandbox = Sandbox::new().await.unwrap();
     let base = tempfile::tempdir().unwrap();
     assert!(mount_tmpfs(base.path(), "ro,size=1m"), "mount tmpfs");
-    let reader = PanicReader;
+    let polls = Arc::new(AtomicUsize::new(0));
     let result = sandbox
-        .start(reader, base.path(), &Options::default())
+        .start(
+            WatchedReader(polls.clone()),
+            base.path(),
+            &Options::default(),
+        )
         .await;
     umount(base.path());
+    assert_eq!(polls.load(Ordering::SeqCst), 0, "the archive was read");
     match result {
         Err(Error::Destination { problem, .. }) => {
             assert!(problem.contains("read-only"), "{problem}")
@@ -133,19 +142,6 @@ async fn destination_mounted_after_start() {
     assert_eq!(in_tmpfs.unwrap().len(), 1000);
     // Nothing went to the directory under the mount.
     assert!(std::fs::read_dir(base.path()).unwrap().next().is_none());
-}
-
-/// Fails the test if the job reads a single byte.
-struct PanicReader;
-
-impl tokio::io::AsyncRead for PanicReader {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-        _: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        panic!("the archive was read");
-    }
 }
 
 /// An archive that ends inside a file: the job fails naming it, the truncated

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use common::raw::{Header, Tar};
 use common::{
-    assert_file, assert_gone, children, open_fds, parent_of, process_state, Scene, GONE_WITHIN,
+    assert_file, assert_gone, children, open_fds, parent_of, process_state, Scene, WatchedReader,
+    GONE_WITHIN,
 };
 use sandtar::{Error, Options, Outcome, Sandbox};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
@@ -328,20 +329,6 @@ async fn worker_killed_mid_job(sandbox: Sandbox) {
     assert!(summary.is_complete());
     check_job_tree(&scene.dest, 2);
     scene.check();
-}
-
-/// A reader that counts how often it was polled.
-struct WatchedReader(Arc<AtomicUsize>);
-
-impl AsyncRead for WatchedReader {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        _buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Poll::Ready(Ok(()))
-    }
 }
 
 /// A destination that is missing, a file, or below a file fails with

@@ -3,6 +3,11 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::pin::Pin;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 /// A well-formed archive of regular files (GNU headers, mode 0644, mtime 0),
 /// written by the `tar` crate, in this order.
@@ -40,4 +45,35 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
+}
+
+/// An archive reader that counts how often it was polled and gives nothing:
+/// for jobs that must fail before they read a byte.
+pub struct WatchedReader(pub Arc<AtomicUsize>);
+
+impl tokio::io::AsyncRead for WatchedReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        _buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Where the tests look for GNU tar, to compare with it.
+pub const GNU_TAR: &str = "/usr/bin/tar";
+
+/// Whether [`GNU_TAR`] is GNU tar; if not, says that the comparison is skipped.
+pub fn gnu_tar_available() -> bool {
+    let found = Command::new(GNU_TAR)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("GNU tar"))
+        .unwrap_or(false);
+    if !found {
+        println!("NOTE: no GNU tar at {GNU_TAR}: comparison skipped");
+    }
+    found
 }

@@ -15,60 +15,49 @@ pub fn mode_of(path: impl AsRef<Path>) -> u32 {
         & 0o7777
 }
 
+/// The metadata of `path` (not following symlinks), asserting that it is a
+/// `what` (`is` tells, e.g. `FileType::is_file`).
+fn metadata_of(path: &Path, what: &str, is: fn(&std::fs::FileType) -> bool) -> std::fs::Metadata {
+    let meta = std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("{} should be a {what}: {e}", path.display()));
+    assert!(is(&meta.file_type()), "{} is not a {what}", path.display());
+    meta
+}
+
+fn assert_mode(path: &Path, meta: &std::fs::Metadata, mode: u32) {
+    assert_eq!(
+        meta.mode() & 0o7777,
+        mode,
+        "mode of {}: {:o}",
+        path.display(),
+        meta.mode()
+    );
+}
+
 /// Asserts that `path` is a regular file with these contents and mode.
 pub fn assert_file(path: impl AsRef<Path>, contents: &[u8], mode: u32) {
     let path = path.as_ref();
-    let meta = std::fs::symlink_metadata(path)
-        .unwrap_or_else(|e| panic!("{} should be a file: {e}", path.display()));
-    assert!(
-        meta.file_type().is_file(),
-        "{} is not a regular file",
-        path.display()
-    );
+    let meta = metadata_of(path, "regular file", std::fs::FileType::is_file);
     assert_eq!(
         std::fs::read(path).unwrap(),
         contents,
         "contents of {}",
         path.display()
     );
-    assert_eq!(
-        meta.mode() & 0o7777,
-        mode,
-        "mode of {}: {:o}",
-        path.display(),
-        meta.mode()
-    );
+    assert_mode(path, &meta, mode);
 }
 
 /// Asserts that `path` is a directory with this mode.
 pub fn assert_dir(path: impl AsRef<Path>, mode: u32) {
     let path = path.as_ref();
-    let meta = std::fs::symlink_metadata(path)
-        .unwrap_or_else(|e| panic!("{} should be a directory: {e}", path.display()));
-    assert!(
-        meta.file_type().is_dir(),
-        "{} is not a directory",
-        path.display()
-    );
-    assert_eq!(
-        meta.mode() & 0o7777,
-        mode,
-        "mode of {}: {:o}",
-        path.display(),
-        meta.mode()
-    );
+    let meta = metadata_of(path, "directory", std::fs::FileType::is_dir);
+    assert_mode(path, &meta, mode);
 }
 
 /// Asserts that `path` is a symlink pointing at `target`.
 pub fn assert_symlink(path: impl AsRef<Path>, target: impl AsRef<Path>) {
     let path = path.as_ref();
-    let meta = std::fs::symlink_metadata(path)
-        .unwrap_or_else(|e| panic!("{} should be a symlink: {e}", path.display()));
-    assert!(
-        meta.file_type().is_symlink(),
-        "{} is not a symlink",
-        path.display()
-    );
+    metadata_of(path, "symlink", std::fs::FileType::is_symlink);
     assert_eq!(std::fs::read_link(path).unwrap(), target.as_ref());
 }
 
