@@ -167,6 +167,19 @@ async fn one_of_many(sandbox: Sandbox, i: usize) -> Scene {
     scene
 }
 
+/// Waits for the [`one_of_many`] tasks and checks each one's tree; all
+/// [`CONCURRENT`] of them must finish.
+async fn check_all(mut tasks: tokio::task::JoinSet<(usize, Scene)>) {
+    let mut done = 0;
+    while let Some(res) = tasks.join_next().await {
+        let (i, scene) = res.expect("task panicked");
+        check_job_tree(&scene.dest, i);
+        scene.check();
+        done += 1;
+    }
+    assert_eq!(done, CONCURRENT);
+}
+
 /// 16 jobs at once on a multi-threaded runtime, each in its own task.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_jobs_multi_thread() {
@@ -176,14 +189,7 @@ async fn concurrent_jobs_multi_thread() {
         let sandbox = sandbox.clone();
         tasks.spawn(async move { (i, one_of_many(sandbox, i).await) });
     }
-    let mut done = 0;
-    while let Some(res) = tasks.join_next().await {
-        let (i, scene) = res.expect("task panicked");
-        check_job_tree(&scene.dest, i);
-        scene.check();
-        done += 1;
-    }
-    assert_eq!(done, CONCURRENT);
+    check_all(tasks).await;
 }
 
 /// 16 jobs at once on a current-thread runtime: they make progress together on
@@ -199,14 +205,7 @@ async fn concurrent_jobs_current_thread() {
                 let sandbox = sandbox.clone();
                 tasks.spawn_local(async move { (i, one_of_many(sandbox, i).await) });
             }
-            let mut done = 0;
-            while let Some(res) = tasks.join_next().await {
-                let (i, scene) = res.expect("task panicked");
-                check_job_tree(&scene.dest, i);
-                scene.check();
-                done += 1;
-            }
-            assert_eq!(done, CONCURRENT);
+            check_all(tasks).await;
         })
         .await;
 }
