@@ -69,3 +69,28 @@ pub fn decode_job_header(bytes: &[u8]) -> Result<Options, String> {
         .map(|h| h.options)
         .map_err(|e| e.to_string())
 }
+
+/// The options the `extract` fuzz target (and its regression test) derives
+/// from the selector byte in front of each input. Bit 0:
+/// `Options::full_fidelity()` instead of `Options::default()`; bit 1: small
+/// limits, so that every limit check is reached; bit 2: no modification times.
+pub fn options_from_selector(selector: u8) -> Options {
+    let mut options = if selector & 1 != 0 {
+        Options::full_fidelity()
+    } else {
+        Options::default()
+    };
+    if selector & 2 != 0 {
+        let l = &mut options.limits;
+        l.max_entries = 64;
+        l.max_entry_size = 1 << 20;
+        l.max_total_size = 4 << 20;
+        l.max_extension_size = 8 << 10;
+        l.max_path_length = 200;
+        l.max_path_depth = 8;
+    }
+    if selector & 4 != 0 {
+        options.preserve_mtime = false;
+    }
+    options
+}

@@ -37,8 +37,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::raw::{Header, Magic, Tar, BLOCK};
-use common::{assert_absent, assert_file, assert_symlink, Kind, Run, Scene, Snapshot};
-use sandtar::{EntryKind, Error, Limits, Options, Outcome, RejectReason, Sandbox, SkipReason};
+use common::{
+    assert_absent, assert_file, assert_limit, assert_symlink, gnu_tar_available, Kind, Run, Scene,
+    Snapshot, GNU_TAR,
+};
+use sandtar::{EntryKind, Limits, Options, Outcome, RejectReason, Sandbox, SkipReason};
 use tokio::io::AsyncWriteExt;
 
 root_and_nobody!(
@@ -402,8 +405,6 @@ impl Outside {
 // GNU tar, for comparison
 // ---------------------------------------------------------------------------
 
-const GNU_TAR: &str = "/usr/bin/tar";
-
 /// What GNU tar said about an archive.
 #[derive(Debug)]
 struct Gnu {
@@ -411,18 +412,6 @@ struct Gnu {
     members: Vec<String>,
     ok: bool,
     stderr: String,
-}
-
-fn gnu_tar_available() -> bool {
-    let found = Command::new(GNU_TAR)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("GNU tar"))
-        .unwrap_or(false);
-    if !found {
-        println!("NOTE: no GNU tar at {GNU_TAR}: comparison skipped");
-    }
-    found
 }
 
 fn gnu_tar(args: &[&str], dir: Option<&Path>, archive: &[u8]) -> (Vec<u8>, bool, String) {
@@ -522,44 +511,6 @@ fn assert_same_as_gnu_extract(archive: &[u8], dest: &Path, created: &[&str]) {
     if let Some(gnu) = gnu_extract(archive) {
         assert!(gnu.ok, "GNU tar -x failed: {}", gnu.stderr);
         assert_eq!(gnu.members, created, "GNU tar -x");
-    }
-}
-
-/// Asserts that the job ended with `MalformedArchive` at `offset` saying `message`.
-fn assert_malformed(run: &Run, offset: u64, message: &str) {
-    match &run.result {
-        Err(Error::MalformedArchive {
-            offset: o,
-            message: m,
-        }) => {
-            assert_eq!((*o, m.as_str()), (offset, message), "MalformedArchive");
-        }
-        other => panic!(
-            "expected MalformedArchive, got {other:?}; {:#?}",
-            run.reports
-        ),
-    }
-}
-
-/// Asserts that the job ended with `LimitExceeded` naming `limit`, `value`, `entry`.
-fn assert_limit(result: &sandtar::Result<sandtar::Summary>, limit: &str, value: u64, entry: &[u8]) {
-    match result {
-        Err(Error::LimitExceeded {
-            limit: l,
-            value: v,
-            entry: e,
-        }) => {
-            assert_eq!((l.name(), *v), (limit, value), "LimitExceeded");
-            // Names travel cut to 8 KiB, like report paths.
-            let entry = &entry[..entry.len().min(8 * 1024)];
-            assert!(
-                e.as_os_str().as_bytes() == entry,
-                "LimitExceeded entry of {} bytes, expected {} bytes",
-                e.as_os_str().len(),
-                entry.len()
-            );
-        }
-        other => panic!("expected LimitExceeded({limit}), got {other:?}"),
     }
 }
 
@@ -2422,8 +2373,7 @@ async fn two_pax_headers(sandbox: Sandbox) {
         .finish();
     let run = extract(&sandbox, &scene, &archive).await;
     assert_eq!(run.outcomes(), [("before".to_string(), W)]);
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         4 * BLOCK as u64 + BLOCK as u64,
         "two pax extensions entries describing the same member",
     );
@@ -2444,8 +2394,7 @@ async fn two_gnu_long_names(sandbox: Sandbox) {
         .finish();
     let run = extract(&sandbox, &scene, &archive).await;
     assert_eq!(run.outcomes(), [("before".to_string(), W)]);
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         5 * BLOCK as u64,
         "two long name entries describing the same member",
     );
@@ -2464,8 +2413,7 @@ async fn pax_header_at_the_end(sandbox: Sandbox) {
         .finish();
     let run = extract(&sandbox, &scene, &archive).await;
     assert_eq!(run.outcomes(), [("before".to_string(), W)]);
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         5 * BLOCK as u64,
         "members found describing a future member but no future member found",
     );
@@ -2484,8 +2432,7 @@ async fn gnu_long_name_at_the_end(sandbox: Sandbox) {
         .finish();
     let run = extract(&sandbox, &scene, &archive).await;
     assert_eq!(run.outcomes(), [("before".to_string(), W)]);
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         5 * BLOCK as u64,
         "members found describing a future member but no future member found",
     );
@@ -2512,8 +2459,7 @@ async fn stale_pax_on_a_volume_label(sandbox: Sandbox) {
             Outcome::Skipped(SkipReason::UnsupportedType(b'V'))
         )]
     );
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         6 * BLOCK as u64,
         "numeric field was not a number:  when getting cksum for smug!",
     );
@@ -2547,8 +2493,7 @@ async fn pax_size_behind_a_value_with_a_newline(sandbox: Sandbox) {
     let hostile = archive(0);
     let run = extract(&sandbox, &scene, &hostile).await;
     assert!(run.reports.is_empty(), "{:#?}", run.reports);
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         3 * BLOCK as u64,
         "ambiguous PAX size: 1024 by the record lengths, 0 to a reader that splits records at \
          newlines (a record value holds a newline byte)",
@@ -2638,11 +2583,7 @@ async fn pax_size_in_a_global_header(sandbox: Sandbox) {
     let run = extract(&sandbox, &scene, &archive).await;
     assert!(run.reports.is_empty(), "{:#?}", run.reports);
     // After the global header's data: its one record, 13 bytes.
-    assert_malformed(
-        &run,
-        BLOCK as u64 + 13,
-        "a PAX global header with a size record",
-    );
+    run.assert_malformed(BLOCK as u64 + 13, "a PAX global header with a size record");
     if let Some(gnu) = gnu_list(&archive) {
         assert_eq!(gnu.members, ["outer.txt", "after.txt"], "GNU tar -t");
     }
@@ -2664,8 +2605,7 @@ async fn extended_header_without_a_magic(sandbox: Sandbox) {
             .finish();
         let run = extract(&sandbox, &scene, &archive).await;
         assert!(run.reports.is_empty(), "{:#?}", run.reports);
-        assert_malformed(
-            &run,
+        run.assert_malformed(
             BLOCK as u64,
             &format!(
                 "an extended header (type {:?}) without a ustar or GNU magic",
@@ -2697,8 +2637,7 @@ async fn solaris_extended_header(sandbox: Sandbox) {
         .finish();
     let run = extract(&sandbox, &scene, &archive).await;
     assert!(run.reports.is_empty(), "{:#?}", run.reports);
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         BLOCK as u64,
         "a Solaris extended header (type 'X'): tar readers disagree on its meaning",
     );
@@ -2732,7 +2671,7 @@ async fn negative_size_base256(sandbox: Sandbox) {
     let archive = with_size_field("neg", &[0xff; 12], b"");
     let run = extract(&sandbox, &scene, &archive).await;
     assert_eq!(run.outcomes(), [("before".to_string(), W)]);
-    assert_malformed(&run, 3 * BLOCK as u64, "size overflow");
+    run.assert_malformed(3 * BLOCK as u64, "size overflow");
     finish(&scene, &["before 644 = b"]);
 }
 
@@ -2755,8 +2694,7 @@ async fn negative_size_within_range(sandbox: Sandbox) {
     assert_eq!(run.outcomes(), [("before".to_string(), W)]);
     let size = u64::MAX - 4095;
     let rest = archive.len() as u64 - 3 * BLOCK as u64;
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         archive.len() as u64,
         &format!(
             "neg: the archive ends inside this file ({} of {size} bytes missing)",
@@ -2777,8 +2715,7 @@ async fn size_beyond_the_data(sandbox: Sandbox) {
     assert_eq!(run.outcomes(), [("before".to_string(), W)]);
     let size = 0o77777777777u64;
     let rest = archive.len() as u64 - 3 * BLOCK as u64;
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         archive.len() as u64,
         &format!(
             "huge: the archive ends inside this file ({} of {size} bytes missing)",
@@ -2799,8 +2736,7 @@ async fn non_octal_size(sandbox: Sandbox) {
     let archive = with_size_field("bad", b"12x4\0\0\0\0\0\0\0\0", b"data");
     let run = extract(&sandbox, &scene, &archive).await;
     assert_eq!(run.outcomes(), [("before".to_string(), W)]);
-    assert_malformed(
-        &run,
+    run.assert_malformed(
         3 * BLOCK as u64,
         "numeric field was not a number: 12x4 when getting size for bad",
     );
@@ -2820,8 +2756,7 @@ async fn blank_size_fields(sandbox: Sandbox) {
         let archive = with_size_field("blank", &field, b"");
         let run = extract(&sandbox, &scene, &archive).await;
         assert_eq!(run.outcomes(), [("before".to_string(), W)]);
-        assert_malformed(
-            &run,
+        run.assert_malformed(
             3 * BLOCK as u64,
             "the size field of \"blank\" is blank or starts with a NUL byte: refused, as tar \
              readers disagree on its value (GNU tar reads 0, Go the digits after the NULs)",
@@ -2863,7 +2798,7 @@ async fn bad_checksums(sandbox: Sandbox) {
         archive.extend_from_slice(&Tar::new().file("after", b"a").finish());
         let run = extract(&sandbox, &scene, &archive).await;
         assert_eq!(run.outcomes(), [("before".to_string(), W)]);
-        assert_malformed(&run, at, &message);
+        run.assert_malformed(at, &message);
         if let Some(gnu) = gnu_list(&archive) {
             println!("NOTE: GNU tar: {gnu:?}");
         }
@@ -2915,7 +2850,7 @@ async fn truncated_archives(sandbox: Sandbox) {
         let want: Vec<(String, Outcome)> = reported.iter().map(|p| (p.to_string(), W)).collect();
         assert_eq!(run.outcomes(), want, "{what}");
         match error {
-            Some((offset, message)) => assert_malformed(&run, offset, message),
+            Some((offset, message)) => run.assert_malformed(offset, message),
             None => assert_eq!(run.summary().entries, 2, "{what}"),
         }
         if let Some(gnu) = gnu_list(archive) {
@@ -2937,7 +2872,7 @@ async fn truncated_archives(sandbox: Sandbox) {
     let scene = Scene::new();
     let run = extract(&sandbox, &scene, &full[..200]).await;
     assert!(run.reports.is_empty());
-    assert_malformed(&run, 200, "failed to read entire block");
+    run.assert_malformed(200, "failed to read entire block");
     finish(&scene, NOTHING);
 }
 
@@ -2959,6 +2894,7 @@ async fn device_nodes_over_existing_nodes(sandbox: Sandbox) {
         } else {
             (libc::S_IFIFO | 0o666, 0)
         };
+        // SAFETY: `c` is a NUL-terminated path that outlives the call.
         assert_eq!(unsafe { libc::mknod(c.as_ptr(), mode, dev) }, 0, "mknod");
     };
     let scene = scene_with(|d| {
@@ -3208,11 +3144,14 @@ fn nested_directories(n: usize) -> impl Iterator<Item = Vec<u8>> + Send + 'stati
 /// holds exactly `d` (the last one nothing) and has mode `mode`.
 fn chain_depth(dir: &Path, mode: u32) -> usize {
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
     let mut fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
     assert!(fd >= 0);
     let name = std::ffi::CString::new("d").unwrap();
     let mut depth = 0;
     loop {
+        // SAFETY: `fd` is a directory descriptor this function opened and has
+        // not closed; `name` is a NUL-terminated name that outlives the call.
         let next = unsafe {
             libc::openat(
                 fd,
@@ -3227,13 +3166,19 @@ fn chain_depth(dir: &Path, mode: u32) -> usize {
             .collect::<Vec<_>>();
         if next < 0 {
             assert!(entries.is_empty(), "level {depth} holds {entries:?}");
+            // SAFETY: `fd` was opened here and is closed once, here.
             unsafe { libc::close(fd) };
             return depth;
         }
         assert_eq!(entries, ["d"], "level {depth}");
+        // SAFETY: `libc::stat` is plain data, for which all zeros is valid.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `next` is an open descriptor (checked above), and `st` is a
+        // writable `stat`.
         assert_eq!(unsafe { libc::fstat(next, &mut st) }, 0);
         assert_eq!(st.st_mode & 0o7777, mode, "mode at level {}", depth + 1);
+        // SAFETY: `fd` was opened here and is closed once: it is replaced by
+        // `next` at once.
         unsafe { libc::close(fd) };
         fd = next;
         depth += 1;

@@ -6,23 +6,10 @@ mod common;
 
 use std::io::Write;
 
-use common::{shape, snapshot, Scene};
-use sandtar::{Compression, Error, Options, Sandbox};
+use common::{assert_malformed, gzip, noise, shape, snapshot, Scene};
+use sandtar::{Compression, Options, Sandbox};
 
 root_and_nobody!(every_format_same_tree, multi_member_streams, corrupt_input);
-
-/// Bytes that do not compress well (so a flipped byte lands in real data).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 /// A small tree built with the `tar` crate: directories, files of several
 /// sizes (one larger than the worker's chunks), a symlink and a hard link.
@@ -65,12 +52,6 @@ fn corpus() -> Vec<u8> {
     h.set_size(0);
     b.append_link(&mut h, "bin/tool-again", "bin/tool").unwrap();
     b.into_inner().unwrap()
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
 }
 
 fn zstd(data: &[u8]) -> Vec<u8> {
@@ -184,15 +165,6 @@ async fn multi_member_streams(sandbox: Sandbox) {
             check_corpus_tree(&scene.dest);
             scene.check();
         }
-    }
-}
-
-fn assert_malformed(what: &str, result: &sandtar::Result<sandtar::Summary>) {
-    match result {
-        Err(Error::MalformedArchive { message, .. }) => {
-            println!("{what}: MalformedArchive: {message}");
-        }
-        other => panic!("{what}: expected Error::MalformedArchive, got {other:?}"),
     }
 }
 

@@ -6,15 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::status_field;
 use sandtar::{Options, Sandbox, SandboxMode};
 use tokio::io::AsyncWriteExt;
-
-fn status_field(pid: u32, field: &str) -> Option<String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field).map(|v| v.trim().to_string()))
-}
 
 /// Starts a job whose archive never ends and checks the worker from outside.
 async fn check_live_worker(options: Options, expected_caps: u64) -> SandboxMode {
@@ -147,9 +141,5 @@ async fn inner_unprivileged_worker() {
 /// executable that `nobody` can read).
 #[test]
 fn unprivileged_worker_is_walled_in() {
-    // Through the shared helper: a copy of this executable that `nobody` can
-    // run, made with cp(1) (no ETXTBSY race with other test threads).
-    common::as_nobody("inner_unprivileged_worker", || {
-        eprintln!("not root: cannot switch to nobody; the other cases cover this user")
-    });
+    common::only_as_nobody("inner_unprivileged_worker");
 }

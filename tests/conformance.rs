@@ -232,6 +232,8 @@
 //! | `gen/v7.tar` | owners | identical |
 #![allow(clippy::type_complexity)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
 use std::hash::{Hash, Hasher};
@@ -243,6 +245,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::is_root;
+use common::raw::{Header, Magic, Tar};
 use sandtar::{Limits, Options, Sandbox};
 
 /// The extraction modes compared.
@@ -790,10 +794,6 @@ const EXPECTED: &[(&str, &str, &str)] = &[
 // Environment
 // ---------------------------------------------------------------------------
 
-fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
-}
-
 fn corpus_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
     if dir.is_dir() {
@@ -1061,13 +1061,17 @@ fn content_of(path: &Path, size: u64) -> (u64, Vec<u8>) {
     let mut pos: i64 = 0;
     let mut block = vec![0u8; 4096];
     while (pos as u64) < size {
+        // SAFETY: `fd` is open (owned by `file`, alive to the end of the
+        // function); lseek touches no memory of ours.
         let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
         if data < 0 {
             break; // ENXIO: only a hole is left
         }
+        // SAFETY: as above.
         let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
         let mut off = data - data % 4096;
         while off < hole {
+            // SAFETY: `fd` is open, and `block` is writable for its 4096 bytes.
             let n = unsafe { libc::pread(fd, block.as_mut_ptr().cast(), 4096, off) };
             assert!(n >= 0, "pread: {}", std::io::Error::last_os_error());
             if n == 0 {
@@ -1092,6 +1096,8 @@ fn xattrs_of(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();
     let mut out = BTreeMap::new();
     let mut names = vec![0u8; 65536];
+    // SAFETY: `c` is a NUL-terminated path that outlives the call, and `names`
+    // is writable for `names.len()` bytes.
     let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
     if n <= 0 {
         return out;
@@ -1102,6 +1108,8 @@ fn xattrs_of(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
     {
         let cname = CString::new(name).unwrap();
         let mut value = vec![0u8; 65536];
+        // SAFETY: `c` and `cname` are NUL-terminated strings that outlive the
+        // call, and `value` is writable for `value.len()` bytes.
         let len = unsafe {
             libc::lgetxattr(
                 c.as_ptr(),
@@ -1153,7 +1161,7 @@ fn show(bytes: &[u8]) -> String {
 /// Compares the trees; `start` is when the extraction started (times at or
 /// after it were not set from the archive and are not compared).
 fn compare(gnu: &Tree, ours: &Tree, mode: Mode, start: i64) -> Vec<Diff> {
-    let me = unsafe { (libc::geteuid(), libc::getegid()) };
+    let me = (common::euid(), common::egid());
     let mut diffs = Vec::new();
     let mut push = |path: &[u8], aspect: &str, g: String, o: String, key: Option<&'static str>| {
         diffs.push(Diff {
@@ -1648,271 +1656,101 @@ async fn corpus_full_fidelity() {
 // Generated archives
 // ---------------------------------------------------------------------------
 
-mod raw {
-    //! A byte-level tar writer: ustar and GNU headers, PAX and GNU long-name
-    //! extension entries, negative times in base-256.
-
-    pub const BLOCK: usize = 512;
-
-    pub struct Header {
-        pub name: Vec<u8>,
-        pub typeflag: u8,
-        pub mode: u32,
-        pub uid: u64,
-        pub gid: u64,
-        pub size: u64,
-        pub mtime: i64,
-        pub link: Vec<u8>,
-        pub dev: (u32, u32),
-        pub gnu: bool,
-    }
-
-    pub fn header(name: &[u8], typeflag: u8, size: u64) -> Header {
-        Header {
-            name: name.to_vec(),
-            typeflag,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            size,
-            mtime: 1_600_000_000,
-            link: Vec::new(),
-            dev: (0, 0),
-            gnu: false,
-        }
-    }
-
-    fn octal(field: &mut [u8], value: u64) {
-        let s = format!("{:0width$o}", value, width = field.len() - 1);
-        if s.len() < field.len() {
-            field[..s.len()].copy_from_slice(s.as_bytes());
-            field[s.len()] = 0;
-        } else {
-            // base-256, two's complement, as GNU tar writes large and negative values
-            let v = value as i64;
-            for (i, b) in field.iter_mut().rev().enumerate() {
-                *b = if i < 8 {
-                    (v >> (8 * i)) as u8
-                } else if v < 0 {
-                    0xff
-                } else {
-                    0
-                };
-            }
-            field[0] |= 0x80;
-        }
-    }
-
-    fn signed(field: &mut [u8], value: i64) {
-        if value >= 0 {
-            octal(field, value as u64);
-        } else {
-            for (i, b) in field.iter_mut().rev().enumerate() {
-                *b = if i < 8 {
-                    (value >> (8 * i)) as u8
-                } else {
-                    0xff
-                };
-            }
-            field[0] = 0xff;
-        }
-    }
-
-    impl Header {
-        pub fn encode(&self) -> [u8; BLOCK] {
-            let mut b = [0u8; BLOCK];
-            assert!(self.name.len() <= 100 && self.link.len() <= 100);
-            b[..self.name.len()].copy_from_slice(&self.name);
-            octal(&mut b[100..108], u64::from(self.mode));
-            octal(&mut b[108..116], self.uid);
-            octal(&mut b[116..124], self.gid);
-            octal(&mut b[124..136], self.size);
-            signed(&mut b[136..148], self.mtime);
-            b[156] = self.typeflag;
-            b[157..157 + self.link.len()].copy_from_slice(&self.link);
-            if self.gnu {
-                b[257..265].copy_from_slice(b"ustar  \0");
-            } else {
-                b[257..263].copy_from_slice(b"ustar\0");
-                b[263..265].copy_from_slice(b"00");
-            }
-            octal(&mut b[329..337], u64::from(self.dev.0));
-            octal(&mut b[337..345], u64::from(self.dev.1));
-            b[148..156].fill(b' ');
-            let sum: u32 = b.iter().map(|x| u32::from(*x)).sum();
-            let s = format!("{sum:06o}\0 ");
-            b[148..156].copy_from_slice(s.as_bytes());
-            b
-        }
-    }
-
-    /// Appends a header and its data, padded to a block.
-    pub fn entry(out: &mut Vec<u8>, h: &Header, data: &[u8]) {
-        out.extend_from_slice(&h.encode());
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(BLOCK) * BLOCK, 0);
-    }
-
-    /// One PAX record, its length prefix included.
-    pub fn record(key: &str, value: &[u8]) -> Vec<u8> {
-        let body = [b" ", key.as_bytes(), b"=", value, b"\n"].concat();
-        let mut len = body.len() + 1;
-        while format!("{len}").len() + body.len() != len {
-            len += 1;
-        }
-        [format!("{len}").as_bytes(), &body].concat()
-    }
-
-    /// A PAX extended header (`x`, or `g` for global) with `records`.
-    pub fn pax(out: &mut Vec<u8>, typeflag: u8, records: &[(&str, &[u8])]) {
-        let data: Vec<u8> = records.iter().flat_map(|(k, v)| record(k, v)).collect();
-        let h = header(b"././@PaxHeader", typeflag, data.len() as u64);
-        entry(out, &h, &data);
-    }
-
-    /// A GNU long name (`L`) or long link (`K`) entry.
-    pub fn gnu_long(out: &mut Vec<u8>, typeflag: u8, value: &[u8]) {
-        let mut data = value.to_vec();
-        data.push(0);
-        let mut h = header(b"././@LongLink", typeflag, data.len() as u64);
-        h.gnu = true;
-        entry(out, &h, &data);
-    }
-
-    pub fn finish(out: &mut Vec<u8>) {
-        out.extend_from_slice(&[0u8; 2 * BLOCK]);
-    }
-}
-
 /// Archives written byte by byte here: PAX records (long names and link names,
 /// fractional, negative and far-future times, large ids, xattrs in every
 /// namespace, global headers), GNU long names and base-256 fields, unusual modes.
 fn built_archives() -> Vec<(&'static str, Vec<u8>)> {
-    use raw::*;
     let mut out = Vec::new();
 
     let long_dir = "d".repeat(120);
     let long_name = format!("{long_dir}/{}/{}", "e".repeat(120), "f".repeat(120));
+    let file = |name: &str| Header::new(name, b'0', 0);
 
     // PAX
-    let mut a = Vec::new();
-    pax(&mut a, b'x', &[("path", long_name.as_bytes())]);
-    entry(&mut a, &header(b"placeholder", b'0', 5), b"long\n");
-    pax(&mut a, b'x', &[("mtime", b"-1234567890.25")]);
-    entry(&mut a, &header(b"negative-fraction", b'0', 3), b"neg");
-    pax(&mut a, b'x', &[("mtime", b"-1")]);
-    entry(&mut a, &header(b"minus-one", b'0', 0), b"");
-    pax(&mut a, b'x', &[("mtime", b"10000000000.123456789")]);
-    entry(&mut a, &header(b"far-future", b'0', 3), b"fut");
-    pax(&mut a, b'x', &[("mtime", b"1700000000.5")]);
-    entry(&mut a, &header(b"half-second", b'0', 0), b"");
-    pax(&mut a, b'x', &[("mtime", b"1700000000.000000001")]);
-    entry(&mut a, &header(b"one-nanosecond", b'0', 0), b"");
-    pax(
-        &mut a,
-        b'x',
-        &[("uid", b"3000000000"), ("gid", b"4000000000")],
-    );
-    entry(&mut a, &header(b"big-ids", b'0', 0), b"");
-    let mut h = header(b"ids", b'0', 0);
-    (h.uid, h.gid) = (1234, 5678);
-    entry(&mut a, &h, b"");
-    pax(&mut a, b'x', &[("linkpath", long_name.as_bytes())]);
-    entry(&mut a, &header(b"long-symlink", b'2', 0), b"");
-    pax(&mut a, b'x', &[("linkpath", long_name.as_bytes())]);
-    entry(&mut a, &header(b"long-hardlink", b'1', 0), b"");
-    pax(
-        &mut a,
-        b'x',
-        &[
-            ("SCHILY.xattr.user.mime", b"text/plain"),
-            ("SCHILY.xattr.user.empty", b""),
-            ("SCHILY.xattr.security.test", b"sec"),
-            ("SCHILY.xattr.trusted.test", b"trust"),
-        ],
-    );
-    entry(&mut a, &header(b"xattrs", b'0', 2), b"xa");
+    let mut a = Tar::new();
+    a.pax(&[(b"path", long_name.as_bytes())]);
+    a.entry(file("placeholder"), b"long\n");
+    a.pax(&[(b"mtime", b"-1234567890.25")]);
+    a.entry(file("negative-fraction"), b"neg");
+    a.pax(&[(b"mtime", b"-1")]);
+    a.entry(file("minus-one"), b"");
+    a.pax(&[(b"mtime", b"10000000000.123456789")]);
+    a.entry(file("far-future"), b"fut");
+    a.pax(&[(b"mtime", b"1700000000.5")]);
+    a.entry(file("half-second"), b"");
+    a.pax(&[(b"mtime", b"1700000000.000000001")]);
+    a.entry(file("one-nanosecond"), b"");
+    a.pax(&[(b"uid", b"3000000000"), (b"gid", b"4000000000")]);
+    a.entry(file("big-ids"), b"");
+    a.entry(file("ids").owner(1234, 5678), b"");
+    a.pax(&[(b"linkpath", long_name.as_bytes())]);
+    a.entry(Header::new("long-symlink", b'2', 0), b"");
+    a.pax(&[(b"linkpath", long_name.as_bytes())]);
+    a.entry(Header::new("long-hardlink", b'1', 0), b"");
+    a.pax(&[
+        (b"SCHILY.xattr.user.mime", b"text/plain"),
+        (b"SCHILY.xattr.user.empty", b""),
+        (b"SCHILY.xattr.security.test", b"sec"),
+        (b"SCHILY.xattr.trusted.test", b"trust"),
+    ]);
+    a.entry(file("xattrs"), b"xa");
     for (name, mode) in [
-        (&b"mode-6755"[..], 0o6755),
-        (b"mode-0000", 0o0000),
-        (b"mode-7777", 0o7777),
-        (b"mode-0666", 0o0666),
-        (b"mode-1644", 0o1644),
+        ("mode-6755", 0o6755),
+        ("mode-0000", 0o0000),
+        ("mode-7777", 0o7777),
+        ("mode-0666", 0o0666),
+        ("mode-1644", 0o1644),
     ] {
-        let mut h = header(name, b'0', 1);
-        h.mode = mode;
-        entry(&mut a, &h, b"m");
+        a.entry(file(name).mode(mode), b"m");
     }
-    let mut h = header(b"sticky-dir/", b'5', 0);
-    h.mode = 0o1777;
-    entry(&mut a, &h, b"");
-    let mut h = header(b"ro-dir/", b'5', 0);
-    h.mode = 0o555;
-    h.mtime = 1_000_000_000;
-    entry(&mut a, &h, b"");
-    entry(&mut a, &header(b"ro-dir/inside", b'0', 2), b"in");
-    let mut h = header(b"fifo", b'6', 0);
-    h.mode = 0o640;
-    entry(&mut a, &h, b"");
-    let mut h = header(b"null", b'3', 0);
-    (h.mode, h.dev) = (0o666, (1, 3));
-    entry(&mut a, &h, b"");
-    let mut h = header(b"loop9", b'4', 0);
-    (h.mode, h.dev) = (0o660, (7, 9));
-    entry(&mut a, &h, b"");
-    finish(&mut a);
-    out.push(("gen/pax-records.tar", a));
+    a.dir("sticky-dir/", 0o1777);
+    a.header(
+        &Header::new("ro-dir/", b'5', 0)
+            .mode(0o555)
+            .mtime(1_000_000_000),
+    );
+    a.entry(file("ro-dir/inside"), b"in");
+    a.fifo("fifo", 0o640);
+    a.header(&Header::new("null", b'3', 0).mode(0o666).device(1, 3));
+    a.header(&Header::new("loop9", b'4', 0).mode(0o660).device(7, 9));
+    out.push(("gen/pax-records.tar", a.finish()));
 
     // PAX global headers: times and owners for every later entry.
-    let mut a = Vec::new();
-    pax(&mut a, b'g', &[("mtime", b"1500000000.75")]);
-    entry(&mut a, &header(b"global-time", b'0', 1), b"g");
-    pax(&mut a, b'x', &[("mtime", b"1400000000")]);
-    entry(&mut a, &header(b"local-wins", b'0', 1), b"l");
-    finish(&mut a);
-    out.push(("gen/pax-global.tar", a));
+    let mut a = Tar::new();
+    a.pax_global(&[(b"mtime", b"1500000000.75")]);
+    a.entry(file("global-time"), b"g");
+    a.pax(&[(b"mtime", b"1400000000")]);
+    a.entry(file("local-wins"), b"l");
+    out.push(("gen/pax-global.tar", a.finish()));
 
     // GNU: long names and links, base-256 negative time and big ids.
-    let mut a = Vec::new();
-    gnu_long(&mut a, b'L', long_name.as_bytes());
-    let mut h = header(b"placeholder", b'0', 4);
-    h.gnu = true;
-    entry(&mut a, &h, b"gnu\n");
-    gnu_long(&mut a, b'K', long_name.as_bytes());
-    gnu_long(&mut a, b'L', format!("{long_dir}/sym").as_bytes());
-    let mut h = header(b"sym", b'2', 0);
-    h.gnu = true;
-    entry(&mut a, &h, b"");
-    let mut h = header(b"before-1970", b'0', 2);
-    (h.gnu, h.mtime) = (true, -86_400 * 365 * 10 - 7);
-    entry(&mut a, &h, b"60");
-    let mut h = header(b"base256-ids", b'0', 0);
-    (h.gnu, h.uid, h.gid) = (true, 0o77777777 + 10, 0o77777777 + 20);
-    entry(&mut a, &h, b"");
-    let mut h = header(b"far-future", b'0', 0);
-    (h.gnu, h.mtime) = (true, 0o77777777777 + 1);
-    entry(&mut a, &h, b"");
-    finish(&mut a);
-    out.push(("gen/gnu-long-base256.tar", a));
+    let gnu = |name: &str, typeflag: u8| Header::new(name, typeflag, 0).magic(Magic::Gnu);
+    let mut a = Tar::new();
+    a.gnu_long_name(&long_name);
+    a.entry(gnu("placeholder", b'0'), b"gnu\n");
+    a.gnu_long_link(&long_name);
+    a.gnu_long_name(format!("{long_dir}/sym"));
+    a.entry(gnu("sym", b'2'), b"");
+    a.entry(
+        gnu("before-1970", b'0').mtime(-86_400 * 365 * 10 - 7),
+        b"60",
+    );
+    a.entry(
+        gnu("base256-ids", b'0').owner(0o77777777 + 10, 0o77777777 + 20),
+        b"",
+    );
+    a.entry(gnu("far-future", b'0').mtime(0o77777777777 + 1), b"");
+    out.push(("gen/gnu-long-base256.tar", a.finish()));
 
     // Hard links in every order and form.
-    let mut a = Vec::new();
-    let mut h = header(b"dir/", b'5', 0);
-    h.mode = 0o755;
-    entry(&mut a, &h, b"");
-    entry(&mut a, &header(b"dir/orig", b'0', 4), b"data");
-    let mut h = header(b"dir/link1", b'1', 0);
-    h.link = b"dir/orig".to_vec();
-    entry(&mut a, &h, b"");
-    let mut h = header(b"top-link", b'1', 0);
-    h.link = b"./dir/orig".to_vec();
-    entry(&mut a, &h, b"");
-    let mut h = header(b"chain", b'1', 0);
-    h.link = b"dir/link1".to_vec();
-    entry(&mut a, &h, b"");
-    entry(&mut a, &header(b"./dotted/./name", b'0', 1), b"x");
-    finish(&mut a);
-    out.push(("gen/hardlinks.tar", a));
+    let mut a = Tar::new();
+    a.dir("dir/", 0o755);
+    a.entry(file("dir/orig"), b"data");
+    a.hardlink("dir/link1", "dir/orig");
+    a.hardlink("top-link", "./dir/orig");
+    a.hardlink("chain", "dir/link1");
+    a.entry(file("./dotted/./name"), b"x");
+    out.push(("gen/hardlinks.tar", a.finish()));
 
     out
 }

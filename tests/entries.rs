@@ -8,7 +8,9 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use common::raw::{Header, Tar};
-use common::{assert_absent, assert_dir, assert_file, assert_symlink, mode_of, run, Scene};
+use common::{
+    assert_absent, assert_dir, assert_file, assert_symlink, egid, euid, mode_of, run, Scene,
+};
 use sandtar::{EntryKind, Options, Outcome, RejectReason, Sandbox, SkipReason};
 
 root_and_nobody!(
@@ -30,14 +32,6 @@ root_and_nobody!(
     fifos_not_allowed,
     non_utf8_names,
 );
-
-fn euid() -> u32 {
-    unsafe { libc::geteuid() }
-}
-
-fn egid() -> u32 {
-    unsafe { libc::getegid() }
-}
 
 /// A file, a directory, a symlink, a hard link, a FIFO, and device nodes (which
 /// the default options skip).
@@ -608,8 +602,7 @@ async fn overwrite_inside_archive(sandbox: Sandbox) {
 /// `security.capability`)" as root.
 #[tokio::test]
 async fn full_fidelity_applies_security_capability() {
-    if !common::is_root() {
-        println!("NOTE: needs root");
+    if !common::needs_root("") {
         return;
     }
     let sandbox = common::sandbox().await;
@@ -647,8 +640,7 @@ async fn full_fidelity_applies_security_capability() {
 /// `trusted.*` (it needs CAP_SYS_ADMIN, which a worker never keeps).
 #[tokio::test]
 async fn full_fidelity_drops_trusted_xattrs() {
-    if !common::is_root() {
-        println!("NOTE: needs root");
+    if !common::needs_root("") {
         return;
     }
     let sandbox = common::sandbox().await;
@@ -769,8 +761,7 @@ async fn fifos_not_allowed(sandbox: Sandbox) {
 /// immutable directory (`chattr +i`) makes `fchmod` fail.
 #[tokio::test]
 async fn directory_metadata_failure_is_not_a_second_entry() {
-    if !common::is_root() {
-        println!("NOTE: needs root");
+    if !common::needs_root("") {
         return;
     }
     let sandbox = common::sandbox().await;

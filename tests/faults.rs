@@ -1,10 +1,16 @@
 //! Faults of the destination's filesystem, against the real worker (root: the
 //! tests mount small tmpfs filesystems; skipped with a note otherwise).
 
+mod common;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::WatchedReader;
 use sandtar::{Error, Options, Sandbox};
 
 fn mount_tmpfs(at: &Path, options: &str) -> bool {
@@ -20,25 +26,16 @@ fn umount(at: &Path) {
     let _ = Command::new("umount").arg("-l").arg(at).status();
 }
 
+/// `count` files `file00`, `file01`... of `size` bytes each.
 fn files(count: usize, size: usize) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for i in 0..count {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(size as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, format!("file{i:02}"), &vec![b'z'; size][..])
-            .unwrap();
-    }
-    b.into_inner().unwrap()
+    common::tar_files((0..count).map(|i| (format!("file{i:02}"), vec![b'z'; size])))
 }
 
 /// The filesystem fills up: a clear error naming the entry; the worker is gone;
 /// the next job on the same sandbox works.
 #[tokio::test]
 async fn filesystem_full() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("NOTE: needs root to mount a tmpfs");
+    if !common::needs_root("mount a tmpfs") {
         return;
     }
     // Started before the mount: its warm workers predate it (see the retry
@@ -89,14 +86,7 @@ async fn filesystem_full() {
         assert_eq!(len, 256 * 1024, "{name}");
     }
     // The worker is gone (reaped in the background).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "worker {pid} still there"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    common::assert_gone(pid, "full filesystem").await;
     umount(base.path());
     let dest = tempfile::tempdir().unwrap();
     let summary = sandbox
@@ -109,18 +99,22 @@ async fn filesystem_full() {
 /// A read-only mount: refused before any byte is read.
 #[tokio::test]
 async fn read_only_destination() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("NOTE: needs root to mount a tmpfs");
+    if !common::needs_root("mount a tmpfs") {
         return;
     }
     let sandbox = Sandbox::new().await.unwrap();
     let base = tempfile::tempdir().unwrap();
     assert!(mount_tmpfs(base.path(), "ro,size=1m"), "mount tmpfs");
-    let reader = PanicReader;
+    let polls = Arc::new(AtomicUsize::new(0));
     let result = sandbox
-        .start(reader, base.path(), &Options::default())
+        .start(
+            WatchedReader(polls.clone()),
+            base.path(),
+            &Options::default(),
+        )
         .await;
     umount(base.path());
+    assert_eq!(polls.load(Ordering::SeqCst), 0, "the archive was read");
     match result {
         Err(Error::Destination { problem, .. }) => {
             assert!(problem.contains("read-only"), "{problem}")
@@ -133,8 +127,7 @@ async fn read_only_destination() {
 /// the mount: the job is retried once on a fresh worker, transparently).
 #[tokio::test]
 async fn destination_mounted_after_start() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("NOTE: needs root to mount a tmpfs");
+    if !common::needs_root("mount a tmpfs") {
         return;
     }
     let sandbox = Sandbox::new().await.unwrap();
@@ -149,19 +142,6 @@ async fn destination_mounted_after_start() {
     assert_eq!(in_tmpfs.unwrap().len(), 1000);
     // Nothing went to the directory under the mount.
     assert!(std::fs::read_dir(base.path()).unwrap().next().is_none());
-}
-
-/// Fails the test if the job reads a single byte.
-struct PanicReader;
-
-impl tokio::io::AsyncRead for PanicReader {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-        _: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        panic!("the archive was read");
-    }
 }
 
 /// An archive that ends inside a file: the job fails naming it, the truncated

@@ -280,15 +280,10 @@ async fn many_entries(sandbox: Sandbox) {
 /// A tree archived by GNU tar in each of its formats (v7, ustar, gnu, posix)
 /// comes out as it went in: contents, modes, times, links, long and odd names.
 async fn gnu_tar_interop(sandbox: Sandbox) {
-    let gnu_tar = Path::new("/usr/bin/tar");
-    let version = Command::new(gnu_tar).arg("--version").output();
-    match &version {
-        Ok(out) if String::from_utf8_lossy(&out.stdout).contains("GNU tar") => {}
-        _ => {
-            println!("NOTE: skipping: no GNU tar at {}", gnu_tar.display());
-            return;
-        }
+    if !common::gnu_tar_available() {
+        return;
     }
+    let gnu_tar = Path::new(common::GNU_TAR);
     let src = tempfile::tempdir().unwrap();
     let s = src.path();
     let write = |rel: &str, data: &[u8], mode: u32| {

@@ -7,8 +7,12 @@
 //! Inputs of the `extract` target are one selector byte and a plain tar stream,
 //! exactly as in `fuzz/fuzz_targets/extract.rs`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use common::raw::{pax_record, Header, Tar};
 
 const CANARY: &[u8] = b"canary: must stay as it is";
 
@@ -24,28 +28,6 @@ fn inputs(target: &str) -> Vec<PathBuf> {
     files.sort();
     assert!(!files.is_empty(), "no inputs in {}", dir.display());
     files
-}
-
-/// The options the `extract` target derives from its selector byte.
-fn options(selector: u8) -> sandtar::Options {
-    let mut options = if selector & 1 != 0 {
-        sandtar::Options::full_fidelity()
-    } else {
-        sandtar::Options::default()
-    };
-    if selector & 2 != 0 {
-        let l = &mut options.limits;
-        l.max_entries = 64;
-        l.max_entry_size = 1 << 20;
-        l.max_total_size = 4 << 20;
-        l.max_extension_size = 8 << 10;
-        l.max_path_length = 200;
-        l.max_path_depth = 8;
-    }
-    if selector & 4 != 0 {
-        options.preserve_mtime = false;
-    }
-    options
 }
 
 /// What the `extract` target does with one input, checks included.
@@ -66,7 +48,11 @@ fn extract_and_list(data: &[u8]) -> (Result<usize, String>, Vec<String>) {
     std::fs::create_dir(&dest).unwrap();
     let canary = outer.path().join("canary");
     std::fs::write(&canary, CANARY).unwrap();
-    let result = sandtar::fuzzing::extract_unconfined(archive, &dest, &options(selector));
+    let result = sandtar::fuzzing::extract_unconfined(
+        archive,
+        &dest,
+        &sandtar::fuzzing::options_from_selector(selector),
+    );
     let mut names = Vec::new();
     list(&dest, "", &mut names);
     let mut beside: Vec<_> = std::fs::read_dir(outer.path())
@@ -188,24 +174,6 @@ fn old_gnu_sparse_holes_cost_little() {
 // entry point (see FUZZING.md).
 // ---------------------------------------------------------------------------
 
-/// A ustar header block with its checksum.
-fn ustar(name: &[u8], typeflag: u8, size: usize) -> Vec<u8> {
-    let mut h = vec![0u8; 512];
-    h[..name.len()].copy_from_slice(name);
-    h[100..107].copy_from_slice(b"0000644");
-    h[108..115].copy_from_slice(b"0000000");
-    h[116..123].copy_from_slice(b"0000000");
-    h[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
-    h[136..147].copy_from_slice(b"14000000000");
-    h[156] = typeflag;
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    h[148..156].fill(b' ');
-    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
-    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-    h
-}
-
 /// An archive: a PAX header whose data is `records` (taken as they are), then
 /// an empty file `f`, then the end blocks. Behind the extract target's
 /// selector byte 1 (full fidelity).
@@ -216,32 +184,17 @@ fn pax_archive(records: &[u8]) -> Vec<u8> {
 /// The same with a PAX header of type `typeflag` (`x` or `g`) and a file `f`
 /// whose header says `size` (its data: `size` bytes of `d`).
 fn pax_archive_typed(typeflag: u8, records: &[u8], size: usize) -> Vec<u8> {
-    let pad = |a: &mut Vec<u8>| a.resize(1 + (a.len() - 1).div_ceil(512) * 512, 0);
-    let mut a = vec![1u8];
-    a.extend(ustar(b"PaxHeaders/f", typeflag, records.len()));
-    a.extend_from_slice(records);
-    pad(&mut a);
-    a.extend(ustar(b"f", b'0', size));
-    a.resize(a.len() + size, b'd');
-    pad(&mut a);
-    a.extend_from_slice(&[0u8; 1024]);
-    a
-}
-
-/// A PAX record with its length prefix.
-fn record(key: &[u8], value: &[u8]) -> Vec<u8> {
-    let body = [b" ", key, b"=", value, b"\n"].concat();
-    let mut len = body.len() + 1;
-    while len.to_string().len() + body.len() != len {
-        len += 1;
-    }
-    [len.to_string().as_bytes(), &body].concat()
+    let tar = Tar::new()
+        .entry(Header::new("PaxHeaders/f", typeflag, 0), records)
+        .entry(Header::new("f", b'0', 0), &vec![b'd'; size])
+        .finish();
+    [&[1u8][..], &tar].concat()
 }
 
 #[test]
 fn pax_records_well_formed() {
     // The control: a plain binary value without a newline byte.
-    let archive = pax_archive(&record(b"SCHILY.xattr.user.bin", &[0, 1, 2, 0xff]));
+    let archive = pax_archive(&pax_record(b"SCHILY.xattr.user.bin", &[0, 1, 2, 0xff]));
     assert_eq!(extract_one(&archive), Ok(1));
 }
 
@@ -251,14 +204,14 @@ fn pax_records_well_formed() {
 /// splits PAX data at newlines, and the archive was refused as malformed.
 #[test]
 fn pax_value_with_a_newline_is_valid() {
-    let archive = pax_archive(&record(b"SCHILY.xattr.user.bin", b"a\nb"));
+    let archive = pax_archive(&pax_record(b"SCHILY.xattr.user.bin", b"a\nb"));
     assert_eq!(extract_one(&archive), Ok(1));
     // With every byte, and records after it.
     let all: Vec<u8> = (0..=255).collect();
     let records = [
-        record(b"SCHILY.xattr.user.all", &all),
-        record(b"SCHILY.xattr.user.nl", b"\n\n"),
-        record(b"mtime", b"1700000000.5"),
+        pax_record(b"SCHILY.xattr.user.all", &all),
+        pax_record(b"SCHILY.xattr.user.nl", b"\n\n"),
+        pax_record(b"mtime", b"1700000000.5"),
     ]
     .concat();
     assert_eq!(extract_one(&pax_archive(&records)), Ok(1));
@@ -279,7 +232,7 @@ fn unterminated_pax_record_is_malformed() {
 /// sign", exit 2; sandtar accepted it.
 #[test]
 fn nul_in_pax_key_is_malformed() {
-    let result = extract_one(&pax_archive(&record(b"SCHILY.xattr.user.a\0b", b"x")));
+    let result = extract_one(&pax_archive(&pax_record(b"SCHILY.xattr.user.a\0b", b"x")));
     assert_malformed(result, "the record key holds a NUL byte");
 }
 
@@ -294,7 +247,7 @@ fn assert_malformed(result: Result<usize, String>, reason: &str) {
 /// The rest of what GNU tar refuses in PAX data, refused too.
 #[test]
 fn malformed_pax_records() {
-    let good = record(b"path", b"p");
+    let good = pax_record(b"path", b"p");
     for (data, reason) in [
         (
             b"x5 k=v\n".to_vec(),
@@ -333,9 +286,9 @@ fn malformed_pax_records() {
 /// GNU tar.
 #[test]
 fn pax_size_after_a_value_with_a_newline() {
-    let nl = record(b"SCHILY.xattr.user.nl", b"a\nb");
+    let nl = pax_record(b"SCHILY.xattr.user.nl", b"a\nb");
     // The header says 0, the record 1024: refused.
-    let records = [nl.clone(), record(b"size", b"1024")].concat();
+    let records = [nl.clone(), pax_record(b"size", b"1024")].concat();
     assert_malformed(
         extract_one(&pax_archive_typed(b'x', &records, 0)),
         "ambiguous PAX size: 1024 by the record lengths, 0 to a reader that splits records at \
@@ -344,17 +297,17 @@ fn pax_size_after_a_value_with_a_newline() {
     // The header agrees: extracted (GNU tar's archives of files under 8 GiB).
     assert_eq!(extract_one(&pax_archive_typed(b'x', &records, 1024)), Ok(1));
     // `size` first: the crate sees it too.
-    let records = [record(b"size", b"1024"), nl.clone()].concat();
+    let records = [pax_record(b"size", b"1024"), nl.clone()].concat();
     assert_eq!(extract_one(&pax_archive_typed(b'x', &records, 0)), Ok(1));
     // Two sizes: the crate takes the first, GNU tar the last: refused.
-    let records = [record(b"size", b"0"), record(b"size", b"1024")].concat();
+    let records = [pax_record(b"size", b"0"), pax_record(b"size", b"1024")].concat();
     assert_malformed(
         extract_one(&pax_archive_typed(b'x', &records, 0)),
         "ambiguous PAX size: 1024 by the record lengths, 0 to a reader that splits records at \
          newlines (a record value holds a newline byte)",
     );
     // An unparseable size, wherever it is.
-    let records = [record(b"size", b"0"), nl, record(b"size", b" 0")].concat();
+    let records = [pax_record(b"size", b"0"), nl, pax_record(b"size", b" 0")].concat();
     assert_malformed(
         extract_one(&pax_archive_typed(b'x', &records, 0)),
         "invalid PAX size record",
@@ -365,7 +318,7 @@ fn pax_size_after_a_value_with_a_newline() {
 /// own lookup of `path` would find the one inside it. The name is the header's.
 #[test]
 fn pax_path_inside_a_value() {
-    let records = record(b"SCHILY.xattr.user.a", b"\n17 path=smuggled\n");
+    let records = pax_record(b"SCHILY.xattr.user.a", b"\n17 path=smuggled\n");
     let inside = tar::PaxExtensions::new(&records)
         .filter_map(Result::ok)
         .find(|r| r.key_bytes() == b"path")
@@ -376,7 +329,7 @@ fn pax_path_inside_a_value() {
     assert_eq!(names.len(), 1);
     assert!(names[0].starts_with("f ("), "{names:?}");
     // A real `path` after it is read.
-    let records = [records, record(b"path", b"real")].concat();
+    let records = [records, pax_record(b"path", b"real")].concat();
     let (result, names) = extract_and_list(&pax_archive(&records));
     assert_eq!(result, Ok(1));
     assert_eq!(names.len(), 1);
@@ -387,9 +340,13 @@ fn pax_path_inside_a_value() {
 /// `tar` crate (and Go) ignore it: refused.
 #[test]
 fn pax_global_size_is_refused() {
-    let result = extract_one(&pax_archive_typed(b'g', &record(b"size", b"0"), 0));
+    let result = extract_one(&pax_archive_typed(b'g', &pax_record(b"size", b"0"), 0));
     assert_malformed(result, "a PAX global header with a size record");
     // Other global records are fine.
-    let records = [record(b"mtime", b"1700000000"), record(b"comment", b"a\nb")].concat();
+    let records = [
+        pax_record(b"mtime", b"1700000000"),
+        pax_record(b"comment", b"a\nb"),
+    ]
+    .concat();
     assert_eq!(extract_one(&pax_archive_typed(b'g', &records, 3)), Ok(1));
 }

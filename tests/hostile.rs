@@ -507,7 +507,7 @@ async fn symlink_metadata_stays_on_the_link(sandbox: Sandbox) {
     assert_eq!(s.mtime(), 5);
     let dir = std::fs::symlink_metadata(d.join("d")).unwrap();
     assert_eq!((dir.mtime(), dir.mode() & 0o7777), (2000, 0o700));
-    let me = (unsafe { libc::geteuid() }, unsafe { libc::getegid() });
+    let me = (common::euid(), common::egid());
     assert_eq!((t.uid(), t.gid()), me);
     assert_eq!((dir.uid(), dir.gid()), me);
     if common::privileged(&sandbox) {
@@ -560,8 +560,7 @@ async fn device_nodes_are_replaced_not_opened(sandbox: Sandbox) {
 /// in what is mounted there. Root only (it mounts).
 #[tokio::test]
 async fn mounts_below_the_destination_are_invisible() {
-    if !common::is_root() {
-        println!("NOTE: needs root to mount");
+    if !common::needs_root("mount") {
         return;
     }
     let sandbox = common::sandbox().await;
@@ -598,6 +597,8 @@ impl BindMount {
     fn new(from: &Path, to: &Path) -> Option<BindMount> {
         let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
         let (src, dst) = (c(from), c(to));
+        // SAFETY: `src` and `dst` are NUL-terminated paths that outlive the
+        // call; a bind mount takes no filesystem type and no data (null).
         let r = unsafe {
             libc::mount(
                 src.as_ptr(),
@@ -620,6 +621,7 @@ impl BindMount {
 
 impl Drop for BindMount {
     fn drop(&mut self) {
+        // SAFETY: `self.0` is a NUL-terminated path that outlives the call.
         unsafe {
             libc::umount2(self.0.as_ptr(), libc::MNT_DETACH);
         }

@@ -13,8 +13,7 @@ use std::path::Path;
 use common::raw::Tar;
 use common::{run, Scene};
 use sandtar::{
-    EntryKind, Error, IdMap, IdRange, Options, Outcome, RejectReason, Sandbox, SkipReason,
-    WhiteoutFormat,
+    EntryKind, Error, Options, Outcome, RejectReason, Sandbox, SkipReason, WhiteoutFormat,
 };
 use sha2::{Digest, Sha256};
 
@@ -385,16 +384,8 @@ async fn id_mapped_layers() {
         println!("NOTE: needs root");
         return;
     }
-    let range = IdRange {
-        container: 0,
-        host: 200_000,
-        size: 1000,
-    };
     let mut options = Options::layer();
-    options.id_map = IdMap {
-        uids: vec![range],
-        gids: vec![range],
-    };
+    options.id_map = common::id_map(0, 200_000, 1000);
     let layer = Tar::new()
         .entry(
             common::raw::Header::new("f", b'0', 1)

@@ -1,9 +1,12 @@
 //! Every limit trips where it should, names itself, its value and the entry, and
 //! stops the job (entries before it are written, none after).
 
+mod common;
+
 use std::io::Write;
 
-use sandtar::{Error, Options, Sandbox};
+use common::assert_limit;
+use sandtar::{Options, Sandbox};
 
 fn file_header(name: &str, size: u64) -> tar::Header {
     let mut h = tar::Header::new_gnu();
@@ -34,28 +37,13 @@ async fn run(
     (dest, result)
 }
 
-fn assert_limit(result: sandtar::Result<sandtar::Summary>, name: &str, value: u64, entry: &str) {
-    match result {
-        Err(Error::LimitExceeded {
-            limit,
-            value: v,
-            entry: e,
-        }) => {
-            assert_eq!(limit.name(), name);
-            assert_eq!(v, value);
-            assert_eq!(e.to_str().unwrap(), entry);
-        }
-        other => panic!("expected {name} to trip, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn max_entries() {
     let mut options = Options::default();
     options.limits.max_entries = 3;
     let data = archive(&[("a", 1), ("b", 1), ("c", 1), ("d", 1), ("e", 1)]);
     let (dest, result) = run(data, &options).await;
-    assert_limit(result, "max_entries", 3, "d");
+    assert_limit(&result, "max_entries", 3, "d");
     for name in ["a", "b", "c"] {
         assert!(
             dest.path().join(name).exists(),
@@ -70,7 +58,7 @@ async fn max_entry_size_and_total() {
     let mut options = Options::default();
     options.limits.max_entry_size = 1000;
     let (_, result) = run(archive(&[("small", 10), ("big", 1001)]), &options).await;
-    assert_limit(result, "max_entry_size", 1000, "big");
+    assert_limit(&result, "max_entry_size", 1000, "big");
 
     let mut options = Options::default();
     options.limits.max_total_size = 2500;
@@ -79,7 +67,7 @@ async fn max_entry_size_and_total() {
         &options,
     )
     .await;
-    assert_limit(result, "max_total_size", 2500, "three");
+    assert_limit(&result, "max_total_size", 2500, "three");
     assert_eq!(std::fs::read(dest.path().join("two")).unwrap().len(), 1000);
 }
 
@@ -88,30 +76,19 @@ async fn max_path_length_and_depth() {
     let mut options = Options::default();
     options.limits.max_path_depth = 4;
     let (_, result) = run(archive(&[("a/b/c/d", 1), ("a/b/c/d/e", 1)]), &options).await;
-    assert_limit(result, "max_path_depth", 4, "a/b/c/d/e");
+    assert_limit(&result, "max_path_depth", 4, "a/b/c/d/e");
 
     let mut options = Options::default();
     options.limits.max_path_length = 50;
     let long = "x".repeat(51);
     let (_, result) = run(archive(&[("short", 1), (&long, 1)]), &options).await;
-    assert_limit(result, "max_path_length", 50, &long);
+    assert_limit(&result, "max_path_length", 50, &long);
 }
 
 #[tokio::test]
 async fn max_extension_size() {
     // A PAX header of 2 MiB (one huge comment record) before a small file.
-    let mut records = Vec::new();
-    let value = "c".repeat(2 << 20);
-    let record_body = format!(" comment={value}\n");
-    let mut len = record_body.len() + 7;
-    loop {
-        let candidate = format!("{len}{record_body}");
-        if candidate.len() == len {
-            records.extend_from_slice(candidate.as_bytes());
-            break;
-        }
-        len = candidate.len();
-    }
+    let records = common::raw::pax_record(b"comment", &vec![b'c'; 2 << 20]);
     let mut b = tar::Builder::new(Vec::new());
     let mut pax = tar::Header::new_ustar();
     pax.set_path("PaxHeader").unwrap();
@@ -124,7 +101,7 @@ async fn max_extension_size() {
     let (dest, result) = run(data, &Options::default()).await;
     // It trips while the header is read (the worker never holds more than the
     // limit of it), before the entry it describes has a name.
-    assert_limit(result, "max_extension_size", 1 << 20, "");
+    assert_limit(&result, "max_extension_size", 1 << 20, "");
     assert!(!dest.path().join("after-pax").exists());
 }
 
@@ -145,7 +122,7 @@ async fn compression_bombs() {
     }
     let zstd = zstd::stream::encode_all(&tar[..], 3).unwrap();
     let (dest, result) = run(zstd, &Options::default()).await;
-    assert_limit(result, "max_compression_ratio", 1000, "zeros");
+    assert_limit(&result, "max_compression_ratio", 1000, "zeros");
     assert!(
         !dest.path().join("zeros").exists()
             || std::fs::metadata(dest.path().join("zeros")).unwrap().len() < size as u64
@@ -157,7 +134,7 @@ async fn compression_bombs() {
     let mut options = Options::default();
     options.limits.max_compression_ratio = 100;
     let (_, result) = run(gz, &options).await;
-    assert_limit(result, "max_compression_ratio", 100, "zeros");
+    assert_limit(&result, "max_compression_ratio", 100, "zeros");
 }
 
 trait TakeBytes {

@@ -1,22 +1,19 @@
 //! Load: 64 concurrent jobs on a 2-core machine, on multi-thread and
 //! current-thread runtimes, all correct.
 
+mod common;
+
 use std::path::Path;
 
 use sandtar::{Options, Sandbox};
 
 fn archive(i: usize) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for j in 0..20 {
-        let body = format!("job {i} file {j}\n").repeat(50);
-        let mut h = tar::Header::new_gnu();
-        h.set_size(body.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, format!("d{}/f{j}", j % 3), body.as_bytes())
-            .unwrap();
-    }
-    let tar = b.into_inner().unwrap();
+    let tar = common::tar_files((0..20).map(|j| {
+        (
+            format!("d{}/f{j}", j % 3),
+            format!("job {i} file {j}\n").repeat(50),
+        )
+    }));
     // Every other job compressed, so both decoding paths run concurrently.
     if i.is_multiple_of(2) {
         zstd::stream::encode_all(&tar[..], 1).unwrap()

@@ -1,9 +1,11 @@
 //! Owners as root: kept with full fidelity, through an id map by ranges, and an
 //! id outside the map stops the job naming the entry.
 
+mod common;
+
 use std::os::unix::fs::MetadataExt;
 
-use sandtar::{Error, IdMap, IdRange, Options, Sandbox, SandboxMode};
+use sandtar::{Error, Options, Sandbox, SandboxMode};
 
 fn archive(entries: &[(&str, u64, u64)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
@@ -26,16 +28,8 @@ async fn owners_through_an_id_map() {
         eprintln!("not root: owners cannot be kept; covered by the root run");
         return;
     }
-    let range = IdRange {
-        container: 0,
-        host: 100_000,
-        size: 65_536,
-    };
     let mut options = Options::full_fidelity();
-    options.id_map = IdMap {
-        uids: vec![range],
-        gids: vec![range],
-    };
+    options.id_map = common::id_map(0, 100_000, 65_536);
 
     let dest = tempfile::tempdir().unwrap();
     let data = archive(&[("root-owned", 0, 0), ("user-owned", 1000, 1001)]);

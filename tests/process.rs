@@ -14,7 +14,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use common::raw::{Header, Tar};
-use common::{assert_file, Scene};
+use common::{
+    assert_file, assert_gone, children, open_fds, parent_of, process_state, Scene, WatchedReader,
+    GONE_WITHIN,
+};
 use sandtar::{Error, Options, Outcome, Sandbox};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
@@ -25,46 +28,6 @@ root_and_nobody!(
     reports_stream_before_the_reader_ends,
     unreadable_destination,
 );
-
-/// How long a killed or dropped worker may take to disappear.
-const GONE_WITHIN: Duration = Duration::from_secs(2);
-
-/// The state letter of process `pid` (`R`, `S`, `Z`...), or `None` if it does
-/// not exist (any more).
-fn process_state(pid: u32) -> Option<char> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("State:"))
-        .and_then(|s| s.trim().chars().next())
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))
-        .and_then(|s| s.trim().parse().ok())
-}
-
-/// Waits until process `pid` is gone: not running and not a zombie either (a
-/// zombie still has its `/proc` entry until it is reaped).
-async fn assert_gone(pid: u32, what: &str) {
-    let deadline = Instant::now() + GONE_WITHIN;
-    loop {
-        match process_state(pid) {
-            None => break,
-            Some(state) => assert!(
-                Instant::now() < deadline,
-                "{what}: worker {pid} still exists after {GONE_WITHIN:?} (state {state}{})",
-                if state == 'Z' { ", a zombie" } else { "" }
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(!Path::new(&format!("/proc/{pid}")).exists());
-    assert!(!Path::new(&format!("/proc/{pid}/status")).exists());
-}
 
 /// The start of an archive whose first file promises 1 MiB that never comes.
 fn endless_head() -> Vec<u8> {
@@ -204,6 +167,19 @@ async fn one_of_many(sandbox: Sandbox, i: usize) -> Scene {
     scene
 }
 
+/// Waits for the [`one_of_many`] tasks and checks each one's tree; all
+/// [`CONCURRENT`] of them must finish.
+async fn check_all(mut tasks: tokio::task::JoinSet<(usize, Scene)>) {
+    let mut done = 0;
+    while let Some(res) = tasks.join_next().await {
+        let (i, scene) = res.expect("task panicked");
+        check_job_tree(&scene.dest, i);
+        scene.check();
+        done += 1;
+    }
+    assert_eq!(done, CONCURRENT);
+}
+
 /// 16 jobs at once on a multi-threaded runtime, each in its own task.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_jobs_multi_thread() {
@@ -213,14 +189,7 @@ async fn concurrent_jobs_multi_thread() {
         let sandbox = sandbox.clone();
         tasks.spawn(async move { (i, one_of_many(sandbox, i).await) });
     }
-    let mut done = 0;
-    while let Some(res) = tasks.join_next().await {
-        let (i, scene) = res.expect("task panicked");
-        check_job_tree(&scene.dest, i);
-        scene.check();
-        done += 1;
-    }
-    assert_eq!(done, CONCURRENT);
+    check_all(tasks).await;
 }
 
 /// 16 jobs at once on a current-thread runtime: they make progress together on
@@ -236,14 +205,7 @@ async fn concurrent_jobs_current_thread() {
                 let sandbox = sandbox.clone();
                 tasks.spawn_local(async move { (i, one_of_many(sandbox, i).await) });
             }
-            let mut done = 0;
-            while let Some(res) = tasks.join_next().await {
-                let (i, scene) = res.expect("task panicked");
-                check_job_tree(&scene.dest, i);
-                scene.check();
-                done += 1;
-            }
-            assert_eq!(done, CONCURRENT);
+            check_all(tasks).await;
         })
         .await;
 }
@@ -341,7 +303,8 @@ async fn reader_error_half_way(sandbox: Sandbox) {
 async fn worker_killed_mid_job(sandbox: Sandbox) {
     let scene = Scene::new();
     let (job, writer, pid) = endless_job(&sandbox, &scene.dest).await;
-    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+    let worker = rustix::process::Pid::from_raw(pid as i32).expect("a worker pid");
+    rustix::process::kill_process(worker, rustix::process::Signal::KILL).expect("kill");
     let result = tokio::time::timeout(Duration::from_secs(10), job.finish())
         .await
         .expect("a killed worker ends the job");
@@ -365,20 +328,6 @@ async fn worker_killed_mid_job(sandbox: Sandbox) {
     assert!(summary.is_complete());
     check_job_tree(&scene.dest, 2);
     scene.check();
-}
-
-/// A reader that counts how often it was polled.
-struct WatchedReader(Arc<AtomicUsize>);
-
-impl AsyncRead for WatchedReader {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        _buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Poll::Ready(Ok(()))
-    }
 }
 
 /// A destination that is missing, a file, or below a file fails with
@@ -486,21 +435,6 @@ async fn reports_stream_before_the_reader_ends(sandbox: Sandbox) {
     let summary = job.finish().await.unwrap();
     assert_eq!((summary.entries, summary.written), (5, 5));
     scene.check();
-}
-
-/// Children of this process (including zombies).
-fn children() -> Vec<u32> {
-    let me = std::process::id();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| parent_of(*pid) == Some(me))
-        .collect()
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 /// Many jobs leak neither descriptors nor processes, and dropping the sandbox

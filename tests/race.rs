@@ -123,11 +123,7 @@ async fn inner_exchange_race_unprivileged() {
 
 #[test]
 fn exchange_race_never_escapes_unprivileged() {
-    // Through the shared helper: a copy of this executable that `nobody` can
-    // run, made with cp(1) (no ETXTBSY race with other test threads).
-    common::as_nobody("inner_exchange_race_unprivileged", || {
-        eprintln!("not root: cannot switch to nobody; the other cases cover this user")
-    });
+    common::only_as_nobody("inner_exchange_race_unprivileged");
 }
 
 /// For contrast: the same race against the `tar` crate's unconfined `unpack`.

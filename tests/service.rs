@@ -3,6 +3,7 @@
 //! over the size limit, a client that disconnects half way, one that leaves
 //! while its worker is busy, and one too slow.
 
+mod common;
 #[path = "../examples/service.rs"]
 mod service;
 
@@ -11,6 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::{gzip, noise};
 use feeder::stalled_body;
 use sandtar::Sandbox;
 use serde_json::Value;
@@ -105,24 +107,8 @@ fn raw_entry(
     tar.append(&header, data).unwrap();
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(data).unwrap();
-    gz.finish().unwrap()
-}
-
-/// Bytes that gzip cannot shrink (a simple xorshift generator).
-fn noise(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+/// The seed of the incompressible contents ([`noise`]).
+const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 
 #[tokio::test]
 async fn a_good_upload_is_extracted() {
@@ -246,7 +232,7 @@ async fn a_bomb_trips_a_limit_with_413() {
 async fn a_body_over_the_size_limit_gets_413() {
     let service = Service::start(|config| config.max_body = 256 << 10).await;
     let mut tar = tar::Builder::new(Vec::new());
-    raw_entry(&mut tar, Regular, "big", "", &noise(1 << 20));
+    raw_entry(&mut tar, Regular, "big", "", &noise(1 << 20, SEED));
     // Streamed (chunked), as an upload of unknown length would be.
     let (feeder, body) = stalled_body();
     let archive = tar.into_inner().unwrap();
@@ -263,7 +249,7 @@ async fn a_client_that_disconnects_half_way_stops_its_worker() {
     let service = Service::start(|_| {}).await;
     let mut tar = tar::Builder::new(Vec::new());
     raw_entry(&mut tar, Regular, "first.txt", "", b"first\n");
-    raw_entry(&mut tar, Regular, "noise", "", &noise(4 << 20));
+    raw_entry(&mut tar, Regular, "noise", "", &noise(4 << 20, SEED));
     let archive = gzip(&tar.into_inner().unwrap());
 
     // Send the first 256 KiB (all of first.txt, part of noise), then stall.
@@ -284,7 +270,7 @@ async fn a_client_that_disconnects_half_way_stops_its_worker() {
 
     // The client goes away: its connection closes mid-body.
     request.abort();
-    assert_gone_within_2s(worker).await;
+    common::assert_gone(worker, "the upload's worker").await;
     drop(feeder);
 
     // What it wrote stays in the partial directory, inside the base.
@@ -326,7 +312,7 @@ async fn a_client_that_leaves_while_its_worker_is_busy_stops_it() {
 
     // The client goes away while the worker is extracting.
     request.abort();
-    assert_gone_within_2s(worker).await;
+    common::assert_gone(worker, "the upload's worker").await;
 
     // It stopped part way, and nothing is written any more.
     let written = walk_count(&partial);
@@ -355,7 +341,7 @@ async fn a_stalled_upload_times_out_and_stops_its_worker() {
     let timeout = Duration::from_millis(500);
     let service = Service::start(|config| config.timeout = timeout).await;
     let mut tar = tar::Builder::new(Vec::new());
-    raw_entry(&mut tar, Regular, "noise", "", &noise(1 << 20));
+    raw_entry(&mut tar, Regular, "noise", "", &noise(1 << 20, SEED));
     let archive = tar.into_inner().unwrap();
 
     let (feeder, body) = stalled_body();
@@ -372,7 +358,7 @@ async fn a_stalled_upload_times_out_and_stops_its_worker() {
     );
     assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
     let worker = watch.await.unwrap().expect("no busy worker seen");
-    assert_gone_within_2s(worker).await;
+    common::assert_gone(worker, "the upload's worker").await;
     drop(feeder);
     service.assert_outside_untouched();
 }
@@ -412,16 +398,6 @@ fn busy_worker(base: &Path) -> Option<u32> {
         (ppid == me && cmdline.starts_with(b"sandtar-zygote") && uploads.contains(&id(root)))
             .then_some(pid)
     })
-}
-
-/// Waits until `pid` has exited and been reaped (a zombie still has a
-/// /proc entry).
-async fn assert_gone_within_2s(pid: u32) {
-    let proc = PathBuf::from(format!("/proc/{pid}"));
-    let gone = wait_for(Duration::from_secs(2), || (!proc.exists()).then_some(())).await;
-    let state = std::fs::read_to_string(proc.join("status")).unwrap_or_default();
-    let state = state.lines().find(|l| l.starts_with("State:"));
-    assert!(gone.is_some(), "worker {pid} still exists: {state:?}");
 }
 
 /// A request body fed by the test: chunks go out as they are sent, and the

@@ -1,27 +1,10 @@
 //! 10,000 jobs in a row: the caller's descriptors, child processes and resident
 //! memory stay flat. Alone in its binary so that nothing else moves the counts.
 
+mod common;
+
+use common::{children, open_fds};
 use sandtar::{Options, Sandbox};
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-fn children() -> usize {
-    let me = std::process::id().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("status"))
-                .map(|s| {
-                    s.lines()
-                        .any(|l| l.strip_prefix("PPid:").map(str::trim) == Some(&me))
-                })
-                .unwrap_or(false)
-        })
-        .count()
-}
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -39,13 +22,7 @@ async fn ten_thousand_jobs_stay_flat() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let sandbox = Sandbox::new().await.unwrap();
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(5);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append_data(&mut h, "one", &b"entry"[..]).unwrap();
-    let data = b.into_inner().unwrap();
+    let data = common::tar_files([("one", b"entry")]);
     let dest = tempfile::tempdir().unwrap();
     let mut baseline = None;
     let started = std::time::Instant::now();
@@ -58,13 +35,13 @@ async fn ten_thousand_jobs_stay_flat() {
         if i == jobs / 10 {
             // Warmed up: allocator arenas, the reaper thread, the pool.
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            baseline = Some((open_fds(), children(), rss_kib()));
+            baseline = Some((open_fds(), children().len(), rss_kib()));
         }
     }
     let elapsed = started.elapsed();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let (fds, kids, rss) = baseline.unwrap();
-    let (fds_end, kids_end, rss_end) = (open_fds(), children(), rss_kib());
+    let (fds_end, kids_end, rss_end) = (open_fds(), children().len(), rss_kib());
     println!(
         "{jobs} jobs in {elapsed:?} ({:.0} jobs/s): fds {fds} -> {fds_end}, children {kids} -> {kids_end}, RSS {rss} -> {rss_end} KiB",
         jobs as f64 / elapsed.as_secs_f64()

@@ -14,9 +14,7 @@ use std::path::Path;
 
 use common::raw::{Header, Tar};
 use common::run;
-use sandtar::{
-    Error, IdMap, IdRange, Options, Outcome, Sandbox, SandboxMode, SkipReason, SubordinateIds,
-};
+use sandtar::{Error, Options, Outcome, Sandbox, SandboxMode, SkipReason, SubordinateIds};
 
 /// The first subordinate id of `user` in `file`, if it has a range.
 fn first_subordinate(file: &str, user: &str) -> Option<u32> {
@@ -191,16 +189,8 @@ async fn ids_outside_the_namespace_inner() {
 async fn layer_with_an_id_map_inner() {
     let sandbox = mapped_sandbox().await;
     // Container ids 0..1000 are ids 1000..2000 of the namespace.
-    let range = IdRange {
-        container: 0,
-        host: 1000,
-        size: 1000,
-    };
     let mut options = Options::layer();
-    options.id_map = IdMap {
-        uids: vec![range],
-        gids: vec![range],
-    };
+    options.id_map = common::id_map(0, 1000, 1000);
     let layer = Tar::new()
         .entry(Header::new("a/b/f", b'0', 1).owner(5, 6), b"x")
         .finish();
@@ -311,8 +301,7 @@ async fn without_subordinate_ids_inner() {
 /// Root needs no user namespace: the setting is ignored.
 #[tokio::test]
 async fn root_ignores_the_setting() {
-    if !common::is_root() {
-        println!("NOTE: needs root");
+    if !common::needs_root("") {
         return;
     }
     let sandbox = Sandbox::builder()
@@ -323,25 +312,9 @@ async fn root_ignores_the_setting() {
     assert_eq!(sandbox.mode(), SandboxMode::Privileged);
 }
 
-/// The zygote (our child named `sandtar-zygote` in our mount namespace; workers
-/// have their own).
+/// The zygote (see [`common::zygotes`]).
 fn zygote_pid() -> u32 {
-    let me = std::process::id().to_string();
-    let own_mnt = std::fs::read_link("/proc/self/ns/mnt").unwrap();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
-        .find(|pid| {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            let child = status
-                .lines()
-                .any(|l| l.strip_prefix("PPid:").map(str::trim) == Some(me.as_str()));
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let mnt = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
-            child && cmdline.starts_with(b"sandtar-zygote\0") && mnt.as_ref() == Some(&own_mnt)
-        })
-        .expect("the zygote")
+    *common::zygotes().first().expect("the zygote")
 }
 
 #[tokio::test]

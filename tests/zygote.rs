@@ -1,51 +1,15 @@
 //! The zygote dies (killed from outside): jobs go on, a new zygote is started.
 //! Alone in its test binary because it kills every zygote of this process.
 
+mod common;
+
 use std::time::Duration;
 
+use common::zygotes;
 use sandtar::{Options, Sandbox};
 
-fn zygotes() -> Vec<u32> {
-    let me = std::process::id().to_string();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-            continue;
-        };
-        let ppid = status
-            .lines()
-            .find_map(|l| l.strip_prefix("PPid:"))
-            .map(str::trim);
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let zombie = status
-            .lines()
-            .any(|l| l.starts_with("State:") && l.contains('Z'));
-        // Workers are clones of the zygote (same command line, same parent: us)
-        // but live in mount namespaces of their own.
-        let same_mounts = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()
-            == std::fs::read_link("/proc/self/ns/mnt").ok();
-        if ppid == Some(me.as_str())
-            && cmdline.starts_with(b"sandtar-zygote\0")
-            && !zombie
-            && same_mounts
-        {
-            found.push(pid);
-        }
-    }
-    found
-}
-
 fn one_file() -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(3);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append_data(&mut h, "f", &b"abc"[..]).unwrap();
-    b.into_inner().unwrap()
+    common::tar_files([("f", b"abc")])
 }
 
 #[tokio::test]

@@ -5,7 +5,9 @@
 //! bit 0: `Options::full_fidelity()` instead of `Options::default()` (as root it
 //! chowns, mknods and sets security.* xattrs, inside the temporary directory
 //! only); bit 1: small limits (entries, depth, name length, extension headers,
-//! sizes) so that every limit check is reached; bit 2: no modification times.
+//! sizes) so that every limit check is reached; bit 2: no modification times
+//! (`sandtar::fuzzing::options_from_selector`, shared with
+//! `tests/fuzz_regressions.rs`).
 //! The seed corpus is real archives behind a selector byte.
 //!
 //! The destination has a canary file beside it: anything written next to the
@@ -20,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, archive)) = data.split_first() else {
         return;
     };
-    let options = options(selector);
+    let options = sandtar::fuzzing::options_from_selector(selector);
     let outer = tempfile::Builder::new()
         .prefix("sandtar-fuzz-")
         .tempdir()
@@ -52,24 +54,3 @@ fuzz_target!(|data: &[u8]| {
         panic!("removing the temporary directory: {e}");
     }
 });
-
-fn options(selector: u8) -> sandtar::Options {
-    let mut options = if selector & 1 != 0 {
-        sandtar::Options::full_fidelity()
-    } else {
-        sandtar::Options::default()
-    };
-    if selector & 2 != 0 {
-        let l = &mut options.limits;
-        l.max_entries = 64;
-        l.max_entry_size = 1 << 20;
-        l.max_total_size = 4 << 20;
-        l.max_extension_size = 8 << 10;
-        l.max_path_length = 200;
-        l.max_path_depth = 8;
-    }
-    if selector & 4 != 0 {
-        options.preserve_mtime = false;
-    }
-    options
-}

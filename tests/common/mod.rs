@@ -6,7 +6,12 @@
 //!   job and checked after it, so that any write outside the destination shows;
 //! * [`as_nobody`]: runs one test of this binary again as `nobody`, so that the
 //!   user-namespace sandbox is exercised by a test suite that runs as root;
-//! * small helpers to run a job and look at what it wrote.
+//! * small helpers to run a job and look at what it wrote ([`assert_file`],
+//!   [`assert_limit`]...), to make archives ([`gzip`], [`noise`]) and to look at
+//!   processes ([`children`], [`open_fds`], [`assert_gone`]...).
+//!
+//! Every test binary compiles this module (`mod common;`) and uses a part of it.
+// Each binary uses only some of the helpers: the rest would warn as dead code.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,305 +19,21 @@ use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
-use sandtar::{EntryReport, Options, Outcome, Sandbox, SandboxMode, Summary};
+use sandtar::{
+    EntryReport, Error, IdMap, IdRange, Options, Outcome, Sandbox, SandboxMode, Summary,
+};
 
-// ---------------------------------------------------------------------------
-// Raw tar writer
-// ---------------------------------------------------------------------------
+mod archive;
+mod assert;
+mod process;
+pub mod raw;
 
-pub mod raw {
-    //! Writes tar archives block by block, with nothing checked: names with
-    //! `..`, sizes that disagree with the data, PAX records that lie.
-
-    /// The tar block size.
-    pub const BLOCK: usize = 512;
-
-    /// Which magic the header carries.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub enum Magic {
-        /// POSIX `ustar\0` `00`.
-        Ustar,
-        /// GNU `ustar  \0`.
-        Gnu,
-        /// Old v7 tar: no magic at all.
-        V7,
-    }
-
-    /// One 512-byte header, field by field.
-    #[derive(Clone, Debug)]
-    pub struct Header {
-        pub name: Vec<u8>,
-        pub mode: u32,
-        pub uid: u64,
-        pub gid: u64,
-        pub size: u64,
-        pub mtime: u64,
-        pub typeflag: u8,
-        pub linkname: Vec<u8>,
-        pub devmajor: u32,
-        pub devminor: u32,
-        pub prefix: Vec<u8>,
-        pub magic: Magic,
-    }
-
-    impl Header {
-        /// A header with mode 0o644, owner 0:0, mtime 1_600_000_000.
-        pub fn new(name: impl AsRef<[u8]>, typeflag: u8, size: u64) -> Self {
-            Header {
-                name: name.as_ref().to_vec(),
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                size,
-                mtime: 1_600_000_000,
-                typeflag,
-                linkname: Vec::new(),
-                devmajor: 0,
-                devminor: 0,
-                prefix: Vec::new(),
-                magic: Magic::Ustar,
-            }
-        }
-
-        pub fn mode(mut self, mode: u32) -> Self {
-            self.mode = mode;
-            self
-        }
-
-        pub fn owner(mut self, uid: u64, gid: u64) -> Self {
-            self.uid = uid;
-            self.gid = gid;
-            self
-        }
-
-        pub fn mtime(mut self, mtime: u64) -> Self {
-            self.mtime = mtime;
-            self
-        }
-
-        pub fn link(mut self, target: impl AsRef<[u8]>) -> Self {
-            self.linkname = target.as_ref().to_vec();
-            self
-        }
-
-        pub fn device(mut self, major: u32, minor: u32) -> Self {
-            self.devmajor = major;
-            self.devminor = minor;
-            self
-        }
-
-        pub fn magic(mut self, magic: Magic) -> Self {
-            self.magic = magic;
-            self
-        }
-
-        /// Encodes the header, checksum included. Panics if a field does not fit.
-        pub fn encode(&self) -> [u8; BLOCK] {
-            let mut b = [0u8; BLOCK];
-            bytes(&mut b[0..100], &self.name, "name");
-            octal(&mut b[100..108], u64::from(self.mode));
-            octal(&mut b[108..116], self.uid);
-            octal(&mut b[116..124], self.gid);
-            octal(&mut b[124..136], self.size);
-            octal(&mut b[136..148], self.mtime);
-            b[156] = self.typeflag;
-            bytes(&mut b[157..257], &self.linkname, "linkname");
-            match self.magic {
-                Magic::Ustar => {
-                    b[257..263].copy_from_slice(b"ustar\0");
-                    b[263..265].copy_from_slice(b"00");
-                }
-                Magic::Gnu => b[257..265].copy_from_slice(b"ustar  \0"),
-                Magic::V7 => {}
-            }
-            if self.magic != Magic::V7 {
-                bytes(&mut b[265..297], b"root", "uname");
-                bytes(&mut b[297..329], b"root", "gname");
-                octal(&mut b[329..337], u64::from(self.devmajor));
-                octal(&mut b[337..345], u64::from(self.devminor));
-                bytes(&mut b[345..500], &self.prefix, "prefix");
-            }
-            set_checksum(&mut b);
-            b
-        }
-    }
-
-    fn bytes(field: &mut [u8], value: &[u8], what: &str) {
-        assert!(
-            value.len() <= field.len(),
-            "{what} of {} bytes does not fit in {} bytes",
-            value.len(),
-            field.len()
-        );
-        field[..value.len()].copy_from_slice(value);
-    }
-
-    fn octal(field: &mut [u8], value: u64) {
-        let digits = field.len() - 1;
-        let text = format!("{value:0digits$o}");
-        assert!(
-            text.len() <= digits,
-            "{value} does not fit in {digits} octal digits"
-        );
-        field[..digits].copy_from_slice(text.as_bytes());
-        field[digits] = 0;
-    }
-
-    /// Computes and stores the header checksum (the field counted as spaces).
-    pub fn set_checksum(block: &mut [u8; BLOCK]) {
-        block[148..156].copy_from_slice(b"        ");
-        let sum: u32 = block.iter().map(|b| u32::from(*b)).sum();
-        block[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-    }
-
-    /// One PAX record: `"<len> <key>=<value>\n"`, where `len` counts itself.
-    pub fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
-        let rest = key.len() + value.len() + 3; // ' ', '=', '\n'
-        let mut len = rest + 1;
-        while len != rest + len.to_string().len() {
-            len = rest + len.to_string().len();
-        }
-        let mut out = format!("{len} ").into_bytes();
-        out.extend_from_slice(key);
-        out.push(b'=');
-        out.extend_from_slice(value);
-        out.push(b'\n');
-        assert_eq!(out.len(), len);
-        out
-    }
-
-    /// An archive under construction.
-    #[derive(Default, Clone)]
-    pub struct Tar {
-        bytes: Vec<u8>,
-    }
-
-    impl Tar {
-        pub fn new() -> Self {
-            Tar::default()
-        }
-
-        /// Appends one header block exactly as given.
-        pub fn header(&mut self, h: &Header) -> &mut Self {
-            self.bytes.extend_from_slice(&h.encode());
-            self
-        }
-
-        /// Appends a header block with arbitrary content (checksum fixed up).
-        pub fn header_block(&mut self, mut block: [u8; BLOCK]) -> &mut Self {
-            set_checksum(&mut block);
-            self.bytes.extend_from_slice(&block);
-            self
-        }
-
-        /// Appends `data` padded with zeros to a whole block.
-        pub fn data(&mut self, data: &[u8]) -> &mut Self {
-            self.bytes.extend_from_slice(data);
-            let pad = (BLOCK - data.len() % BLOCK) % BLOCK;
-            self.bytes.resize(self.bytes.len() + pad, 0);
-            self
-        }
-
-        /// Appends bytes with no padding at all.
-        pub fn raw(&mut self, bytes: &[u8]) -> &mut Self {
-            self.bytes.extend_from_slice(bytes);
-            self
-        }
-
-        /// Header (its size set to `data.len()`) and data.
-        pub fn entry(&mut self, mut h: Header, data: &[u8]) -> &mut Self {
-            h.size = data.len() as u64;
-            self.header(&h).data(data)
-        }
-
-        pub fn file(&mut self, name: impl AsRef<[u8]>, data: &[u8]) -> &mut Self {
-            self.entry(Header::new(name, b'0', 0), data)
-        }
-
-        pub fn file_mode(&mut self, name: impl AsRef<[u8]>, mode: u32, data: &[u8]) -> &mut Self {
-            self.entry(Header::new(name, b'0', 0).mode(mode), data)
-        }
-
-        pub fn dir(&mut self, name: impl AsRef<[u8]>, mode: u32) -> &mut Self {
-            self.header(&Header::new(name, b'5', 0).mode(mode))
-        }
-
-        pub fn symlink(&mut self, name: impl AsRef<[u8]>, target: impl AsRef<[u8]>) -> &mut Self {
-            self.header(&Header::new(name, b'2', 0).mode(0o777).link(target))
-        }
-
-        pub fn hardlink(&mut self, name: impl AsRef<[u8]>, target: impl AsRef<[u8]>) -> &mut Self {
-            self.header(&Header::new(name, b'1', 0).link(target))
-        }
-
-        pub fn fifo(&mut self, name: impl AsRef<[u8]>, mode: u32) -> &mut Self {
-            self.header(&Header::new(name, b'6', 0).mode(mode))
-        }
-
-        /// A character (`b'3'`) or block (`b'4'`) device.
-        pub fn device(
-            &mut self,
-            name: impl AsRef<[u8]>,
-            typeflag: u8,
-            major: u32,
-            minor: u32,
-        ) -> &mut Self {
-            self.header(
-                &Header::new(name, typeflag, 0)
-                    .mode(0o600)
-                    .device(major, minor),
-            )
-        }
-
-        /// A PAX extended header (`x`) with these records, for the next entry.
-        pub fn pax(&mut self, records: &[(&[u8], &[u8])]) -> &mut Self {
-            self.pax_typed(b'x', records)
-        }
-
-        /// A PAX global header (`g`).
-        pub fn pax_global(&mut self, records: &[(&[u8], &[u8])]) -> &mut Self {
-            self.pax_typed(b'g', records)
-        }
-
-        fn pax_typed(&mut self, typeflag: u8, records: &[(&[u8], &[u8])]) -> &mut Self {
-            let body: Vec<u8> = records.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
-            self.entry(Header::new("PaxHeaders.0/entry", typeflag, 0), &body)
-        }
-
-        /// A GNU long name record (`L`) for the next entry.
-        pub fn gnu_long_name(&mut self, name: impl AsRef<[u8]>) -> &mut Self {
-            self.gnu_long(b'L', name.as_ref())
-        }
-
-        /// A GNU long link-name record (`K`) for the next entry.
-        pub fn gnu_long_link(&mut self, target: impl AsRef<[u8]>) -> &mut Self {
-            self.gnu_long(b'K', target.as_ref())
-        }
-
-        fn gnu_long(&mut self, typeflag: u8, value: &[u8]) -> &mut Self {
-            let mut data = value.to_vec();
-            data.push(0);
-            let h = Header::new("././@LongLink", typeflag, 0).magic(Magic::Gnu);
-            self.entry(h, &data)
-        }
-
-        /// The bytes so far, without end blocks.
-        pub fn bytes(&self) -> Vec<u8> {
-            self.bytes.clone()
-        }
-
-        /// The archive with its two zero end blocks.
-        pub fn finish(&self) -> Vec<u8> {
-            let mut out = self.bytes.clone();
-            out.extend_from_slice(&[0u8; 2 * BLOCK]);
-            out
-        }
-    }
-}
+// Re-exported so that tests say `common::assert_file`; like the dead-code
+// allowance above, for the binaries that use none of a module's helpers.
+#[allow(unused_imports)]
+pub use {archive::*, assert::*, process::*};
 
 // ---------------------------------------------------------------------------
 // Running jobs
@@ -363,6 +84,23 @@ impl Run {
     /// The outcome of the only report for `path`.
     pub fn outcome(&self, path: impl AsRef<[u8]>) -> &Outcome {
         &self.report(path).outcome
+    }
+
+    /// Asserts that the job ended with `MalformedArchive` at `offset` saying
+    /// `message`.
+    pub fn assert_malformed(&self, offset: u64, message: &str) {
+        match &self.result {
+            Err(Error::MalformedArchive {
+                offset: o,
+                message: m,
+            }) => {
+                assert_eq!((*o, m.as_str()), (offset, message), "MalformedArchive");
+            }
+            other => panic!(
+                "expected MalformedArchive, got {other:?}; {:#?}",
+                self.reports
+            ),
+        }
     }
 }
 
@@ -440,99 +178,54 @@ pub async fn sandbox() -> Sandbox {
 /// Starts a sandbox and checks that it really is unprivileged (user namespace).
 pub async fn unprivileged_sandbox() -> Sandbox {
     let sandbox = Sandbox::new().await.expect("Sandbox::new");
-    let uid = unsafe { libc::geteuid() };
-    let gid = unsafe { libc::getegid() };
+    let (uid, gid) = (euid(), egid());
     assert_ne!(uid, 0, "this scenario must run unprivileged");
     assert_eq!(sandbox.mode(), SandboxMode::UserNamespace { uid, gid });
     sandbox
 }
 
 pub fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
+}
+
+/// This process's effective user id.
+pub fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// This process's effective group id.
+pub fn egid() -> u32 {
+    rustix::process::getegid().as_raw()
+}
+
+/// Whether this process is root; if not, prints that the test needs root `to`
+/// do something (when not empty), and the test then passes doing nothing.
+pub fn needs_root(to: &str) -> bool {
+    let root = is_root();
+    match (root, to) {
+        (true, _) => {}
+        (false, "") => println!("NOTE: needs root"),
+        (false, to) => println!("NOTE: needs root to {to}"),
+    }
+    root
+}
+
+/// An id map with the same single range for users and groups: container ids
+/// `container..container + size` are host ids `host..host + size`.
+pub fn id_map(container: u32, host: u32, size: u32) -> IdMap {
+    let range = IdRange {
+        container,
+        host,
+        size,
+    };
+    IdMap {
+        uids: vec![range],
+        gids: vec![range],
+    }
 }
 
 pub fn privileged(sandbox: &Sandbox) -> bool {
     sandbox.mode() == SandboxMode::Privileged
-}
-
-// ---------------------------------------------------------------------------
-// Looking at the result
-// ---------------------------------------------------------------------------
-
-/// Permission bits (and special bits) of `path`, not following symlinks.
-pub fn mode_of(path: impl AsRef<Path>) -> u32 {
-    let path = path.as_ref();
-    std::fs::symlink_metadata(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .mode()
-        & 0o7777
-}
-
-/// Asserts that `path` is a regular file with these contents and mode.
-pub fn assert_file(path: impl AsRef<Path>, contents: &[u8], mode: u32) {
-    let path = path.as_ref();
-    let meta = std::fs::symlink_metadata(path)
-        .unwrap_or_else(|e| panic!("{} should be a file: {e}", path.display()));
-    assert!(
-        meta.file_type().is_file(),
-        "{} is not a regular file",
-        path.display()
-    );
-    assert_eq!(
-        std::fs::read(path).unwrap(),
-        contents,
-        "contents of {}",
-        path.display()
-    );
-    assert_eq!(
-        meta.mode() & 0o7777,
-        mode,
-        "mode of {}: {:o}",
-        path.display(),
-        meta.mode()
-    );
-}
-
-/// Asserts that `path` is a directory with this mode.
-pub fn assert_dir(path: impl AsRef<Path>, mode: u32) {
-    let path = path.as_ref();
-    let meta = std::fs::symlink_metadata(path)
-        .unwrap_or_else(|e| panic!("{} should be a directory: {e}", path.display()));
-    assert!(
-        meta.file_type().is_dir(),
-        "{} is not a directory",
-        path.display()
-    );
-    assert_eq!(
-        meta.mode() & 0o7777,
-        mode,
-        "mode of {}: {:o}",
-        path.display(),
-        meta.mode()
-    );
-}
-
-/// Asserts that `path` is a symlink pointing at `target`.
-pub fn assert_symlink(path: impl AsRef<Path>, target: impl AsRef<Path>) {
-    let path = path.as_ref();
-    let meta = std::fs::symlink_metadata(path)
-        .unwrap_or_else(|e| panic!("{} should be a symlink: {e}", path.display()));
-    assert!(
-        meta.file_type().is_symlink(),
-        "{} is not a symlink",
-        path.display()
-    );
-    assert_eq!(std::fs::read_link(path).unwrap(), target.as_ref());
-}
-
-/// Asserts that nothing exists at `path` (not even a dangling symlink).
-pub fn assert_absent(path: impl AsRef<Path>) {
-    let path = path.as_ref();
-    assert!(
-        std::fs::symlink_metadata(path).is_err(),
-        "{} should not exist",
-        path.display()
-    );
 }
 
 /// The value of extended attribute `name` on `path` (not following symlinks):
@@ -541,6 +234,8 @@ pub fn get_xattr(path: &Path, name: &str) -> std::io::Result<Option<Vec<u8>>> {
     let p = CString::new(path.as_os_str().as_bytes()).unwrap();
     let n = CString::new(name).unwrap();
     let mut buf = vec![0u8; 4096];
+    // SAFETY: `p` and `n` are NUL-terminated strings that outlive the call, and
+    // `buf` is writable for `buf.len()` bytes.
     let len =
         unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if len < 0 {
@@ -558,6 +253,8 @@ pub fn get_xattr(path: &Path, name: &str) -> std::io::Result<Option<Vec<u8>>> {
 pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
     let p = CString::new(path.as_os_str().as_bytes()).unwrap();
     let n = CString::new(name).unwrap();
+    // SAFETY: `p` and `n` are NUL-terminated strings that outlive the call, and
+    // `value` is readable for `value.len()` bytes.
     let r = unsafe {
         libc::lsetxattr(
             p.as_ptr(),
@@ -848,142 +545,6 @@ fn names_in(dir: &Path) -> BTreeSet<OsString> {
     std::fs::read_dir(dir)
         .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default()
-}
-
-// ---------------------------------------------------------------------------
-// Running a test again as nobody
-// ---------------------------------------------------------------------------
-
-/// How long a re-executed test may take.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// Runs the ignored test `inner` (its full name within this test binary, e.g.
-/// `parent_component::nobody_inner`) as the user `nobody`, and asserts that it
-/// passed. When this process is not root, it cannot switch users: `direct`
-/// (the inner test's function) is called instead, as the current user.
-pub fn as_nobody(inner: &str, direct: impl FnOnce()) {
-    let group = if group_exists("nogroup") {
-        "nogroup"
-    } else {
-        "nobody"
-    };
-    as_user("nobody", group, inner, direct)
-}
-
-/// Like [`as_nobody`], as `user`:`group`.
-pub fn as_user(user: &str, group: &str, inner: &str, direct: impl FnOnce()) {
-    if !is_root() {
-        direct();
-        return;
-    }
-    // CI clones into a path `nobody` may not traverse: run a copy of this
-    // executable from a fresh, world-readable directory in /tmp.
-    let dir = tempfile::Builder::new()
-        .prefix("sandtar-nobody-")
-        .tempdir_in("/tmp")
-        .expect("temporary directory in /tmp");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = std::env::current_exe().expect("current_exe");
-    let copy = dir.path().join(exe.file_name().unwrap());
-    // Copy with cp(1), not std::fs::copy: a file open for writing in this
-    // multi-threaded process leaks into children that other test threads fork
-    // at that moment, and exec'ing the copy then fails with ETXTBSY.
-    let status = Command::new("cp")
-        .arg(&exe)
-        .arg(&copy)
-        .status()
-        .expect("running cp");
-    assert!(status.success(), "copying the test executable: {status}");
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut cmd = Command::new("setpriv");
-    cmd.arg(format!("--reuid={user}"))
-        .arg(format!("--regid={group}"))
-        .arg("--clear-groups")
-        .arg(&copy);
-    run_test_process(cmd, inner, dir.path(), &format!("as {user}:{group}"));
-}
-
-/// Runs the ignored test `inner` of this test binary in a process of its own
-/// (as the current user), and asserts that it passed. For scenarios that need
-/// a process to themselves (counting its children, for example).
-pub fn in_own_process(inner: &str) {
-    let dir = tempfile::Builder::new()
-        .prefix("sandtar-proc-")
-        .tempdir()
-        .expect("temporary directory");
-    let cmd = Command::new(std::env::current_exe().expect("current_exe"));
-    run_test_process(cmd, inner, dir.path(), "in its own process");
-}
-
-fn run_test_process(mut cmd: Command, inner: &str, dir: &Path, how: &str) {
-    let stdout_path = dir.join("stdout");
-    let stderr_path = dir.join("stderr");
-    let stdout = std::fs::File::create(&stdout_path).unwrap();
-    let stderr = std::fs::File::create(&stderr_path).unwrap();
-    cmd.env(INNER_MARKER, "1")
-        .arg("--exact")
-        .arg(inner)
-        .arg("--include-ignored")
-        .arg("--nocapture")
-        .arg("--test-threads=1")
-        .env("TMPDIR", "/tmp")
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr);
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("running {inner} {how}: {e}"));
-    let deadline = Instant::now() + CHILD_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let out = std::fs::read_to_string(&stdout_path).unwrap_or_default();
-    let err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-    let show = format!("--- stdout ---\n{out}\n--- stderr ---\n{err}");
-    match status {
-        None => panic!("{inner} ({how}) timed out after {CHILD_TIMEOUT:?}\n{show}"),
-        Some(s) if !s.success() => panic!("{inner} ({how}) failed: {s}\n{show}"),
-        Some(_) => {}
-    }
-    // A wrong name runs zero tests and still exits 0.
-    assert!(
-        out.contains("test result: ok. 1 passed"),
-        "{inner} ({how}) did not run exactly one test\n{show}"
-    );
-    println!("{inner} ({how}) passed\n{show}");
-}
-
-/// Set in the environment of the processes [`as_nobody`] and
-/// [`in_own_process`] start.
-const INNER_MARKER: &str = "SANDTAR_TEST_INNER";
-
-/// Whether an ignored inner test should do its work: yes when started by
-/// [`as_nobody`] / [`in_own_process`], or when this process is not root (then
-/// the outer test calls it directly); no when a root user runs the whole suite
-/// with `--include-ignored` (it would run privileged, which is not its point).
-pub fn inner_should_run() -> bool {
-    if std::env::var_os(INNER_MARKER).is_some() || !is_root() {
-        true
-    } else {
-        println!("NOTE: inner test skipped: it runs through its outer test");
-        false
-    }
-}
-
-fn group_exists(name: &str) -> bool {
-    std::fs::read_to_string("/etc/group")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(':').next() == Some(name))
 }
 
 /// Declares, for each `async fn NAME(sandbox: Sandbox)` scenario, a module
