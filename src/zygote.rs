@@ -150,7 +150,7 @@ fn spawn_worker(
         }
         Err(e) => send(
             control,
-            &ZygoteMsg::SpawnFailed(format!("clone3(CLONE_NEWNS) failed: {e}")),
+            &ZygoteMsg::SpawnFailed(format!("clone3(CLONE_NEWNS | CLONE_NEWPID) failed: {e}")),
         ),
     }
 }

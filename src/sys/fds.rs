@@ -22,21 +22,26 @@ pub(crate) fn close_other_fds(keep: BorrowedFd<'_>) -> io::Result<()> {
     close_range(keep + 1, u32::MAX)
 }
 
-/// Points the standard descriptors at `/dev/null`: the zygote's standard input is
-/// its control socket, and the caller's output and error streams are not the
-/// worker's to write (panics and errors travel on the job socket instead).
-pub(crate) fn replace_stdio_with_null() {
+/// Points the standard descriptors at two fresh pipes, nothing of the host's:
+/// standard input at an empty pipe whose writer is gone (reads see end of
+/// file), output and error at a pipe whose reader is gone (writes fail with
+/// `EPIPE`; the zygote ignores `SIGPIPE`). The zygote's standard input is its
+/// control socket, which a worker must not keep; and a host node such as
+/// `/dev/null`, open for writing, would let a compromised worker change it
+/// (`fchmod` as root). Panics and errors travel on the job socket instead.
+pub(crate) fn replace_stdio_with_pipes() -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        // SAFETY: dup2 onto the standard descriptors, which no Rust object owns here.
-        unsafe {
-            libc::dup2(null.as_raw_fd(), 0);
-            libc::dup2(null.as_raw_fd(), 1);
-            libc::dup2(null.as_raw_fd(), 2);
+    let (input, writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    drop(writer);
+    let (reader, output) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    drop(reader);
+    for (from, to) in [(&input, 0), (&output, 1), (&output, 2)] {
+        // SAFETY: dup2 onto a standard descriptor replaces it atomically; no Rust
+        // object of the worker owns descriptors 0 to 2 (the zygote only borrows
+        // its control socket at 0, and the worker never uses that borrow).
+        if unsafe { libc::dup2(from.as_raw_fd(), to) } == -1 {
+            return Err(io::Error::last_os_error());
         }
     }
+    Ok(())
 }

@@ -18,7 +18,7 @@ pub(crate) mod socket;
 pub(crate) mod startup;
 pub(crate) mod users;
 
-pub(crate) use fds::{close_other_fds, replace_stdio_with_null};
+pub(crate) use fds::{close_other_fds, replace_stdio_with_pipes};
 pub(crate) use process::{
     clone_worker, exit_now, has_cap_sys_admin, unshare_user_namespace, Forked,
 };

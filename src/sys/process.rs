@@ -28,8 +28,10 @@ struct CloneArgs {
 }
 
 /// Forks a worker: a child of our parent (`CLONE_PARENT`, so the caller can wait
-/// for it through its pidfd), in a new mount namespace (`CLONE_NEWNS`), with a
-/// pidfd returned to us (`CLONE_PIDFD`) to hand to the caller.
+/// for it through its pidfd), in a new mount namespace (`CLONE_NEWNS`) and a new
+/// PID namespace (`CLONE_NEWPID`: the worker is its pid 1 and can name no
+/// process outside it, so it can signal none, whatever system call it finds),
+/// with a pidfd returned to us (`CLONE_PIDFD`) to hand to the caller.
 ///
 /// Only a single-threaded process may fork and go on running arbitrary code in
 /// the child: `single` proves the caller is the zygote.
@@ -37,7 +39,8 @@ pub(crate) fn clone_worker(single: &SingleThreaded) -> io::Result<Forked> {
     let _ = single;
     let mut pidfd: libc::c_int = -1;
     let args = CloneArgs {
-        flags: (libc::CLONE_PARENT | libc::CLONE_PIDFD | libc::CLONE_NEWNS) as u64,
+        flags: (libc::CLONE_PARENT | libc::CLONE_PIDFD | libc::CLONE_NEWNS | libc::CLONE_NEWPID)
+            as u64,
         pidfd: &mut pidfd as *mut libc::c_int as u64,
         // With CLONE_PARENT the exit signal must be 0; the kernel copies ours.
         exit_signal: 0,

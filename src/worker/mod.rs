@@ -49,11 +49,14 @@ fn send(socket: &mut UnixStream, msg: &WorkerMsg) -> io::Result<()> {
 fn serve(socket: OwnedFd, mode: SandboxMode) {
     // Nothing of the zygote's may stay open here: its control socket would let a
     // compromised worker ask for more workers.
-    let closed = sys::close_other_fds(socket.as_fd());
-    sys::replace_stdio_with_null();
+    let closed = sys::close_other_fds(socket.as_fd())
+        .map_err(|e| format!("close_range failed: {e} (Linux 5.9 or later is needed)"))
+        .and_then(|()| {
+            sys::replace_stdio_with_pipes()
+                .map_err(|e| format!("replacing standard input and output failed: {e}"))
+        });
     let mut socket = UnixStream::from(socket);
-    if let Err(e) = closed {
-        let reason = format!("close_range failed: {e} (Linux 5.9 or later is needed)");
+    if let Err(reason) = closed {
         let _ = send(
             &mut socket,
             &WorkerMsg::Failed(WireError::Confinement(reason)),
