@@ -41,6 +41,7 @@ fn send(control: BorrowedFd<'_>, msg: &ZygoteMsg) -> io::Result<()> {
 /// sandbox mode, then fork workers on request until the driver closes the
 /// control socket.
 pub(crate) fn serve(control: BorrowedFd<'static>, single: sys::SingleThreaded) -> i32 {
+    prefer_as_oom_victim();
     let mode = match enter_mode(control, &single) {
         Ok(mode) => mode,
         Err(reason) => {
@@ -65,6 +66,15 @@ pub(crate) fn serve(control: BorrowedFd<'static>, single: sys::SingleThreaded) -
             Ok(Some(ZygoteRequest::MapIds(_))) | Err(_) => return 1,
         }
     }
+}
+
+/// Makes the zygote, and the workers it forks (they inherit the value), the
+/// first processes the kernel's OOM killer picks: a worker that a hostile
+/// archive drives to its memory limits should die before the caller's service.
+/// Raising one's own score needs no privilege; best effort (no `/proc`, no
+/// change).
+fn prefer_as_oom_victim() {
+    let _ = std::fs::write("/proc/self/oom_score_adj", "1000");
 }
 
 /// Receives one request; `None` when the driver closed the socket.
@@ -138,19 +148,15 @@ fn spawn_worker(
         SocketFlags::CLOEXEC,
         None,
     )?;
-    match sys::clone_worker(single) {
-        Ok(sys::Forked::Child(_)) => {
-            drop(driver_end);
-            crate::worker::run(worker_end, mode)
-        }
-        Ok(sys::Forked::Parent { pid, pidfd }) => {
-            drop(worker_end);
+    match sys::clone_worker(single, driver_end, worker_end) {
+        Ok(sys::Forked::Child(start)) => crate::worker::run(start, mode),
+        Ok(sys::Forked::Parent { pid, pidfd, socket }) => {
             let msg = encode_message(&ZygoteMsg::Worker { pid });
-            sys::send_with_fds(control, &msg, &[pidfd.as_fd(), driver_end.as_fd()]).map(drop)
+            sys::send_with_fds(control, &msg, &[pidfd.as_fd(), socket.as_fd()]).map(drop)
         }
         Err(e) => send(
             control,
-            &ZygoteMsg::SpawnFailed(format!("clone3(CLONE_NEWNS) failed: {e}")),
+            &ZygoteMsg::SpawnFailed(format!("clone3(CLONE_NEWNS | CLONE_NEWPID) failed: {e}")),
         ),
     }
 }

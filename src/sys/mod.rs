@@ -12,15 +12,14 @@
 //! over Unix sockets: all three; tokio registration: the caller), [`users`]
 //! (NSS look-ups: the caller).
 
-pub(crate) mod fds;
+mod fds;
 pub(crate) mod process;
 pub(crate) mod socket;
 pub(crate) mod startup;
 pub(crate) mod users;
 
-pub(crate) use fds::{close_other_fds, replace_stdio_with_null};
 pub(crate) use process::{
-    clone_worker, exit_now, has_cap_sys_admin, unshare_user_namespace, Forked,
+    clone_worker, exit_now, has_cap_sys_admin, unshare_user_namespace, Forked, WorkerStart,
 };
 pub(crate) use socket::{async_fd, recv_with_fds, send_with_fds};
 pub(crate) use startup::SingleThreaded;

@@ -2,16 +2,32 @@
 //! ending at once (zygote and worker), and reading one's own capabilities.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 
 use super::startup::SingleThreaded;
 
 /// The result of [`clone_worker`].
 pub(crate) enum Forked {
-    /// We are the new worker, single-threaded like the zygote it was forked from.
-    Child(SingleThreaded),
+    /// We are the new worker, single-threaded like the zygote it was forked
+    /// from, holding its end of the job socket and nothing of the zygote's.
+    Child(WorkerStart),
     /// We are the zygote; the worker is a child of *our parent* (the caller).
-    Parent { pid: u32, pidfd: OwnedFd },
+    /// `socket` is the driver's end of the job socket.
+    Parent {
+        pid: u32,
+        pidfd: OwnedFd,
+        socket: OwnedFd,
+    },
+}
+
+/// What a new worker starts with.
+pub(crate) struct WorkerStart {
+    /// The worker's end of the job socket.
+    pub(crate) socket: OwnedFd,
+    /// Whether its descriptor table was emptied of the zygote's descriptors and
+    /// its standard streams replaced; the worker reports a failure on `socket`
+    /// and ends (the error is the reason to report).
+    pub(crate) isolated: Result<(), String>,
 }
 
 #[repr(C)]
@@ -28,16 +44,27 @@ struct CloneArgs {
 }
 
 /// Forks a worker: a child of our parent (`CLONE_PARENT`, so the caller can wait
-/// for it through its pidfd), in a new mount namespace (`CLONE_NEWNS`), with a
-/// pidfd returned to us (`CLONE_PIDFD`) to hand to the caller.
+/// for it through its pidfd), in a new mount namespace (`CLONE_NEWNS`) and a new
+/// PID namespace (`CLONE_NEWPID`: the worker is its pid 1 and can name no
+/// process outside it, so it can signal none, whatever system call it finds),
+/// with a pidfd returned to us (`CLONE_PIDFD`) to hand to the caller.
+///
+/// `driver_end` and `worker_end` are the two ends of the job socket: the child
+/// keeps only `worker_end` (every other descriptor closed, fresh standard
+/// streams), the zygote only `driver_end`.
 ///
 /// Only a single-threaded process may fork and go on running arbitrary code in
 /// the child: `single` proves the caller is the zygote.
-pub(crate) fn clone_worker(single: &SingleThreaded) -> io::Result<Forked> {
+pub(crate) fn clone_worker(
+    single: &SingleThreaded,
+    driver_end: OwnedFd,
+    worker_end: OwnedFd,
+) -> io::Result<Forked> {
     let _ = single;
     let mut pidfd: libc::c_int = -1;
     let args = CloneArgs {
-        flags: (libc::CLONE_PARENT | libc::CLONE_PIDFD | libc::CLONE_NEWNS) as u64,
+        flags: (libc::CLONE_PARENT | libc::CLONE_PIDFD | libc::CLONE_NEWNS | libc::CLONE_NEWPID)
+            as u64,
         pidfd: &mut pidfd as *mut libc::c_int as u64,
         // With CLONE_PARENT the exit signal must be 0; the kernel copies ours.
         exit_signal: 0,
@@ -55,12 +82,26 @@ pub(crate) fn clone_worker(single: &SingleThreaded) -> io::Result<Forked> {
     };
     match ret {
         -1 => Err(io::Error::last_os_error()),
-        0 => Ok(Forked::Child(SingleThreaded::forked())),
-        pid => Ok(Forked::Parent {
-            pid: pid as u32,
-            // SAFETY: on success the kernel stored a new, owned descriptor in `pidfd`.
-            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
-        }),
+        0 => {
+            drop(driver_end);
+            // The child's only owned descriptor is now `worker_end`: the zygote
+            // owns nothing else, and fd 0, its control socket, is only borrowed
+            // by `zygote::serve`, which the worker never returns to.
+            let isolated = super::fds::isolate(worker_end.as_fd());
+            Ok(Forked::Child(WorkerStart {
+                socket: worker_end,
+                isolated,
+            }))
+        }
+        pid => {
+            drop(worker_end);
+            Ok(Forked::Parent {
+                pid: pid as u32,
+                // SAFETY: on success the kernel stored a new, owned descriptor in `pidfd`.
+                pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+                socket: driver_end,
+            })
+        }
     }
 }
 

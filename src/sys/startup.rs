@@ -17,13 +17,6 @@ pub(crate) const MARKER: &CStr = c"SANDTAR_ZYGOTE";
 /// cannot reach another thread; functions that need one thread take it.
 pub(crate) struct SingleThreaded(PhantomData<*const ()>);
 
-impl SingleThreaded {
-    /// The child of a fork from a single-threaded process has one thread too.
-    pub(super) fn forked() -> Self {
-        SingleThreaded(PhantomData)
-    }
-}
-
 /// Runs [`hook`] before `main` in every executable that links sandtar.
 /// [`Sandbox::new`](crate::Sandbox::new) refers to it so the linker keeps it.
 #[used]

@@ -36,8 +36,8 @@ use crate::wire::{
 use reporter::Reporter;
 
 /// The worker's whole life; never returns.
-pub(crate) fn run(socket: OwnedFd, mode: SandboxMode) -> ! {
-    let code = match std::panic::catch_unwind(move || serve(socket, mode)) {
+pub(crate) fn run(start: sys::WorkerStart, mode: SandboxMode) -> ! {
+    let code = match std::panic::catch_unwind(move || serve(start, mode)) {
         Ok(()) => 0,
         Err(_) => 101,
     };
@@ -48,13 +48,9 @@ fn send(socket: &mut UnixStream, msg: &WorkerMsg) -> io::Result<()> {
     socket.write_all(&encode_frame(msg))
 }
 
-fn serve(socket: OwnedFd, mode: SandboxMode) {
-    // Nothing of the zygote's may stay open here: its control socket would let a
-    // compromised worker ask for more workers.
-    let closed = sys::close_other_fds(socket.as_fd());
-    sys::replace_stdio_with_null();
-    let mut socket = UnixStream::from(socket);
-    let ready = match prepare(&mut socket, closed) {
+fn serve(start: sys::WorkerStart, mode: SandboxMode) {
+    let mut socket = UnixStream::from(start.socket);
+    let ready = match prepare(&mut socket, start.isolated) {
         Ok(ready) => ready,
         Err(failure) => {
             // Nothing to say when the driver is gone.
@@ -90,16 +86,15 @@ struct Ready {
     report_socket: UnixStream,
 }
 
-/// Warm set-up, then the job header, confinement and shedding. `closed`: how
-/// closing the zygote's descriptors went. An error is the one to send, or
+/// Warm set-up, then the job header, confinement and shedding. `isolated`: how
+/// closing the zygote's descriptors and replacing the standard streams went. An error is the one to send, or
 /// `None` when the driver is gone (or never sent a job).
-fn prepare(socket: &mut UnixStream, closed: io::Result<()>) -> Result<Ready, Option<WireError>> {
+fn prepare(
+    socket: &mut UnixStream,
+    isolated: Result<(), String>,
+) -> Result<Ready, Option<WireError>> {
     let confinement = |reason: String| Some(WireError::Confinement(reason));
-    closed.map_err(|e| {
-        confinement(format!(
-            "close_range failed: {e} (Linux 5.9 or later is needed)"
-        ))
-    })?;
+    isolated.map_err(confinement)?;
     let seccomp = confine::prepare()
         .and_then(|()| seccomp::build())
         .map_err(confinement)?;
