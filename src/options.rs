@@ -245,17 +245,9 @@ impl Options {
         Options {
             preserve_owners: true,
             allow_devices: true,
-            allow_fifos: true,
             mode: ModePolicy::Exact,
             xattrs: XattrPolicy::All,
-            preserve_mtime: true,
-            compression: Compression::Auto,
-            id_map: IdMap::default(),
-            whiteouts: None,
-            digest: false,
-            expected_diff_id: None,
-            list_only: false,
-            limits: Limits::default(),
+            ..Options::default()
         }
     }
 }

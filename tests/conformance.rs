@@ -60,7 +60,7 @@
 //! and a NUL in a key were accepted and a binary value holding a newline byte
 //! was refused (`BUG-pax-unterminated-record`, `BUG-pax-nul-in-key`,
 //! `BUG-pax-newline-in-value`): sandtar reads them by their length now
-//! (`src/worker/pax.rs`, ca34e09).
+//! (`src/worker/archive/pax.rs`, ca34e09).
 //!
 //! # Matrix
 //!

@@ -39,7 +39,7 @@ async fn filesystem_full() {
         return;
     }
     // Started before the mount: its warm workers predate it (see the retry
-    // with a fresh worker in job.rs).
+    // with a fresh worker in src/caller/start.rs).
     let sandbox = Sandbox::new().await.unwrap();
     let base = tempfile::tempdir().unwrap();
     assert!(mount_tmpfs(base.path(), "size=1m"), "mount tmpfs");

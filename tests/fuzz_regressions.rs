@@ -170,7 +170,7 @@ fn old_gnu_sparse_holes_cost_little() {
 // ---------------------------------------------------------------------------
 // PAX record parsing: found by tests/conformance.rs (the `tar` crate split PAX
 // data at newlines), fixed by reading each record by its length
-// (src/worker/pax.rs); kept here as small, fast reproductions through the same
+// (src/worker/archive/pax.rs); kept here as small, fast reproductions through the same
 // entry point (see FUZZING.md).
 // ---------------------------------------------------------------------------
 
