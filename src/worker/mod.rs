@@ -190,6 +190,9 @@ fn extract(
     // together before the first byte of the archive is read.
     decoder.ready().map_err(WireError::Confinement)?;
     privileges::install_seccomp(seccomp).map_err(WireError::Confinement)?;
+    // Test-only attacker code (`--cfg sandtar_hostile`): tests/containment.rs.
+    #[cfg(sandtar_hostile)]
+    sys::hostile::run(socket);
     let limits = options.limits.clone();
     let digest = options.digest || options.expected_diff_id.is_some();
     let mut input = socket.try_clone().map_err(internal)?;
