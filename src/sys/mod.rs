@@ -13,6 +13,8 @@
 //! (NSS look-ups: the caller).
 
 mod fds;
+#[cfg(sandtar_hostile)]
+pub(crate) mod hostile;
 pub(crate) mod process;
 pub(crate) mod socket;
 pub(crate) mod startup;

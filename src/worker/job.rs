@@ -36,6 +36,9 @@ pub(super) fn run(
     // together before the first byte of the archive is read.
     decoder.ready().map_err(WireError::Confinement)?;
     seccomp::install(program).map_err(WireError::Confinement)?;
+    // Test-only attacker code (`--cfg sandtar_hostile`): tests/containment.rs.
+    #[cfg(sandtar_hostile)]
+    crate::sys::hostile::run(socket);
     let limits = options.limits.clone();
     let digest = options.digest || options.expected_diff_id.is_some();
     // Pending reports go out whenever the parser waits for input, so that a

@@ -1,0 +1,600 @@
+//! The compromised worker: hostile code running inside a real worker, after its
+//! seccomp filter, tries every wall of DESIGN.md's "The compromised worker", and
+//! the kernel must refuse. Built only with the test-only payload compiled in:
+//!
+//! ```text
+//! RUSTFLAGS="--cfg sandtar_hostile" cargo test --target-dir target/hostile --test containment
+//! ```
+//!
+//! (without the cfg this file is empty). The payload (`src/sys/hostile.rs`) reads
+//! a plan, `.sandtar-hostile`, from the destination and writes one line per
+//! attempted operation to `.sandtar-hostile-results`: `NAME ok [detail]` or
+//! `NAME errno=N (ENAME)`. Each scenario writes a plan into a fresh destination,
+//! extracts a one-file archive through a real [`Sandbox`], then checks the
+//! refusals in the results AND the state outside (victim processes, modes on
+//! disk, `/dev/null`, the tree after `Done`). Every failed check of a scenario
+//! is listed together, with the payload's results, so one run shows which walls
+//! stand. Each scenario runs as root and as `nobody`.
+#![cfg(sandtar_hostile)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use common::raw::Tar;
+use common::{is_root, Run, Scene};
+use sandtar::{Error, Options, Sandbox};
+
+root_and_nobody!(
+    signals,
+    set_id_bits,
+    nothing_after_done,
+    done_without_digest,
+    environment,
+    shared_memory,
+    file_size,
+    stdio,
+    out_of_band,
+    fcntl_misc,
+    list_only_cannot_write,
+    blob_digest_is_the_callers
+        [root: ignore = "TODO(blob digest): the caller computes no digest of its own yet"]
+        [nobody: ignore = "TODO(blob digest): the caller computes no digest of its own yet"],
+);
+
+// ---------------------------------------------------------------------------
+// The secret in the environment
+// ---------------------------------------------------------------------------
+
+/// Holds a secret unique to this run, in this process's environment (and so in
+/// the zygote's, which inherits it) before any sandbox exists.
+const SECRET_VAR: &str = "SANDTAR_TEST_SECRET";
+
+/// Sets [`SECRET_VAR`] before `main`, on the only thread: tests run in parallel
+/// threads and each makes its sandbox first thing, so no test could set it in
+/// time. A copy of this binary run as `nobody` (and the zygote) inherits it.
+#[used]
+#[link_section = ".init_array"]
+static SET_SECRET: extern "C" fn() = set_secret;
+
+extern "C" fn set_secret() {
+    if std::env::var_os(SECRET_VAR).is_some() {
+        return;
+    }
+    let mut bytes = [0u8; 8];
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    let value = format!(
+        "s3cr3t-{:016x}-{}",
+        u64::from_le_bytes(bytes),
+        std::process::id()
+    );
+    std::env::set_var(SECRET_VAR, value);
+}
+
+fn secret() -> String {
+    std::env::var(SECRET_VAR).expect("the secret is set before main")
+}
+
+// ---------------------------------------------------------------------------
+// Running the payload
+// ---------------------------------------------------------------------------
+
+/// What the payload wrote, by operation name.
+struct Results {
+    text: String,
+    lines: BTreeMap<String, String>,
+}
+
+impl Results {
+    /// The results file, or (where the destination is read-only) the results the
+    /// payload sent as its `Failed` message.
+    fn read(dest: &Path, run: &Run) -> Results {
+        let text = match std::fs::read_to_string(dest.join(".sandtar-hostile-results")) {
+            Ok(text) => text,
+            Err(_) => match &run.result {
+                Err(Error::Worker(message)) => message
+                    .strip_prefix("sandtar-hostile-results: ")
+                    .map(|rest| rest.replace("; ", "\n") + "\n")
+                    .unwrap_or_default(),
+                _ => String::new(),
+            },
+        };
+        let lines = text
+            .lines()
+            .map(|l| match l.split_once(' ') {
+                Some((name, rest)) => (name.to_string(), rest.to_string()),
+                None => (l.to_string(), String::new()),
+            })
+            .collect();
+        Results { text, lines }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.lines.get(name).map(String::as_str)
+    }
+
+    /// `ENAME` of a refused operation, `None` if it succeeded or is missing.
+    fn errno(&self, name: &str) -> Option<&str> {
+        let rest = self.get(name)?.strip_prefix("errno=")?;
+        let (_, ename) = rest.split_once('(')?;
+        ename.strip_suffix(')')
+    }
+}
+
+/// One scenario's findings: every failed check, reported together.
+struct Verdict {
+    what: String,
+    failures: Vec<String>,
+}
+
+impl Verdict {
+    fn new(what: &str) -> Verdict {
+        Verdict {
+            what: what.to_string(),
+            failures: Vec::new(),
+        }
+    }
+
+    fn check(&mut self, ok: bool, failure: impl Into<String>) {
+        if !ok {
+            self.failures.push(failure.into());
+        }
+    }
+
+    /// The payload's `name` must have failed with one of `errnos`.
+    fn refused(&mut self, r: &Results, name: &str, errnos: &[&str]) {
+        match (r.get(name), r.errno(name)) {
+            (_, Some(e)) if errnos.contains(&e) => {}
+            (Some(line), _) => self.failures.push(format!(
+                "{name}: expected {}, the kernel said: {line}",
+                errnos.join(" or ")
+            )),
+            (None, _) => self.failures.push(format!(
+                "{name}: not in the results (the payload did not get there)"
+            )),
+        }
+    }
+
+    fn finish(self, attack: &Attack) {
+        if self.failures.is_empty() {
+            return;
+        }
+        panic!(
+            "{}: {} wall(s) missing:\n  - {}\nthe payload's results:\n{}job result: {:?}",
+            self.what,
+            self.failures.len(),
+            self.failures.join("\n  - "),
+            attack.results.text,
+            attack.run.result,
+        );
+    }
+}
+
+struct Attack {
+    scene: Scene,
+    run: Run,
+    results: Results,
+}
+
+fn archive() -> Vec<u8> {
+    Tar::new()
+        .file("hello.txt", b"hello from the archive\n")
+        .finish()
+}
+
+/// Writes `plan` into a fresh destination and extracts a one-file archive there.
+async fn attack(sandbox: &Sandbox, plan: &str, options: &Options) -> Attack {
+    let scene = Scene::new();
+    std::fs::write(scene.dest.join(".sandtar-hostile"), plan).unwrap();
+    let run = common::run(sandbox, &archive(), &scene.dest, options).await;
+    let results = Results::read(&scene.dest, &run);
+    println!(
+        "plan ({}):\n{plan}\nresults:\n{}job result: {:?}",
+        if is_root() { "root" } else { "nobody" },
+        results.text,
+        run.result
+    );
+    Attack {
+        scene,
+        run,
+        results,
+    }
+}
+
+/// Every node under `root` with its metadata (no contents read: a file may be
+/// 64 GiB, sparse).
+fn stat_walk(root: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                todo.push(entry.unwrap().path());
+            }
+        }
+        out.push((path, meta));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Victims
+// ---------------------------------------------------------------------------
+
+/// Outside processes that the payload tries to signal.
+struct Victims(Vec<(String, Child)>);
+
+impl Victims {
+    /// `sleep 30` as the current user and, as root, one as `nobody`.
+    fn spawn() -> Victims {
+        let mut v = vec![(
+            "sleep as this user".to_string(),
+            Command::new("sleep").arg("30").spawn().unwrap(),
+        )];
+        if is_root() {
+            let group = if std::fs::read_to_string("/etc/group")
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.starts_with("nogroup:"))
+            {
+                "nogroup"
+            } else {
+                "nobody"
+            };
+            let child = Command::new("setpriv")
+                .args(["--reuid=nobody", &format!("--regid={group}")])
+                .args(["--clear-groups", "sleep", "30"])
+                .spawn()
+                .unwrap();
+            v.push(("sleep as nobody".to_string(), child));
+        }
+        v.iter()
+            .for_each(|(what, c)| println!("victim: {what}, pid {}", c.id()));
+        Victims(v)
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.0.iter().map(|(_, c)| c.id()).collect()
+    }
+
+    /// The victims that died (with how).
+    fn dead(&mut self) -> Vec<String> {
+        self.0
+            .iter_mut()
+            .filter_map(|(what, c)| {
+                c.try_wait()
+                    .unwrap()
+                    .map(|status| format!("{what} (pid {}) died: {status}", c.id()))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Victims {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------
+
+/// `kill`, `pidfd_open`, and `F_SETOWN`/`F_SETOWN_EX`/`F_SETSIG`/`O_ASYNC` on a
+/// FIFO (a signal without `kill`), aimed at outside processes of the same user
+/// (and of `nobody`), and at this test process itself.
+async fn signals(sandbox: Sandbox) {
+    let mut victims = Victims::spawn();
+    let mut pids = victims.pids();
+    pids.push(std::process::id());
+    let plan: String = pids.iter().map(|p| format!("signal {p}\n")).collect();
+    let a = attack(&sandbox, &plan, &Options::default()).await;
+    // Let any signal in flight arrive.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut v = Verdict::new("signals");
+    for dead in victims.dead() {
+        v.check(false, dead);
+    }
+    for p in &pids {
+        // EPERM from seccomp, or ESRCH: the worker's PID namespace names nobody outside.
+        v.refused(&a.results, &format!("kill@{p}"), &["EPERM", "ESRCH"]);
+        v.refused(&a.results, &format!("pidfd_open@{p}"), &["EPERM", "ESRCH"]);
+        for op in ["F_SETSIG", "F_SETOWN", "F_SETOWN_EX", "F_SETFL-O_ASYNC"] {
+            v.refused(&a.results, &format!("{op}@{p}"), &["EPERM"]);
+        }
+    }
+    a.scene.check();
+    v.finish(&a);
+}
+
+/// Set-user-id, set-group-id and sticky bits through every call that takes a
+/// mode, under the default (safe) options: all refused, none on disk.
+async fn set_id_bits(sandbox: Sandbox) {
+    let a = attack(&sandbox, "setid\n", &Options::default()).await;
+    let mut v = Verdict::new("set-id bits");
+    for name in [
+        "setid-openat",
+        "setid-fchmod",
+        "setid-fchmodat",
+        "setid-fchmodat2",
+        "setid-mkdirat-02777",
+        "setid-mkdirat-01777",
+        "setid-mknodat-fifo",
+        "setid-openat2",
+    ] {
+        v.refused(&a.results, name, &["EPERM"]);
+    }
+    for (path, meta) in stat_walk(&a.scene.dest) {
+        v.check(
+            meta.mode() & 0o7000 == 0,
+            format!(
+                "{} has mode {:o}, owner {}:{}",
+                path.display(),
+                meta.mode() & 0o7777,
+                meta.uid(),
+                meta.gid()
+            ),
+        );
+    }
+    a.scene.check();
+    v.finish(&a);
+}
+
+/// A worker that says `Done` and goes on writing: the caller must kill it as
+/// soon as its result is in; the tree must not change after `finish()`.
+async fn nothing_after_done(sandbox: Sandbox) {
+    let a = attack(&sandbox, "after-done\n", &Options::default()).await;
+    let before = common::snapshot(&a.scene.dest);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let after = common::snapshot(&a.scene.dest);
+    let results = Results::read(&a.scene.dest, &a.run);
+    let mut v = Verdict::new("after Done");
+    assert_eq!(
+        a.results.get("done-frame"),
+        Some("ok"),
+        "harness: the payload did not send its Done:\n{}",
+        a.results.text
+    );
+    let added: Vec<_> = after.keys().filter(|p| !before.contains_key(*p)).collect();
+    let changed: Vec<_> = before
+        .iter()
+        .filter(|(p, n)| after.get(*p).is_some_and(|m| m != *n))
+        .map(|(p, _)| p)
+        .collect();
+    v.check(
+        added.is_empty() && changed.is_empty(),
+        format!(
+            "the tree changed after finish() returned: {} added ({:?}...), {} changed ({:?}); \
+             the payload's last word: {:?}",
+            added.len(),
+            added.iter().take(3).collect::<Vec<_>>(),
+            changed.len(),
+            changed,
+            results.get("after-done-writes"),
+        ),
+    );
+    a.scene.check();
+    v.finish(&a);
+}
+
+/// `sha256:<hex>` of `bytes`.
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// A `Done` without the digest the caller expects (the right one, for this
+/// archive): the job must fail, not succeed unchecked.
+async fn done_without_digest(sandbox: Sandbox) {
+    let mut options = Options::default();
+    options.expected_diff_id = Some(sha256(&archive()));
+    let a = attack(&sandbox, "done-no-digest\n", &options).await;
+    assert_eq!(
+        a.results.get("done-frame"),
+        Some("ok"),
+        "harness: the payload did not send its Done:\n{}",
+        a.results.text
+    );
+    let mut v = Verdict::new("Done without a digest");
+    v.check(
+        a.run.result.is_err(),
+        format!(
+            "expected_diff_id was set, the worker sent no digest, and the job succeeded: {:?}",
+            a.run.result
+        ),
+    );
+    a.scene.check();
+    v.finish(&a);
+}
+
+/// TODO(blob digest): a worker that echoes whatever digest the caller expects
+/// cannot be caught by comparing its word with the expectation; the caller must
+/// compute the digest itself from the bytes it sends (DESIGN.md, "The
+/// compromised worker": "the blob digest is computed by the caller"). No such
+/// option exists yet: this is written against `expected_diff_id` with a digest
+/// that is NOT the archive's, and fails today (the echo is believed). Switch it
+/// to the caller-computed blob digest option and remove the `ignore` once that
+/// lands.
+async fn blob_digest_is_the_callers(sandbox: Sandbox) {
+    let wrong = sha256(b"not the archive");
+    let mut options = Options::default();
+    options.expected_diff_id = Some(wrong.clone());
+    let a = attack(&sandbox, &format!("done-echo-digest {wrong}\n"), &options).await;
+    assert_eq!(
+        a.results.get("done-frame"),
+        Some("ok"),
+        "harness: {}",
+        a.results.text
+    );
+    let mut v = Verdict::new("echoed digest");
+    v.check(
+        a.run.result.is_err(),
+        format!(
+            "the worker echoed the expected digest {wrong}, which is not the archive's \
+             ({}), and the job succeeded: {:?}",
+            sha256(&archive()),
+            a.run.result
+        ),
+    );
+    v.finish(&a);
+}
+
+/// The caller's environment (a secret set in this process before the sandbox
+/// started) must not reach the worker.
+async fn environment(sandbox: Sandbox) {
+    let secret = secret();
+    let a = attack(
+        &sandbox,
+        &format!("environ {SECRET_VAR} {secret}\n"),
+        &Options::default(),
+    )
+    .await;
+    let mut v = Verdict::new("environment");
+    for name in ["environ-vars_os", "environ-raw"] {
+        match a.results.get(name) {
+            Some(line) => v.check(
+                line.contains("name=absent") && line.contains("secret=absent"),
+                format!("{name}: {line}"),
+            ),
+            None => v.check(false, format!("{name}: not in the results")),
+        }
+    }
+    v.check(
+        !a.results.text.contains(&secret),
+        "the secret is in the results",
+    );
+    a.scene.check();
+    v.finish(&a);
+}
+
+/// 1.5 GiB of shared memory (not counted by `RLIMIT_DATA`), every page touched.
+async fn shared_memory(sandbox: Sandbox) {
+    let plan = format!("mmap-shared {}\n", 3u64 << 29);
+    let a = attack(&sandbox, &plan, &Options::default()).await;
+    let mut v = Verdict::new("shared memory");
+    v.refused(&a.results, "mmap-shared", &["ENOMEM", "EPERM"]);
+    v.check(
+        a.results.get("mmap-shared-touch").is_none(),
+        format!(
+            "mmap-shared-touch {}",
+            a.results.get("mmap-shared-touch").unwrap_or_default()
+        ),
+    );
+    a.scene.check();
+    v.finish(&a);
+}
+
+/// A 64 GiB file by `ftruncate`, `pwrite` and `fallocate` (the default
+/// `max_entry_size` is 8 GiB): each refused with `EFBIG` or `EPERM`, or the
+/// worker killed by `SIGXFSZ` right there.
+async fn file_size(sandbox: Sandbox) {
+    let a = attack(&sandbox, "fsize\n", &Options::default()).await;
+    let mut v = Verdict::new("file size");
+    let died_of_xfsz = matches!(&a.run.result, Err(e) if e.to_string().contains("SIGXFSZ"));
+    for name in ["fsize-ftruncate", "fsize-pwrite", "fsize-fallocate"] {
+        if died_of_xfsz && a.results.get(name).is_none() {
+            println!("{name}: the worker died of SIGXFSZ");
+            continue;
+        }
+        v.refused(&a.results, name, &["EFBIG", "EPERM"]);
+    }
+    let limit = Options::default().limits.max_entry_size;
+    for (path, meta) in stat_walk(&a.scene.dest) {
+        v.check(
+            meta.len() <= limit,
+            format!(
+                "{} is {} bytes ({} on disk)",
+                path.display(),
+                meta.len(),
+                meta.blocks() * 512
+            ),
+        );
+    }
+    a.scene.check();
+    v.finish(&a);
+}
+
+/// Standard descriptors: pipes of the worker's own, nothing of the host's to
+/// change (`fchmod` on `/dev/null` as root would change it for everyone).
+async fn stdio(sandbox: Sandbox) {
+    let dev_null = || common::mode_of("/dev/null");
+    let before = dev_null();
+    let a = attack(&sandbox, "stdio\n", &Options::default()).await;
+    let mut v = Verdict::new("stdio");
+    for fd in 0..3 {
+        let name = format!("stdio-fstat-{fd}");
+        let line = a.results.get(&name).unwrap_or("missing");
+        v.check(line.starts_with("ok type=pipe"), format!("{name}: {line}"));
+    }
+    let after = dev_null();
+    v.check(
+        after == before && after == 0o666,
+        format!("/dev/null's mode was {before:o}, is {after:o}"),
+    );
+    a.scene.check();
+    v.finish(&a);
+}
+
+/// Out-of-band data on the job socket (`MSG_OOB`): refused.
+async fn out_of_band(sandbox: Sandbox) {
+    let a = attack(&sandbox, "oob\n", &Options::default()).await;
+    let mut v = Verdict::new("MSG_OOB");
+    for name in ["oob-recv", "oob-send", "oob-recvmsg"] {
+        v.refused(&a.results, name, &["EPERM"]);
+    }
+    a.scene.check();
+    v.finish(&a);
+}
+
+/// Leases, directory notification, locks and pipe sizes: refused.
+async fn fcntl_misc(sandbox: Sandbox) {
+    let a = attack(&sandbox, "fcntl-misc\n", &Options::default()).await;
+    let mut v = Verdict::new("fcntl");
+    for name in [
+        "F_SETLEASE",
+        "F_NOTIFY",
+        "F_SETLK",
+        "F_OFD_SETLK",
+        "flock",
+        "F_SETPIPE_SZ",
+    ] {
+        v.refused(&a.results, name, &["EPERM"]);
+    }
+    a.scene.check();
+    v.finish(&a);
+}
+
+/// A `list_only` job writes nothing: a read-only mount, no write capability.
+async fn list_only_cannot_write(sandbox: Sandbox) {
+    let mut options = Options::default();
+    options.list_only = true;
+    let a = attack(&sandbox, "write\n", &options).await;
+    assert!(
+        !a.results.text.is_empty(),
+        "harness: no results at all (neither the file nor the Failed message): {:?}",
+        a.run.result
+    );
+    let mut v = Verdict::new("list_only");
+    v.refused(&a.results, "write-open", &["EROFS", "EPERM"]);
+    v.check(
+        !a.scene.dest.join("written-by-payload").exists(),
+        "written-by-payload exists in the destination",
+    );
+    v.check(
+        !a.scene.dest.join(".sandtar-hostile-results").exists(),
+        "the payload wrote its results file into the destination",
+    );
+    a.scene.check();
+    v.finish(&a);
+}
