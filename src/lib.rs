@@ -20,7 +20,7 @@
 //! Sandbox::new() ──────── starts it, once ───────▶ ┌───────────────────────────────┐
 //!                ◀─ warm workers (pidfd, socket) ─ │ forks workers ahead of demand │
 //!                                                  └───────────────┬───────────────┘
-//!                                                                  │ clone3(CLONE_NEWNS)
+//!                                                                  │ clone3(CLONE_NEWNS|NEWPID)
 //!                                                                  ▼
 //! sandbox.start(reader, dest, &options)            ┌───────────────────────────────┐
 //!   dest's descriptor ──────── SCM_RIGHTS ───────▶ │ worker: one job, then exits   │
@@ -213,7 +213,7 @@
 //! socket. In the copy started by [`Sandbox::new`] it becomes the zygote and never
 //! returns to `main`. Your `main`, your arguments and your runtime never run
 //! there. The zygote enters a user namespace if needed and then forks workers with
-//! `clone3(CLONE_NEWNS | CLONE_PARENT | CLONE_PIDFD)`. The workers are your
+//! `clone3(CLONE_NEWNS | CLONE_NEWPID | CLONE_PARENT | CLONE_PIDFD)`. The workers are your
 //! process's children, watched and reaped through pidfds.
 //!
 //! This needs no code in your `main`, and works the same in binaries, examples,

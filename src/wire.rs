@@ -7,7 +7,7 @@
 //! driver → worker   "STR1" frame(JobHeader)      + SCM_RIGHTS(destination fd)
 //! worker → driver   Confined | Failed            (after pivot_root, before any byte)
 //! driver → worker   archive bytes ... shutdown(SHUT_WR)
-//! worker → driver   Reports(batch)* then Done | Failed
+//! worker → driver   (Reports(batch) | Corrections(list))* then Done | Failed
 //! ```
 //!
 //! A frame is a little-endian `u32` length and a `postcard` payload. The driver
