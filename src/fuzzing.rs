@@ -16,6 +16,7 @@ pub fn extract_unconfined(archive: &[u8], dir: &Path, options: &Options) -> Resu
         options.clone(),
         crate::mode::SandboxMode::UserNamespace { uid: 0, gid: 0 },
         root.into(),
+        crate::worker::apply::Resolution::InRoot,
     );
     let mut reports = 0;
     let mut sink = |_report| {

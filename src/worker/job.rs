@@ -16,7 +16,7 @@ use crate::report::{EntryKind, Outcome};
 use crate::wire::{self, WireError, WireReport, WorkerMsg, WorkerTotals};
 
 use super::apply::layer::Whiteout;
-use super::apply::{Applier, Fatal};
+use super::apply::{Applier, Fatal, Resolution};
 use super::archive::{self, Entry, Meta, Stop, Visitor};
 use super::reporter::Reporter;
 use super::{input, seccomp};
@@ -59,7 +59,8 @@ pub(super) fn run(
             message: e.to_string(),
         }
     })?;
-    let mut applier = Applier::new(options, mode, open_root().map_err(internal)?);
+    let root = open_root().map_err(internal)?;
+    let mut applier = Applier::new(options, mode, root, Resolution::ProcessRoot);
     let mut sink = |report: WireReport| {
         let mut reporter = reporter.borrow_mut();
         reporter.push(report);

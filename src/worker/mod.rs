@@ -62,14 +62,8 @@ fn serve(start: sys::WorkerStart, mode: SandboxMode) {
     };
     let reporter = Rc::new(RefCell::new(Reporter::new(ready.report_socket)));
     let options = ready.header.options;
-    let last = match job::run(
-        &socket,
-        &reporter,
-        options,
-        mode,
-        &ready.seccomp,
-        ready.decoder,
-    ) {
+    let filter = ready.seccomp.for_modes(options.mode);
+    let last = match job::run(&socket, &reporter, options, mode, filter, ready.decoder) {
         Ok(totals) => WorkerMsg::Done(totals),
         Err(error) => WorkerMsg::Failed(error.bounded()),
     };
@@ -80,7 +74,7 @@ fn serve(start: sys::WorkerStart, mode: SandboxMode) {
 /// A confined worker with its job, ready to run it.
 struct Ready {
     header: JobHeader,
-    seccomp: seccompiler::BpfProgram,
+    seccomp: seccomp::Programs,
     decoder: input::Decoder,
     /// The job socket again, for the reports.
     report_socket: UnixStream,

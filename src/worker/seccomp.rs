@@ -10,50 +10,41 @@
 
 use rustix::process::getpid;
 
+use crate::options::ModePolicy;
+
 /// `AUDIT_ARCH_*` of the architecture the filter is built for.
 #[cfg(target_arch = "x86_64")]
 const AUDIT_ARCH: u32 = 62 | 0x8000_0000 | 0x4000_0000;
 #[cfg(target_arch = "aarch64")]
 const AUDIT_ARCH: u32 = 183 | 0x8000_0000 | 0x4000_0000;
 
-/// The system calls a worker makes after confinement, for every thread.
+/// The system calls a worker makes after confinement, for every thread, that
+/// are allowed whatever their arguments.
 fn allowed() -> Vec<libc::c_long> {
-    let mut calls = vec![
+    vec![
         // I/O on the job socket and the files being written.
         libc::SYS_read,
         libc::SYS_write,
         libc::SYS_pwrite64,
         libc::SYS_readv,
         libc::SYS_writev,
-        libc::SYS_recvfrom,
-        libc::SYS_recvmsg,
-        libc::SYS_sendto,
-        libc::SYS_sendmsg,
         libc::SYS_close,
         libc::SYS_lseek,
-        libc::SYS_fcntl,
         libc::SYS_ftruncate,
         libc::SYS_fallocate,
-        // Creating entries.
-        libc::SYS_openat,
-        libc::SYS_openat2,
+        // Creating entries (those taking a mode are in `checked`).
         libc::SYS_getdents64,
-        libc::SYS_mkdirat,
         libc::SYS_unlinkat,
         libc::SYS_symlinkat,
         libc::SYS_linkat,
-        libc::SYS_mknodat,
         libc::SYS_fchown,
         libc::SYS_fchownat,
-        libc::SYS_fchmod,
-        libc::SYS_fchmodat,
         libc::SYS_utimensat,
         libc::SYS_fsetxattr,
         libc::SYS_newfstatat,
         libc::SYS_fstat,
         libc::SYS_statx,
         // Memory and threads (no clone: no new thread or process).
-        libc::SYS_mmap,
         libc::SYS_munmap,
         libc::SYS_mremap,
         libc::SYS_mprotect,
@@ -73,43 +64,131 @@ fn allowed() -> Vec<libc::c_long> {
         libc::SYS_clock_gettime,
         libc::SYS_exit,
         libc::SYS_exit_group,
+    ]
+}
+
+/// The set-user-id, set-group-id and sticky bits.
+const SPECIAL_MODE_BITS: u32 = 0o7000;
+/// The `send`/`recv` flags the worker uses; anything else (`MSG_OOB` first of
+/// all) is refused.
+const USED_MSG_FLAGS: u32 =
+    (libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | libc::MSG_WAITALL | libc::MSG_CMSG_CLOEXEC) as u32;
+
+/// The system calls allowed only with some arguments (each a low 32-bit word:
+/// the kernel reads every one of these as an `int`, `unsigned int` or
+/// `umode_t`). `safe_modes`: no mode argument may carry a set-id or sticky bit
+/// (`ModePolicy::Safe`).
+fn checked(pid: u32, safe_modes: bool) -> Vec<(libc::c_long, Leaf)> {
+    use Test::{Clear, Eq};
+    let mode_at = |arg: u8| match safe_modes {
+        true => Leaf::Any(vec![vec![Clear(arg, SPECIAL_MODE_BITS)]]),
+        false => Leaf::Allow,
+    };
+    let flags_at = |arg: u8| Leaf::Any(vec![vec![Clear(arg, !USED_MSG_FLAGS)]]);
+    let cmd = |value: libc::c_int| vec![Eq(1, value as u32)];
+    let mut calls = vec![
+        // Signals only to ourselves (abort() raises SIGABRT).
+        (libc::SYS_tgkill, Leaf::Any(vec![vec![Eq(0, pid)]])),
+        // Descriptor flags and duplicates; no owner, signal, lease, lock,
+        // notification or pipe size (the first two deliver signals).
+        (
+            libc::SYS_fcntl,
+            Leaf::Any(vec![
+                cmd(libc::F_GETFD),
+                cmd(libc::F_SETFD),
+                cmd(libc::F_GETFL),
+                cmd(libc::F_DUPFD_CLOEXEC),
+                vec![Eq(1, libc::F_SETFL as u32), Clear(2, libc::O_ASYNC as u32)],
+            ]),
+        ),
+        (libc::SYS_recvfrom, flags_at(3)),
+        (libc::SYS_recvmsg, flags_at(2)),
+        (libc::SYS_sendto, flags_at(3)),
+        (libc::SYS_sendmsg, flags_at(2)),
+        // Private mappings only: a shared one would escape RLIMIT_DATA.
+        (
+            libc::SYS_mmap,
+            Leaf::Any(vec![vec![Clear(3, libc::MAP_SHARED as u32)]]),
+        ),
+        (libc::SYS_openat, mode_at(3)),
+        (libc::SYS_mkdirat, mode_at(2)),
+        (libc::SYS_mknodat, mode_at(2)),
+        (libc::SYS_fchmod, mode_at(1)),
+        (libc::SYS_fchmodat, mode_at(2)),
     ];
     #[cfg(target_arch = "x86_64")]
-    calls.push(libc::SYS_fchmodat2);
+    calls.push((libc::SYS_fchmodat2, mode_at(2)));
     calls
 }
 
-/// Builds the seccomp allow-list for this worker (done while it is warm, so a
-/// job only pays for installing it).
+/// The worker's two filters, built while it is warm (a job only pays for
+/// installing one): `openat2` is on neither, since its mode lies behind a
+/// pointer no filter can read (the applier opens with `openat` inside the
+/// sandbox, whose root already is the destination).
+pub(crate) struct Programs {
+    safe: seccompiler::BpfProgram,
+    exact: seccompiler::BpfProgram,
+}
+
+impl Programs {
+    /// The filter for a job with this mode policy.
+    pub(crate) fn for_modes(&self, modes: ModePolicy) -> &seccompiler::BpfProgram {
+        match modes {
+            ModePolicy::Safe => &self.safe,
+            ModePolicy::Exact => &self.exact,
+        }
+    }
+}
+
+/// Builds the seccomp filters for this worker.
 ///
-/// The program is a binary search over the sorted system-call numbers, not
+/// Each program is a binary search over the sorted system-call numbers, not
 /// the linear chain of comparisons `seccompiler` emits: when a filter is
 /// installed, the kernel evaluates it once for every system-call number of
 /// every architecture (to fill its per-syscall action cache), with
 /// interrupts off, and the JIT compiles every instruction. For a linear chain
 /// of ~270 instructions that took ~130 µs per job here, against ~24 µs for
-/// this ~80-instruction tree. The policy is the same: the architecture is
+/// an ~80-instruction tree. The policy is the same: the architecture is
 /// checked first (anything else kills the process, as with `seccompiler`),
-/// the allowed numbers are allowed, `tgkill` only to this process, and
-/// everything else fails with `EPERM`.
-pub(crate) fn build() -> Result<seccompiler::BpfProgram, String> {
-    let mut calls: Vec<(u32, Leaf)> = allowed()
+/// the allowed numbers are allowed, those in [`checked`] when one of their
+/// alternatives holds, and everything else fails with `EPERM`.
+pub(crate) fn build() -> Result<Programs, String> {
+    let pid = getpid().as_raw_nonzero().get() as u32;
+    let one = |safe_modes| {
+        compile(policy(pid, safe_modes), AUDIT_ARCH)
+            .map_err(|e| format!("building the seccomp filter failed: {e}"))
+    };
+    Ok(Programs {
+        safe: one(true)?,
+        exact: one(false)?,
+    })
+}
+
+/// The whole allow-list, as the compiler takes it.
+fn policy(pid: u32, safe_modes: bool) -> Vec<(u32, Leaf)> {
+    allowed()
         .into_iter()
-        .map(|nr| (nr as u32, Leaf::Allow))
-        .collect();
-    // Signals only to ourselves (abort() raises SIGABRT); never to other
-    // processes of the same user outside the sandbox.
-    let own_pid = getpid().as_raw_nonzero().get() as u32;
-    calls.push((libc::SYS_tgkill as u32, Leaf::ArgZeroIs(own_pid)));
-    compile(calls, AUDIT_ARCH).map_err(|e| format!("building the seccomp filter failed: {e}"))
+        .map(|nr| (nr, Leaf::Allow))
+        .chain(checked(pid, safe_modes))
+        .map(|(nr, leaf)| (nr as u32, leaf))
+        .collect()
 }
 
 /// What a system call in the allow-list leads to.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 enum Leaf {
     Allow,
-    /// Allowed when the low 32 bits of its first argument equal this.
-    ArgZeroIs(u32),
+    /// Allowed when every test of one of the alternatives holds.
+    Any(Vec<Vec<Test>>),
+}
+
+/// A test on the low 32 bits of one argument.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Test {
+    /// The argument equals the value.
+    Eq(u8, u32),
+    /// The argument has none of the bits of the mask.
+    Clear(u8, u32),
 }
 
 // Classic BPF opcodes (linux/bpf_common.h) and seccomp return values.
@@ -119,6 +198,8 @@ const LD_W_ABS: u16 = 0x20;
 const JMP_JEQ_K: u16 = 0x15;
 /// `BPF_JMP | BPF_JGE | BPF_K`.
 const JMP_JGE_K: u16 = 0x35;
+/// `BPF_JMP | BPF_JSET | BPF_K`.
+const JMP_JSET_K: u16 = 0x45;
 /// `BPF_RET | BPF_K`.
 const RET_K: u16 = 0x06;
 const RET_ALLOW: u32 = 0x7fff_0000;
@@ -127,8 +208,11 @@ const RET_EPERM: u32 = 0x0005_0000 | libc::EPERM as u32;
 /// Offsets in `struct seccomp_data`.
 const DATA_NR: u32 = 0;
 const DATA_ARCH: u32 = 4;
-/// The low half of `args[0]` (little-endian).
-const DATA_ARG0_LOW: u32 = 16;
+
+/// The offset of the low half of argument `arg` (little-endian).
+fn arg_low(arg: u8) -> u32 {
+    16 + 8 * u32::from(arg)
+}
 
 /// A jump target while the program is being laid out.
 #[derive(Clone, Copy)]
@@ -136,19 +220,22 @@ enum Target {
     At(usize),
     Allow,
     Deny,
-    /// The argument check of the `index`-th conditional leaf.
+    /// The argument checks of the `index`-th conditional leaf.
     Check(usize),
 }
 
-/// Compiles `calls` into a binary search on the system-call number.
+/// An instruction whose jumps are still symbolic: (code, jt, jf, k).
+type Op = (u16, Target, Target, u32);
+
+/// Compiles `calls` into a binary search on the system-call number, followed by
+/// the argument checks of the conditional ones.
 fn compile(
     mut calls: Vec<(u32, Leaf)>,
     arch: u32,
 ) -> Result<seccompiler::BpfProgram, &'static str> {
     calls.sort_by_key(|c| c.0);
     calls.dedup_by_key(|c| c.0);
-    // (code, jt, jf, k), jumps still symbolic.
-    let mut ops: Vec<(u16, Target, Target, u32)> = Vec::new();
+    let mut ops: Vec<Op> = Vec::new();
     let stmt = |code, k| (code, Target::Allow, Target::Allow, k);
     ops.push(stmt(LD_W_ABS, DATA_ARCH));
     // A foreign architecture's numbers mean other calls: kill (checked below).
@@ -159,10 +246,9 @@ fn compile(
     search(&calls, &mut ops, &mut checks);
     let check_at: Vec<usize> = checks
         .iter()
-        .map(|value| {
+        .map(|alternatives| {
             let at = ops.len();
-            ops.push(stmt(LD_W_ABS, DATA_ARG0_LOW));
-            ops.push((JMP_JEQ_K, Target::Allow, Target::Deny, *value));
+            lay_out_check(alternatives, &mut ops);
             at
         })
         .collect();
@@ -170,16 +256,17 @@ fn compile(
     ops.push(stmt(RET_K, RET_ALLOW));
     let deny = ops.len();
     ops.push(stmt(RET_K, RET_EPERM));
+    let resolve = |target: Target| match target {
+        Target::At(at) => at,
+        Target::Allow => allow,
+        Target::Deny => deny,
+        Target::Check(n) => check_at[n],
+    };
     let mut program = Vec::with_capacity(ops.len());
     for (i, (code, jt, jf, k)) in ops.into_iter().enumerate() {
         let offset = |target: Target| -> Result<u8, &'static str> {
-            let to = match target {
-                Target::At(at) => at,
-                Target::Allow => allow,
-                Target::Deny => deny,
-                Target::Check(n) => check_at[n],
-            };
-            to.checked_sub(i + 1)
+            resolve(target)
+                .checked_sub(i + 1)
                 .and_then(|d| u8::try_from(d).ok())
                 .ok_or("a jump out of range")
         };
@@ -195,15 +282,42 @@ fn compile(
     Ok(program)
 }
 
+/// Lays out one conditional leaf: each alternative's tests in turn (two
+/// instructions each: load the argument, jump); the first alternative whose
+/// tests all hold allows, and when none does the call is denied.
+fn lay_out_check(alternatives: &[Vec<Test>], ops: &mut Vec<Op>) {
+    let mut start = ops.len();
+    for (a, tests) in alternatives.iter().enumerate() {
+        let next = start + 2 * tests.len();
+        let fail = match a + 1 == alternatives.len() {
+            true => Target::Deny,
+            false => Target::At(next),
+        };
+        for (t, test) in tests.iter().enumerate() {
+            let pass = match t + 1 == tests.len() {
+                true => Target::Allow,
+                false => Target::At(ops.len() + 2),
+            };
+            let (arg, op) = match *test {
+                Test::Eq(arg, value) => (arg, (JMP_JEQ_K, pass, fail, value)),
+                Test::Clear(arg, mask) => (arg, (JMP_JSET_K, fail, pass, mask)),
+            };
+            ops.push((LD_W_ABS, Target::Allow, Target::Allow, arg_low(arg)));
+            ops.push(op);
+        }
+        start = next;
+    }
+}
+
 /// Lays out the search over `calls` (sorted): halves by `>=` down to runs of
 /// three, then compares each. A number not in `calls` ends at `Deny`.
-fn search(calls: &[(u32, Leaf)], ops: &mut Vec<(u16, Target, Target, u32)>, checks: &mut Vec<u32>) {
+fn search(calls: &[(u32, Leaf)], ops: &mut Vec<Op>, checks: &mut Vec<Vec<Vec<Test>>>) {
     if calls.len() <= 3 {
         for (i, (nr, leaf)) in calls.iter().enumerate() {
             let hit = match leaf {
                 Leaf::Allow => Target::Allow,
-                Leaf::ArgZeroIs(value) => {
-                    checks.push(*value);
+                Leaf::Any(alternatives) => {
+                    checks.push(alternatives.clone());
                     Target::Check(checks.len() - 1)
                 }
             };
@@ -237,51 +351,68 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
+    /// Not in the `libc` crate (linux/fcntl.h, asm-generic/fcntl.h).
+    const F_SETSIG: libc::c_int = 10;
+    const F_SETOWN_EX: libc::c_int = 15;
+
     /// Runs a classic BPF seccomp program the way the kernel would.
-    fn run(program: &[seccompiler::sock_filter], nr: u32, arch: u32, arg0: u64) -> u32 {
+    fn run(program: &[seccompiler::sock_filter], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
         let mut data = [0u8; 64];
         data[0..4].copy_from_slice(&nr.to_ne_bytes());
         data[4..8].copy_from_slice(&arch.to_ne_bytes());
-        data[16..24].copy_from_slice(&arg0.to_ne_bytes());
+        for (i, arg) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&arg.to_ne_bytes());
+        }
         let (mut pc, mut acc) = (0usize, 0u32);
         loop {
             let op = &program[pc];
             pc += 1;
+            let jump = |taken: bool| usize::from(if taken { op.jt } else { op.jf });
             match op.code {
                 LD_W_ABS => {
                     let at = op.k as usize;
                     acc = u32::from_ne_bytes(data[at..at + 4].try_into().unwrap());
                 }
-                JMP_JEQ_K | JMP_JGE_K => {
-                    let taken = match op.code {
-                        JMP_JEQ_K => acc == op.k,
-                        _ => acc >= op.k,
-                    };
-                    pc += usize::from(if taken { op.jt } else { op.jf });
-                }
+                JMP_JEQ_K => pc += jump(acc == op.k),
+                JMP_JGE_K => pc += jump(acc >= op.k),
+                JMP_JSET_K => pc += jump(acc & op.k != 0),
                 RET_K => return op.k,
                 // BPF_JMP | BPF_JA (in `seccompiler`'s programs).
                 0x05 => pc += op.k as usize,
+                // BPF_ALU | BPF_AND | BPF_K (`seccompiler`'s masked comparisons).
+                0x54 => acc &= op.k,
                 other => panic!("unexpected opcode {other:#x}"),
             }
         }
     }
 
-    /// The same policy as `seccompiler` compiles it (what the worker used before).
-    fn reference(pid: u32) -> seccompiler::BpfProgram {
+    /// The same policy as `seccompiler` compiles it (a linear chain).
+    fn reference(pid: u32, safe_modes: bool) -> seccompiler::BpfProgram {
         use seccompiler::{
             SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
             SeccompRule, TargetArch,
         };
-        let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-            allowed().into_iter().map(|nr| (nr, Vec::new())).collect();
-        let to_self =
-            SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, pid.into())
-                .unwrap();
-        rules.insert(
-            libc::SYS_tgkill,
-            vec![SeccompRule::new(vec![to_self]).unwrap()],
-        );
+        let condition = |test: &Test| {
+            let (arg, op, value) = match *test {
+                Test::Eq(arg, value) => (arg, SeccompCmpOp::Eq, value),
+                Test::Clear(arg, mask) => (arg, SeccompCmpOp::MaskedEq(mask.into()), 0),
+            };
+            SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value.into()).unwrap()
+        };
+        let rules: BTreeMap<i64, Vec<SeccompRule>> = policy(pid, safe_modes)
+            .into_iter()
+            .map(|(nr, leaf)| {
+                let rules = match leaf {
+                    Leaf::Allow => Vec::new(),
+                    Leaf::Any(alternatives) => alternatives
+                        .iter()
+                        .map(|tests| SeccompRule::new(tests.iter().map(condition).collect()))
+                        .collect::<Result<_, _>>()
+                        .unwrap(),
+                };
+                (i64::from(nr), rules)
+            })
+            .collect();
         #[cfg(target_arch = "x86_64")]
         let arch = TargetArch::x86_64;
         #[cfg(target_arch = "aarch64")]
@@ -296,47 +427,173 @@ mod tests {
         filter.try_into().unwrap()
     }
 
+    /// Argument values worth trying: the ones the policy names, and neighbours.
+    fn interesting(pid: u32) -> Vec<u64> {
+        let mut values = vec![0, 1, 2, 3, u64::from(pid), u64::from(pid) + 1];
+        values
+            .extend([libc::F_GETFD, libc::F_SETFD, libc::F_GETFL, libc::F_SETFL].map(|c| c as u64));
+        values.extend(
+            [
+                libc::F_DUPFD_CLOEXEC,
+                libc::F_SETOWN,
+                F_SETSIG,
+                libc::F_SETLEASE,
+            ]
+            .map(|c| c as u64),
+        );
+        values.extend([
+            libc::O_ASYNC as u64,
+            0o644,
+            0o4755,
+            0o2775,
+            0o1777,
+            0o100644,
+        ]);
+        values.extend([libc::MSG_OOB, libc::MSG_NOSIGNAL, libc::MSG_PEEK].map(|f| f as u64));
+        values.push(libc::MSG_NOSIGNAL as u64 | libc::MSG_CMSG_CLOEXEC as u64);
+        values.extend([libc::MAP_PRIVATE | libc::MAP_ANONYMOUS].map(|f| f as u64));
+        let high: Vec<u64> = values.iter().map(|v| v | 1 << 32).collect();
+        values.extend(high);
+        values
+    }
+
     #[test]
     fn the_search_tree_decides_like_the_linear_filter() {
-        let program = build().unwrap();
         let pid = getpid().as_raw_nonzero().get() as u32;
-        let linear = reference(pid);
-        assert!(
-            program.len() < linear.len() / 2,
-            "{} instructions",
-            program.len()
-        );
-        let mut allowed_seen = 0;
-        for nr in (0..1100u32).chain((0..1100).map(|nr| nr | 0x4000_0000)) {
-            for arg0 in [
-                0,
-                u64::from(pid),
-                u64::from(pid) + 1,
-                u64::from(pid) | 1 << 32,
-            ] {
-                let ours = run(&program, nr, AUDIT_ARCH, arg0);
-                assert_eq!(
-                    ours,
-                    run(&linear, nr, AUDIT_ARCH, arg0),
-                    "nr {nr} arg0 {arg0}"
-                );
-                allowed_seen += usize::from(ours == RET_ALLOW && arg0 == 0);
+        let programs = build().unwrap();
+        let values = interesting(pid);
+        for safe_modes in [true, false] {
+            let program = programs.for_modes(match safe_modes {
+                true => ModePolicy::Safe,
+                false => ModePolicy::Exact,
+            });
+            let linear = reference(pid, safe_modes);
+            assert!(
+                program.len() < linear.len() / 2,
+                "{} instructions",
+                program.len()
+            );
+            let mut allowed_seen = 0;
+            for nr in (0..1100u32).chain((0..1100).map(|nr| nr | 0x4000_0000)) {
+                // Each value in each argument position, the others zero.
+                for (arg, value) in (0..6).flat_map(|a| values.iter().map(move |v| (a, *v))) {
+                    let mut args = [0u64; 6];
+                    args[arg] = value;
+                    let ours = run(program, nr, AUDIT_ARCH, args);
+                    let theirs = run(&linear, nr, AUDIT_ARCH, args);
+                    assert_eq!(ours, theirs, "nr {nr} args {args:?}");
+                }
+                allowed_seen += usize::from(run(program, nr, AUDIT_ARCH, [0; 6]) == RET_ALLOW);
+                // i386 (or any other architecture) numbers kill.
+                assert_eq!(run(program, nr, 0x4000_0003, [0; 6]), RET_KILL_PROCESS);
             }
-            // i386 (or any other architecture) numbers kill.
-            assert_eq!(run(&program, nr, 0x4000_0003, 0), RET_KILL_PROCESS);
+            // With all-zero arguments everything but tgkill (to pid 0) and
+            // fcntl (F_DUPFD) passes.
+            assert_eq!(allowed_seen, policy(pid, safe_modes).len() - 2);
         }
-        assert_eq!(allowed_seen, allowed().len());
-        let tgkill = libc::SYS_tgkill as u32;
-        assert_eq!(run(&program, tgkill, AUDIT_ARCH, pid.into()), RET_ALLOW);
-        assert_eq!(run(&program, tgkill, AUDIT_ARCH, 1), RET_EPERM);
-        assert_eq!(
-            run(&program, libc::SYS_clone3 as u32, AUDIT_ARCH, 0),
-            RET_EPERM
+    }
+
+    /// The walls the worker relies on, spelled out call by call.
+    #[test]
+    fn what_the_filters_refuse() {
+        let pid = getpid().as_raw_nonzero().get() as u32;
+        let programs = build().unwrap();
+        let (safe, exact) = (
+            programs.for_modes(ModePolicy::Safe),
+            programs.for_modes(ModePolicy::Exact),
         );
-        assert_eq!(
-            run(&program, libc::SYS_execve as u32, AUDIT_ARCH, 0),
-            RET_EPERM
-        );
+        let call = |program: &[seccompiler::sock_filter], nr: libc::c_long, args: [u64; 6]| {
+            run(program, nr as u32, AUDIT_ARCH, args)
+        };
+        let fcntl = |cmd: libc::c_int, arg: u64| [3, cmd as u64, arg, 0, 0, 0];
+        for program in [safe, exact] {
+            assert_eq!(
+                call(program, libc::SYS_tgkill, [pid.into(), 1, 6, 0, 0, 0]),
+                RET_ALLOW
+            );
+            assert_eq!(
+                call(program, libc::SYS_tgkill, [1, 1, 9, 0, 0, 0]),
+                RET_EPERM
+            );
+            assert_eq!(
+                call(program, libc::SYS_fcntl, fcntl(libc::F_DUPFD_CLOEXEC, 0)),
+                RET_ALLOW
+            );
+            assert_eq!(
+                call(
+                    program,
+                    libc::SYS_fcntl,
+                    fcntl(libc::F_SETFL, libc::O_NONBLOCK as u64)
+                ),
+                RET_ALLOW
+            );
+            for (cmd, arg) in [
+                (libc::F_SETFL, libc::O_ASYNC as u64),
+                (libc::F_SETOWN, 1),
+                (F_SETOWN_EX, 0),
+                (F_SETSIG, 9),
+                (libc::F_SETLEASE, 1),
+                (libc::F_NOTIFY, 1),
+                (libc::F_SETPIPE_SZ, 1 << 20),
+                (libc::F_SETLK, 0),
+                (libc::F_OFD_SETLK, 0),
+            ] {
+                assert_eq!(
+                    call(program, libc::SYS_fcntl, fcntl(cmd, arg)),
+                    RET_EPERM,
+                    "fcntl {cmd}"
+                );
+            }
+            let oob = [3, 0, 1, libc::MSG_OOB as u64, 0, 0];
+            assert_eq!(call(program, libc::SYS_sendto, oob), RET_EPERM);
+            assert_eq!(call(program, libc::SYS_recvfrom, oob), RET_EPERM);
+            assert_eq!(
+                call(
+                    program,
+                    libc::SYS_sendmsg,
+                    [3, 0, libc::MSG_OOB as u64, 0, 0, 0]
+                ),
+                RET_EPERM
+            );
+            let shared = (libc::MAP_SHARED | libc::MAP_ANONYMOUS) as u64;
+            assert_eq!(
+                call(program, libc::SYS_mmap, [0, 4096, 3, shared, u64::MAX, 0]),
+                RET_EPERM
+            );
+            for nr in [
+                libc::SYS_openat2,
+                libc::SYS_clone,
+                libc::SYS_clone3,
+                libc::SYS_execve,
+                libc::SYS_kill,
+            ] {
+                assert_eq!(call(program, nr, [0; 6]), RET_EPERM, "nr {nr}");
+            }
+        }
+        let openat = |mode: u64| [0, 0, libc::O_CREAT as u64, mode, 0, 0];
+        assert_eq!(call(safe, libc::SYS_openat, openat(0o4755)), RET_EPERM);
+        assert_eq!(call(exact, libc::SYS_openat, openat(0o4755)), RET_ALLOW);
+        assert_eq!(call(safe, libc::SYS_openat, openat(0o755)), RET_ALLOW);
+        for (nr, at) in [
+            (libc::SYS_fchmod, 1),
+            (libc::SYS_fchmodat, 2),
+            (libc::SYS_mkdirat, 2),
+            (libc::SYS_mknodat, 2),
+        ] {
+            for bits in [0o4000, 0o2000, 0o1000] {
+                let mut args = [3, 0, 0, 0, 0, 0];
+                args[at] = 0o755 | bits;
+                assert_eq!(
+                    call(safe, nr, args),
+                    RET_EPERM,
+                    "nr {nr} mode {:o}",
+                    args[at]
+                );
+                assert_eq!(call(exact, nr, args), RET_ALLOW, "nr {nr}");
+                args[at] = 0o755;
+                assert_eq!(call(safe, nr, args), RET_ALLOW, "nr {nr}");
+            }
+        }
     }
 
     #[test]
@@ -344,30 +601,36 @@ mod tests {
         for n in 0..40u32 {
             let calls: Vec<(u32, Leaf)> = (0..n)
                 .map(|i| {
-                    (
-                        i * 3 + 1,
-                        if i % 7 == 3 {
-                            Leaf::ArgZeroIs(i)
-                        } else {
-                            Leaf::Allow
-                        },
-                    )
+                    let leaf = match i % 7 {
+                        3 => Leaf::Any(vec![vec![Test::Eq(0, i)]]),
+                        5 => Leaf::Any(vec![
+                            vec![Test::Eq(1, i), Test::Clear(2, 4)],
+                            vec![Test::Eq(1, 0)],
+                        ]),
+                        _ => Leaf::Allow,
+                    };
+                    (i * 3 + 1, leaf)
                 })
                 .collect();
             let program = compile(calls.clone(), AUDIT_ARCH).unwrap();
             for nr in 0..130 {
-                let expected = match calls.iter().find(|c| c.0 == nr) {
-                    None => RET_EPERM,
-                    Some((_, Leaf::Allow)) => RET_ALLOW,
-                    Some((_, Leaf::ArgZeroIs(_))) => RET_EPERM, // arg0 is u64::MAX here
-                };
-                assert_eq!(
-                    run(&program, nr, AUDIT_ARCH, u64::MAX),
-                    expected,
-                    "n {n} nr {nr}"
-                );
-                if let Some((_, Leaf::ArgZeroIs(v))) = calls.iter().find(|c| c.0 == nr) {
-                    assert_eq!(run(&program, nr, AUDIT_ARCH, (*v).into()), RET_ALLOW);
+                let leaf = calls.iter().find(|c| c.0 == nr).map(|c| &c.1);
+                let decide = |args: [u64; 6]| run(&program, nr, AUDIT_ARCH, args);
+                match leaf {
+                    None => assert_eq!(decide([0; 6]), RET_EPERM, "n {n} nr {nr}"),
+                    Some(Leaf::Allow) => assert_eq!(decide([u64::MAX; 6]), RET_ALLOW),
+                    Some(Leaf::Any(alternatives)) if alternatives.len() == 1 => {
+                        assert_eq!(decide([u64::MAX; 6]), RET_EPERM);
+                        assert_eq!(decide([nr.into(), 0, 0, 0, 0, 0]), RET_EPERM);
+                        assert_eq!(decide([((nr - 1) / 3).into(), 0, 0, 0, 0, 0]), RET_ALLOW);
+                    }
+                    Some(Leaf::Any(_)) => {
+                        let i = u64::from((nr - 1) / 3);
+                        assert_eq!(decide([0, i, 0, 0, 0, 0]), RET_ALLOW);
+                        assert_eq!(decide([0, i, 4, 0, 0, 0]), RET_EPERM);
+                        assert_eq!(decide([0, 0, 4, 0, 0, 0]), RET_ALLOW);
+                        assert_eq!(decide([0, i + 1, 0, 0, 0, 0]), RET_EPERM);
+                    }
                 }
             }
         }

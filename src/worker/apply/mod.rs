@@ -80,6 +80,19 @@ struct DirFixup {
     owner: Option<(u64, u64)>,
 }
 
+/// How paths below the root are opened.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resolution {
+    /// With `openat`: the root is the process's root (the confined worker), so
+    /// the kernel keeps every symlink and `..` inside it. The only choice under
+    /// the worker's seccomp filter, which refuses `openat2` (its mode argument
+    /// is behind a pointer no filter can check).
+    ProcessRoot,
+    /// With `openat2(RESOLVE_IN_ROOT)`: the root is any directory (the fuzzing
+    /// harness, unconfined).
+    InRoot,
+}
+
 /// Applies entries to the tree rooted at `/`.
 pub(crate) struct Applier {
     options: Options,
@@ -91,6 +104,7 @@ pub(crate) struct Applier {
     /// In a user namespace with subordinate ids: how many uids and gids it maps.
     namespace_ids: Option<(u32, u32)>,
     root: Rc<OwnedFd>,
+    resolution: Resolution,
     /// The parent directory of the previous entry, still open.
     parent: Option<(Vec<u8>, Rc<OwnedFd>)>,
     fixups: Vec<DirFixup>,
@@ -103,7 +117,12 @@ pub(crate) struct Applier {
 
 impl Applier {
     /// An applier for the tree at `root` (the worker's `/`).
-    pub(crate) fn new(options: Options, mode: SandboxMode, root: OwnedFd) -> Self {
+    pub(crate) fn new(
+        options: Options,
+        mode: SandboxMode,
+        root: OwnedFd,
+        resolution: Resolution,
+    ) -> Self {
         let root = Rc::new(root);
         let namespace_ids = match mode {
             SandboxMode::SubordinateIds { uids, gids, .. } => Some((uids, gids)),
@@ -115,6 +134,7 @@ impl Applier {
             can_chown: mode.can_keep_owners(),
             namespace_ids,
             root,
+            resolution,
             parent: None,
             fixups: Vec::new(),
             layer_paths: HashSet::new(),
@@ -561,10 +581,11 @@ impl Applier {
     }
 
     /// Opens `path` below the root; every symlink and `..` on the way resolves as
-    /// if the root were `/` (`RESOLVE_IN_ROOT`). Inside the sandbox the root *is*
-    /// `/`; this keeps the applier inside its tree even where it runs unconfined
-    /// (the fuzzing harness), and costs nothing over `openat`.
+    /// if the root were `/` (see [`Resolution`]).
     fn resolve(&self, path: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
+        if self.resolution == Resolution::ProcessRoot {
+            return openat(&*self.root, cpath(path), flags, Mode::empty());
+        }
         let mut attempts = 0;
         loop {
             let result = rustix::fs::openat2(
