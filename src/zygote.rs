@@ -42,7 +42,10 @@ fn send(control: BorrowedFd<'_>, msg: &ZygoteMsg) -> io::Result<()> {
 /// control socket.
 pub(crate) fn serve(control: BorrowedFd<'static>, single: sys::SingleThreaded) -> i32 {
     prefer_as_oom_victim();
-    let mode = match enter_mode(control, &single) {
+    let mode = match sys::ignore_write_signals()
+        .map_err(|e| format!("ignoring SIGPIPE and SIGXFSZ failed: {e}"))
+        .and_then(|()| enter_mode(control, &single))
+    {
         Ok(mode) => mode,
         Err(reason) => {
             let _ = send(control, &ZygoteMsg::Fatal(reason));

@@ -171,6 +171,12 @@ async fn confine(mut warm: Warm, header: &JobHeader, dir: &File, dest: &Path) ->
     let mut frames = Frames::new();
     match frames.next(&mut warm.socket).await? {
         Some(WorkerMsg::Confined) if frames.is_empty() => Ok(warm),
+        // Confined, then failed at once (before the first archive byte): the
+        // failure is the answer. Anything else this early is out of place.
+        Some(WorkerMsg::Confined) => match frames.next(&mut warm.socket).await? {
+            Some(WorkerMsg::Failed(error)) => Err(error.into()),
+            _ => Err(Error::Protocol("a frame right after Confined".into())),
+        },
         Some(WorkerMsg::Failed(WireError::DestinationChanged)) => Err(Error::DestinationChanged {
             path: dest.to_path_buf(),
         }),

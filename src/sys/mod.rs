@@ -8,20 +8,23 @@
 //!
 //! By process: [`startup`] (before `main`: becoming the zygote), [`process`]
 //! (the zygote forks workers and enters a user namespace; zygote and worker end
-//! at once), [`fds`] (the worker's descriptor table), [`socket`] (descriptors
+//! at once), [`fds`] (the worker's descriptor table), [`mounts`] (the worker's
+//! read-only root for listing jobs), [`socket`] (descriptors
 //! over Unix sockets: all three; tokio registration: the caller), [`users`]
 //! (NSS look-ups: the caller).
 
 mod fds;
 #[cfg(sandtar_hostile)]
 pub(crate) mod hostile;
+pub(crate) mod mounts;
 pub(crate) mod process;
 pub(crate) mod socket;
 pub(crate) mod startup;
 pub(crate) mod users;
 
 pub(crate) use process::{
-    clone_worker, exit_now, has_cap_sys_admin, unshare_user_namespace, Forked, WorkerStart,
+    clone_worker, exit_now, has_cap_sys_admin, ignore_write_signals, unshare_user_namespace,
+    Forked, WorkerStart,
 };
 pub(crate) use socket::{async_fd, recv_with_fds, send_with_fds};
 pub(crate) use startup::SingleThreaded;

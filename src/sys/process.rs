@@ -132,3 +132,18 @@ pub(crate) fn has_cap_sys_admin() -> bool {
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
         .is_some_and(|caps| caps & (1 << 21) != 0)
 }
+
+/// Ignores `SIGPIPE` and `SIGXFSZ` (the zygote, before `main`'s runtime would
+/// have; the workers inherit it): a write to a closed pipe or past
+/// `RLIMIT_FSIZE` then fails with `EPIPE` or `EFBIG`, which the worker reports,
+/// instead of killing it without a word.
+pub(crate) fn ignore_write_signals() -> io::Result<()> {
+    for signal in [libc::SIGPIPE, libc::SIGXFSZ] {
+        // SAFETY: SIG_IGN installs no handler, so no code runs in signal context;
+        // signal() only changes this process's disposition.
+        if unsafe { libc::signal(signal, libc::SIG_IGN) } == libc::SIG_ERR {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -14,7 +14,7 @@
 //! the mount namespace is then still mapped but unreachable by path.
 
 use std::ffi::OsStr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -51,8 +51,10 @@ pub(crate) fn prepare() -> Result<(), String> {
 }
 
 /// Makes the destination the root of this process. `dest_fd` is the caller's
-/// descriptor, the identity the mounted clone must match.
-pub(crate) fn enter(dest: &[u8], dest_fd: OwnedFd) -> Result<(), ConfineError> {
+/// descriptor, the identity the mounted clone must match. `read_only`: the
+/// clone is mounted read-only (a listing job), so no write reaches the
+/// destination whatever the worker does.
+pub(crate) fn enter(dest: &[u8], dest_fd: OwnedFd, read_only: bool) -> Result<(), ConfineError> {
     let path = Path::new(OsStr::from_bytes(dest));
     let tree = open_tree(
         CWD,
@@ -71,6 +73,11 @@ pub(crate) fn enter(dest: &[u8], dest_fd: OwnedFd) -> Result<(), ConfineError> {
         return Err(ConfineError::Changed);
     }
     drop(dest_fd);
+    if read_only {
+        crate::sys::mounts::make_read_only(tree.as_fd()).map_err(|e| {
+            ConfineError::Failed(format!("mount_setattr(MOUNT_ATTR_RDONLY) failed: {e}"))
+        })?;
+    }
     move_mount(
         &tree,
         "",

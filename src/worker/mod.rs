@@ -102,7 +102,7 @@ fn prepare(
         Err(e) => return Err(Some(WireError::Internal(format!("bad job header: {e}")))),
     };
     rustix::process::umask(rustix::fs::Mode::empty());
-    confine::enter(&header.dest, dest_fd).map_err(|e| {
+    confine::enter(&header.dest, dest_fd, header.options.list_only).map_err(|e| {
         Some(match e {
             confine::ConfineError::Changed => WireError::DestinationChanged,
             confine::ConfineError::Failed(reason) => WireError::Confinement(reason),

@@ -14,8 +14,14 @@ use rustix::thread::{
 
 use crate::options::{ModePolicy, Options, WhiteoutFormat, XattrPolicy};
 
-/// The most memory a worker may allocate (`RLIMIT_DATA`).
+/// The most memory a worker may allocate (`RLIMIT_DATA`: private writable
+/// mappings and the heap).
 const MAX_DATA: u64 = 1 << 30;
+/// The most address space a worker may map (`RLIMIT_AS`): `MAX_DATA` and room
+/// for what is mapped already (the executable, libraries, two stacks, the
+/// allocator's reserved arenas: about 100 MiB here). Shared mappings are
+/// refused by the seccomp filter; this bounds every other kind.
+const MAX_ADDRESS_SPACE: u64 = MAX_DATA + (512 << 20);
 /// The most descriptors a worker may hold (it needs about ten).
 const MAX_OPEN_FILES: u64 = 64;
 
@@ -27,8 +33,12 @@ const MAX_OPEN_FILES: u64 = 64;
 /// anyway. Keeping owners adds `CHOWN`; exact modes or kept owners add `FSETID`
 /// (a set-group-id bit survives for a group the worker is not in),
 /// device nodes add `MKNOD`, all extended attributes add `SETFCAP`
-/// (`security.capability`).
+/// (`security.capability`). A listing job needs none.
 pub(crate) fn needed_capabilities(options: &Options) -> CapabilitySet {
+    if options.list_only {
+        // A listing writes nothing (and its root is mounted read-only).
+        return CapabilitySet::empty();
+    }
     let mut caps = CapabilitySet::DAC_OVERRIDE | CapabilitySet::FOWNER;
     if options.preserve_owners {
         caps |= CapabilitySet::CHOWN;
@@ -52,26 +62,7 @@ pub(crate) fn needed_capabilities(options: &Options) -> CapabilitySet {
 /// Limits, capabilities and no-new-privs; call after confinement.
 pub(crate) fn shed(options: &Options) -> Result<(), String> {
     let fail = |what: &str, e: rustix::io::Errno| format!("{what} failed: {e}");
-    setrlimit(
-        Resource::Core,
-        Rlimit {
-            current: Some(0),
-            maximum: Some(0),
-        },
-    )
-    .map_err(|e| fail("setrlimit(RLIMIT_CORE)", e))?;
-    // Memory: enough for decoders' windows and buffers, not for a hostile
-    // multi-gigabyte extension header.
-    let data = Rlimit {
-        current: Some(MAX_DATA),
-        maximum: Some(MAX_DATA),
-    };
-    setrlimit(Resource::Data, data).map_err(|e| fail("setrlimit(RLIMIT_DATA)", e))?;
-    let files = Rlimit {
-        current: Some(MAX_OPEN_FILES),
-        maximum: Some(MAX_OPEN_FILES),
-    };
-    setrlimit(Resource::Nofile, files).map_err(|e| fail("setrlimit(RLIMIT_NOFILE)", e))?;
+    set_limits(options)?;
     let keep = needed_capabilities(options);
     for bit in 0..64 {
         let cap = CapabilitySet::from_bits_retain(1 << bit);
@@ -93,6 +84,31 @@ pub(crate) fn shed(options: &Options) -> Result<(), String> {
     };
     set_capabilities(None, sets).map_err(|e| fail("capset", e))?;
     set_no_new_privs(true).map_err(|e| fail("prctl(PR_SET_NO_NEW_PRIVS)", e))?;
+    Ok(())
+}
+
+/// The resource limits: no core dumps; memory (enough for decoders' windows
+/// and buffers, not for a hostile multi-gigabyte extension header); a few
+/// descriptors; and no file larger than the largest entry the job allows, so a
+/// compromised worker cannot fill the disk with one sparse file either.
+fn set_limits(options: &Options) -> Result<(), String> {
+    let max_file = options.limits.max_entry_size;
+    let limits = [
+        (Resource::Core, 0, "RLIMIT_CORE"),
+        (Resource::Data, MAX_DATA, "RLIMIT_DATA"),
+        (Resource::As, MAX_ADDRESS_SPACE, "RLIMIT_AS"),
+        (Resource::Nofile, MAX_OPEN_FILES, "RLIMIT_NOFILE"),
+        (Resource::Fsize, max_file, "RLIMIT_FSIZE"),
+    ];
+    for (resource, value, name) in limits {
+        // u64::MAX (Limits::unlimited) is RLIM_INFINITY.
+        let value = (value != u64::MAX).then_some(value);
+        let limit = Rlimit {
+            current: value,
+            maximum: value,
+        };
+        setrlimit(resource, limit).map_err(|e| format!("setrlimit({name}) failed: {e}"))?;
+    }
     Ok(())
 }
 
