@@ -76,8 +76,8 @@
 //!
 //! [`Options::full_fidelity()`] is for trusted input such as image layers,
 //! extracted as root: owners from the archive, device nodes, every mode bit,
-//! extended attributes including `security.capability` (all but `trusted.*`,
-//! see [`XattrPolicy::All`]). Extracted as root, its result matches what GNU
+//! extended attributes by an allow-list including `security.capability` and
+//! ACLs (never `trusted.*`, see [`XattrPolicy::All`]). Extracted as root, its result matches what GNU
 //! tar produces as root. Owners can be shifted by ranges on the way, for
 //! example for a user-namespaced container, with [`Options::id_map`] (an
 //! [`IdMap`]). Without root

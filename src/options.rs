@@ -234,8 +234,9 @@ impl Options {
     }
 
     /// The full-fidelity preset, for trusted input extracted as root: owners,
-    /// device nodes, every mode bit, every extended attribute (including
-    /// `security.capability`), modification times.
+    /// device nodes, every mode bit, the extended attributes of
+    /// [`XattrPolicy::All`] (including `security.capability`), modification
+    /// times.
     ///
     /// ```
     /// let options = sandtar::Options::full_fidelity();
@@ -262,8 +263,9 @@ pub enum WhiteoutFormat {
     /// Convert them for an overlay filesystem's upper directory: a whiteout
     /// becomes a 0:0 character device, an opaque directory gets the
     /// `trusted.overlay.opaque=y` attribute (`user.overlay.opaque` in a user
-    /// namespace; as root this keeps `CAP_SYS_ADMIN` in the worker for
-    /// `trusted.*`, still under the seccomp filter).
+    /// namespace). The `trusted.*` mark needs `CAP_SYS_ADMIN`, which no worker
+    /// holds: the caller sets it once the worker is gone, on a descriptor
+    /// opened inside the destination without following any symlink.
     Overlay,
 }
 
@@ -350,22 +352,34 @@ impl ModePolicy {
 pub enum XattrPolicy {
     /// None at all.
     None,
-    /// Only the `user.*` namespace.
+    /// The `user.*` namespace, except `user.overlay.*` (overlayfs reads those as
+    /// its own metadata on `userxattr` mounts: redirects, opaque markers).
     User,
-    /// Every namespace the worker may write: `user.*`, `security.capability` and
-    /// `system.*` (ACLs); needs root. `trusted.*` and the other `security.*`
-    /// attributes (SELinux labels, IMA) need `CAP_SYS_ADMIN`, which a worker never
-    /// keeps (it would weaken the sandbox), so they are dropped, as on a
-    /// filesystem without them.
+    /// An explicit allow-list: what [`XattrPolicy::User`] allows, file
+    /// capabilities (`security.capability`) and POSIX ACLs
+    /// (`system.posix_acl_access`, `system.posix_acl_default`); needs root.
+    /// Never `trusted.*` (overlayfs redirects and metacopy, among others) nor
+    /// the other `security.*` attributes (SELinux labels, IMA and EVM
+    /// signatures): they are dropped, as on a filesystem without them. The
+    /// kernel refuses those anyway: they need `CAP_SYS_ADMIN`, which no worker
+    /// holds.
     All,
 }
 
+/// The names [`XattrPolicy::All`] allows beyond `user.*`.
+const PRIVILEGED_XATTRS: [&[u8]; 3] = [
+    b"security.capability",
+    b"system.posix_acl_access",
+    b"system.posix_acl_default",
+];
+
 impl XattrPolicy {
     pub(crate) fn allows(self, name: &[u8]) -> bool {
+        let user = name.starts_with(b"user.") && !name.starts_with(b"user.overlay.");
         match self {
             XattrPolicy::None => false,
-            XattrPolicy::User => name.starts_with(b"user."),
-            XattrPolicy::All => true,
+            XattrPolicy::User => user,
+            XattrPolicy::All => user || PRIVILEGED_XATTRS.contains(&name),
         }
     }
 }

@@ -21,7 +21,8 @@ root_and_nobody!(
     whiteout_scenario,
     lower_symlinks,
     malformed_and_ignored,
-    overlay_format
+    overlay_format,
+    overlay_metadata_from_the_archive
 );
 
 /// The tree as sorted lines: `path f:contents`, `path d`, `path l->target`,
@@ -336,6 +337,79 @@ async fn overlay_format(sandbox: Sandbox) {
         Some(&b"y"[..])
     );
     scene.check();
+}
+
+/// A hostile layer, no payload needed: overlayfs and integrity metadata in
+/// PAX xattr records, applied with the most permissive options (full fidelity,
+/// overlay format). Only the allow-listed names reach the disk; as root the
+/// worker holds no `CAP_SYS_ADMIN`, so the kernel would refuse the rest too.
+async fn overlay_metadata_from_the_archive(sandbox: Sandbox) {
+    let scene = Scene::new();
+    let d = &scene.dest;
+    let mut options = Options::layer();
+    options.preserve_owners = false;
+    options.whiteouts = Some(WhiteoutFormat::Overlay);
+    let hostile: [(&[u8], &[u8]); 7] = [
+        (b"SCHILY.xattr.trusted.overlay.redirect", b"/etc/shadow"),
+        (b"SCHILY.xattr.trusted.overlay.metacopy", b""),
+        (b"SCHILY.xattr.trusted.overlay.opaque", b"y"),
+        (b"SCHILY.xattr.security.ima", b"\x03\x02\x04"),
+        (b"SCHILY.xattr.user.overlay.redirect", b"/etc/shadow"),
+        (b"SCHILY.xattr.user.overlay.opaque", b"y"),
+        (b"SCHILY.xattr.user.kept", b"yes"),
+    ];
+    let layer = Tar::new()
+        .pax(&hostile)
+        .file("file", b"f")
+        .pax(&hostile)
+        .dir("dir/", 0o755)
+        .finish();
+    let run = run(&sandbox, &layer, d, &options).await;
+    assert!(run.summary().is_complete(), "{:#?}", run.reports);
+    for path in [d.join("file"), d.join("dir")] {
+        for (record, _) in &hostile[..6] {
+            let name = std::str::from_utf8(&record[b"SCHILY.xattr.".len()..]).unwrap();
+            assert_eq!(
+                common::get_xattr(&path, name).unwrap(),
+                None,
+                "{name} on {}",
+                path.display()
+            );
+        }
+        assert_eq!(
+            common::get_xattr(&path, "user.kept").unwrap().as_deref(),
+            Some(&b"yes"[..]),
+            "{}",
+            path.display()
+        );
+    }
+    scene.check();
+}
+
+/// As root, the caller sets `trusted.overlay.opaque` itself: through a
+/// destination symlink to an outside directory it marks nothing outside.
+#[tokio::test]
+async fn opaque_marks_stay_inside() {
+    if !common::needs_root("set trusted.* attributes") {
+        return;
+    }
+    let sandbox = common::sandbox().await;
+    let scene = Scene::unsnapshotted();
+    let outside = scene.parent().join("outside-dir");
+    std::fs::create_dir(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, scene.dest.join("link")).unwrap();
+    let mut options = Options::layer();
+    options.whiteouts = Some(WhiteoutFormat::Overlay);
+    let layer = Tar::new().file("link/.wh..wh..opq", b"").finish();
+    let _ = sandbox.apply_layer(&layer[..], &scene.dest, &options).await;
+    assert_eq!(
+        common::get_xattr(&outside, "trusted.overlay.opaque").unwrap(),
+        None
+    );
+    assert!(std::fs::symlink_metadata(scene.dest.join("link"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }
 
 #[tokio::test]

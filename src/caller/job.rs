@@ -21,6 +21,7 @@ use tokio::net::UnixStream;
 
 use crate::caller::child::Worker;
 use crate::caller::frames::{self, Frames};
+use crate::caller::overlay::OpaqueMarks;
 use crate::caller::pool::Warm;
 use crate::caller::pump::Pump;
 use crate::error::{Error, Result};
@@ -70,6 +71,8 @@ pub struct Job<R> {
     span: tracing::Span,
     /// From the options: checked against the worker's digest.
     expected_diff_id: Option<String>,
+    /// Overlay format as real root: the opaque marks to set at the end.
+    opaque: Option<OpaqueMarks>,
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +106,7 @@ impl<R> Job<R> {
         started: Instant,
         span: tracing::Span,
         expected_diff_id: Option<String>,
+        opaque: Option<OpaqueMarks>,
     ) -> Self {
         // More of the archive in flight: fewer wake-ups of the worker and of this
         // task per byte (best effort: the kernel caps it at `wmem_max`).
@@ -125,6 +129,7 @@ impl<R> Job<R> {
             started,
             span,
             expected_diff_id,
+            opaque,
         }
     }
 }
@@ -345,6 +350,9 @@ impl<R> Job<R> {
                 });
             }
         }
+        if let Some(opaque) = &self.opaque {
+            opaque.apply()?;
+        }
         let c = &self.counts;
         let compression = match totals.compression {
             Compression::Auto => Compression::None,
@@ -371,6 +379,9 @@ impl<R> Job<R> {
     /// Validates one report from the (untrusted) worker and queues it.
     fn accept(&mut self, report: WireReport) -> Result<()> {
         check_report(&report)?;
+        if let Some(opaque) = &mut self.opaque {
+            opaque.note(&report);
+        }
         let c = &mut self.counts;
         c.entries += 1;
         match &report.outcome {
@@ -473,7 +484,14 @@ mod tests {
             worker: Worker::new(stand_in.id(), pidfd),
             socket: UnixStream::from_std(ours).unwrap(),
         };
-        let job = Job::new(archive, warm, Instant::now(), tracing::Span::none(), None);
+        let job = Job::new(
+            archive,
+            warm,
+            Instant::now(),
+            tracing::Span::none(),
+            None,
+            None,
+        );
         (job, theirs, stand_in)
     }
 

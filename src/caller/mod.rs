@@ -1,6 +1,7 @@
 //! The caller's process: the public face ([`Sandbox`](sandbox::Sandbox)), the
 //! pool of warm workers and the zygote connection behind it, the start of a job,
-//! the job driver (its pump and its frame reader), the worker processes seen
+//! the job driver (its pump and its frame reader; overlay opaque marks), the
+//! worker processes seen
 //! from outside, and subordinate ids.
 //!
 //! Dependencies point one way: `sandbox` → `start` → `job` → `pump`, `frames`;
@@ -10,6 +11,7 @@
 pub(crate) mod child;
 pub(crate) mod frames;
 pub(crate) mod job;
+pub(crate) mod overlay;
 pub(crate) mod pool;
 pub(crate) mod pump;
 pub(crate) mod sandbox;

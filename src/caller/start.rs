@@ -19,10 +19,11 @@ use tokio::net::UnixStream;
 use crate::caller::child::Worker;
 use crate::caller::frames::{self, Frames};
 use crate::caller::job::Job;
+use crate::caller::overlay::OpaqueMarks;
 use crate::caller::pool::{Pool, Warm};
 use crate::caller::zygote_conn::Arrival;
 use crate::error::{Error, Result};
-use crate::options::Options;
+use crate::options::{Options, WhiteoutFormat};
 use crate::sys;
 use crate::wire::{encode_frame, JobHeader, WireError, WorkerMsg, HEADER_MAGIC};
 
@@ -45,7 +46,11 @@ pub(crate) async fn start<R: AsyncRead + Unpin>(
     );
     let result = confined_worker(pool, dest, options, &span).await;
     match result {
-        Ok(warm) => {
+        Ok((warm, dir)) => {
+            // As real root, the overlay format's opaque marks are the caller's.
+            let opaque = (options.whiteouts == Some(WhiteoutFormat::Overlay)
+                && pool.mode().is_privileged())
+            .then(|| OpaqueMarks::new(dir));
             span.record("worker_pid", warm.worker.pid);
             tracing::debug!(parent: &span, compression = options.compression.name(), "worker confined");
             Ok(Job::new(
@@ -54,6 +59,7 @@ pub(crate) async fn start<R: AsyncRead + Unpin>(
                 started,
                 span,
                 options.expected_diff_id.clone(),
+                opaque,
             ))
         }
         Err(e) => {
@@ -69,14 +75,14 @@ async fn confined_worker(
     dest: &Path,
     options: &Options,
     span: &tracing::Span,
-) -> Result<Warm> {
+) -> Result<(Warm, File)> {
     let (dir, canonical) = open_destination(dest)?;
     let header = JobHeader {
         dest: canonical.as_os_str().as_bytes().to_vec(),
         options: options.clone(),
     };
     let warm = warm_worker(pool).await?;
-    match confine(warm, &header, &dir, dest).await {
+    let confined = match confine(warm, &header, &dir, dest).await {
         Err(Error::DestinationChanged { .. }) => {
             // This worker may predate a mount: try once with a new one.
             tracing::debug!(parent: span, "destination not seen by a warm worker; retrying on a fresh one");
@@ -84,7 +90,8 @@ async fn confined_worker(
             confine(fresh, &header, &dir, dest).await
         }
         other => other,
-    }
+    };
+    Ok((confined?, dir))
 }
 
 /// A warm worker: a spare one, or the next from the zygote.

@@ -12,7 +12,7 @@ use rustix::thread::{
     set_no_new_privs, CapabilitySet, CapabilitySets,
 };
 
-use crate::options::{ModePolicy, Options, WhiteoutFormat, XattrPolicy};
+use crate::options::{ModePolicy, Options, XattrPolicy};
 
 /// The most memory a worker may allocate (`RLIMIT_DATA`: private writable
 /// mappings and the heap).
@@ -51,10 +51,6 @@ pub(crate) fn needed_capabilities(options: &Options) -> CapabilitySet {
     }
     if options.xattrs == XattrPolicy::All {
         caps |= CapabilitySet::SETFCAP;
-    }
-    if options.whiteouts == Some(WhiteoutFormat::Overlay) {
-        // trusted.overlay.opaque; mount and its kin stay denied by seccomp.
-        caps |= CapabilitySet::SYS_ADMIN;
     }
     caps
 }

@@ -467,7 +467,11 @@ impl Applier {
         }
     }
 
-    /// Overlay format: marks the directory `parent` (made if missing) opaque.
+    /// Overlay format: makes the directory `parent` if missing, and marks it
+    /// opaque in a user namespace (`user.overlay.opaque`, for overlayfs'
+    /// `userxattr`). As real root the mark is `trusted.overlay.opaque`, which
+    /// needs `CAP_SYS_ADMIN`: no worker holds it, so the caller sets that one
+    /// after the job, from this entry's report.
     fn overlay_opaque(&mut self, parent: &[u8]) -> Result<(), Fail> {
         let dir = match self.whiteout_dir(parent)? {
             Some(dir) => dir,
@@ -477,12 +481,11 @@ impl Applier {
                     .map_err(|e| os("open whiteout directory", e))?
             }
         };
-        let attr = if self.privileged {
-            "trusted.overlay.opaque"
-        } else {
-            "user.overlay.opaque"
-        };
-        fsetxattr(&dir, attr, b"y", XattrFlags::empty()).map_err(|e| os("fsetxattr", e))
+        if self.privileged {
+            return Ok(());
+        }
+        fsetxattr(&dir, "user.overlay.opaque", b"y", XattrFlags::empty())
+            .map_err(|e| os("fsetxattr", e))
     }
 
     /// Overlay format: replaces `target` in `parent` with a 0:0 character device.
