@@ -337,7 +337,7 @@ impl Applier {
         self.create(parent, name, |dir, name| {
             symlinkat(cpath(target), dir, cpath(name))
         })?;
-        self.set_owner_and_time(parent, name, meta)?;
+        self.set_owner_and_time(parent, name, FileType::Symlink, meta)?;
         Ok(Outcome::Written)
     }
 
@@ -380,26 +380,32 @@ impl Applier {
         self.create(parent, name, |dir, name| {
             mknodat(dir, cpath(name), file_type, mode, dev)
         })?;
-        self.set_owner_and_time(parent, name, meta)?;
+        self.set_owner_and_time(parent, name, file_type, meta)?;
         Ok(Outcome::Written)
     }
 
-    /// Gives `name` in `parent` (not followed) its owner and time, when they
-    /// are kept.
-    fn set_owner_and_time(&mut self, parent: &[u8], name: &[u8], meta: &Meta) -> Result<(), Fail> {
-        let dir = self.parent_dir(parent)?;
-        if let Some((u, g)) = self.owner {
-            chownat(
-                &dir,
-                cpath(name),
-                Some(uid(u)),
-                Some(gid(g)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| os("fchownat", e))?;
+    /// Gives the `kind` just created at `name` in `parent` its owner and time,
+    /// when they are kept, through a descriptor of that very inode (never by
+    /// name: a racing process may have put another file there).
+    fn set_owner_and_time(
+        &mut self,
+        parent: &[u8],
+        name: &[u8],
+        kind: FileType,
+        meta: &Meta,
+    ) -> Result<(), Fail> {
+        let mtime = self.mtime(meta);
+        if self.owner.is_none() && mtime.is_none() {
+            return Ok(());
         }
-        if let Some(mtime) = self.mtime(meta) {
-            utimensat(&dir, cpath(name), &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
+        let dir = self.parent_dir(parent)?;
+        let entry = open_created(&dir, name, kind)?;
+        if let Some((u, g)) = self.owner {
+            chownat(&entry, "", Some(uid(u)), Some(gid(g)), AtFlags::EMPTY_PATH)
+                .map_err(|e| os("fchownat", e))?;
+        }
+        if let Some(mtime) = mtime {
+            utimensat(&entry, "", &times(mtime), AtFlags::EMPTY_PATH)
                 .map_err(|e| os("utimensat", e))?;
         }
         Ok(())
@@ -558,26 +564,22 @@ impl Applier {
         let mut end = 0;
         for component in parent.split(|b| *b == b'/') {
             end += component.len();
-            match mkdirat(&dir, cpath(component), Mode::from_raw_mode(0o755)) {
-                Ok(()) => {
-                    if let Some((u, g)) = owner {
-                        chownat(
-                            &dir,
-                            cpath(component),
-                            Some(uid(u.into())),
-                            Some(gid(g.into())),
-                            AtFlags::SYMLINK_NOFOLLOW,
-                        )
-                        .map_err(|e| os("chown (parent)", e))?;
-                    }
-                }
-                Err(Errno::EXIST) => {}
+            let made = match mkdirat(&dir, cpath(component), Mode::from_raw_mode(0o755)) {
+                Ok(()) => true,
+                Err(Errno::EXIST) => false,
                 Err(e) => return Err(os("mkdirat (parent)", e)),
-            }
+            };
             // From the root each time, so a symlink on the way resolves inside it.
             dir = self
                 .resolve(&parent[..end], flags)
                 .map_err(|e| os("open parent directory", e))?;
+            // Through the descriptor, never by name: whatever a racing process
+            // put at the name, this is a directory inside the destination.
+            if let (true, Some((u, g))) = (made, owner) {
+                let (u, g) = (Some(uid(u.into())), Some(gid(g.into())));
+                chownat(&dir, "", u, g, AtFlags::EMPTY_PATH)
+                    .map_err(|e| os("chown (parent)", e))?;
+            }
             end += 1;
         }
         Ok(dir)
@@ -802,6 +804,24 @@ fn write_all(file: &OwnedFd, mut bytes: &[u8]) -> Result<(), Fail> {
         }
     }
     Ok(())
+}
+
+/// Opens (`O_PATH`, not following) what was just created at `name` in `dir`
+/// as `kind`, and checks that it still is: of that kind, with one link. A
+/// racing process may have renamed something else over the name, such as a
+/// hard link to a file outside the destination (a mount boundary does not
+/// stop a link made from outside); that inode has more than one link, or is
+/// of another kind, and is left alone.
+fn open_created(dir: &OwnedFd, name: &[u8], kind: FileType) -> Result<OwnedFd, Fail> {
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let entry = openat(dir, cpath(name), flags, Mode::empty()).map_err(|e| os("open", e))?;
+    let stat = rustix::fs::fstat(&entry).map_err(|e| os("fstat", e))?;
+    if FileType::from_raw_mode(stat.st_mode) != kind || stat.st_nlink != 1 {
+        return Err(Fail::Entry(
+            "replaced by another file while it was being written".into(),
+        ));
+    }
+    Ok(entry)
 }
 
 fn times(mtime: Timespec) -> Timestamps {
