@@ -22,7 +22,8 @@ root_and_nobody!(
     lower_symlinks,
     malformed_and_ignored,
     overlay_format,
-    overlay_metadata_from_the_archive
+    overlay_metadata_from_the_archive,
+    whiteout_names_are_cleaned_first
 );
 
 /// The tree as sorted lines: `path f:contents`, `path d`, `path l->target`,
@@ -383,6 +384,34 @@ async fn overlay_metadata_from_the_archive(sandbox: Sandbox) {
             path.display()
         );
     }
+    scene.check();
+}
+
+/// `etc/.wh.passwd/.` is a whiteout of `etc/passwd` once the name is cleaned,
+/// as Docker reads it, not a file named `.wh.passwd`; the same for opaque
+/// markers.
+async fn whiteout_names_are_cleaned_first(sandbox: Sandbox) {
+    let scene = Scene::new();
+    let d = &scene.dest;
+    let mut options = Options::layer();
+    options.preserve_owners = false;
+    let base = Tar::new()
+        .file("etc/passwd", b"p")
+        .file("etc/group", b"g")
+        .file("var/old", b"o")
+        .finish();
+    run(&sandbox, &base, d, &options).await.summary();
+    let layer = Tar::new()
+        .file("etc/.wh.passwd/.", b"")
+        .file("./var//.wh..wh..opq/./", b"")
+        .finish();
+    let run = run(&sandbox, &layer, d, &options).await;
+    assert!(run.summary().is_complete(), "{:#?}", run.reports);
+    let t = tree(d);
+    assert!(!t.iter().any(|l| l.contains(".wh.")), "{t:?}");
+    assert!(!t.iter().any(|l| l.starts_with("etc/passwd")), "{t:?}");
+    assert!(t.contains("etc/group f:g"), "{t:?}");
+    assert!(!t.iter().any(|l| l.starts_with("var/old")), "{t:?}");
     scene.check();
 }
 

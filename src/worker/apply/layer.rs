@@ -48,11 +48,15 @@ fn classify(name: &[u8]) -> Whiteout<'_> {
     }
 }
 
-/// Classifies an entry by the last component of its raw name (a trailing
-/// slash dropped).
+/// Classifies an entry by the last component of its name once cleaned, as
+/// Docker does (`etc/.wh.passwd/.` and `etc/.wh.passwd/` are whiteouts of
+/// `etc/passwd`): empty and `.` components do not count.
 pub(crate) fn classify_entry(raw: &[u8]) -> Whiteout<'_> {
-    let name = raw.strip_suffix(b"/").unwrap_or(raw);
-    classify(name.rsplit(|b| *b == b'/').next().unwrap_or_default())
+    let last = raw
+        .rsplit(|b| *b == b'/')
+        .find(|c| !c.is_empty() && *c != b".")
+        .unwrap_or_default();
+    classify(last)
 }
 
 /// Removes `name` in `dir`, whatever it is, never following symlinks; a missing
@@ -135,5 +139,15 @@ mod tests {
         assert_eq!(classify(b".wh.."), Whiteout::Malformed);
         assert_eq!(classify(b".wh..."), Whiteout::Malformed);
         assert_eq!(classify(b"x.wh.y"), Whiteout::None);
+    }
+
+    #[test]
+    fn whiteout_names_are_read_after_cleaning() {
+        assert_eq!(classify_entry(b"etc/.wh.passwd"), Whiteout::Remove(b"passwd"));
+        assert_eq!(classify_entry(b"etc/.wh.passwd/."), Whiteout::Remove(b"passwd"));
+        assert_eq!(classify_entry(b"etc/.wh.passwd/./"), Whiteout::Remove(b"passwd"));
+        assert_eq!(classify_entry(b"./etc//.wh..wh..opq/."), Whiteout::Opaque);
+        assert_eq!(classify_entry(b"etc/.wh.x/y"), Whiteout::None);
+        assert_eq!(classify_entry(b"./"), Whiteout::None);
     }
 }
