@@ -23,7 +23,8 @@ root_and_nobody!(
     malformed_and_ignored,
     overlay_format,
     overlay_metadata_from_the_archive,
-    whiteout_names_are_cleaned_first
+    whiteout_names_are_cleaned_first,
+    deep_trees_and_repeated_markers
 );
 
 /// The tree as sorted lines: `path f:contents`, `path d`, `path l->target`,
@@ -412,6 +413,40 @@ async fn whiteout_names_are_cleaned_first(sandbox: Sandbox) {
     assert!(!t.iter().any(|l| l.starts_with("etc/passwd")), "{t:?}");
     assert!(t.contains("etc/group f:g"), "{t:?}");
     assert!(!t.iter().any(|l| l.starts_with("var/old")), "{t:?}");
+    scene.check();
+}
+
+/// A whiteout and an opaque marker over trees 300 levels deep (the worker
+/// holds 64 descriptors at most), and 3,000 repeated markers of one directory
+/// of 3,000 files (each used to list it again).
+async fn deep_trees_and_repeated_markers(sandbox: Sandbox) {
+    let scene = Scene::new();
+    let d = &scene.dest;
+    let mut options = Options::layer();
+    options.preserve_owners = false;
+    let deep = |top: &str| {
+        let mut path = top.to_string();
+        for i in 0..300 {
+            path.push_str(&format!("/{}", i % 10));
+        }
+        std::fs::create_dir_all(d.join(&path)).unwrap();
+        std::fs::write(d.join(path).join("leaf"), b"l").unwrap();
+    };
+    deep("gone");
+    deep("opaque/old");
+    let mut layer = Tar::new();
+    layer.file(".wh.gone", b"").file("opaque/.wh..wh..opq", b"");
+    for i in 0..3_000 {
+        layer.file(format!("big/f{i}"), b"");
+    }
+    for _ in 0..3_000 {
+        layer.file("big/.wh..wh..opq", b"");
+    }
+    let run = run(&sandbox, &layer.finish(), d, &options).await;
+    assert!(run.summary().is_complete(), "{:#?}", run.summary());
+    assert!(!d.join("gone").exists());
+    assert_eq!(std::fs::read_dir(d.join("opaque")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(d.join("big")).unwrap().count(), 3_000);
     scene.check();
 }
 

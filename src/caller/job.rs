@@ -350,7 +350,7 @@ impl<R> Job<R> {
                 });
             }
         }
-        if let Some(opaque) = &self.opaque {
+        if let Some(opaque) = &mut self.opaque {
             opaque.apply()?;
         }
         let c = &self.counts;

@@ -52,8 +52,10 @@ impl OpaqueMarks {
         }
     }
 
-    /// Sets `trusted.overlay.opaque=y` on every noted directory.
-    pub(crate) fn apply(&self) -> Result<()> {
+    /// Sets `trusted.overlay.opaque=y` on every noted directory (once each).
+    pub(crate) fn apply(&mut self) -> Result<()> {
+        self.dirs.sort_unstable();
+        self.dirs.dedup();
         for dir in &self.dirs {
             let failed = |e: rustix::io::Errno| Error::Write {
                 entry: untrusted_path(dir.clone()),

@@ -61,29 +61,54 @@ pub(crate) fn classify_entry(raw: &[u8]) -> Whiteout<'_> {
 
 /// Removes `name` in `dir`, whatever it is, never following symlinks; a missing
 /// name is not an error.
+///
+/// Depth first without recursion, holding one directory open at a time (the
+/// worker may hold only a few descriptors, and a tree may be thousands of
+/// levels deep): each directory is listed once, its files removed and its
+/// subdirectories queued by their path from `dir`; it is removed after them.
+/// Inside the sandbox every path resolves inside the destination.
 pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
-    match unlinkat(dir, cpath(name), AtFlags::empty()) {
-        Ok(()) | Err(Errno::NOENT) => Ok(()),
-        Err(Errno::ISDIR) | Err(Errno::PERM) => {
-            let sub = open_dir(dir, name)?;
-            empty_dir(sub.as_fd())?;
-            unlinkat(dir, cpath(name), AtFlags::REMOVEDIR)
+    // (path from `dir`, whether its children were queued already)
+    let mut stack = vec![(name.to_vec(), false)];
+    while let Some((path, emptied)) = stack.pop() {
+        if emptied {
+            match unlinkat(dir, cpath(&path), AtFlags::REMOVEDIR) {
+                Ok(()) | Err(Errno::NOENT) => continue,
+                Err(e) => return Err(e),
+            }
         }
-        Err(e) => Err(e),
+        match unlinkat(dir, cpath(&path), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => continue,
+            Err(Errno::ISDIR) | Err(Errno::PERM) => {}
+            Err(e) => return Err(e),
+        }
+        stack.push((path.clone(), true));
+        let sub = open_dir(dir, &path)?;
+        for (child, _) in children(sub.as_fd())? {
+            match unlinkat(&sub, cpath(&child), AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => {}
+                Err(Errno::ISDIR) | Err(Errno::PERM) => stack.push((join(&path, &child), false)),
+                Err(e) => return Err(e),
+            }
+        }
     }
+    Ok(())
+}
+
+/// `parent/name` (`name` alone when `parent` is empty).
+fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut path = Vec::with_capacity(parent.len() + 1 + name.len());
+    path.extend_from_slice(parent);
+    if !path.is_empty() {
+        path.push(b'/');
+    }
+    path.extend_from_slice(name);
+    path
 }
 
 fn open_dir(dir: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, Errno> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     openat(dir, cpath(name), flags, Mode::empty())
-}
-
-/// Removes every child of `dir`, recursively.
-fn empty_dir(dir: BorrowedFd<'_>) -> Result<(), Errno> {
-    for name in children(dir)?.into_iter().map(|(name, _)| name) {
-        remove_all(dir, &name)?;
-    }
-    Ok(())
 }
 
 /// The names in `dir` (without `.` and `..`), and whether each is a directory.
@@ -99,26 +124,31 @@ fn children(dir: BorrowedFd<'_>) -> Result<Vec<(Vec<u8>, bool)>, Errno> {
     Ok(names)
 }
 
-/// Makes the directory at `path` (normalised, below the root) opaque: removes
-/// every path under it that this layer did not write (`layer_paths` holds every
-/// path the layer wrote, and their parents).
+/// Makes the directory at `path` (normalised, below the root; open as `dir`)
+/// opaque: removes every path under it that this layer did not write
+/// (`layer_paths` holds every path the layer wrote, and their parents). Like
+/// [`remove_all`], one directory open at a time.
 pub(crate) fn make_opaque(
     dir: BorrowedFd<'_>,
     path: &[u8],
     layer_paths: &HashSet<Vec<u8>>,
 ) -> Result<(), Errno> {
-    for (name, is_dir) in children(dir)? {
-        let mut child = path.to_vec();
-        if !child.is_empty() {
-            child.push(b'/');
-        }
-        child.extend_from_slice(&name);
-        if !layer_paths.contains(&child) {
-            remove_all(dir, &name)?;
-        } else if is_dir {
-            // Written by this layer, but it may hold older content.
-            let sub = open_dir(dir, &name)?;
-            make_opaque(sub.as_fd(), &child, layer_paths)?;
+    // Paths from `dir` of directories this layer wrote, still to be looked at.
+    let mut pending = vec![Vec::new()];
+    while let Some(relative) = pending.pop() {
+        let sub = match relative.is_empty() {
+            true => None,
+            false => Some(open_dir(dir, &relative)?),
+        };
+        let here = sub.as_ref().map_or(dir, |s| s.as_fd());
+        for (name, is_dir) in children(here)? {
+            let inner = join(&relative, &name);
+            if !layer_paths.contains(&join(path, &inner)) {
+                remove_all(dir, &inner)?;
+            } else if is_dir {
+                // Written by this layer, but it may hold older content.
+                pending.push(inner);
+            }
         }
     }
     Ok(())
@@ -143,9 +173,18 @@ mod tests {
 
     #[test]
     fn whiteout_names_are_read_after_cleaning() {
-        assert_eq!(classify_entry(b"etc/.wh.passwd"), Whiteout::Remove(b"passwd"));
-        assert_eq!(classify_entry(b"etc/.wh.passwd/."), Whiteout::Remove(b"passwd"));
-        assert_eq!(classify_entry(b"etc/.wh.passwd/./"), Whiteout::Remove(b"passwd"));
+        assert_eq!(
+            classify_entry(b"etc/.wh.passwd"),
+            Whiteout::Remove(b"passwd")
+        );
+        assert_eq!(
+            classify_entry(b"etc/.wh.passwd/."),
+            Whiteout::Remove(b"passwd")
+        );
+        assert_eq!(
+            classify_entry(b"etc/.wh.passwd/./"),
+            Whiteout::Remove(b"passwd")
+        );
         assert_eq!(classify_entry(b"./etc//.wh..wh..opq/."), Whiteout::Opaque);
         assert_eq!(classify_entry(b"etc/.wh.x/y"), Whiteout::None);
         assert_eq!(classify_entry(b"./"), Whiteout::None);

@@ -110,6 +110,10 @@ pub(crate) struct Applier {
     fixups: Vec<DirFixup>,
     /// Layer mode: every path this layer wrote, and their parents.
     layer_paths: HashSet<Vec<u8>>,
+    /// Layer mode: the directories made opaque already. Another marker for one
+    /// of them finds nothing to remove (what is there, this layer wrote), so
+    /// it is not listed again.
+    opaque_done: HashSet<Vec<u8>>,
     /// The (mapped) owner to give the current entry, when owners are kept.
     owner: Option<(u64, u64)>,
     buffer: Vec<u8>,
@@ -138,6 +142,7 @@ impl Applier {
             parent: None,
             fixups: Vec::new(),
             layer_paths: HashSet::new(),
+            opaque_done: HashSet::new(),
             owner: None,
             buffer: vec![0; COPY_BUFFER],
         }
@@ -442,6 +447,9 @@ impl Applier {
         self.parent = None;
         match (whiteout, format) {
             (Whiteout::Opaque, WhiteoutFormat::Oci) => {
+                if !self.opaque_done.insert(parent.to_vec()) {
+                    return Ok(Outcome::Written);
+                }
                 if let Some(dir) = self.whiteout_dir(parent)? {
                     layer::make_opaque(dir.as_fd(), parent, &self.layer_paths)
                         .map_err(|e| os("making a directory opaque", e))?;
