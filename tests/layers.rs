@@ -24,7 +24,8 @@ root_and_nobody!(
     overlay_format,
     overlay_metadata_from_the_archive,
     whiteout_names_are_cleaned_first,
-    deep_trees_and_repeated_markers
+    deep_trees_and_repeated_markers,
+    long_names_cost_no_more_than_their_bytes
 );
 
 /// The tree as sorted lines: `path f:contents`, `path d`, `path l->target`,
@@ -447,6 +448,28 @@ async fn deep_trees_and_repeated_markers(sandbox: Sandbox) {
     assert!(!d.join("gone").exists());
     assert_eq!(std::fs::read_dir(d.join("opaque")).unwrap().count(), 0);
     assert_eq!(std::fs::read_dir(d.join("big")).unwrap().count(), 3_000);
+    scene.check();
+}
+
+/// 2,500 entries of an unknown type (skipped), each a distinct 4 KB name of 251
+/// components: a layer remembers its paths and their parents, which once kept
+/// every prefix of every name (~1.2 GB, past the worker's memory limit).
+async fn long_names_cost_no_more_than_their_bytes(sandbox: Sandbox) {
+    let scene = Scene::new();
+    let mut options = Options::layer();
+    options.preserve_owners = false;
+    let mut layer = Tar::new();
+    for k in 0..2_500 {
+        let name: Vec<String> = (0..251).map(|i| format!("{k:04}{i:011}")).collect();
+        let name = name.join("/");
+        assert!(name.len() > 4000 && name.len() < 4095);
+        layer
+            .pax(&[(b"path", name.as_bytes())])
+            .entry(common::raw::Header::new("x", b'Y', 0), b"");
+    }
+    let run = run(&sandbox, &layer.finish(), &scene.dest, &options).await;
+    let summary = run.summary();
+    assert_eq!((summary.entries, summary.skipped), (2_500, 2_500));
     scene.check();
 }
 

@@ -9,7 +9,7 @@
 //! character device and an opaque directory gets `trusted.overlay.opaque=y`
 //! (`user.overlay.opaque` in a user namespace).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{openat, unlinkat, AtFlags, Dir, FileType, Mode, OFlags};
@@ -124,6 +124,39 @@ fn children(dir: BorrowedFd<'_>) -> Result<Vec<(Vec<u8>, bool)>, Errno> {
     Ok(names)
 }
 
+/// The paths a layer wrote, and their parents, as a tree of components:
+/// memory in proportion to the distinct components, not to every prefix of
+/// every name (a name of 4 KiB in 251 components would otherwise store
+/// ~500 KiB of prefixes).
+#[derive(Default)]
+pub(crate) struct LayerPaths {
+    /// (parent node, component) -> node; the root is node 0.
+    nodes: HashMap<(u32, Box<[u8]>), u32>,
+}
+
+impl LayerPaths {
+    /// Records `path` (normalised) and its parents.
+    pub(crate) fn insert(&mut self, path: &[u8]) {
+        let mut node = 0;
+        for component in path.split(|b| *b == b'/') {
+            let next = self.nodes.len() as u32 + 1;
+            node = *self.nodes.entry((node, component.into())).or_insert(next);
+        }
+    }
+
+    /// Whether `path` (normalised) or a path below it was recorded.
+    pub(crate) fn contains(&self, path: &[u8]) -> bool {
+        let mut node = 0;
+        for component in path.split(|b| *b == b'/') {
+            match self.nodes.get(&(node, component.into())) {
+                Some(next) => node = *next,
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
 /// Makes the directory at `path` (normalised, below the root; open as `dir`)
 /// opaque: removes every path under it that this layer did not write
 /// (`layer_paths` holds every path the layer wrote, and their parents). Like
@@ -131,7 +164,7 @@ fn children(dir: BorrowedFd<'_>) -> Result<Vec<(Vec<u8>, bool)>, Errno> {
 pub(crate) fn make_opaque(
     dir: BorrowedFd<'_>,
     path: &[u8],
-    layer_paths: &HashSet<Vec<u8>>,
+    layer_paths: &LayerPaths,
 ) -> Result<(), Errno> {
     // Paths from `dir` of directories this layer wrote, still to be looked at.
     let mut pending = vec![Vec::new()];
@@ -169,6 +202,19 @@ mod tests {
         assert_eq!(classify(b".wh.."), Whiteout::Malformed);
         assert_eq!(classify(b".wh..."), Whiteout::Malformed);
         assert_eq!(classify(b"x.wh.y"), Whiteout::None);
+    }
+
+    #[test]
+    fn layer_paths_hold_paths_and_their_parents() {
+        let mut paths = LayerPaths::default();
+        paths.insert(b"a/b/c");
+        paths.insert(b"a/x");
+        for yes in [&b"a"[..], b"a/b", b"a/b/c", b"a/x"] {
+            assert!(paths.contains(yes), "{}", String::from_utf8_lossy(yes));
+        }
+        for no in [&b"b"[..], b"a/c", b"a/b/c/d", b"a/bb", b"b/c"] {
+            assert!(!paths.contains(no), "{}", String::from_utf8_lossy(no));
+        }
     }
 
     #[test]

@@ -109,7 +109,7 @@ pub(crate) struct Applier {
     parent: Option<(Vec<u8>, Rc<OwnedFd>)>,
     fixups: Vec<DirFixup>,
     /// Layer mode: every path this layer wrote, and their parents.
-    layer_paths: HashSet<Vec<u8>>,
+    layer_paths: layer::LayerPaths,
     /// Layer mode: the directories made opaque already. Another marker for one
     /// of them finds nothing to remove (what is there, this layer wrote), so
     /// it is not listed again.
@@ -141,7 +141,7 @@ impl Applier {
             resolution,
             parent: None,
             fixups: Vec::new(),
-            layer_paths: HashSet::new(),
+            layer_paths: layer::LayerPaths::default(),
             opaque_done: HashSet::new(),
             owner: None,
             buffer: vec![0; COPY_BUFFER],
@@ -196,12 +196,7 @@ impl Applier {
 
     /// Layer mode: everything this layer writes survives an opaque directory.
     fn remember_layer_path(&mut self, path: &[u8]) {
-        let mut end = 0;
-        for component in path.split(|b| *b == b'/') {
-            end += component.len();
-            self.layer_paths.insert(path[..end].to_vec());
-            end += 1;
-        }
+        self.layer_paths.insert(path);
     }
 
     /// Writes an entry the policy let through.
