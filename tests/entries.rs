@@ -824,3 +824,26 @@ async fn non_utf8_names(sandbox: Sandbox) {
     assert_symlink(d.join("to-binary"), OsStr::from_bytes(name));
     scene.check();
 }
+
+/// A name padded past the report's length limit (`docs/` + `./` × 4,200 +
+/// `evil.sh`, in a PAX record) is reported as the name written, not cut
+/// inside the padding.
+#[tokio::test]
+async fn a_padded_name_is_reported_as_written() {
+    let sandbox = common::sandbox().await;
+    let scene = common::Scene::new();
+    let name = format!("docs/{}evil.sh", "./".repeat(4_200));
+    let archive = Tar::new()
+        .pax(&[(b"path", name.as_bytes())])
+        .entry(Header::new("placeholder", b'0', 0), b"#!/bin/sh\n")
+        .finish();
+    let run = common::run(&sandbox, &archive, &scene.dest, &Options::default()).await;
+    assert_eq!(
+        run.outcome("docs/evil.sh"),
+        &Outcome::Written,
+        "{:?}",
+        run.outcomes()
+    );
+    assert!(scene.dest.join("docs/evil.sh").is_file());
+    scene.check();
+}

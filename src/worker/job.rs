@@ -13,13 +13,13 @@ use std::sync::atomic::AtomicBool;
 use crate::mode::SandboxMode;
 use crate::options::{Limits, Options};
 use crate::report::{EntryKind, Outcome};
-use crate::wire::{self, WireError, WireReport, WorkerMsg, WorkerTotals};
+use crate::wire::{self, WireError, WireReport, WorkerMsg, WorkerTotals, MAX_REPORTED_PATH};
 
 use super::apply::layer::Whiteout;
 use super::apply::{Applier, Fatal, Resolution};
 use super::archive::{self, Entry, Meta, Stop, Visitor};
 use super::reporter::Reporter;
-use super::{input, seccomp};
+use super::{input, names, seccomp};
 
 /// Decodes, parses and applies the archive from `socket`; returns the totals
 /// or a fatal error.
@@ -146,7 +146,7 @@ pub(crate) fn extract<R: Read>(
     let corrections = applier
         .finish()
         .into_iter()
-        .map(|(path, message)| (wire::bounded_path(path), wire::bounded_text(message)))
+        .map(|(raw, message)| (reported_name(&raw), wire::bounded_text(message)))
         .collect();
     Ok(Extracted {
         tar_bytes: end.tar_bytes,
@@ -154,6 +154,21 @@ pub(crate) fn extract<R: Read>(
         layer_size: end.layer_size,
         corrections,
     })
+}
+
+/// The name a report carries: the archive's, unless it is too long to report
+/// whole; then the name as written (`docs/././…/evil.sh` as `docs/evil.sh`), so
+/// that padding cut at the limit never hides what was written. A name that
+/// cannot be normalised (rejected) is cut.
+fn reported_name(raw: &[u8]) -> Vec<u8> {
+    if raw.len() > MAX_REPORTED_PATH {
+        if let Ok(path) = names::normalize_lexically(raw) {
+            if !path.is_empty() && path.len() <= MAX_REPORTED_PATH {
+                return path;
+            }
+        }
+    }
+    wire::bounded_path(raw.to_vec())
 }
 
 /// Applies each entry the archive yields, then reports it.
@@ -191,8 +206,9 @@ impl Visitor for Apply<'_, '_> {
             EntryKind::File => meta.sparse.as_ref().map_or(meta.size, |s| s.real_size),
             _ => 0,
         };
+        let path = reported_name(name);
         let report = WireReport {
-            path: name.to_vec(),
+            path,
             kind: meta.kind,
             size,
             outcome,
