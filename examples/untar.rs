@@ -182,13 +182,26 @@ impl From<sandtar::Error> for Fatal {
 }
 
 /// Text from the archive (names, and parser messages that quote header bytes)
-/// made safe for a terminal: control characters are escaped, so a hostile name
-/// cannot break lines or send escape sequences.
+/// made safe for a terminal: control characters, bidirectional overrides and
+/// line separators are escaped, so a hostile name cannot break lines, send
+/// escape sequences or reorder what is shown.
 fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_debug());
+    sandtar::printable(text).into_owned()
+}
+
+/// A JSON line with every character unsafe to show written as `\uXXXX`:
+/// `serde_json` escapes only C0 controls, and DEL, C1 controls (U+009B starts
+/// an escape sequence on some terminals) or bidirectional overrides inside a
+/// string would reach whoever reads the output raw. Outside strings JSON holds
+/// none of them, so the whole line can be rewritten.
+fn json_line(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    for c in value.to_string().chars() {
+        if sandtar::is_unsafe_to_show(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
         } else {
             out.push(c);
         }
@@ -575,7 +588,7 @@ fn print_json_entry(report: &EntryReport) {
     if let Some(reason) = report.outcome.reason() {
         line["reason"] = json!(reason);
     }
-    println!("{line}");
+    println!("{}", json_line(&line));
 }
 
 fn print_json_summary(s: &Summary, dest: &Path, mode: SandboxMode) {
@@ -596,5 +609,30 @@ fn print_json_summary(s: &Summary, dest: &Path, mode: SandboxMode) {
         "layer_size": s.layer_size,
         "diff_id": s.diff_id,
     });
-    println!("{line}");
+    println!("{}", json_line(&line));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every class of character that could act on a terminal, in a name.
+    const HOSTILE: &str =
+        "a\u{1b}[2J\u{7f}\u{9b}31m\u{9d}0;x\u{7}\u{202e}hs.txt\u{2028}\u{2066}b\n";
+
+    #[test]
+    fn human_output_shows_no_control_character() {
+        let shown = printable(HOSTILE);
+        assert!(!shown.chars().any(sandtar::is_unsafe_to_show), "{shown:?}");
+        assert!(shown.contains("\\u{202e}") && shown.contains("\\u{9b}"));
+    }
+
+    #[test]
+    fn json_output_shows_no_control_character_and_still_parses() {
+        let line = json_line(&json!({ "path": HOSTILE }));
+        assert!(!line.chars().any(sandtar::is_unsafe_to_show), "{line:?}");
+        assert!(line.contains("\\u202e") && line.contains("\\u009b") && line.contains("\\u007f"));
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back["path"], HOSTILE);
+    }
 }

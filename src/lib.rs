@@ -255,4 +255,7 @@ pub use mode::SandboxMode;
 pub use options::{
     Compression, IdMap, IdRange, Limit, Limits, ModePolicy, Options, WhiteoutFormat, XattrPolicy,
 };
-pub use report::{EntryKind, EntryReport, Outcome, RejectReason, SkipReason, Summary};
+pub use report::{
+    is_unsafe_to_show, printable, EntryKind, EntryReport, Outcome, RejectReason, SkipReason,
+    Summary,
+};

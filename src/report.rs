@@ -224,3 +224,45 @@ impl Summary {
         self.written + self.listed == self.entries
     }
 }
+
+/// Whether `c` must not reach a terminal or a log as it is: C0 and C1 control
+/// characters and DEL (escape sequences, line breaks), the bidirectional
+/// formatting characters (U+061C, U+200E, U+200F, U+202A–U+202E,
+/// U+2066–U+2069: they reorder what follows: `evil`, U+202E, `hs.txt` reads
+/// as `eviltxt.sh`), and the line and paragraph separators U+2028, U+2029.
+pub fn is_unsafe_to_show(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{2028}'
+                | '\u{2029}'
+        )
+}
+
+/// `text` (an entry's name, a message quoting the archive) made safe to show:
+/// every character [`is_unsafe_to_show`] is escaped as `\u{…}` (`\n`, `\t`
+/// and the like as themselves), the rest unchanged.
+///
+/// ```
+/// assert_eq!(sandtar::printable("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+/// assert_eq!(sandtar::printable("evil\u{202e}hs.txt"), "evil\\u{202e}hs.txt");
+/// assert_eq!(sandtar::printable("plain/name.txt"), "plain/name.txt");
+/// ```
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(is_unsafe_to_show) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match is_unsafe_to_show(c) {
+            true => out.extend(c.escape_default()),
+            false => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}

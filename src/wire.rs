@@ -187,27 +187,21 @@ impl From<WireError> for crate::Error {
     }
 }
 
-/// A message from the (untrusted) worker made safe to log: control characters
-/// (which an archive can smuggle into parser errors) escaped, and at most 1 KiB
-/// kept.
+/// A message from the (untrusted) worker made safe to log: every character
+/// [`is_unsafe_to_show`](crate::is_unsafe_to_show) (controls, bidirectional
+/// overrides, line separators, which an archive can smuggle into parser
+/// errors) escaped, and at most 1 KiB kept.
 pub(crate) fn untrusted_text(message: String) -> String {
     const MAX: usize = 1024;
-    if message.len() <= MAX && !message.chars().any(char::is_control) {
-        return message;
+    let shown = crate::report::printable(&message);
+    if shown.len() <= MAX {
+        return shown.into_owned();
     }
-    let mut out = String::with_capacity(message.len().min(MAX) + 8);
-    for c in message.chars() {
-        if out.len() >= MAX {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
+    let mut end = MAX;
+    while !shown.is_char_boundary(end) {
+        end -= 1;
     }
-    out
+    format!("{}…", &shown[..end])
 }
 
 /// A path from the wire (raw bytes) as the caller's path.
@@ -337,6 +331,10 @@ mod tests {
         assert_eq!(untrusted_text("plain".into()), "plain");
         assert_eq!(untrusted_text("a\nb\x1b[31m".into()), "a\\nb\\u{1b}[31m");
         assert!(untrusted_text("x".repeat(5000)).chars().count() <= 1025);
+        for hostile in ["\u{7f}", "\u{9b}", "\u{202e}", "\u{2028}", "\u{2069}", "\u{200f}"] {
+            let shown = untrusted_text(format!("a{hostile}b"));
+            assert!(!shown.chars().any(crate::is_unsafe_to_show), "{shown:?}");
+        }
     }
 
     #[test]

@@ -400,7 +400,7 @@ impl<R> Job<R> {
         };
         tracing::trace!(
             parent: &self.span,
-            path = %String::from_utf8_lossy(&report.path),
+            path = %crate::report::printable(&String::from_utf8_lossy(&report.path)),
             kind = report.kind.name(),
             outcome = outcome.name(),
             reason = outcome.reason().as_deref(),
