@@ -331,7 +331,9 @@ mod tests {
         assert_eq!(untrusted_text("plain".into()), "plain");
         assert_eq!(untrusted_text("a\nb\x1b[31m".into()), "a\\nb\\u{1b}[31m");
         assert!(untrusted_text("x".repeat(5000)).chars().count() <= 1025);
-        for hostile in ["\u{7f}", "\u{9b}", "\u{202e}", "\u{2028}", "\u{2069}", "\u{200f}"] {
+        for hostile in [
+            "\u{7f}", "\u{9b}", "\u{202e}", "\u{2028}", "\u{2069}", "\u{200f}",
+        ] {
             let shown = untrusted_text(format!("a{hostile}b"));
             assert!(!shown.chars().any(crate::is_unsafe_to_show), "{shown:?}");
         }

@@ -3291,7 +3291,11 @@ async fn directory_metadata_failure_with_a_long_raw_name(sandbox: Sandbox) {
     assert_eq!(run.reports.len(), 3);
     assert_eq!(
         run.reports[2].outcome,
-        Outcome::Failed("setting directory metadata: Argument list too long (os error 7)".into())
+        Outcome::Failed(
+            "written without the extended attribute user.big (70000 bytes): its value is too \
+             large for this filesystem (Argument list too long (os error 7))"
+                .into()
+        )
     );
     scene.check();
 }

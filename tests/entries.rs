@@ -31,6 +31,7 @@ root_and_nobody!(
     extract_twice,
     fifos_not_allowed,
     non_utf8_names,
+    xattrs_the_filesystem_cannot_hold,
 );
 
 /// A file, a directory, a symlink, a hard link, a FIFO, and device nodes (which
@@ -845,5 +846,83 @@ async fn a_padded_name_is_reported_as_written() {
         run.outcomes()
     );
     assert!(scene.dest.join("docs/evil.sh").is_file());
+    scene.check();
+}
+
+/// An 8,000-byte `user.*` value (ext4 holds one block: `ENOSPC`), a 70 KB one
+/// (`E2BIG`) and a 300-byte name (`ERANGE`), on files and a directory: each
+/// entry is reported failed once, for that reason (not as a full disk, which
+/// would stop the job), and is on disk complete with its mode and time; the
+/// job goes on.
+async fn xattrs_the_filesystem_cannot_hold(sandbox: Sandbox) {
+    let scene = Scene::new();
+    let d = &scene.dest;
+    if common::get_xattr(d, "user.probe").is_err() {
+        println!("no user xattrs on this filesystem; skipped");
+        return;
+    }
+    let long_name = format!("SCHILY.xattr.user.{}", "n".repeat(300));
+    let (big, huge) = (vec![b'v'; 8_000], vec![b'v'; 70_000]);
+    let archive = Tar::new()
+        .pax(&[
+            (b"SCHILY.xattr.user.big", &big),
+            (b"SCHILY.xattr.user.ok", b"1"),
+        ])
+        .entry(
+            Header::new("big", b'0', 0).mode(0o640).mtime(1_000_000_000),
+            b"data",
+        )
+        .pax(&[(b"SCHILY.xattr.user.huge", &huge)])
+        .entry(Header::new("huge", b'0', 0).mtime(1_000_000_000), b"data")
+        .pax(&[(long_name.as_bytes(), b"x")])
+        .entry(Header::new("named", b'0', 0).mtime(1_000_000_000), b"data")
+        .pax(&[(b"SCHILY.xattr.user.big", &big)])
+        .entry(
+            Header::new("dir/", b'5', 0)
+                .mode(0o750)
+                .mtime(1_000_000_000),
+            b"",
+        )
+        .file("after", b"a")
+        .finish();
+    let run = common::run(&sandbox, &archive, d, &Options::default()).await;
+    let summary = run.summary();
+    assert_eq!(
+        (summary.written, summary.failed),
+        (1, 4),
+        "{:?}",
+        run.outcomes()
+    );
+    for (name, why) in [
+        ("big", "value is too large"),
+        ("huge", "value is too large"),
+        ("named", "name is too long"),
+        ("dir", "value is too large"),
+    ] {
+        // A directory's metadata comes last: its failure is a correction,
+        // the second report for it.
+        let outcome = &run
+            .reports
+            .iter()
+            .rev()
+            .find(|r| r.path == Path::new(name))
+            .unwrap()
+            .outcome;
+        assert!(
+            matches!(outcome, Outcome::Failed(m) if m.starts_with("written without the extended attribute") && m.contains(why)),
+            "{name}: {outcome:?}"
+        );
+        let meta = std::fs::metadata(d.join(name)).unwrap();
+        assert_eq!(meta.mtime(), 1_000_000_000, "{name}");
+    }
+    assert_file(d.join("big"), b"data", 0o640);
+    assert_dir(d.join("dir"), 0o750);
+    assert_eq!(
+        common::get_xattr(&d.join("big"), "user.ok")
+            .unwrap()
+            .as_deref(),
+        Some(&b"1"[..])
+    );
+    assert_file(d.join("after"), b"a", 0o644);
     scene.check();
 }

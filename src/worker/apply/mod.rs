@@ -255,11 +255,13 @@ impl Applier {
         if mode & 0o7000 != 0 {
             fchmod(&file, Mode::from_raw_mode(mode)).map_err(|e| os("fchmod", e))?;
         }
-        self.xattrs(&file, meta)?;
+        // An attribute the filesystem cannot hold fails the entry, but the
+        // file stays complete and gets its time like any other.
+        let lost = self.xattrs(&file, meta)?;
         if let Some(mtime) = self.mtime(meta) {
             futimens(&file, &times(mtime)).map_err(|e| os("futimens", e))?;
         }
-        Ok(Outcome::Written)
+        Ok(lost.map_or(Outcome::Written, Outcome::Failed))
     }
 
     /// Copies `len` bytes of `data` into `file`: at its current position, or at
@@ -652,16 +654,19 @@ impl Applier {
                 if let Some((u, g)) = fixup.owner {
                     fchown(&dir, Some(uid(u)), Some(gid(g)))?;
                 }
-                set_xattrs(&dir, &fixup.xattrs)?;
+                // An attribute the filesystem cannot hold is reported, and the
+                // mode and time are still set.
+                let lost = set_xattrs(&dir, &fixup.xattrs)?;
                 fchmod(&dir, Mode::from_raw_mode(fixup.mode))?;
                 if let Some(mtime) = fixup.mtime {
                     futimens(&dir, &times(mtime))?;
                 }
-                Ok(())
+                Ok(lost)
             });
             match result {
+                Ok(Some(lost)) => failures.push((fixup.raw, lost)),
                 // Replaced by a later entry (a file or symlink): nothing to fix.
-                Ok(()) | Err(Errno::NOTDIR) | Err(Errno::LOOP) | Err(Errno::NOENT) => {}
+                Ok(None) | Err(Errno::NOTDIR) | Err(Errno::LOOP) | Err(Errno::NOENT) => {}
                 Err(e) => failures.push((
                     fixup.raw,
                     format!("setting directory metadata: {}", std::io::Error::from(e)),
@@ -741,7 +746,9 @@ impl Applier {
         }
     }
 
-    fn xattrs(&self, file: &OwnedFd, meta: &Meta) -> Result<(), Fail> {
+    /// Sets the entry's allowed extended attributes; says which one the
+    /// filesystem could not hold, if any.
+    fn xattrs(&self, file: &OwnedFd, meta: &Meta) -> Result<Option<String>, Fail> {
         let policy = self.options.xattrs;
         let allowed = meta.xattrs.iter().filter(|(name, _)| policy.allows(name));
         set_xattrs(file, allowed).map_err(|e| os("fsetxattr", e))
@@ -749,18 +756,46 @@ impl Applier {
 }
 
 /// Sets extended attributes on `fd`. A filesystem without them (or a namespace
-/// this worker may not write, such as `trusted.*`) loses them, as with GNU tar.
+/// this worker may not write) loses them, as with GNU tar. One the filesystem
+/// cannot hold (a value too large for it: `ENOSPC` on ext4 when it does not fit
+/// in a block, `E2BIG` past 64 KiB; a name too long: `ERANGE`) is skipped, the
+/// others set, and the first such is described.
 fn set_xattrs<'a>(
     fd: &OwnedFd,
     xattrs: impl IntoIterator<Item = &'a (Vec<u8>, Vec<u8>)>,
-) -> Result<(), Errno> {
+) -> Result<Option<String>, Errno> {
+    let mut lost = None;
     for (name, value) in xattrs {
         match fsetxattr(fd, cpath(name), value, XattrFlags::empty()) {
             Ok(()) | Err(Errno::NOTSUP) | Err(Errno::PERM) => {}
+            Err(e @ (Errno::NOSPC | Errno::TOOBIG | Errno::RANGE)) => {
+                lost.get_or_insert_with(|| xattr_lost(name, value.len(), e));
+            }
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(lost)
+}
+
+/// Why an extended attribute is missing, in words a user can act on.
+fn xattr_lost(name: &[u8], len: usize, e: Errno) -> String {
+    let mut shown = String::from_utf8_lossy(name).into_owned();
+    if shown.len() > 64 {
+        let mut end = 64;
+        while !shown.is_char_boundary(end) {
+            end -= 1;
+        }
+        shown.truncate(end);
+        shown.push('…');
+    }
+    let why = match e {
+        Errno::RANGE => "its name is too long for this filesystem",
+        _ => "its value is too large for this filesystem",
+    };
+    format!(
+        "written without the extended attribute {shown} ({len} bytes): {why} ({})",
+        std::io::Error::from(e)
+    )
 }
 
 /// Reads at least one byte of an entry's data; the archive ending first is fatal.
