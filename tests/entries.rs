@@ -32,6 +32,7 @@ root_and_nobody!(
     fifos_not_allowed,
     non_utf8_names,
     xattrs_the_filesystem_cannot_hold,
+    set_group_id_destination,
 );
 
 /// A file, a directory, a symlink, a hard link, a FIFO, and device nodes (which
@@ -924,5 +925,29 @@ async fn xattrs_the_filesystem_cannot_hold(sandbox: Sandbox) {
         Some(&b"1"[..])
     );
     assert_file(d.join("after"), b"a", 0o644);
+    scene.check();
+}
+
+/// In a set-group-id destination the kernel makes new directories
+/// set-group-id: implied parents end as the listed directories do, without
+/// the bit (mode 0755 exactly, not 02755).
+async fn set_group_id_destination(sandbox: Sandbox) {
+    let scene = Scene::new();
+    let d = &scene.dest;
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o2775)).unwrap();
+    assert_eq!(
+        mode_of(d) & 0o7777,
+        0o2775,
+        "the test could not make dest setgid"
+    );
+    let archive = Tar::new()
+        .file("implied/deeper/file", b"f")
+        .dir("listed/", 0o755)
+        .finish();
+    let run = run(&sandbox, &archive, d, &Options::default()).await;
+    assert!(run.summary().is_complete(), "{:?}", run.outcomes());
+    for dir in ["implied", "implied/deeper", "listed"] {
+        assert_dir(d.join(dir), 0o755);
+    }
     scene.check();
 }

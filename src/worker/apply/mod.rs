@@ -575,19 +575,39 @@ impl Applier {
                 Err(e) => return Err(os("mkdirat (parent)", e)),
             };
             // From the root each time, so a symlink on the way resolves inside it.
+            let open = match made {
+                true => OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                false => flags,
+            };
             dir = self
-                .resolve(&parent[..end], flags)
+                .resolve(&parent[..end], open)
                 .map_err(|e| os("open parent directory", e))?;
-            // Through the descriptor, never by name: whatever a racing process
-            // put at the name, this is a directory inside the destination.
-            if let (true, Some((u, g))) = (made, owner) {
-                let (u, g) = (Some(uid(u.into())), Some(gid(g.into())));
-                chownat(&dir, "", u, g, AtFlags::EMPTY_PATH)
-                    .map_err(|e| os("chown (parent)", e))?;
+            if made {
+                self.settle_implied(&dir, owner)?;
             }
             end += 1;
         }
         Ok(dir)
+    }
+
+    /// Gives a parent directory the archive did not list (just made, open as
+    /// `dir`) its owner and exactly mode 0755, through the descriptor, never
+    /// by name: whatever a racing process put at the name, this is a directory
+    /// inside the destination. In a set-group-id destination the kernel makes
+    /// new directories set-group-id too; implied parents lose the bit, like
+    /// the directories the archive lists.
+    fn settle_implied(&self, dir: &OwnedFd, owner: Option<(u32, u32)>) -> Result<(), Fail> {
+        if let Some((u, g)) = owner {
+            let (u, g) = (Some(uid(u.into())), Some(gid(g.into())));
+            chownat(dir, "", u, g, AtFlags::EMPTY_PATH).map_err(|e| os("chown (parent)", e))?;
+        }
+        let mode = rustix::fs::fstat(dir)
+            .map_err(|e| os("fstat (parent)", e))?
+            .st_mode;
+        if mode & 0o7000 != 0 {
+            fchmod(dir, Mode::from_raw_mode(0o755)).map_err(|e| os("chmod (parent)", e))?;
+        }
+        Ok(())
     }
 
     /// Opens `path` below the root; every symlink and `..` on the way resolves as
