@@ -92,6 +92,12 @@ pub struct Limits {
     /// have been decompressed (so small, very regular archives pass). Default 1,000
     /// (gzip cannot exceed about 1,030; zstd and xz can reach millions).
     pub max_compression_ratio: u64,
+    /// Most CPU time, in seconds, a job's worker may use (both of its threads,
+    /// user and system). Default 600. Enforced by the kernel (`RLIMIT_CPU`):
+    /// the worker is stopped by `SIGXCPU` and the job fails with
+    /// [`Limit::MaxCpuTime`]. Bounds the work any archive can cause, whatever
+    /// the other limits (a symlink chain resolved once per entry, say).
+    pub max_cpu_time: u64,
 }
 
 impl Default for Limits {
@@ -104,6 +110,7 @@ impl Default for Limits {
             max_path_length: 4095,
             max_path_depth: 256,
             max_compression_ratio: 1000,
+            max_cpu_time: 600,
         }
     }
 }
@@ -124,6 +131,7 @@ impl Limits {
             Limit::MaxPathLength => self.max_path_length,
             Limit::MaxPathDepth => self.max_path_depth,
             Limit::MaxCompressionRatio => self.max_compression_ratio,
+            Limit::MaxCpuTime => self.max_cpu_time,
         }
     }
 
@@ -137,6 +145,7 @@ impl Limits {
             max_path_length: u64::MAX,
             max_path_depth: u64::MAX,
             max_compression_ratio: u64::MAX,
+            max_cpu_time: u64::MAX,
         }
     }
 }
@@ -170,6 +179,8 @@ pub enum Limit {
     MaxPathDepth,
     /// [`Limits::max_compression_ratio`].
     MaxCompressionRatio,
+    /// [`Limits::max_cpu_time`].
+    MaxCpuTime,
 }
 
 impl Limit {
@@ -183,6 +194,7 @@ impl Limit {
             Limit::MaxPathLength => "max_path_length",
             Limit::MaxPathDepth => "max_path_depth",
             Limit::MaxCompressionRatio => "max_compression_ratio",
+            Limit::MaxCpuTime => "max_cpu_time",
         }
     }
 }

@@ -96,6 +96,7 @@ fn set_limits(options: &Options) -> Result<(), String> {
         (Resource::Nofile, MAX_OPEN_FILES, "RLIMIT_NOFILE"),
         (Resource::Fsize, max_file, "RLIMIT_FSIZE"),
     ];
+    set_cpu_limit(options.limits.max_cpu_time)?;
     for (resource, value, name) in limits {
         // u64::MAX (Limits::unlimited) is RLIM_INFINITY.
         let value = (value != u64::MAX).then_some(value);
@@ -106,6 +107,23 @@ fn set_limits(options: &Options) -> Result<(), String> {
         setrlimit(resource, limit).map_err(|e| format!("setrlimit({name}) failed: {e}"))?;
     }
     Ok(())
+}
+
+/// `RLIMIT_CPU`: `SIGXCPU` (which ends the worker; the caller names the limit)
+/// at `seconds`, `SIGKILL` one second later should a compromised worker
+/// ignore it.
+fn set_cpu_limit(seconds: u64) -> Result<(), String> {
+    let limit = match seconds {
+        u64::MAX => Rlimit {
+            current: None,
+            maximum: None,
+        },
+        s => Rlimit {
+            current: Some(s),
+            maximum: Some(s.saturating_add(1)),
+        },
+    };
+    setrlimit(Resource::Cpu, limit).map_err(|e| format!("setrlimit(RLIMIT_CPU) failed: {e}"))
 }
 
 /// Drops every capability of the calling thread (bounding, ambient,

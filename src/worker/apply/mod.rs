@@ -107,6 +107,10 @@ pub(crate) struct Applier {
     resolution: Resolution,
     /// The parent directory of the previous entry, still open.
     parent: Option<(Vec<u8>, Rc<OwnedFd>)>,
+    /// The directory of the previous hard link's target, still open: resolving
+    /// a name through a chain of long symlinks costs up to ~1 ms, so an archive
+    /// of hard links into one such place pays it once.
+    link_parent: Option<(Vec<u8>, Rc<OwnedFd>)>,
     fixups: Vec<DirFixup>,
     /// Layer mode: every path this layer wrote, and their parents.
     layer_paths: layer::LayerPaths,
@@ -140,6 +144,7 @@ impl Applier {
             root,
             resolution,
             parent: None,
+            link_parent: None,
             fixups: Vec::new(),
             layer_paths: layer::LayerPaths::default(),
             opaque_done: HashSet::new(),
@@ -350,13 +355,7 @@ impl Applier {
         }
         let (parent, name) = split(path);
         let (target_parent, target_name) = split(target);
-        let target_dir = match target_parent {
-            [] => self.root.clone(),
-            p => Rc::new(
-                self.resolve(p, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC)
-                    .map_err(|e| os("hard link target", e))?,
-            ),
-        };
+        let target_dir = self.link_target_dir(target_parent)?;
         self.create(parent, name, |dir, name| {
             linkat(
                 &*target_dir,
@@ -367,6 +366,32 @@ impl Applier {
             )
         })?;
         Ok(Outcome::Written)
+    }
+
+    /// The directory `path` of a hard link's target, reusing the previous
+    /// one's when it is the same.
+    fn link_target_dir(&mut self, path: &[u8]) -> Result<Rc<OwnedFd>, Fail> {
+        if path.is_empty() {
+            return Ok(self.root.clone());
+        }
+        if let Some((cached, fd)) = &self.link_parent {
+            if cached == path {
+                return Ok(fd.clone());
+            }
+        }
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = Rc::new(
+            self.resolve(path, flags)
+                .map_err(|e| os("hard link target", e))?,
+        );
+        self.link_parent = Some((path.to_vec(), fd.clone()));
+        Ok(fd)
+    }
+
+    /// Forgets the directories kept open: what was removed may be one of them.
+    fn forget_dirs(&mut self) {
+        self.parent = None;
+        self.link_parent = None;
     }
 
     /// A fifo or a device node (the policy allowed it).
@@ -441,7 +466,7 @@ impl Applier {
         };
         let parent = split(path).0;
         // Removing may take the cached parent directory away.
-        self.parent = None;
+        self.forget_dirs();
         match (whiteout, format) {
             (Whiteout::Opaque, WhiteoutFormat::Oci) => {
                 if !self.opaque_done.insert(parent.to_vec()) {
@@ -517,7 +542,7 @@ impl Applier {
     /// except in layer mode, where whatever is in the way goes.
     fn remove(&mut self, dir: &OwnedFd, name: &[u8]) -> Result<(), Fail> {
         // Whatever we remove may be the cached parent of later entries.
-        self.parent = None;
+        self.forget_dirs();
         if self.options.whiteouts.is_some() {
             return layer::remove_all(dir.as_fd(), name).map_err(|e| os("remove", e));
         }
@@ -662,7 +687,7 @@ impl Applier {
                 f.path.iter().filter(|b| **b == b'/').count() + usize::from(!f.path.is_empty()),
             )
         });
-        self.parent = None;
+        self.forget_dirs();
         for fixup in fixups {
             let target = if fixup.path.is_empty() {
                 &b"."[..]
