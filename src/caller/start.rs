@@ -19,6 +19,7 @@ use tokio::net::UnixStream;
 use crate::caller::child::Worker;
 use crate::caller::frames::{self, Frames};
 use crate::caller::job::Job;
+use crate::caller::mounts;
 use crate::caller::overlay::OpaqueMarks;
 use crate::caller::pool::{Pool, Warm};
 use crate::caller::zygote_conn::Arrival;
@@ -137,7 +138,17 @@ fn open_destination(dest: &Path) -> Result<(File, PathBuf)> {
     if link.as_os_str().as_bytes().ends_with(b" (deleted)") {
         return Err(problem("was deleted".into()));
     }
-    Ok((dir, link))
+    match mounts::first_mount_below(&link) {
+        Ok(None) => Ok((dir, link)),
+        Ok(Some(point)) => Err(problem(format!(
+            "has a filesystem mounted below it, at {}: what that mount hides would be \
+             in reach of the archive; unmount it or extract elsewhere",
+            point.display()
+        ))),
+        Err(e) => Err(problem(format!(
+            "cannot be checked for mounts below it (/proc/self/mountinfo: {e})"
+        ))),
+    }
 }
 
 /// Reads the `Warm` message a new worker sends once it is set up.
