@@ -88,7 +88,8 @@
 //!
 //! Both presets hold the archive to the same finite [`Limits`]: number of
 //! entries, size of one entry and of all of them, extension header size, name
-//! length and depth, and compression ratio. The first limit exceeded stops the
+//! length and depth, compression ratio, and the worker's CPU time. The first
+//! limit exceeded stops the
 //! job with [`Error::LimitExceeded`]. [`Limits::unlimited()`] lifts them all,
 //! for archives you made.
 //!
