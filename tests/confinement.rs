@@ -102,6 +102,33 @@ async fn check_live_worker(options: Options, expected_caps: u64) -> SandboxMode 
         .count();
     assert!(fds <= 10, "worker holds {fds} descriptors");
     assert_eq!(status_field(pid, "Threads:").as_deref(), Some("2"));
+    // First in line for the OOM killer; alone in its PID namespace (pid 1 there).
+    let oom = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap();
+    assert_eq!(oom.trim(), "1000");
+    assert_eq!(
+        status_field(pid, "NSpid:")
+            .as_deref()
+            .map(|n| n.split_whitespace().last()),
+        Some(Some("1"))
+    );
+    // Memory, file size and CPU time bounded by the kernel.
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let limit = |name: &str| {
+        limits
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| {
+                l[name.len()..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .unwrap()
+    };
+    assert_eq!(limit("Max address space"), (1536u64 << 20).to_string());
+    assert_eq!(limit("Max file size"), (8u64 << 30).to_string());
+    assert_eq!(limit("Max cpu time"), "600");
 
     let mode = sandbox.mode();
     drop(job);
