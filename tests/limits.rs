@@ -147,3 +147,34 @@ impl TakeBytes for std::io::Repeat {
         self.take(n as u64)
     }
 }
+
+/// CPU time: a chain of long symlinks (`H` -> `L1/../L1/…`, each `L1` ->
+/// `d/../d/…`, ~30,000 path steps per resolution) and then hard links to
+/// targets below it in ever new directories, each resolved through the whole
+/// chain (~1 ms apiece). No other limit is near; `max_cpu_time` (1 s here)
+/// ends the job, named, by the kernel's `RLIMIT_CPU`.
+#[tokio::test]
+async fn cpu_time() {
+    let sandbox = common::sandbox().await;
+    let mut tar = common::raw::Tar::new();
+    tar.dir("d/", 0o755);
+    let l1 = format!("d/{}", "../d/".repeat(818));
+    let h = format!("L1{}", "/../L1".repeat(37));
+    tar.pax(&[(b"linkpath", l1.as_bytes())]).symlink("L1", "x");
+    tar.pax(&[(b"linkpath", h.as_bytes())]).symlink("H", "x");
+    for i in 0..200_000 {
+        tar.hardlink(format!("x{i}"), format!("H/m{i}/t"));
+    }
+    let mut options = Options::default();
+    options.limits.max_cpu_time = 1;
+    let dest = tempfile::tempdir().unwrap();
+    let result = sandbox
+        .extract(&tar.finish()[..], dest.path(), &options)
+        .await;
+    match result {
+        Err(sandtar::Error::LimitExceeded { limit, value, .. }) => {
+            assert_eq!((limit, value), (sandtar::Limit::MaxCpuTime, 1));
+        }
+        other => panic!("expected max_cpu_time, got {other:?}"),
+    }
+}
