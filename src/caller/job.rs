@@ -6,6 +6,12 @@
 //! (which kills the worker; it is reaped in the background). Memory is bounded by
 //! one pump buffer, one frame buffer and one frame's worth of reports.
 //!
+//! The worker's last word does not end its process: as soon as the result is
+//! in (`Done`, `Failed`, or anything that ends the job), the driver sends it
+//! SIGKILL through its pidfd, and the job ends only once the worker has been
+//! reaped. Whatever the worker does after its last message, it cannot change
+//! the destination once the job has ended.
+//!
 //! No task is spawned: the job makes progress only while it is polled, and the
 //! reader needs no `'static` or `Send` bound.
 
@@ -19,7 +25,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, Interest};
 use tokio::net::UnixStream;
 
-use crate::caller::child::Worker;
+use crate::caller::child::{Exit, Worker};
 use crate::caller::frames::{self, Frames};
 use crate::caller::pool::Warm;
 use crate::caller::pump::Pump;
@@ -41,6 +47,10 @@ const SEND_BUFFER: usize = 1024 * 1024;
 /// Poll it as a [`Stream`](futures_core::Stream) (or with [`Job::next`]) to see each
 /// entry as it is handled, then call [`Job::finish`]; or call `finish` directly.
 /// Dropping a job before it finished kills its worker.
+///
+/// When the stream ends or [`Job::finish`] returns, the worker process is gone:
+/// it is killed as soon as its result is in, and reaped before the job ends,
+/// so nothing in the destination changes afterwards.
 ///
 /// ```no_run
 /// # async fn demo(sandbox: sandtar::Sandbox) -> sandtar::Result<()> {
@@ -86,8 +96,9 @@ struct Counts {
 #[derive(Debug)]
 enum State {
     Running,
-    /// The worker's socket closed without a last message: wait for its exit.
-    Dying,
+    /// The job's result is known (`None`: the worker closed its socket without
+    /// a last message) and the worker was sent SIGKILL: wait until it is reaped.
+    Ending(Option<Result<Summary>>),
     Finished {
         result: Result<Summary>,
         error_seen: bool,
@@ -148,7 +159,8 @@ impl<R: AsyncRead + Unpin> Job<R> {
     }
 
     /// Runs the job to its end, discarding reports not yet taken, and returns the
-    /// summary (or the error that ended the job).
+    /// summary (or the error that ended the job). By then the worker process has
+    /// been killed and reaped.
     pub async fn finish(mut self) -> Result<Summary> {
         std::future::poll_fn(|cx| loop {
             match self.poll_report(cx) {
@@ -171,7 +183,7 @@ impl<R: AsyncRead + Unpin> Job<R> {
             }
             match self.state {
                 State::Running => ready!(self.poll_worker(cx)),
-                State::Dying => ready!(self.poll_exit(cx)),
+                State::Ending(_) => ready!(self.poll_end(cx)),
                 State::Finished { .. } | State::Taken => return Poll::Ready(self.take_error()),
             }
         }
@@ -180,18 +192,15 @@ impl<R: AsyncRead + Unpin> Job<R> {
     /// One turn of a running job: pump the archive, then read one frame.
     fn poll_worker(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if let Err(e) = self.pump.poll(&mut self.reader, &mut self.socket, cx) {
-            self.fail(e);
+            self.end(Some(Err(e)));
             return Poll::Ready(());
         }
         match ready!(self.frames.poll_next(&mut self.socket, cx)) {
             Ok(Some(msg)) => self.handle(msg),
-            Ok(None) => {
-                // No last message: the worker died or misbehaved. Make sure it
-                // is gone, then say how it ended.
-                self.worker.kill();
-                self.state = State::Dying;
-            }
-            Err(e) => self.fail(e),
+            // No last message: the worker died or misbehaved. Make sure it is
+            // gone, then say how it ended.
+            Ok(None) => self.end(None),
+            Err(e) => self.end(Some(Err(e))),
         }
         Poll::Ready(())
     }
@@ -212,44 +221,68 @@ impl<R> Job<R> {
         }
     }
 
-    /// Waits (through the pidfd) for a worker that closed its socket to exit,
-    /// then ends the job with how it died.
-    fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// The result is in (`None`: the worker left without one): kill the
+    /// worker, whatever it said, and wait for it to be reaped.
+    fn end(&mut self, result: Option<Result<Summary>>) {
+        self.worker.kill();
+        self.state = State::Ending(result);
+    }
+
+    /// Waits until the killed worker is reaped, then ends the job: with the
+    /// result, or with how the worker died if it left without one.
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let exit = ready!(self.poll_reaped(cx));
+        let State::Ending(result) = std::mem::replace(&mut self.state, State::Taken) else {
+            unreachable!("poll_end runs only while the job is ending")
+        };
+        let result = match result {
+            Some(Ok(summary)) => Ok(Summary {
+                elapsed: self.started.elapsed(),
+                ..summary
+            }),
+            Some(Err(e)) => Err(e),
+            None => Err(Error::WorkerDied {
+                pid: self.worker.pid,
+                how: exit.describe(),
+            }),
+        };
+        self.log(&result);
+        self.state = State::Finished {
+            result,
+            error_seen: false,
+        };
+        Poll::Ready(())
+    }
+
+    /// Waits (through the pidfd) for the worker, already sent SIGKILL, to
+    /// exit, and reaps it.
+    fn poll_reaped(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
         loop {
             if self.worker.pidfd().is_none() {
-                self.died("ended");
-                return Poll::Ready(());
+                return Poll::Ready(Exit::Unknown);
             }
-            if let Some(how) = self.worker.try_reap() {
-                self.died(&how);
-                return Poll::Ready(());
+            if let Some(exit) = self.worker.try_reap() {
+                return Poll::Ready(exit);
             }
-            let Some(exit) = &self.exit else {
-                self.died("closed its socket");
-                return Poll::Ready(());
+            let readable = match &self.exit {
+                Some(exit) => exit.poll_read_ready(cx),
+                None => Poll::Ready(Err(std::io::ErrorKind::Unsupported.into())),
             };
-            match exit.poll_read_ready(cx) {
+            match readable {
                 // Readable: it exited; reap on the next turn.
                 Poll::Ready(Ok(mut guard)) => guard.clear_ready(),
+                // The pidfd cannot be polled: wait here (SIGKILL was sent, and
+                // the job must not end before the worker is gone).
                 Poll::Ready(Err(_)) => {
-                    self.died("closed its socket");
-                    return Poll::Ready(());
+                    return Poll::Ready(self.worker.reap_blocking().unwrap_or(Exit::Unknown))
                 }
                 Poll::Pending => return Poll::Pending,
             }
         }
     }
 
-    fn died(&mut self, how: &str) {
-        let error = Error::WorkerDied {
-            pid: self.worker.pid,
-            how: how.to_string(),
-        };
-        self.finish_with(Err(error));
-    }
-
-    fn finish_with(&mut self, result: Result<Summary>) {
-        match &result {
+    fn log(&self, result: &Result<Summary>) {
+        match result {
             Ok(s) => tracing::info!(
                 parent: &self.span,
                 entries = s.entries,
@@ -263,19 +296,8 @@ impl<R> Job<R> {
                 elapsed_ms = s.elapsed.as_secs_f64() * 1000.0,
                 "extraction finished"
             ),
-            Err(e) => {
-                tracing::warn!(parent: &self.span, error = %e, "extraction failed");
-                self.worker.kill();
-            }
+            Err(e) => tracing::warn!(parent: &self.span, error = %e, "extraction failed"),
         }
-        self.state = State::Finished {
-            result,
-            error_seen: false,
-        };
-    }
-
-    fn fail(&mut self, e: Error) {
-        self.finish_with(Err(e));
     }
 
     /// Acts on one frame from the worker; a frame out of bounds or out of
@@ -292,7 +314,7 @@ impl<R> Job<R> {
             ))),
         };
         if let Err(e) = handled {
-            self.fail(e);
+            self.end(Some(Err(e)));
         }
     }
 
@@ -335,8 +357,7 @@ impl<R> Job<R> {
                 "the worker finished before the archive was sent".into(),
             ));
         }
-        self.worker.finished = true;
-        let diff_id = checked_digest(totals.diff_id)?;
+        let diff_id = checked_digest(totals.diff_id.clone())?;
         if let (Some(expected), Some(actual)) = (&self.expected_diff_id, &diff_id) {
             if !expected.eq_ignore_ascii_case(actual) {
                 return Err(Error::DigestMismatch {
@@ -345,12 +366,20 @@ impl<R> Job<R> {
                 });
             }
         }
+        let summary = self.summary(&totals, diff_id);
+        self.end(Some(Ok(summary)));
+        Ok(())
+    }
+
+    /// The summary of a job that ended well (its `elapsed` is set once the
+    /// worker is reaped).
+    fn summary(&self, totals: &WorkerTotals, diff_id: Option<String>) -> Summary {
         let c = &self.counts;
         let compression = match totals.compression {
             Compression::Auto => Compression::None,
             c => c,
         };
-        self.finish_with(Ok(Summary {
+        Summary {
             entries: c.entries,
             written: c.written,
             listed: c.listed,
@@ -364,8 +393,7 @@ impl<R> Job<R> {
             elapsed: self.started.elapsed(),
             diff_id,
             layer_size: totals.layer_size,
-        }));
-        Ok(())
+        }
     }
 
     /// Validates one report from the (untrusted) worker and queues it.
@@ -435,7 +463,7 @@ pub(crate) fn check_report(report: &WireReport) -> Result<()> {
 
 impl<R> Drop for Job<R> {
     fn drop(&mut self) {
-        if matches!(self.state, State::Running | State::Dying) {
+        if matches!(self.state, State::Running | State::Ending(_)) {
             // The worker itself is killed and reaped by `Worker`'s own drop.
             tracing::info!(parent: &self.span, "job dropped before it finished; worker killed");
         }
@@ -576,6 +604,29 @@ mod tests {
         });
         fake.write_all(&encode_frame(&done)).unwrap();
         expect_protocol(finish_within(job).await, "malformed digest");
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_says_done_is_killed_and_reaped_before_the_job_ends() {
+        let (job, mut fake, _child) = fake_job(b"");
+        let pid = job.worker_pid();
+        // Let the (empty) archive be sent first.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let done = WorkerMsg::Done(WorkerTotals {
+            tar_bytes: 0,
+            diff_id: None,
+            layer_size: 0,
+            compression: Compression::None,
+        });
+        fake.write_all(&encode_frame(&done)).unwrap();
+        // The stand-in (`sleep 60`) goes on running after its Done: the job
+        // kills it, and reaps it (no zombie either) before it returns.
+        let summary = finish_within(job).await.expect("Done is a success");
+        assert_eq!(summary.entries, 0);
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "the worker {pid} outlived its job"
+        );
     }
 
     #[tokio::test]

@@ -194,6 +194,6 @@ async fn died(mut worker: Worker) -> Error {
     }
     let how = worker
         .try_reap()
-        .unwrap_or_else(|| "closed its socket".into());
+        .map_or_else(|| "closed its socket".into(), |exit| exit.describe());
     Error::WorkerDied { pid, how }
 }
