@@ -250,7 +250,7 @@ mod zygote;
 pub use caller::job::Job;
 pub use caller::sandbox::{Sandbox, SandboxBuilder};
 pub use caller::subids::SubordinateIds;
-pub use error::{Error, Result};
+pub use error::{DigestKind, Error, Result};
 pub use mode::SandboxMode;
 pub use options::{
     Compression, IdMap, IdRange, Limit, Limits, ModePolicy, Options, WhiteoutFormat, XattrPolicy,

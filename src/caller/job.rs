@@ -29,8 +29,8 @@ use crate::caller::child::{Exit, Worker};
 use crate::caller::frames::{self, Frames};
 use crate::caller::pool::Warm;
 use crate::caller::pump::Pump;
-use crate::error::{Error, Result};
-use crate::options::Compression;
+use crate::error::{DigestKind, Error, Result};
+use crate::options::{Compression, Options};
 use crate::report::{EntryKind, EntryReport, Outcome, Summary};
 use crate::sys;
 use crate::wire::{
@@ -78,8 +78,8 @@ pub struct Job<R> {
     state: State,
     started: Instant,
     span: tracing::Span,
-    /// From the options: checked against the worker's digest.
-    expected_diff_id: Option<String>,
+    /// From the options: the digests checked at the end.
+    expected: Expected,
 }
 
 #[derive(Debug, Default)]
@@ -106,6 +106,49 @@ enum State {
     Taken,
 }
 
+/// The digests a job checks at its end, from the options (validated before
+/// the job starts: [`Expected::from_options`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Expected {
+    /// Whether the pump hashes the bytes it sends (the blob digest).
+    pub hash_input: bool,
+    /// The blob digest the caller's own hash must match.
+    pub digest: Option<String>,
+    /// The `diff_id` the worker must report.
+    pub diff_id: Option<String>,
+}
+
+impl Expected {
+    /// The checks `options` ask for, with digests normalised to `sha256:` and
+    /// lowercase hex; [`Error::InvalidOption`] for a digest that is not one.
+    pub(crate) fn from_options(options: &Options) -> Result<Expected> {
+        let parse = |option: &'static str, value: &Option<String>| {
+            match value {
+            None => Ok(None),
+            Some(v) => sha256_digest(v).map(Some).ok_or(Error::InvalidOption {
+                option,
+                problem: "not a SHA-256 digest (\"sha256:\" and 64 hex digits, or the 64 hex digits alone)",
+            }),
+        }
+        };
+        let digest = parse("expected_digest", &options.expected_digest)?;
+        let diff_id = parse("expected_diff_id", &options.expected_diff_id)?;
+        Ok(Expected {
+            hash_input: options.digest || digest.is_some(),
+            digest,
+            diff_id,
+        })
+    }
+}
+
+/// `value` as `sha256:<64 lowercase hex digits>`, if it is a SHA-256 digest
+/// (with or without the `sha256:` prefix).
+fn sha256_digest(value: &str) -> Option<String> {
+    let hex = value.strip_prefix("sha256:").unwrap_or(value);
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| format!("sha256:{}", hex.to_ascii_lowercase()))
+}
+
 impl<R> Job<R> {
     /// A job driving `warm`'s worker, which is confined and waits for bytes.
     pub(crate) fn new(
@@ -113,7 +156,7 @@ impl<R> Job<R> {
         warm: Warm,
         started: Instant,
         span: tracing::Span,
-        expected_diff_id: Option<String>,
+        expected: Expected,
     ) -> Self {
         // More of the archive in flight: fewer wake-ups of the worker and of this
         // task per byte (best effort: the kernel caps it at `wmem_max`).
@@ -128,14 +171,14 @@ impl<R> Job<R> {
             socket: warm.socket,
             worker: warm.worker,
             exit,
-            pump: Pump::new(),
+            pump: Pump::new(expected.hash_input),
             frames: Frames::with_buffer(),
             queue: VecDeque::new(),
             counts: Counts::default(),
             state: State::Running,
             started,
             span,
-            expected_diff_id,
+            expected,
         }
     }
 }
@@ -350,30 +393,40 @@ impl<R> Job<R> {
         Ok(())
     }
 
-    /// The worker's last message: checks it, then ends the job with the summary.
-    fn on_done(&mut self, totals: WorkerTotals) -> Result<()> {
+    /// The worker's last message: checks it and the digests (the caller's own
+    /// first), then ends the job with the summary.
+    fn on_done(&mut self, mut totals: WorkerTotals) -> Result<()> {
         if !self.pump.all_sent() {
             return Err(Error::Protocol(
                 "the worker finished before the archive was sent".into(),
             ));
         }
-        let diff_id = checked_digest(totals.diff_id.clone())?;
-        if let (Some(expected), Some(actual)) = (&self.expected_diff_id, &diff_id) {
-            if !expected.eq_ignore_ascii_case(actual) {
-                return Err(Error::DigestMismatch {
-                    expected: expected.clone(),
-                    actual: actual.clone(),
-                });
-            }
+        let digest = self.pump.digest();
+        check_digest(DigestKind::Blob, &self.expected.digest, digest.as_deref())?;
+        let diff_id = checked_digest(totals.diff_id.take())?;
+        if self.expected.diff_id.is_some() && diff_id.is_none() {
+            return Err(Error::Protocol(
+                "no diff_id in the worker's last message, though the options ask for one".into(),
+            ));
         }
-        let summary = self.summary(&totals, diff_id);
+        check_digest(
+            DigestKind::DiffId,
+            &self.expected.diff_id,
+            diff_id.as_deref(),
+        )?;
+        let summary = self.summary(&totals, diff_id, digest);
         self.end(Some(Ok(summary)));
         Ok(())
     }
 
     /// The summary of a job that ended well (its `elapsed` is set once the
     /// worker is reaped).
-    fn summary(&self, totals: &WorkerTotals, diff_id: Option<String>) -> Summary {
+    fn summary(
+        &self,
+        totals: &WorkerTotals,
+        diff_id: Option<String>,
+        digest: Option<String>,
+    ) -> Summary {
         let c = &self.counts;
         let compression = match totals.compression {
             Compression::Auto => Compression::None,
@@ -392,6 +445,7 @@ impl<R> Job<R> {
             compression,
             elapsed: self.started.elapsed(),
             diff_id,
+            digest,
             layer_size: totals.layer_size,
         }
     }
@@ -448,6 +502,21 @@ fn checked_digest(diff_id: Option<String>) -> Result<Option<String>> {
     }
 }
 
+/// [`Error::DigestMismatch`] if `expected` is set and `actual` differs (hex
+/// digits in either case).
+fn check_digest(kind: DigestKind, expected: &Option<String>, actual: Option<&str>) -> Result<()> {
+    match (expected, actual) {
+        (Some(expected), Some(actual)) if !expected.eq_ignore_ascii_case(actual) => {
+            Err(Error::DigestMismatch {
+                kind,
+                expected: expected.clone(),
+                actual: actual.to_string(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The bounds every report from the (untrusted) worker must respect.
 pub(crate) fn check_report(report: &WireReport) -> Result<()> {
     if report.path.len() > MAX_REPORTED_PATH {
@@ -501,7 +570,13 @@ mod tests {
             worker: Worker::new(stand_in.id(), pidfd),
             socket: UnixStream::from_std(ours).unwrap(),
         };
-        let job = Job::new(archive, warm, Instant::now(), tracing::Span::none(), None);
+        let job = Job::new(
+            archive,
+            warm,
+            Instant::now(),
+            tracing::Span::none(),
+            Expected::default(),
+        );
         (job, theirs, stand_in)
     }
 
@@ -525,6 +600,71 @@ mod tests {
             size: 1,
             outcome: Outcome::Written,
         }
+    }
+
+    #[test]
+    fn expected_digests_are_normalised_or_refused() {
+        let hex = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
+        let normal = format!("sha256:{}", hex.to_ascii_lowercase());
+        let mut options = Options::default();
+        assert_eq!(
+            Expected::from_options(&options).unwrap(),
+            Expected::default()
+        );
+        for given in [hex.to_string(), format!("sha256:{hex}"), normal.clone()] {
+            options.expected_digest = Some(given.clone());
+            options.expected_diff_id = Some(given);
+            let expected = Expected::from_options(&options).unwrap();
+            assert_eq!(expected.digest.as_deref(), Some(normal.as_str()));
+            assert_eq!(expected.diff_id.as_deref(), Some(normal.as_str()));
+            assert!(expected.hash_input);
+        }
+        let bad = [
+            "",
+            "sha256:",
+            &hex[1..],
+            &format!("{hex}0"),
+            &format!("sha512:{hex}"),
+            &format!("SHA256:{hex}"),
+            &format!(" {hex}"),
+            &format!("sha256:{}g", &hex[1..]),
+        ];
+        for given in bad {
+            options.expected_digest = Some(given.to_string());
+            options.expected_diff_id = None;
+            let e = Expected::from_options(&options).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    Error::InvalidOption {
+                        option: "expected_digest",
+                        ..
+                    }
+                ),
+                "{given:?}: {e:?}"
+            );
+            // The value is not repeated in the message.
+            assert!(
+                !e.to_string().to_ascii_lowercase().contains(&normal[10..30]),
+                "{e}"
+            );
+            options.expected_digest = None;
+            options.expected_diff_id = Some(given.to_string());
+            let e = Expected::from_options(&options).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    Error::InvalidOption {
+                        option: "expected_diff_id",
+                        ..
+                    }
+                ),
+                "{given:?}: {e:?}"
+            );
+        }
+        options.expected_diff_id = None;
+        options.digest = true;
+        assert!(Expected::from_options(&options).unwrap().hash_input);
     }
 
     #[tokio::test]

@@ -2,8 +2,9 @@
 //! waiting until that worker is confined to it (once more on a fresh worker if
 //! a warm one does not see the destination).
 //!
-//! By the time a [`Job`] is returned, any problem with the destination has been
-//! reported and no byte of the archive has been read.
+//! By the time a [`Job`] is returned, the options have been checked, any
+//! problem with the destination has been reported, and no byte of the archive
+//! has been read.
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
@@ -18,7 +19,7 @@ use tokio::net::UnixStream;
 
 use crate::caller::child::Worker;
 use crate::caller::frames::{self, Frames};
-use crate::caller::job::Job;
+use crate::caller::job::{Expected, Job};
 use crate::caller::pool::{Pool, Warm};
 use crate::caller::zygote_conn::Arrival;
 use crate::error::{Error, Result};
@@ -35,6 +36,8 @@ pub(crate) async fn start<R: AsyncRead + Unpin>(
     options: &Options,
 ) -> Result<Job<R>> {
     let started = Instant::now();
+    // Before any work: a malformed expectation is the caller's mistake.
+    let expected = Expected::from_options(options)?;
     static JOB_IDS: AtomicU64 = AtomicU64::new(1);
     let id = JOB_IDS.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!(
@@ -48,13 +51,7 @@ pub(crate) async fn start<R: AsyncRead + Unpin>(
         Ok(warm) => {
             span.record("worker_pid", warm.worker.pid);
             tracing::debug!(parent: &span, compression = options.compression.name(), "worker confined");
-            Ok(Job::new(
-                reader,
-                warm,
-                started,
-                span,
-                options.expected_diff_id.clone(),
-            ))
+            Ok(Job::new(reader, warm, started, span, expected))
         }
         Err(e) => {
             tracing::warn!(parent: &span, error = %e, "job could not start");
@@ -71,10 +68,12 @@ async fn confined_worker(
     span: &tracing::Span,
 ) -> Result<Warm> {
     let (dir, canonical) = open_destination(dest)?;
-    let header = JobHeader {
+    let mut header = JobHeader {
         dest: canonical.as_os_str().as_bytes().to_vec(),
         options: options.clone(),
     };
+    // The caller checks the blob digest itself; the worker need not know it.
+    header.options.expected_digest = None;
     let warm = warm_worker(pool).await?;
     match confine(warm, &header, &dir, dest).await {
         Err(Error::DestinationChanged { .. }) => {
