@@ -29,7 +29,10 @@ use crate::wire::{
 };
 
 /// The environment variable that turns a process into a zygote (read by the
-/// start-up hook in [`sys::startup`]), as a Rust string for `Command::env`.
+/// start-up hook in [`sys::startup`]), as a Rust string for `Command::env`. It
+/// is the zygote's only variable (with `LD_LIBRARY_PATH` if the caller has
+/// one): nothing else of the caller's environment reaches the zygote or its
+/// workers.
 pub(crate) const MARKER_NAME: &str = "SANDTAR_ZYGOTE";
 pub(crate) use sys::startup::ZYGOTE_HOOK;
 

@@ -3,6 +3,10 @@
 //!
 //! The control socket is a `SOCK_SEQPACKET` pair: one message per datagram,
 //! each worker arriving as one message with its pidfd and job socket attached.
+//!
+//! The zygote starts clean: an empty environment but for its marker (and
+//! `LD_LIBRARY_PATH`, which the dynamic loader may need to start it), and `/`
+//! as its working directory.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -251,12 +255,22 @@ fn spawn() -> Result<(OwnedFd, Child)> {
     )
     .map_err(|e| Error::zygote("socketpair", e.into()))?;
     rustix::io::ioctl_fionbio(&theirs, false).map_err(|e| Error::zygote("socketpair", e.into()))?;
-    let child = Command::new("/proc/self/exe")
+    let mut command = Command::new("/proc/self/exe");
+    command
         .arg0("sandtar-zygote")
+        // Nothing of the caller's environment (secrets, tokens) reaches the
+        // zygote or its workers.
+        .env_clear()
         .env(zygote::MARKER_NAME, "1")
+        .current_dir("/")
         .stdin(Stdio::from(theirs))
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    // The dynamic loader may need it to find the program's libraries.
+    if let Some(path) = std::env::var_os("LD_LIBRARY_PATH") {
+        command.env("LD_LIBRARY_PATH", path);
+    }
+    let child = command
         .spawn()
         .map_err(|e| Error::zygote("re-executing /proc/self/exe", e))?;
     Ok((ours, child))

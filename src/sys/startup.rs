@@ -44,10 +44,24 @@ extern "C" fn hook() {
     if !is_seqpacket_socket(control) {
         return;
     }
+    scrub_environment();
     // SAFETY: installing SIG_IGN for SIGPIPE has no preconditions. Writes to a
     // closed socket then return EPIPE; Rust's runtime would have done this in main.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let single = SingleThreaded(PhantomData);
     let code = std::panic::catch_unwind(|| crate::zygote::serve(control, single)).unwrap_or(101);
     super::process::exit_now(code)
+}
+
+/// Empties the environment but for `LD_LIBRARY_PATH`. The caller started the
+/// zygote with nothing else, but `.init_array` constructors of the program that
+/// ran before this hook may have set variables; the workers inherit whatever
+/// is left. Sound because the process is single-threaded (before `main`, in
+/// the zygote), as `remove_var` requires.
+fn scrub_environment() {
+    for (name, _) in std::env::vars_os() {
+        if name != "LD_LIBRARY_PATH" {
+            std::env::remove_var(name);
+        }
+    }
 }
