@@ -5,12 +5,18 @@
 //! each worker arriving as one message with its pidfd and job socket attached.
 //!
 //! The zygote starts clean: an empty environment but for its marker (and
-//! `LD_LIBRARY_PATH`, which the dynamic loader may need to start it), and `/`
-//! as its working directory.
+//! `LD_LIBRARY_PATH`, which the dynamic loader may need to start it), `/` as
+//! its working directory, and it is forked by a thread that lives as long as
+//! the caller's process, so that the SIGKILL it asks for when its parent dies
+//! (`PR_SET_PDEATHSIG`, set by the start-up hook) comes only when the caller's
+//! process ends.
 
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
@@ -55,7 +61,7 @@ impl ZygoteConn {
         warm: u32,
         subids: SubordinateIds,
     ) -> Result<(ZygoteConn, SandboxMode)> {
-        let (control, child) = spawn()?;
+        let (control, child) = spawn().await?;
         let control = sys::async_fd(
             control,
             tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE,
@@ -244,7 +250,7 @@ fn worker_of(msg: ZygoteMsg, mut fds: Vec<OwnedFd>) -> Result<(Worker, OwnedFd),
 
 /// Re-executes this program as the zygote, its standard input the far end of
 /// a new control socket; returns our end and the child.
-fn spawn() -> Result<(OwnedFd, Child)> {
+async fn spawn() -> Result<(OwnedFd, Child)> {
     // Keep the pre-main hook in every executable that uses a sandbox.
     std::hint::black_box(&zygote::ZYGOTE_HOOK);
     let (ours, theirs) = socketpair(
@@ -259,9 +265,10 @@ fn spawn() -> Result<(OwnedFd, Child)> {
     command
         .arg0("sandtar-zygote")
         // Nothing of the caller's environment (secrets, tokens) reaches the
-        // zygote or its workers.
+        // zygote or its workers. The marker carries our pid: the start-up hook
+        // checks that it is still its parent once it asked to die with it.
         .env_clear()
-        .env(zygote::MARKER_NAME, "1")
+        .env(zygote::MARKER_NAME, std::process::id().to_string())
         .current_dir("/")
         .stdin(Stdio::from(theirs))
         .stdout(Stdio::null())
@@ -270,10 +277,45 @@ fn spawn() -> Result<(OwnedFd, Child)> {
     if let Some(path) = std::env::var_os("LD_LIBRARY_PATH") {
         command.env("LD_LIBRARY_PATH", path);
     }
-    let child = command
-        .spawn()
+    let child = spawn_from_lasting_thread(command)
+        .await
         .map_err(|e| Error::zygote("re-executing /proc/self/exe", e))?;
     Ok((ours, child))
+}
+
+/// A command to run on the spawner thread, and where to send its child.
+type SpawnRequest = (Command, tokio::sync::oneshot::Sender<io::Result<Child>>);
+
+/// Runs `command` on `sandtar-spawner`, a thread started on first use that
+/// lives as long as the process. The zygote asks the kernel for SIGKILL when
+/// its parent dies (`PR_SET_PDEATHSIG`), and for the kernel that parent is the
+/// *thread* that forked it: forked from a runtime's thread, the zygote would be
+/// killed when that runtime shuts down or retires the thread.
+async fn spawn_from_lasting_thread(command: Command) -> io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<Sender<SpawnRequest>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        // If the thread cannot start, `rx` is dropped with it and every
+        // request fails below: no zygote is better than one that a thread's
+        // end would kill.
+        let _ = std::thread::Builder::new()
+            .name("sandtar-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+            });
+        Mutex::new(tx)
+    });
+    let (reply, child) = tokio::sync::oneshot::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send((command, reply))
+        .map_err(|_| io::Error::other("the sandtar-spawner thread could not be started"))?;
+    child
+        .await
+        .map_err(|_| io::Error::other("the sandtar-spawner thread is gone"))?
 }
 
 /// The error for a zygote that exited.
