@@ -1,4 +1,5 @@
-//! Worker processes seen from the caller: pidfds, killing, reaping.
+//! Worker processes seen from the caller: pidfds, killing, reaping, and the
+//! zygote they came from.
 //!
 //! Workers are children of the caller's process (the zygote forks them with
 //! `CLONE_PARENT`) and are watched and signalled only through pidfds, so a
@@ -8,8 +9,9 @@
 //! were dropped.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustix::process::{pidfd_send_signal, waitid, Signal, WaitId, WaitIdOptions, WaitIdStatus};
 
@@ -19,6 +21,29 @@ pub(crate) struct Worker {
     pub pid: u32,
     /// `None` once reaped.
     pidfd: Option<OwnedFd>,
+    /// The zygote it was forked from.
+    pub lineage: Lineage,
+}
+
+/// The zygote a worker was forked from, as its job sees it. Every worker of a
+/// zygote shares its address-space layout (a fork copies it); a worker that
+/// ends abnormally, possibly an exploit probing that layout, retires the
+/// zygote, and the pool starts a fresh one (a new exec, a new layout) before
+/// the next job. The pool also retires a zygote that served its share of jobs.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Lineage(Arc<AtomicBool>);
+
+impl Lineage {
+    /// Marks the zygote as due for replacement; its workers not yet used are
+    /// discarded.
+    pub(crate) fn retire(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the zygote is due for replacement.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// How a worker ended, as `waitid` reported it.
@@ -42,6 +67,19 @@ impl Exit {
             Exit::Unknown => "exited (reaped elsewhere; status unavailable)".into(),
         }
     }
+
+    /// How a worker ends when nothing went wrong: status 0 (it exits by
+    /// itself after its last message), or SIGKILL, the caller's own once the
+    /// result is in (a SIGKILL from elsewhere before the result shows as a job
+    /// without a result instead). A status lost to someone else's `waitpid`
+    /// counts as clean: the caller cannot tell, and treating it as abnormal
+    /// would replace the zygote after every job in such a process.
+    pub(crate) fn is_clean(self) -> bool {
+        matches!(
+            self,
+            Exit::Code(0) | Exit::Signal(libc::SIGKILL) | Exit::Unknown
+        )
+    }
 }
 
 fn wait_flags() -> WaitIdOptions {
@@ -50,11 +88,22 @@ fn wait_flags() -> WaitIdOptions {
 }
 
 impl Worker {
-    pub(crate) fn new(pid: u32, pidfd: OwnedFd) -> Self {
+    pub(crate) fn new(pid: u32, pidfd: OwnedFd, lineage: Lineage) -> Self {
         Worker {
             pid,
             pidfd: Some(pidfd),
+            lineage,
         }
+    }
+
+    /// Retires this worker's zygote: the worker ended abnormally (`why`).
+    pub(crate) fn ended_abnormally(&self, why: &str, exit: Exit) {
+        tracing::warn!(
+            worker_pid = self.pid,
+            exit = %exit.describe(),
+            "a sandtar worker ended abnormally ({why}); its zygote will be replaced"
+        );
+        self.lineage.retire();
     }
 
     /// The pidfd (for polling: it becomes readable when the worker exits).

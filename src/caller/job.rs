@@ -289,6 +289,7 @@ impl<R> Job<R> {
                 how: exit.describe(),
             }),
         };
+        self.judge_exit(exit, &result);
         self.log(&result);
         self.state = State::Finished {
             result,
@@ -322,6 +323,19 @@ impl<R> Job<R> {
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+
+    /// A worker that ended abnormally retires its zygote: it left without a
+    /// result, broke the protocol, or had died of something else than a clean
+    /// exit or our SIGKILL (see [`Exit::is_clean`]).
+    fn judge_exit(&self, exit: Exit, result: &Result<Summary>) {
+        let why = match result {
+            Err(Error::WorkerDied { .. }) => "it ended without a result",
+            Err(Error::Protocol(_)) => "it broke the protocol",
+            _ if !exit.is_clean() => "it died on its own after its result",
+            _ => return,
+        };
+        self.worker.ended_abnormally(why, exit);
     }
 
     fn log(&self, result: &Result<Summary>) {
@@ -557,7 +571,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::caller::child::Worker;
+    use crate::caller::child::{Lineage, Worker};
     use crate::wire::encode_frame;
 
     fn fake_job(archive: &'static [u8]) -> (Job<&'static [u8]>, StdStream, Child) {
@@ -567,7 +581,7 @@ mod tests {
         let pid = rustix::process::Pid::from_raw(stand_in.id() as i32).unwrap();
         let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
         let warm = Warm {
-            worker: Worker::new(stand_in.id(), pidfd),
+            worker: Worker::new(stand_in.id(), pidfd, Lineage::default()),
             socket: UnixStream::from_std(ours).unwrap(),
         };
         let job = Job::new(

@@ -17,7 +17,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
 
-use crate::caller::child::Worker;
+use crate::caller::child::{Lineage, Worker};
 use crate::caller::frames::{self, Frames};
 use crate::caller::job::{Expected, Job};
 use crate::caller::pool::{Pool, Warm};
@@ -134,6 +134,22 @@ fn open_destination(dest: &Path) -> Result<(File, PathBuf)> {
 
 /// Reads the `Warm` message a new worker sends once it is set up.
 async fn expect_warm(arrival: Arrival) -> Result<Warm> {
+    let lineage = arrival.worker.lineage.clone();
+    let warm = read_warm(arrival).await;
+    judge(warm, &lineage)
+}
+
+/// A worker that died or broke the protocol before its job retires its
+/// zygote (see [`Pool`]'s recycling).
+fn judge(result: Result<Warm>, lineage: &Lineage) -> Result<Warm> {
+    if let Err(e @ (Error::WorkerDied { .. } | Error::Protocol(_))) = &result {
+        tracing::warn!(error = %e, "a sandtar worker ended abnormally before its job; its zygote will be replaced");
+        lineage.retire();
+    }
+    result
+}
+
+async fn read_warm(arrival: Arrival) -> Result<Warm> {
     let Arrival { worker, socket, .. } = arrival;
     let std_socket = std::os::unix::net::UnixStream::from(socket);
     std_socket
@@ -153,7 +169,12 @@ async fn expect_warm(arrival: Arrival) -> Result<Warm> {
 
 /// Sends the job header with the destination's descriptor and waits until the
 /// worker is confined to `dest`.
-async fn confine(mut warm: Warm, header: &JobHeader, dir: &File, dest: &Path) -> Result<Warm> {
+async fn confine(warm: Warm, header: &JobHeader, dir: &File, dest: &Path) -> Result<Warm> {
+    let lineage = warm.worker.lineage.clone();
+    judge(send_job(warm, header, dir, dest).await, &lineage)
+}
+
+async fn send_job(mut warm: Warm, header: &JobHeader, dir: &File, dest: &Path) -> Result<Warm> {
     let mut message = HEADER_MAGIC.to_vec();
     message.extend_from_slice(&encode_frame(header));
     let sent = warm

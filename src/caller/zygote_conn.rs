@@ -22,7 +22,7 @@ use std::time::Duration;
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 use tokio::io::unix::AsyncFd;
 
-use crate::caller::child::{reap_in_background, Reap, Worker};
+use crate::caller::child::{reap_in_background, Lineage, Reap, Worker};
 use crate::caller::subids::{self, SubordinateIds};
 use crate::error::{Error, Result};
 use crate::mode::SandboxMode;
@@ -52,6 +52,8 @@ pub(crate) struct ZygoteConn {
     requested: u64,
     /// Workers received so far (the next received one's birth number).
     received: u64,
+    /// Shared with every worker it forked: retired when one ends abnormally.
+    lineage: Lineage,
 }
 
 impl ZygoteConn {
@@ -72,6 +74,7 @@ impl ZygoteConn {
             child: Some(child),
             requested: 0,
             received: 0,
+            lineage: Lineage::default(),
         };
         let mode = tokio::time::timeout(ZYGOTE_START_TIMEOUT, conn.hello(subids))
             .await
@@ -189,6 +192,21 @@ impl ZygoteConn {
         self.requested
     }
 
+    /// How many workers this zygote has handed over so far.
+    pub(crate) fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// The zygote's lineage, shared by its workers.
+    pub(crate) fn lineage(&self) -> &Lineage {
+        &self.lineage
+    }
+
+    /// The zygote's process id (for logs).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Sends one request to the zygote.
     async fn send(&self, request: &ZygoteRequest) -> Result<()> {
         let msg = encode_message(request);
@@ -212,7 +230,7 @@ impl ZygoteConn {
     /// Receives the next worker the zygote forked, and orders a replacement.
     pub(crate) async fn take_worker(&mut self) -> Result<Arrival> {
         let (msg, fds) = self.recv().await?;
-        let (worker, socket) = match worker_of(msg, fds) {
+        let (worker, socket) = match worker_of(msg, fds, &self.lineage) {
             Ok(arrived) => arrived,
             Err(ZygoteMsg::SpawnFailed(reason)) => {
                 self.request(1).await?;
@@ -237,12 +255,16 @@ impl ZygoteConn {
 
 /// The worker a [`ZygoteMsg::Worker`] announces, with its job socket; any other
 /// message (or one without exactly its two descriptors) back as it came.
-fn worker_of(msg: ZygoteMsg, mut fds: Vec<OwnedFd>) -> Result<(Worker, OwnedFd), ZygoteMsg> {
+fn worker_of(
+    msg: ZygoteMsg,
+    mut fds: Vec<OwnedFd>,
+    lineage: &Lineage,
+) -> Result<(Worker, OwnedFd), ZygoteMsg> {
     match msg {
         ZygoteMsg::Worker { pid } if fds.len() == 2 => {
             let socket = fds.pop().expect("two descriptors");
             let pidfd = fds.pop().expect("two descriptors");
-            Ok((Worker::new(pid, pidfd), socket))
+            Ok((Worker::new(pid, pidfd, lineage.clone()), socket))
         }
         other => Err(other),
     }
@@ -362,7 +384,7 @@ fn drain_workers(control: OwnedFd) {
             break;
         }
         if let Ok(msg) = decode::<ZygoteMsg>(&buf[..n]) {
-            drop(worker_of(msg, fds));
+            drop(worker_of(msg, fds, &Lineage::default()));
         }
     }
 }
