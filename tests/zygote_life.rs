@@ -222,3 +222,143 @@ async fn caller_inner() {
     tokio::time::sleep(Duration::from_secs(60)).await;
     panic!("the caller was not killed");
 }
+
+// ---------------------------------------------------------------------------
+// Replacement: every N jobs, and after a worker ends abnormally
+// ---------------------------------------------------------------------------
+
+/// This process's only zygote, once there is exactly one (a replaced one is
+/// killed and reaped in the background); fails after two seconds.
+async fn settled_zygote() -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let found = zygotes();
+        if let [one] = found[..] {
+            return one;
+        }
+        assert!(Instant::now() < deadline, "zygotes: {found:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// One job that writes one file, checked.
+async fn one_job(sandbox: &Sandbox) {
+    let dest = tempfile::tempdir().unwrap();
+    let archive = common::tar_files([("f", b"abc")]);
+    let summary = sandbox
+        .extract(&archive[..], dest.path(), &Options::default())
+        .await
+        .expect("a job");
+    assert_eq!(summary.written, 1);
+    assert_eq!(std::fs::read(dest.path().join("f")).unwrap(), b"abc");
+}
+
+/// With `jobs_per_zygote(3)`, three jobs run in workers of one zygote, and
+/// the fourth in a worker of a new one; the old zygote is gone. Twice.
+#[test]
+fn the_zygote_is_replaced_every_n_jobs() {
+    common::in_own_process("every_n_jobs_inner");
+}
+
+#[test]
+fn the_zygote_is_replaced_every_n_jobs_as_nobody() {
+    common::only_as_nobody("every_n_jobs_inner");
+}
+
+#[tokio::test]
+#[ignore = "run through the_zygote_is_replaced_every_n_jobs"]
+async fn every_n_jobs_inner() {
+    if !common::inner_should_run() {
+        return;
+    }
+    let sandbox = Sandbox::builder()
+        .jobs_per_zygote(3)
+        .build()
+        .await
+        .expect("build");
+    let mut seen: Vec<u32> = Vec::new();
+    for round in 0..3 {
+        // The first job of a round finds the zygote due (after the first
+        // round) and starts a new one; the next two use it too.
+        let mut zygote = None;
+        for job in 0..3 {
+            one_job(&sandbox).await;
+            let now = settled_zygote().await;
+            match zygote {
+                None => assert!(
+                    !seen.contains(&now),
+                    "round {round}: zygote {now} again ({seen:?})"
+                ),
+                Some(same) => assert_eq!(now, same, "round {round}, job {job}"),
+            }
+            zygote = Some(now);
+        }
+        for old in &seen {
+            assert!(
+                matches!(process_state(*old), None | Some('Z')),
+                "round {round}: the replaced zygote {old} still runs"
+            );
+        }
+        seen.extend(zygote);
+    }
+}
+
+/// A worker that dies in the middle of its job, without a result, retires
+/// its zygote: the next job runs in a worker of a new one. (A crash would do
+/// the same, an exploit probing the address-space layout say; but a worker
+/// is the init of its PID namespace, and the kernel delivers no signal sent
+/// from outside to it but SIGKILL and SIGSTOP, so SIGKILL stands in for one.)
+/// A job that fails cleanly (a malformed archive) changes nothing.
+#[test]
+fn a_worker_dead_mid_job_retires_its_zygote() {
+    common::in_own_process("dead_worker_inner");
+}
+
+#[test]
+fn a_worker_dead_mid_job_retires_its_zygote_as_nobody() {
+    common::only_as_nobody("dead_worker_inner");
+}
+
+#[tokio::test]
+#[ignore = "run through a_worker_dead_mid_job_retires_its_zygote"]
+async fn dead_worker_inner() {
+    if !common::inner_should_run() {
+        return;
+    }
+    let sandbox = Sandbox::new().await.expect("Sandbox::new");
+    let first = settled_zygote().await;
+    let dest = tempfile::tempdir().unwrap();
+    let garbage = vec![0x5a_u8; 4096];
+    let failed = sandbox
+        .extract(&garbage[..], dest.path(), &Options::default())
+        .await;
+    assert!(
+        matches!(failed, Err(sandtar::Error::MalformedArchive { .. })),
+        "{failed:?}"
+    );
+    one_job(&sandbox).await;
+    assert_eq!(
+        settled_zygote().await,
+        first,
+        "a clean failure kept the zygote"
+    );
+
+    let (_writer, reader) = tokio::io::duplex(1024);
+    let dest = tempfile::tempdir().unwrap();
+    let job = sandbox
+        .start(reader, dest.path(), &Options::default())
+        .await
+        .expect("start");
+    signal(job.worker_pid(), Signal::KILL);
+    match job.finish().await {
+        Err(sandtar::Error::WorkerDied { how, .. }) => assert!(how.contains("SIGKILL"), "{how}"),
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    one_job(&sandbox).await;
+    let second = settled_zygote().await;
+    assert_ne!(
+        second, first,
+        "the worker dead mid-job did not replace the zygote"
+    );
+    assert!(matches!(process_state(first), None | Some('Z')));
+}
