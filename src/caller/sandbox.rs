@@ -104,8 +104,8 @@ impl SandboxBuilder {
     /// discarded with it; running jobs finish.
     ///
     /// The job that comes first after the replacement waits for the new
-    /// zygote and its first warm worker (about 3 ms here: see
-    /// `BENCHMARKS.md`).
+    /// zygote and its first warm worker: about 2 ms on a 2-core machine
+    /// (`cargo bench --bench zygote`), some 2 µs per job at the default.
     ///
     /// ```no_run
     /// # async fn demo() -> sandtar::Result<()> {
