@@ -1,5 +1,5 @@
 //! The public face: [`Sandbox`] and its builder. The workers come from the
-//! [pool](crate::caller::pool); a job starts in [`start`](crate::caller::start).
+//! [pool](crate::caller::pool); a job starts in [`start`].
 
 use std::path::Path;
 use std::sync::Arc;
