@@ -10,9 +10,8 @@
 //! (`sys::startup`) runs from `.init_array`, before `main` and before anything else in that process, sees
 //! the variable and becomes the zygote; it never returns to `main`. It asks to be
 //! killed when the caller dies (`PR_SET_PDEATHSIG`), as each worker does when it
-//! is forked. This works the
-//! same in the user's binaries, in examples and in `cargo test` binaries, with no
-//! code in their `main`.
+//! is forked. This works the same in the user's binaries, in examples and in
+//! `cargo test` binaries, with no code in their `main`.
 //!
 //! The zygote enters a user namespace once if the caller is not privileged, then
 //! forks a warm worker for each credit the driver sends. Workers are forked with

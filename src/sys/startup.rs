@@ -77,13 +77,16 @@ fn take_marker() -> Option<i32> {
 /// Empties the environment but for `LD_LIBRARY_PATH`. The caller started the
 /// zygote with nothing else, but `.init_array` constructors of the program that
 /// ran before this hook may have set variables; the workers inherit whatever
-/// is left. Sound because the process is single-threaded (before `main`, in
-/// the zygote), as `remove_var` requires.
+/// is left. (`clearenv`, not `remove_var` one by one: that panics on a
+/// malformed name, and a panic here aborts the process.)
 fn scrub_environment() {
-    for (name, _) in std::env::vars_os() {
-        if name != "LD_LIBRARY_PATH" {
-            std::env::remove_var(name);
-        }
+    let keep = std::env::var_os("LD_LIBRARY_PATH");
+    // SAFETY: before `main`, in the zygote, on its only thread: nothing reads
+    // or writes the environment at the same time.
+    unsafe { libc::clearenv() };
+    if let Some(path) = keep {
+        // The name is valid and the value came from the environment (no NUL).
+        std::env::set_var("LD_LIBRARY_PATH", path);
     }
 }
 
