@@ -106,16 +106,31 @@ pub enum Error {
         message: String,
     },
 
-    /// The layer's `diff_id` is not the expected one. The whole stream was read
-    /// and its entries applied before the digest could be known.
+    /// A digest of the archive is not the expected one. The whole stream was
+    /// read and its entries applied before the digest could be known.
     #[error(
-        "the layer's digest is {actual}, not the expected {expected}; its entries were applied"
+        "the archive's {kind} is {actual}, not the expected {expected}; its entries were applied"
     )]
     DigestMismatch {
-        /// What [`Options::expected_diff_id`](crate::Options::expected_diff_id) said.
+        /// Which digest: the caller's own of the bytes read
+        /// ([`DigestKind::Blob`], [`Options::expected_digest`](crate::Options::expected_digest)),
+        /// or the worker's of the tar stream ([`DigestKind::DiffId`],
+        /// [`Options::expected_diff_id`](crate::Options::expected_diff_id)).
+        kind: DigestKind,
+        /// What the options said (as `sha256:` and 64 lowercase hex digits).
         expected: String,
         /// What the stream hashed to.
         actual: String,
+    },
+
+    /// An option has a value sandtar cannot use (a digest that is not one,
+    /// say). Found before anything started: no worker was used, no byte read.
+    #[error("invalid option {option}: {problem}")]
+    InvalidOption {
+        /// The field of [`Options`](crate::Options), e.g. `"expected_digest"`.
+        option: &'static str,
+        /// What is wrong with its value (the value itself is not repeated).
+        problem: &'static str,
     },
 
     /// The worker process ended without finishing the job.
@@ -145,6 +160,43 @@ pub enum Error {
         #[source]
         source: Arc<io::Error>,
     },
+}
+
+/// Which digest of an archive [`Error::DigestMismatch`] is about.
+///
+/// ```
+/// use sandtar::{DigestKind, Error};
+/// fn wrong_blob(e: &Error) -> bool {
+///     matches!(e, Error::DigestMismatch { kind: DigestKind::Blob, .. })
+/// }
+/// assert_eq!(DigestKind::DiffId.to_string(), "diff_id");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DigestKind {
+    /// The SHA-256 of the bytes read from the caller's reader, compressed or
+    /// not (an OCI blob's digest), computed by the caller itself.
+    Blob,
+    /// The SHA-256 of the uncompressed tar stream (an OCI layer's `diff_id`),
+    /// computed by the worker, which decodes the archive: a worker taken over
+    /// by a hostile archive can report any value.
+    DiffId,
+}
+
+impl DigestKind {
+    /// `"digest"` or `"diff_id"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DigestKind::Blob => "digest",
+            DigestKind::DiffId => "diff_id",
+        }
+    }
+}
+
+impl std::fmt::Display for DigestKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Error {

@@ -36,7 +36,9 @@
 //! arrives. [`Sandbox::start`] opens the destination, hands its descriptor to a
 //! warm worker, and returns once the worker is confined to it; the archive bytes
 //! then stream to the worker and one [`EntryReport`] per entry streams back.
-//! A worker serves one job and exits; dropping a [`Job`] kills it.
+//! A worker serves one job: it is killed as soon as the job's result is in
+//! (whatever it said) and reaped before the job ends, so nothing changes in the
+//! destination afterwards; dropping a [`Job`] kills it too.
 //!
 //! # A first example
 //!
@@ -164,7 +166,8 @@
 //! | [`Error::MalformedArchive`] | the tar stream or its compression is corrupt or truncated | reject the upload; `offset` says where |
 //! | [`Error::UnmappedId`] | an owner in the archive is outside [`Options::id_map`] | extend the map, or reject the archive |
 //! | [`Error::LimitExceeded`] | the archive is larger, deeper or more compressed than [`Options::limits`] allow | reject it, or raise that limit if you trust the archive |
-//! | [`Error::DigestMismatch`] | a layer's `diff_id` is not [`Options::expected_diff_id`] | discard the tree (it was applied); the layer is not the one you meant |
+//! | [`Error::DigestMismatch`] | the archive's digest is not [`Options::expected_digest`] ([`DigestKind::Blob`], computed by the caller) or its `diff_id` not [`Options::expected_diff_id`] ([`DigestKind::DiffId`], computed by the worker) | discard the tree (it was applied); the archive is not the one you meant |
+//! | [`Error::InvalidOption`] | an option's value cannot be used (a digest that is not a SHA-256 digest) | fix the option; nothing was started |
 //! | [`Error::Write`] | the filesystem is full, read-only, or failing | free space, then retry |
 //! | [`Error::WorkerDied`], [`Error::Protocol`], [`Error::Worker`] | the worker crashed or misbehaved | a bug or a hostile archive; the worker is gone and your process is unharmed; please report it |
 //! | [`Error::Io`] | talking to the worker failed locally | usually descriptor limits |
@@ -176,6 +179,24 @@
 //! they name (never following a symlink), opaque directories lose what lower
 //! layers put there, and the [`Summary`] carries the layer's size and `diff_id`.
 //! [`WhiteoutFormat::Overlay`] writes overlayfs whiteouts instead.
+//!
+//! Check a layer against its manifest with [`Options::expected_digest`], the
+//! blob digest (of the bytes as downloaded, compressed or not): the caller
+//! computes it from the bytes it sends to the worker, so no archive can forge
+//! it. [`Options::expected_diff_id`] is checked too, but the `diff_id` is
+//! computed by the worker, which decodes the archive: it catches a wrong or
+//! corrupt layer, not a hostile one that took over the decoder.
+//!
+//! ```no_run
+//! # async fn demo(sandbox: sandtar::Sandbox) -> sandtar::Result<()> {
+//! let mut options = sandtar::Options::layer();
+//! // From the image manifest's layer descriptor.
+//! options.expected_digest = Some("sha256:...".into());
+//! let blob = tokio::fs::File::open("blob").await.map_err(|e| sandtar::Error::Read(e.into()))?;
+//! let summary = sandbox.apply_layer(blob, "/var/lib/rootfs", &options).await?;
+//! println!("{} {:?}", summary.digest.unwrap_or_default(), summary.diff_id);
+//! # Ok(()) }
+//! ```
 //!
 //! # Observability
 //!
@@ -205,8 +226,10 @@
 //! forked from a multi-threaded process may only run async-signal-safe code,
 //! and `unshare(CLONE_NEWUSER)` fails in a multi-threaded process. So
 //! [`Sandbox::new`] starts a clean, single-threaded copy of your program: it
-//! re-executes `/proc/self/exe` with the environment variable `SANDTAR_ZYGOTE`
-//! set and a control socket as standard input.
+//! re-executes `/proc/self/exe` with a control socket as standard input and an
+//! empty environment but for `SANDTAR_ZYGOTE` (set to your process's pid) and,
+//! if you have it, `LD_LIBRARY_PATH`: nothing else of your environment reaches
+//! the zygote or the workers.
 //!
 //! sandtar puts a function in the executable's `.init_array`. The dynamic loader
 //! runs it before `main` in every process of that executable; it returns at once
@@ -231,6 +254,14 @@
 //! - Each [`Sandbox`] keeps one zygote and a few warm workers (see
 //!   [`SandboxBuilder::warm_workers`]), each about 1 MiB. Create one sandbox and
 //!   share it. Dropping the last clone stops the zygote and its idle workers.
+//!
+//! The zygote and the workers die with your process: each asks the kernel for
+//! SIGKILL when its parent dies (`PR_SET_PDEATHSIG`). For the kernel that
+//! parent is the thread that started the zygote, so sandtar starts it from a
+//! thread of its own, `sandtar-spawner`, that lives as long as your process.
+//! The zygote is also replaced by a fresh one (a new `exec`, so a new
+//! address-space layout for its workers) every
+//! [`SandboxBuilder::jobs_per_zygote`] jobs and after a worker ends abnormally.
 #![deny(missing_docs)]
 // `unsafe` lives in one module, `sys`, each block with its reason.
 #![deny(unsafe_code)]
@@ -251,7 +282,7 @@ mod zygote;
 pub use caller::job::Job;
 pub use caller::sandbox::{Sandbox, SandboxBuilder};
 pub use caller::subids::SubordinateIds;
-pub use error::{Error, Result};
+pub use error::{DigestKind, Error, Result};
 pub use mode::SandboxMode;
 pub use options::{
     Compression, IdMap, IdRange, Limit, Limits, ModePolicy, Options, WhiteoutFormat, XattrPolicy,

@@ -42,15 +42,51 @@ pub struct Options {
     /// format instead of extracting them as files. Default `None` (plain
     /// extraction). [`Options::layer()`] sets [`WhiteoutFormat::Oci`].
     pub whiteouts: Option<WhiteoutFormat>,
-    /// Compute the SHA-256 of the uncompressed tar stream (an OCI layer's
-    /// `diff_id`) into [`Summary::diff_id`](crate::Summary::diff_id). Default
-    /// `false` (it costs about a second per gigabyte); on in [`Options::layer()`].
+    /// Compute the digests of the archive: the SHA-256 of the bytes read from
+    /// the reader (an OCI blob's digest), by the caller, into
+    /// [`Summary::digest`](crate::Summary::digest), and the SHA-256 of the
+    /// uncompressed tar stream (an OCI layer's `diff_id`), by the worker, into
+    /// [`Summary::diff_id`](crate::Summary::diff_id). Default `false` (each costs
+    /// about a second per gigabyte); on in [`Options::layer()`].
     pub digest: bool,
-    /// The expected `diff_id` (`sha256:` and 64 hex digits). When set, the digest
-    /// is computed, and a different one ends the job with
-    /// [`Error::DigestMismatch`](crate::Error::DigestMismatch) once the stream has
+    /// The expected digest of the bytes read from the reader, as they come
+    /// (compressed or not: an OCI blob's digest, as a manifest names it):
+    /// `sha256:` and 64 hex digits, or the 64 hex digits alone. Default `None`.
+    ///
+    /// The caller computes it from the bytes it sends to the worker, so a
+    /// worker taken over by a hostile archive cannot forge it: this is the
+    /// check to rely on. A different digest ends the job with
+    /// [`Error::DigestMismatch`](crate::Error::DigestMismatch)
+    /// ([`DigestKind::Blob`](crate::DigestKind::Blob)) once the worker has
+    /// reported the end of the archive: its entries have been applied by then
+    /// (extract to a scratch directory if a mismatch must leave nothing
+    /// behind). A value that is not a SHA-256 digest fails the job with
+    /// [`Error::InvalidOption`](crate::Error::InvalidOption) before it starts.
+    ///
+    /// ```
+    /// let mut options = sandtar::Options::layer();
+    /// options.expected_digest = Some(
+    ///     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+    /// );
+    /// ```
+    pub expected_digest: Option<String>,
+    /// The expected `diff_id`, the SHA-256 of the uncompressed tar stream:
+    /// `sha256:` and 64 hex digits, or the 64 hex digits alone. When set, the
+    /// worker computes it, and a different one ends the job with
+    /// [`Error::DigestMismatch`](crate::Error::DigestMismatch)
+    /// ([`DigestKind::DiffId`](crate::DigestKind::DiffId)) once the stream has
     /// been read: the entries have been applied by then (apply layers to a
-    /// scratch copy if a mismatch must leave nothing behind). Default `None`.
+    /// scratch copy if a mismatch must leave nothing behind); a worker that
+    /// reports none ends it with [`Error::Protocol`](crate::Error::Protocol).
+    /// A value that is not a SHA-256 digest fails the job with
+    /// [`Error::InvalidOption`](crate::Error::InvalidOption) before it starts.
+    /// Default `None`.
+    ///
+    /// The `diff_id` is attested by the worker, which runs the decoder: a
+    /// decoder taken over by a hostile archive can report whatever value it
+    /// likes. It catches accidents (a corrupt or wrong layer), not an attacker;
+    /// [`expected_digest`](Options::expected_digest), computed by the caller
+    /// from the bytes it reads, is the one an attacker cannot forge.
     pub expected_diff_id: Option<String>,
     /// Parse the archive in the sandbox and report every entry without writing
     /// anything: entries that would be written are [`Outcome::Listed`](crate::Outcome::Listed),
@@ -221,6 +257,7 @@ impl Default for Options {
             id_map: IdMap::default(),
             whiteouts: None,
             digest: false,
+            expected_digest: None,
             expected_diff_id: None,
             list_only: false,
             limits: Limits::default(),

@@ -213,7 +213,16 @@ pub struct Summary {
     /// The SHA-256 of the uncompressed tar stream, `sha256:<hex>` (an OCI
     /// layer's `diff_id`), when [`Options::digest`](crate::Options::digest) or
     /// [`Options::expected_diff_id`](crate::Options::expected_diff_id) asked for it.
+    /// Computed by the worker, which decodes the archive: trust it as far as
+    /// you trust the archive (see [`Summary::digest`]).
     pub diff_id: Option<String>,
+    /// The SHA-256 of the bytes read from the caller's reader, compressed or
+    /// not, `sha256:<lowercase hex>` (an OCI blob's digest), when
+    /// [`Options::digest`](crate::Options::digest) or
+    /// [`Options::expected_digest`](crate::Options::expected_digest) asked for it.
+    /// Computed by the caller itself, as the bytes went to the worker: no
+    /// archive can forge it.
+    pub digest: Option<String>,
     /// The sum of the data sizes of every entry (a layer's size, as Docker counts it).
     pub layer_size: u64,
 }

@@ -8,9 +8,10 @@
 //! the current executable (`/proc/self/exe`) with the `SANDTAR_ZYGOTE` variable set
 //! and a `SOCK_SEQPACKET` control socket as standard input. The start-up hook
 //! (`sys::startup`) runs from `.init_array`, before `main` and before anything else in that process, sees
-//! the variable and becomes the zygote; it never returns to `main`. This works the
-//! same in the user's binaries, in examples and in `cargo test` binaries, with no
-//! code in their `main`.
+//! the variable and becomes the zygote; it never returns to `main`. It asks to be
+//! killed when the caller dies (`PR_SET_PDEATHSIG`), as each worker does when it
+//! is forked. This works the same in the user's binaries, in examples and in
+//! `cargo test` binaries, with no code in their `main`.
 //!
 //! The zygote enters a user namespace once if the caller is not privileged, then
 //! forks a warm worker for each credit the driver sends. Workers are forked with
@@ -29,7 +30,10 @@ use crate::wire::{
 };
 
 /// The environment variable that turns a process into a zygote (read by the
-/// start-up hook in [`sys::startup`]), as a Rust string for `Command::env`.
+/// start-up hook in [`sys::startup`]), as a Rust string for `Command::env`. Its
+/// value is the caller's pid, and it is the zygote's only variable (with
+/// `LD_LIBRARY_PATH` if the caller has one): nothing else of the caller's
+/// environment reaches the zygote or its workers.
 pub(crate) const MARKER_NAME: &str = "SANDTAR_ZYGOTE";
 pub(crate) use sys::startup::ZYGOTE_HOOK;
 

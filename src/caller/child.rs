@@ -1,14 +1,17 @@
-//! Worker processes seen from the caller: pidfds, killing, reaping.
+//! Worker processes seen from the caller: pidfds, killing, reaping, and the
+//! zygote they came from.
 //!
 //! Workers are children of the caller's process (the zygote forks them with
 //! `CLONE_PARENT`) and are watched and signalled only through pidfds, so a
-//! recycled pid can never be hit. Every worker is reaped: by the job that saw it
-//! exit, or by a small background thread (`sandtar-reaper`) that waits for
-//! workers that were killed or dropped.
+//! recycled pid can never be hit. Every worker is reaped: by its job, which
+//! kills it as soon as the result is in and ends only once it is reaped, or by
+//! a small background thread (`sandtar-reaper`) that waits for workers that
+//! were dropped.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustix::process::{pidfd_send_signal, waitid, Signal, WaitId, WaitIdOptions, WaitIdStatus};
 
@@ -18,8 +21,65 @@ pub(crate) struct Worker {
     pub pid: u32,
     /// `None` once reaped.
     pidfd: Option<OwnedFd>,
-    /// Set when the worker finished its job and exits by itself.
-    pub finished: bool,
+    /// The zygote it was forked from.
+    pub lineage: Lineage,
+}
+
+/// The zygote a worker was forked from, as its job sees it. Every worker of a
+/// zygote shares its address-space layout (a fork copies it); a worker that
+/// ends abnormally, possibly an exploit probing that layout, retires the
+/// zygote, and the pool starts a fresh one (a new exec, a new layout) before
+/// the next job. The pool also retires a zygote that served its share of jobs.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Lineage(Arc<AtomicBool>);
+
+impl Lineage {
+    /// Marks the zygote as due for replacement; its workers not yet used are
+    /// discarded.
+    pub(crate) fn retire(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the zygote is due for replacement.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// How a worker ended, as `waitid` reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// It exited with this status.
+    Code(i32),
+    /// A signal ended it.
+    Signal(i32),
+    /// Someone else reaped it (a `waitpid(-1, __WALL)` elsewhere in the
+    /// caller's process), so its status is lost.
+    Unknown,
+}
+
+impl Exit {
+    /// How it ended, in words: "exited with status 3", "killed by signal 9 (SIGKILL)".
+    pub(crate) fn describe(self) -> String {
+        match self {
+            Exit::Code(code) => format!("exited with status {code}"),
+            Exit::Signal(sig) => format!("killed by signal {sig} ({})", signal_name(sig)),
+            Exit::Unknown => "exited (reaped elsewhere; status unavailable)".into(),
+        }
+    }
+
+    /// How a worker ends when nothing went wrong: status 0 (it exits by
+    /// itself after its last message), or SIGKILL, the caller's own once the
+    /// result is in (a SIGKILL from elsewhere before the result shows as a job
+    /// without a result instead). A status lost to someone else's `waitpid`
+    /// counts as clean: the caller cannot tell, and treating it as abnormal
+    /// would replace the zygote after every job in such a process.
+    pub(crate) fn is_clean(self) -> bool {
+        matches!(
+            self,
+            Exit::Code(0) | Exit::Signal(libc::SIGKILL) | Exit::Unknown
+        )
+    }
 }
 
 fn wait_flags() -> WaitIdOptions {
@@ -28,12 +88,22 @@ fn wait_flags() -> WaitIdOptions {
 }
 
 impl Worker {
-    pub(crate) fn new(pid: u32, pidfd: OwnedFd) -> Self {
+    pub(crate) fn new(pid: u32, pidfd: OwnedFd, lineage: Lineage) -> Self {
         Worker {
             pid,
             pidfd: Some(pidfd),
-            finished: false,
+            lineage,
         }
+    }
+
+    /// Retires this worker's zygote: the worker ended abnormally (`why`).
+    pub(crate) fn ended_abnormally(&self, why: &str, exit: Exit) {
+        tracing::warn!(
+            worker_pid = self.pid,
+            exit = %exit.describe(),
+            "a sandtar worker ended abnormally ({why}); its zygote will be replaced"
+        );
+        self.lineage.retire();
     }
 
     /// The pidfd (for polling: it becomes readable when the worker exits).
@@ -41,29 +111,37 @@ impl Worker {
         self.pidfd.as_ref()
     }
 
-    /// Sends SIGKILL (a no-op if it already exited).
+    /// Sends SIGKILL (a no-op if it already exited). Through the pidfd, so a
+    /// reaped worker's recycled pid is never hit.
     pub(crate) fn kill(&self) {
         if let Some(fd) = &self.pidfd {
             let _ = pidfd_send_signal(fd, Signal::KILL);
         }
     }
 
-    /// Reaps the worker if it has exited; returns how it ended, in words.
-    pub(crate) fn try_reap(&mut self) -> Option<String> {
+    /// Reaps the worker if it has exited; returns how it ended.
+    pub(crate) fn try_reap(&mut self) -> Option<Exit> {
+        self.reap(WaitIdOptions::NOHANG)
+    }
+
+    /// Waits for the worker to exit and reaps it (blocking the thread: only
+    /// for a worker already killed, when its pidfd cannot be polled).
+    pub(crate) fn reap_blocking(&mut self) -> Option<Exit> {
+        self.reap(WaitIdOptions::empty())
+    }
+
+    fn reap(&mut self, extra: WaitIdOptions) -> Option<Exit> {
         let fd = self.pidfd.as_ref()?;
-        match waitid(
-            WaitId::PidFd(fd.as_fd()),
-            wait_flags() | WaitIdOptions::NOHANG,
-        ) {
+        match waitid(WaitId::PidFd(fd.as_fd()), wait_flags() | extra) {
             Ok(Some(status)) => {
                 self.pidfd = None;
-                Some(describe(&status))
+                Some(exit_of(&status))
             }
             Ok(None) => None,
             // Someone else reaped it (a `waitpid(-1, __WALL)` in the caller).
-            Err(e) => {
+            Err(_) => {
                 self.pidfd = None;
-                Some(format!("exited (status unavailable: {e})"))
+                Some(Exit::Unknown)
             }
         }
     }
@@ -72,22 +150,17 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         if let Some(fd) = self.pidfd.take() {
-            if !self.finished {
-                let _ = pidfd_send_signal(&fd, Signal::KILL);
-            }
+            let _ = pidfd_send_signal(&fd, Signal::KILL);
             reap_in_background(Reap::Worker(fd));
         }
     }
 }
 
-/// Describes an exit status: "exited with status 3", "killed by signal 9 (SIGKILL)".
-pub(crate) fn describe(status: &WaitIdStatus) -> String {
-    if let Some(sig) = status.terminating_signal() {
-        format!("killed by signal {sig} ({})", signal_name(sig))
-    } else if let Some(code) = status.exit_status() {
-        format!("exited with status {code}")
-    } else {
-        "ended".into()
+fn exit_of(status: &WaitIdStatus) -> Exit {
+    match (status.terminating_signal(), status.exit_status()) {
+        (Some(sig), _) => Exit::Signal(sig),
+        (None, Some(code)) => Exit::Code(code),
+        (None, None) => Exit::Unknown,
     }
 }
 

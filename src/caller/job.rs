@@ -6,6 +6,12 @@
 //! (which kills the worker; it is reaped in the background). Memory is bounded by
 //! one pump buffer, one frame buffer and one frame's worth of reports.
 //!
+//! The worker's last word does not end its process: as soon as the result is
+//! in (`Done`, `Failed`, or anything that ends the job), the driver sends it
+//! SIGKILL through its pidfd, and the job ends only once the worker has been
+//! reaped. Whatever the worker does after its last message, it cannot change
+//! the destination once the job has ended.
+//!
 //! No task is spawned: the job makes progress only while it is polled, and the
 //! reader needs no `'static` or `Send` bound.
 
@@ -19,13 +25,13 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, Interest};
 use tokio::net::UnixStream;
 
-use crate::caller::child::Worker;
+use crate::caller::child::{Exit, Worker};
 use crate::caller::frames::{self, Frames};
 use crate::caller::overlay::OpaqueMarks;
 use crate::caller::pool::Warm;
 use crate::caller::pump::Pump;
-use crate::error::{Error, Result};
-use crate::options::Compression;
+use crate::error::{DigestKind, Error, Result};
+use crate::options::{Compression, Options};
 use crate::report::{EntryKind, EntryReport, Outcome, Summary};
 use crate::sys;
 use crate::wire::{
@@ -42,6 +48,10 @@ const SEND_BUFFER: usize = 1024 * 1024;
 /// Poll it as a [`Stream`](futures_core::Stream) (or with [`Job::next`]) to see each
 /// entry as it is handled, then call [`Job::finish`]; or call `finish` directly.
 /// Dropping a job before it finished kills its worker.
+///
+/// When the stream ends or [`Job::finish`] returns, the worker process is gone:
+/// it is killed as soon as its result is in, and reaped before the job ends,
+/// so nothing in the destination changes afterwards.
 ///
 /// ```no_run
 /// # async fn demo(sandbox: sandtar::Sandbox) -> sandtar::Result<()> {
@@ -69,8 +79,8 @@ pub struct Job<R> {
     state: State,
     started: Instant,
     span: tracing::Span,
-    /// From the options: checked against the worker's digest.
-    expected_diff_id: Option<String>,
+    /// From the options: the digests checked at the end.
+    expected: Expected,
     /// Overlay format as real root: the opaque marks to set at the end.
     opaque: Option<OpaqueMarks>,
 }
@@ -89,13 +99,57 @@ struct Counts {
 #[derive(Debug)]
 enum State {
     Running,
-    /// The worker's socket closed without a last message: wait for its exit.
-    Dying,
+    /// The job's result is known (`None`: the worker closed its socket without
+    /// a last message) and the worker was sent SIGKILL: wait until it is reaped.
+    Ending(Option<Result<Summary>>),
     Finished {
         result: Result<Summary>,
         error_seen: bool,
     },
     Taken,
+}
+
+/// The digests a job checks at its end, from the options (validated before
+/// the job starts: [`Expected::from_options`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Expected {
+    /// Whether the pump hashes the bytes it sends (the blob digest).
+    pub hash_input: bool,
+    /// The blob digest the caller's own hash must match.
+    pub digest: Option<String>,
+    /// The `diff_id` the worker must report.
+    pub diff_id: Option<String>,
+}
+
+impl Expected {
+    /// The checks `options` ask for, with digests normalised to `sha256:` and
+    /// lowercase hex; [`Error::InvalidOption`] for a digest that is not one.
+    pub(crate) fn from_options(options: &Options) -> Result<Expected> {
+        let parse = |option: &'static str, value: &Option<String>| {
+            match value {
+            None => Ok(None),
+            Some(v) => sha256_digest(v).map(Some).ok_or(Error::InvalidOption {
+                option,
+                problem: "not a SHA-256 digest (\"sha256:\" and 64 hex digits, or the 64 hex digits alone)",
+            }),
+        }
+        };
+        let digest = parse("expected_digest", &options.expected_digest)?;
+        let diff_id = parse("expected_diff_id", &options.expected_diff_id)?;
+        Ok(Expected {
+            hash_input: options.digest || digest.is_some(),
+            digest,
+            diff_id,
+        })
+    }
+}
+
+/// `value` as `sha256:<64 lowercase hex digits>`, if it is a SHA-256 digest
+/// (with or without the `sha256:` prefix).
+fn sha256_digest(value: &str) -> Option<String> {
+    let hex = value.strip_prefix("sha256:").unwrap_or(value);
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| format!("sha256:{}", hex.to_ascii_lowercase()))
 }
 
 impl<R> Job<R> {
@@ -105,7 +159,7 @@ impl<R> Job<R> {
         warm: Warm,
         started: Instant,
         span: tracing::Span,
-        expected_diff_id: Option<String>,
+        expected: Expected,
         opaque: Option<OpaqueMarks>,
     ) -> Self {
         // More of the archive in flight: fewer wake-ups of the worker and of this
@@ -121,14 +175,14 @@ impl<R> Job<R> {
             socket: warm.socket,
             worker: warm.worker,
             exit,
-            pump: Pump::new(),
+            pump: Pump::new(expected.hash_input),
             frames: Frames::with_buffer(),
             queue: VecDeque::new(),
             counts: Counts::default(),
             state: State::Running,
             started,
             span,
-            expected_diff_id,
+            expected,
             opaque,
         }
     }
@@ -153,7 +207,8 @@ impl<R: AsyncRead + Unpin> Job<R> {
     }
 
     /// Runs the job to its end, discarding reports not yet taken, and returns the
-    /// summary (or the error that ended the job).
+    /// summary (or the error that ended the job). By then the worker process has
+    /// been killed and reaped.
     pub async fn finish(mut self) -> Result<Summary> {
         std::future::poll_fn(|cx| loop {
             match self.poll_report(cx) {
@@ -176,7 +231,7 @@ impl<R: AsyncRead + Unpin> Job<R> {
             }
             match self.state {
                 State::Running => ready!(self.poll_worker(cx)),
-                State::Dying => ready!(self.poll_exit(cx)),
+                State::Ending(_) => ready!(self.poll_end(cx)),
                 State::Finished { .. } | State::Taken => return Poll::Ready(self.take_error()),
             }
         }
@@ -185,18 +240,15 @@ impl<R: AsyncRead + Unpin> Job<R> {
     /// One turn of a running job: pump the archive, then read one frame.
     fn poll_worker(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if let Err(e) = self.pump.poll(&mut self.reader, &mut self.socket, cx) {
-            self.fail(e);
+            self.end(Some(Err(e)));
             return Poll::Ready(());
         }
         match ready!(self.frames.poll_next(&mut self.socket, cx)) {
             Ok(Some(msg)) => self.handle(msg),
-            Ok(None) => {
-                // No last message: the worker died or misbehaved. Make sure it
-                // is gone, then say how it ended.
-                self.worker.kill();
-                self.state = State::Dying;
-            }
-            Err(e) => self.fail(e),
+            // No last message: the worker died or misbehaved. Make sure it is
+            // gone, then say how it ended.
+            Ok(None) => self.end(None),
+            Err(e) => self.end(Some(Err(e))),
         }
         Poll::Ready(())
     }
@@ -217,44 +269,82 @@ impl<R> Job<R> {
         }
     }
 
-    /// Waits (through the pidfd) for a worker that closed its socket to exit,
-    /// then ends the job with how it died.
-    fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// The result is in (`None`: the worker left without one): kill the
+    /// worker, whatever it said, and wait for it to be reaped.
+    fn end(&mut self, result: Option<Result<Summary>>) {
+        self.worker.kill();
+        self.state = State::Ending(result);
+    }
+
+    /// Waits until the killed worker is reaped, then ends the job: with the
+    /// result, or with how the worker died if it left without one.
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let exit = ready!(self.poll_reaped(cx));
+        let State::Ending(result) = std::mem::replace(&mut self.state, State::Taken) else {
+            unreachable!("poll_end runs only while the job is ending")
+        };
+        let result = match result {
+            Some(Ok(summary)) => Ok(Summary {
+                elapsed: self.started.elapsed(),
+                ..summary
+            }),
+            Some(Err(e)) => Err(e),
+            None => Err(Error::WorkerDied {
+                pid: self.worker.pid,
+                how: exit.describe(),
+            }),
+        };
+        self.judge_exit(exit, &result);
+        self.log(&result);
+        self.state = State::Finished {
+            result,
+            error_seen: false,
+        };
+        Poll::Ready(())
+    }
+
+    /// Waits (through the pidfd) for the worker, already sent SIGKILL, to
+    /// exit, and reaps it.
+    fn poll_reaped(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
         loop {
             if self.worker.pidfd().is_none() {
-                self.died("ended");
-                return Poll::Ready(());
+                return Poll::Ready(Exit::Unknown);
             }
-            if let Some(how) = self.worker.try_reap() {
-                self.died(&how);
-                return Poll::Ready(());
+            if let Some(exit) = self.worker.try_reap() {
+                return Poll::Ready(exit);
             }
-            let Some(exit) = &self.exit else {
-                self.died("closed its socket");
-                return Poll::Ready(());
+            let readable = match &self.exit {
+                Some(exit) => exit.poll_read_ready(cx),
+                None => Poll::Ready(Err(std::io::ErrorKind::Unsupported.into())),
             };
-            match exit.poll_read_ready(cx) {
+            match readable {
                 // Readable: it exited; reap on the next turn.
                 Poll::Ready(Ok(mut guard)) => guard.clear_ready(),
+                // The pidfd cannot be polled: wait here (SIGKILL was sent, and
+                // the job must not end before the worker is gone).
                 Poll::Ready(Err(_)) => {
-                    self.died("closed its socket");
-                    return Poll::Ready(());
+                    return Poll::Ready(self.worker.reap_blocking().unwrap_or(Exit::Unknown))
                 }
                 Poll::Pending => return Poll::Pending,
             }
         }
     }
 
-    fn died(&mut self, how: &str) {
-        let error = Error::WorkerDied {
-            pid: self.worker.pid,
-            how: how.to_string(),
+    /// A worker that ended abnormally retires its zygote: it left without a
+    /// result, broke the protocol, or had died of something else than a clean
+    /// exit or our SIGKILL (see [`Exit::is_clean`]).
+    fn judge_exit(&self, exit: Exit, result: &Result<Summary>) {
+        let why = match result {
+            Err(Error::WorkerDied { .. }) => "it ended without a result",
+            Err(Error::Protocol(_)) => "it broke the protocol",
+            _ if !exit.is_clean() => "it died on its own after its result",
+            _ => return,
         };
-        self.finish_with(Err(error));
+        self.worker.ended_abnormally(why, exit);
     }
 
-    fn finish_with(&mut self, result: Result<Summary>) {
-        match &result {
+    fn log(&self, result: &Result<Summary>) {
+        match result {
             Ok(s) => tracing::info!(
                 parent: &self.span,
                 entries = s.entries,
@@ -268,19 +358,8 @@ impl<R> Job<R> {
                 elapsed_ms = s.elapsed.as_secs_f64() * 1000.0,
                 "extraction finished"
             ),
-            Err(e) => {
-                tracing::warn!(parent: &self.span, error = %e, "extraction failed");
-                self.worker.kill();
-            }
+            Err(e) => tracing::warn!(parent: &self.span, error = %e, "extraction failed"),
         }
-        self.state = State::Finished {
-            result,
-            error_seen: false,
-        };
-    }
-
-    fn fail(&mut self, e: Error) {
-        self.finish_with(Err(e));
     }
 
     /// Acts on one frame from the worker; a frame out of bounds or out of
@@ -297,7 +376,7 @@ impl<R> Job<R> {
             ))),
         };
         if let Err(e) = handled {
-            self.fail(e);
+            self.end(Some(Err(e)));
         }
     }
 
@@ -333,32 +412,49 @@ impl<R> Job<R> {
         Ok(())
     }
 
-    /// The worker's last message: checks it, then ends the job with the summary.
-    fn on_done(&mut self, totals: WorkerTotals) -> Result<()> {
+    /// The worker's last message: checks it and the digests (the caller's own
+    /// first), then ends the job with the summary.
+    fn on_done(&mut self, mut totals: WorkerTotals) -> Result<()> {
         if !self.pump.all_sent() {
             return Err(Error::Protocol(
                 "the worker finished before the archive was sent".into(),
             ));
         }
-        self.worker.finished = true;
-        let diff_id = checked_digest(totals.diff_id)?;
-        if let (Some(expected), Some(actual)) = (&self.expected_diff_id, &diff_id) {
-            if !expected.eq_ignore_ascii_case(actual) {
-                return Err(Error::DigestMismatch {
-                    expected: expected.clone(),
-                    actual: actual.clone(),
-                });
-            }
+        let digest = self.pump.digest();
+        check_digest(DigestKind::Blob, &self.expected.digest, digest.as_deref())?;
+        let diff_id = checked_digest(totals.diff_id.take())?;
+        if self.expected.diff_id.is_some() && diff_id.is_none() {
+            return Err(Error::Protocol(
+                "no diff_id in the worker's last message, though the options ask for one".into(),
+            ));
         }
+        check_digest(
+            DigestKind::DiffId,
+            &self.expected.diff_id,
+            diff_id.as_deref(),
+        )?;
         if let Some(opaque) = &mut self.opaque {
             opaque.apply()?;
         }
+        let summary = self.summary(&totals, diff_id, digest);
+        self.end(Some(Ok(summary)));
+        Ok(())
+    }
+
+    /// The summary of a job that ended well (its `elapsed` is set once the
+    /// worker is reaped).
+    fn summary(
+        &self,
+        totals: &WorkerTotals,
+        diff_id: Option<String>,
+        digest: Option<String>,
+    ) -> Summary {
         let c = &self.counts;
         let compression = match totals.compression {
             Compression::Auto => Compression::None,
             c => c,
         };
-        self.finish_with(Ok(Summary {
+        Summary {
             entries: c.entries,
             written: c.written,
             listed: c.listed,
@@ -371,9 +467,9 @@ impl<R> Job<R> {
             compression,
             elapsed: self.started.elapsed(),
             diff_id,
+            digest,
             layer_size: totals.layer_size,
-        }));
-        Ok(())
+        }
     }
 
     /// Validates one report from the (untrusted) worker and queues it.
@@ -431,6 +527,21 @@ fn checked_digest(diff_id: Option<String>) -> Result<Option<String>> {
     }
 }
 
+/// [`Error::DigestMismatch`] if `expected` is set and `actual` differs (hex
+/// digits in either case).
+fn check_digest(kind: DigestKind, expected: &Option<String>, actual: Option<&str>) -> Result<()> {
+    match (expected, actual) {
+        (Some(expected), Some(actual)) if !expected.eq_ignore_ascii_case(actual) => {
+            Err(Error::DigestMismatch {
+                kind,
+                expected: expected.clone(),
+                actual: actual.to_string(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The bounds every report from the (untrusted) worker must respect.
 pub(crate) fn check_report(report: &WireReport) -> Result<()> {
     if report.path.len() > MAX_REPORTED_PATH {
@@ -446,7 +557,7 @@ pub(crate) fn check_report(report: &WireReport) -> Result<()> {
 
 impl<R> Drop for Job<R> {
     fn drop(&mut self) {
-        if matches!(self.state, State::Running | State::Dying) {
+        if matches!(self.state, State::Running | State::Ending(_)) {
             // The worker itself is killed and reaped by `Worker`'s own drop.
             tracing::info!(parent: &self.span, "job dropped before it finished; worker killed");
         }
@@ -471,7 +582,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::caller::child::Worker;
+    use crate::caller::child::{Lineage, Worker};
     use crate::wire::encode_frame;
 
     fn fake_job(archive: &'static [u8]) -> (Job<&'static [u8]>, StdStream, Child) {
@@ -481,7 +592,7 @@ mod tests {
         let pid = rustix::process::Pid::from_raw(stand_in.id() as i32).unwrap();
         let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
         let warm = Warm {
-            worker: Worker::new(stand_in.id(), pidfd),
+            worker: Worker::new(stand_in.id(), pidfd, Lineage::default()),
             socket: UnixStream::from_std(ours).unwrap(),
         };
         let job = Job::new(
@@ -489,7 +600,7 @@ mod tests {
             warm,
             Instant::now(),
             tracing::Span::none(),
-            None,
+            Expected::default(),
             None,
         );
         (job, theirs, stand_in)
@@ -515,6 +626,71 @@ mod tests {
             size: 1,
             outcome: Outcome::Written,
         }
+    }
+
+    #[test]
+    fn expected_digests_are_normalised_or_refused() {
+        let hex = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
+        let normal = format!("sha256:{}", hex.to_ascii_lowercase());
+        let mut options = Options::default();
+        assert_eq!(
+            Expected::from_options(&options).unwrap(),
+            Expected::default()
+        );
+        for given in [hex.to_string(), format!("sha256:{hex}"), normal.clone()] {
+            options.expected_digest = Some(given.clone());
+            options.expected_diff_id = Some(given);
+            let expected = Expected::from_options(&options).unwrap();
+            assert_eq!(expected.digest.as_deref(), Some(normal.as_str()));
+            assert_eq!(expected.diff_id.as_deref(), Some(normal.as_str()));
+            assert!(expected.hash_input);
+        }
+        let bad = [
+            "",
+            "sha256:",
+            &hex[1..],
+            &format!("{hex}0"),
+            &format!("sha512:{hex}"),
+            &format!("SHA256:{hex}"),
+            &format!(" {hex}"),
+            &format!("sha256:{}g", &hex[1..]),
+        ];
+        for given in bad {
+            options.expected_digest = Some(given.to_string());
+            options.expected_diff_id = None;
+            let e = Expected::from_options(&options).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    Error::InvalidOption {
+                        option: "expected_digest",
+                        ..
+                    }
+                ),
+                "{given:?}: {e:?}"
+            );
+            // The value is not repeated in the message.
+            assert!(
+                !e.to_string().to_ascii_lowercase().contains(&normal[10..30]),
+                "{e}"
+            );
+            options.expected_digest = None;
+            options.expected_diff_id = Some(given.to_string());
+            let e = Expected::from_options(&options).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    Error::InvalidOption {
+                        option: "expected_diff_id",
+                        ..
+                    }
+                ),
+                "{given:?}: {e:?}"
+            );
+        }
+        options.expected_diff_id = None;
+        options.digest = true;
+        assert!(Expected::from_options(&options).unwrap().hash_input);
     }
 
     #[tokio::test]
@@ -594,6 +770,29 @@ mod tests {
         });
         fake.write_all(&encode_frame(&done)).unwrap();
         expect_protocol(finish_within(job).await, "malformed digest");
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_says_done_is_killed_and_reaped_before_the_job_ends() {
+        let (job, mut fake, _child) = fake_job(b"");
+        let pid = job.worker_pid();
+        // Let the (empty) archive be sent first.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let done = WorkerMsg::Done(WorkerTotals {
+            tar_bytes: 0,
+            diff_id: None,
+            layer_size: 0,
+            compression: Compression::None,
+        });
+        fake.write_all(&encode_frame(&done)).unwrap();
+        // The stand-in (`sleep 60`) goes on running after its Done: the job
+        // kills it, and reaps it (no zombie either) before it returns.
+        let summary = finish_within(job).await.expect("Done is a success");
+        assert_eq!(summary.entries, 0);
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "the worker {pid} outlived its job"
+        );
     }
 
     #[tokio::test]

@@ -1,11 +1,27 @@
 //! The pool of warm workers: where a job's worker comes from, and the zygote
-//! restarted if it died.
+//! restarted if it died or replaced when it is due.
 //!
 //! The pool lives in the kernel: the zygote forks one warm worker per credit the
 //! driver sends and queues it on the control socket (pid, pidfd and job socket in
 //! one `SOCK_SEQPACKET` message). Taking a worker is receiving one message and
 //! sending one credit back, so the zygote refills the pool while the job runs.
 //! Workers received and already known warm wait here as spares.
+//!
+//! Recycling: every worker of a zygote shares the zygote's address-space
+//! layout (a fork copies it), so the pool replaces the zygote with a freshly
+//! executed one (a new layout) before the next worker is taken when
+//!
+//! * a worker of it ended abnormally (its job or its start called
+//!   [`Lineage::retire`](crate::caller::child::Lineage::retire): it left
+//!   without a result, broke the protocol, or died of anything but a clean
+//!   exit or the caller's SIGKILL), so that an exploit probing the layout by
+//!   crashing workers meets a new one at every try; or
+//! * it handed over `jobs_per_zygote` workers (one per job), which bounds what
+//!   one layout is exposed to.
+//!
+//! The retired zygote's workers not yet used are discarded with it (queued
+//! ones are killed as the old zygote drains in the background, spares are
+//! dropped when next seen); jobs already running finish in theirs.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
@@ -36,6 +52,8 @@ pub(crate) struct Pool {
     mode: SandboxMode,
     warm_workers: u32,
     subordinate_ids: SubordinateIds,
+    /// Workers one zygote hands over before it is replaced.
+    jobs_per_zygote: u64,
     /// The zygote; replaced when it dies. Locked while receiving a worker, so
     /// birth numbers stay in order.
     zygote: tokio::sync::Mutex<Option<ZygoteConn>>,
@@ -44,13 +62,19 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    /// Starts the zygote and orders `warm_workers` workers.
-    pub(crate) async fn start(warm_workers: u32, subordinate_ids: SubordinateIds) -> Result<Pool> {
+    /// Starts the zygote and orders `warm_workers` workers; the zygote is
+    /// replaced after `jobs_per_zygote` workers (at least 1).
+    pub(crate) async fn start(
+        warm_workers: u32,
+        subordinate_ids: SubordinateIds,
+        jobs_per_zygote: u64,
+    ) -> Result<Pool> {
         let (conn, mode) = ZygoteConn::start(warm_workers, subordinate_ids).await?;
         Ok(Pool {
             mode,
             warm_workers,
             subordinate_ids,
+            jobs_per_zygote: jobs_per_zygote.max(1),
             zygote: tokio::sync::Mutex::new(Some(conn)),
             spare: Mutex::new(VecDeque::new()),
         })
@@ -65,9 +89,16 @@ impl Pool {
         self.spare.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A spare warm worker, if there is one.
+    /// A spare warm worker, if there is one; spares of a retired zygote are
+    /// dropped (killed) on the way.
     pub(crate) fn take_spare(&self) -> Option<Warm> {
-        self.spares().pop_front()
+        let mut spares = self.spares();
+        while let Some(warm) = spares.pop_front() {
+            if !warm.worker.lineage.is_retired() {
+                return Some(warm);
+            }
+        }
+        None
     }
 
     /// Keeps a warm worker for the next job.
@@ -85,6 +116,7 @@ impl Pool {
     /// of the current one).
     pub(crate) async fn next_arrival(&self, fresh: bool) -> Result<Arrival> {
         let mut guard = self.zygote.lock().await;
+        self.recycle_if_due(&mut guard);
         for attempt in 0..2 {
             let conn = self.connected(&mut guard).await?;
             let result = if fresh {
@@ -104,6 +136,28 @@ impl Pool {
             }
         }
         Err(zygote_gone())
+    }
+
+    /// Drops the zygote if it is due for replacement (see the module's
+    /// docs); [`Pool::connected`] then starts a fresh one. Dropping it drains
+    /// and kills its queued workers and then the zygote, in the background.
+    fn recycle_if_due(&self, zygote: &mut Option<ZygoteConn>) {
+        let Some(conn) = zygote.as_ref() else {
+            return;
+        };
+        let abnormal = conn.lineage().is_retired();
+        if !abnormal && conn.received() < self.jobs_per_zygote {
+            return;
+        }
+        // Its spares go too (`take_spare` drops retired ones).
+        conn.lineage().retire();
+        tracing::debug!(
+            zygote_pid = conn.pid(),
+            workers = conn.received(),
+            abnormal,
+            "replacing the sandtar zygote"
+        );
+        *zygote = None;
     }
 
     /// The running zygote, started anew if the last one died; it must confine

@@ -1,10 +1,13 @@
 //! The pump: moves the caller's archive bytes into the worker's socket, one
-//! buffer at a time, then shuts the socket's write side (end of archive).
+//! buffer at a time, then shuts the socket's write side (end of archive). When
+//! asked, it hashes the bytes on their way (the blob digest): the caller's own
+//! digest, which no worker can forge.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
 
@@ -28,10 +31,13 @@ pub(crate) struct Pump {
     /// The worker stopped reading (it failed or died; its frames say why).
     broken: bool,
     bytes: u64,
+    /// The SHA-256 of every byte read so far, if asked for.
+    hasher: Option<Sha256>,
 }
 
 impl Pump {
-    pub(crate) fn new() -> Self {
+    /// A pump; with `hash`, it computes the digest of what it reads.
+    pub(crate) fn new(hash: bool) -> Self {
         Pump {
             buf: vec![0; PUMP_BUFFER].into_boxed_slice(),
             start: 0,
@@ -40,7 +46,19 @@ impl Pump {
             shut: false,
             broken: false,
             bytes: 0,
+            hasher: hash.then(Sha256::new),
         }
+    }
+
+    /// `sha256:<lowercase hex>` of the whole archive, once it has all been
+    /// read (and if the pump hashes).
+    pub(crate) fn digest(&self) -> Option<String> {
+        if !self.reader_done {
+            return None;
+        }
+        let hash = self.hasher.clone()?.finalize();
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        Some(format!("sha256:{hex}"))
     }
 
     /// Bytes read from the caller's reader so far.
@@ -115,6 +133,9 @@ impl Pump {
                 if n == 0 {
                     self.reader_done = true;
                 } else {
+                    if let Some(hasher) = &mut self.hasher {
+                        hasher.update(read_buf.filled());
+                    }
                     self.start = 0;
                     self.end = n;
                     self.bytes += n as u64;

@@ -2,8 +2,9 @@
 //! waiting until that worker is confined to it (once more on a fresh worker if
 //! a warm one does not see the destination).
 //!
-//! By the time a [`Job`] is returned, any problem with the destination has been
-//! reported and no byte of the archive has been read.
+//! By the time a [`Job`] is returned, the options have been checked, any
+//! problem with the destination has been reported, and no byte of the archive
+//! has been read.
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
@@ -16,9 +17,9 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
 
-use crate::caller::child::Worker;
+use crate::caller::child::{Lineage, Worker};
 use crate::caller::frames::{self, Frames};
-use crate::caller::job::Job;
+use crate::caller::job::{Expected, Job};
 use crate::caller::mounts;
 use crate::caller::overlay::OpaqueMarks;
 use crate::caller::pool::{Pool, Warm};
@@ -37,6 +38,8 @@ pub(crate) async fn start<R: AsyncRead + Unpin>(
     options: &Options,
 ) -> Result<Job<R>> {
     let started = Instant::now();
+    // Before any work: a malformed expectation is the caller's mistake.
+    let expected = Expected::from_options(options)?;
     static JOB_IDS: AtomicU64 = AtomicU64::new(1);
     let id = JOB_IDS.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!(
@@ -54,14 +57,7 @@ pub(crate) async fn start<R: AsyncRead + Unpin>(
             .then(|| OpaqueMarks::new(dir));
             span.record("worker_pid", warm.worker.pid);
             tracing::debug!(parent: &span, compression = options.compression.name(), "worker confined");
-            Ok(Job::new(
-                reader,
-                warm,
-                started,
-                span,
-                options.expected_diff_id.clone(),
-                opaque,
-            ))
+            Ok(Job::new(reader, warm, started, span, expected, opaque))
         }
         Err(e) => {
             tracing::warn!(parent: &span, error = %e, "job could not start");
@@ -78,10 +74,12 @@ async fn confined_worker(
     span: &tracing::Span,
 ) -> Result<(Warm, File)> {
     let (dir, canonical) = open_destination(dest)?;
-    let header = JobHeader {
+    let mut header = JobHeader {
         dest: canonical.as_os_str().as_bytes().to_vec(),
         options: options.clone(),
     };
+    // The caller checks the blob digest itself; the worker need not know it.
+    header.options.expected_digest = None;
     let warm = warm_worker(pool).await?;
     let confined = match confine(warm, &header, &dir, dest).await {
         Err(Error::DestinationChanged { .. }) => {
@@ -153,6 +151,22 @@ fn open_destination(dest: &Path) -> Result<(File, PathBuf)> {
 
 /// Reads the `Warm` message a new worker sends once it is set up.
 async fn expect_warm(arrival: Arrival) -> Result<Warm> {
+    let lineage = arrival.worker.lineage.clone();
+    let warm = read_warm(arrival).await;
+    judge(warm, &lineage)
+}
+
+/// A worker that died or broke the protocol before its job retires its
+/// zygote (see [`Pool`]'s recycling).
+fn judge(result: Result<Warm>, lineage: &Lineage) -> Result<Warm> {
+    if let Err(e @ (Error::WorkerDied { .. } | Error::Protocol(_))) = &result {
+        tracing::warn!(error = %e, "a sandtar worker ended abnormally before its job; its zygote will be replaced");
+        lineage.retire();
+    }
+    result
+}
+
+async fn read_warm(arrival: Arrival) -> Result<Warm> {
     let Arrival { worker, socket, .. } = arrival;
     let std_socket = std::os::unix::net::UnixStream::from(socket);
     std_socket
@@ -172,7 +186,12 @@ async fn expect_warm(arrival: Arrival) -> Result<Warm> {
 
 /// Sends the job header with the destination's descriptor and waits until the
 /// worker is confined to `dest`.
-async fn confine(mut warm: Warm, header: &JobHeader, dir: &File, dest: &Path) -> Result<Warm> {
+async fn confine(warm: Warm, header: &JobHeader, dir: &File, dest: &Path) -> Result<Warm> {
+    let lineage = warm.worker.lineage.clone();
+    judge(send_job(warm, header, dir, dest).await, &lineage)
+}
+
+async fn send_job(mut warm: Warm, header: &JobHeader, dir: &File, dest: &Path) -> Result<Warm> {
     let mut message = HEADER_MAGIC.to_vec();
     message.extend_from_slice(&encode_frame(header));
     let sent = warm
@@ -218,6 +237,6 @@ async fn died(mut worker: Worker) -> Error {
     }
     let how = worker
         .try_reap()
-        .unwrap_or_else(|| "closed its socket".into());
+        .map_or_else(|| "closed its socket".into(), |exit| exit.describe());
     Error::WorkerDied { pid, how }
 }

@@ -3,16 +3,26 @@
 //!
 //! The control socket is a `SOCK_SEQPACKET` pair: one message per datagram,
 //! each worker arriving as one message with its pidfd and job socket attached.
+//!
+//! The zygote starts clean: an empty environment but for its marker (and
+//! `LD_LIBRARY_PATH`, which the dynamic loader may need to start it), `/` as
+//! its working directory, and it is forked by a thread that lives as long as
+//! the caller's process, so that the SIGKILL it asks for when its parent dies
+//! (`PR_SET_PDEATHSIG`, set by the start-up hook) comes only when the caller's
+//! process ends.
 
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 use tokio::io::unix::AsyncFd;
 
-use crate::caller::child::{reap_in_background, Reap, Worker};
+use crate::caller::child::{reap_in_background, Lineage, Reap, Worker};
 use crate::caller::subids::{self, SubordinateIds};
 use crate::error::{Error, Result};
 use crate::mode::SandboxMode;
@@ -42,6 +52,8 @@ pub(crate) struct ZygoteConn {
     requested: u64,
     /// Workers received so far (the next received one's birth number).
     received: u64,
+    /// Shared with every worker it forked: retired when one ends abnormally.
+    lineage: Lineage,
 }
 
 impl ZygoteConn {
@@ -51,7 +63,7 @@ impl ZygoteConn {
         warm: u32,
         subids: SubordinateIds,
     ) -> Result<(ZygoteConn, SandboxMode)> {
-        let (control, child) = spawn()?;
+        let (control, child) = spawn().await?;
         let control = sys::async_fd(
             control,
             tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE,
@@ -62,6 +74,7 @@ impl ZygoteConn {
             child: Some(child),
             requested: 0,
             received: 0,
+            lineage: Lineage::default(),
         };
         let mode = tokio::time::timeout(ZYGOTE_START_TIMEOUT, conn.hello(subids))
             .await
@@ -179,6 +192,21 @@ impl ZygoteConn {
         self.requested
     }
 
+    /// How many workers this zygote has handed over so far.
+    pub(crate) fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// The zygote's lineage, shared by its workers.
+    pub(crate) fn lineage(&self) -> &Lineage {
+        &self.lineage
+    }
+
+    /// The zygote's process id (for logs).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Sends one request to the zygote.
     async fn send(&self, request: &ZygoteRequest) -> Result<()> {
         let msg = encode_message(request);
@@ -202,7 +230,7 @@ impl ZygoteConn {
     /// Receives the next worker the zygote forked, and orders a replacement.
     pub(crate) async fn take_worker(&mut self) -> Result<Arrival> {
         let (msg, fds) = self.recv().await?;
-        let (worker, socket) = match worker_of(msg, fds) {
+        let (worker, socket) = match worker_of(msg, fds, &self.lineage) {
             Ok(arrived) => arrived,
             Err(ZygoteMsg::SpawnFailed(reason)) => {
                 self.request(1).await?;
@@ -227,12 +255,16 @@ impl ZygoteConn {
 
 /// The worker a [`ZygoteMsg::Worker`] announces, with its job socket; any other
 /// message (or one without exactly its two descriptors) back as it came.
-fn worker_of(msg: ZygoteMsg, mut fds: Vec<OwnedFd>) -> Result<(Worker, OwnedFd), ZygoteMsg> {
+fn worker_of(
+    msg: ZygoteMsg,
+    mut fds: Vec<OwnedFd>,
+    lineage: &Lineage,
+) -> Result<(Worker, OwnedFd), ZygoteMsg> {
     match msg {
         ZygoteMsg::Worker { pid } if fds.len() == 2 => {
             let socket = fds.pop().expect("two descriptors");
             let pidfd = fds.pop().expect("two descriptors");
-            Ok((Worker::new(pid, pidfd), socket))
+            Ok((Worker::new(pid, pidfd, lineage.clone()), socket))
         }
         other => Err(other),
     }
@@ -240,7 +272,7 @@ fn worker_of(msg: ZygoteMsg, mut fds: Vec<OwnedFd>) -> Result<(Worker, OwnedFd),
 
 /// Re-executes this program as the zygote, its standard input the far end of
 /// a new control socket; returns our end and the child.
-fn spawn() -> Result<(OwnedFd, Child)> {
+async fn spawn() -> Result<(OwnedFd, Child)> {
     // Keep the pre-main hook in every executable that uses a sandbox.
     std::hint::black_box(&zygote::ZYGOTE_HOOK);
     let (ours, theirs) = socketpair(
@@ -251,15 +283,61 @@ fn spawn() -> Result<(OwnedFd, Child)> {
     )
     .map_err(|e| Error::zygote("socketpair", e.into()))?;
     rustix::io::ioctl_fionbio(&theirs, false).map_err(|e| Error::zygote("socketpair", e.into()))?;
-    let child = Command::new("/proc/self/exe")
+    let mut command = Command::new("/proc/self/exe");
+    command
         .arg0("sandtar-zygote")
-        .env(zygote::MARKER_NAME, "1")
+        // Nothing of the caller's environment (secrets, tokens) reaches the
+        // zygote or its workers. The marker carries our pid: the start-up hook
+        // checks that it is still its parent once it asked to die with it.
+        .env_clear()
+        .env(zygote::MARKER_NAME, std::process::id().to_string())
+        .current_dir("/")
         .stdin(Stdio::from(theirs))
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
+        .stderr(Stdio::inherit());
+    // The dynamic loader may need it to find the program's libraries.
+    if let Some(path) = std::env::var_os("LD_LIBRARY_PATH") {
+        command.env("LD_LIBRARY_PATH", path);
+    }
+    let child = spawn_from_lasting_thread(command)
+        .await
         .map_err(|e| Error::zygote("re-executing /proc/self/exe", e))?;
     Ok((ours, child))
+}
+
+/// A command to run on the spawner thread, and where to send its child.
+type SpawnRequest = (Command, tokio::sync::oneshot::Sender<io::Result<Child>>);
+
+/// Runs `command` on `sandtar-spawner`, a thread started on first use that
+/// lives as long as the process. The zygote asks the kernel for SIGKILL when
+/// its parent dies (`PR_SET_PDEATHSIG`), and for the kernel that parent is the
+/// *thread* that forked it: forked from a runtime's thread, the zygote would be
+/// killed when that runtime shuts down or retires the thread.
+async fn spawn_from_lasting_thread(command: Command) -> io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<Sender<SpawnRequest>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        // If the thread cannot start, `rx` is dropped with it and every
+        // request fails below: no zygote is better than one that a thread's
+        // end would kill.
+        let _ = std::thread::Builder::new()
+            .name("sandtar-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+            });
+        Mutex::new(tx)
+    });
+    let (reply, child) = tokio::sync::oneshot::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send((command, reply))
+        .map_err(|_| io::Error::other("the sandtar-spawner thread could not be started"))?;
+    child
+        .await
+        .map_err(|_| io::Error::other("the sandtar-spawner thread is gone"))?
 }
 
 /// The error for a zygote that exited.
@@ -306,7 +384,7 @@ fn drain_workers(control: OwnedFd) {
             break;
         }
         if let Ok(msg) = decode::<ZygoteMsg>(&buf[..n]) {
-            drop(worker_of(msg, fds));
+            drop(worker_of(msg, fds, &Lineage::default()));
         }
     }
 }

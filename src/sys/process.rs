@@ -84,6 +84,7 @@ pub(crate) fn clone_worker(
         -1 => Err(io::Error::last_os_error()),
         0 => {
             drop(driver_end);
+            die_with_caller();
             // The child's only owned descriptor is now `worker_end`: the zygote
             // owns nothing else, and fd 0, its control socket, is only borrowed
             // by `zygote::serve`, which the worker never returns to.
@@ -103,6 +104,18 @@ pub(crate) fn clone_worker(
             })
         }
     }
+}
+
+/// In a new worker: asks the kernel for SIGKILL when its parent, the caller's
+/// thread that forked the zygote (`CLONE_PARENT`), ends, so that a worker
+/// cannot outlive the caller's process whatever its job made it do. Its PID
+/// namespace hides who the parent is (`getppid` says 0), so there is no check
+/// after it as in the zygote; none is needed: a worker forked as the caller
+/// dies never gets a job. The other end of its job socket is on its way to
+/// the caller, and closes when the caller's control socket does, so the
+/// worker reads the end of the stream where it waits for its job, and exits.
+fn die_with_caller() {
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
 }
 
 /// Enters a new user namespace. The kernel refuses it (`EINVAL`) in a

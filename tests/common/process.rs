@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::is_root;
@@ -43,6 +43,13 @@ pub fn as_user(user: &str, group: &str, inner: &str, direct: impl FnOnce()) {
         direct();
         return;
     }
+    let (cmd, dir) = command_as(user, group);
+    run_test_process(cmd, inner, dir.path(), &format!("as {user}:{group}"));
+}
+
+/// A command that runs a copy of this test executable as `user`:`group`,
+/// and the directory that holds the copy (remove it when done).
+fn command_as(user: &str, group: &str) -> (Command, tempfile::TempDir) {
     // CI clones into a path `nobody` may not traverse: run a copy of this
     // executable from a fresh, world-readable directory in /tmp.
     let dir = tempfile::Builder::new()
@@ -67,7 +74,40 @@ pub fn as_user(user: &str, group: &str, inner: &str, direct: impl FnOnce()) {
         .arg(format!("--regid={group}"))
         .arg("--clear-groups")
         .arg(&copy);
-    run_test_process(cmd, inner, dir.path(), &format!("as {user}:{group}"));
+    (cmd, dir)
+}
+
+/// Starts the ignored test `inner` of this test binary in a process of its
+/// own, as `nobody` if asked (and this process is root), and returns at once:
+/// the child (its standard output piped, for what the test prints) and the
+/// directory of the executable's copy, if one was made. For a test that must
+/// act on that process while it runs (kill it, say).
+pub fn start_test_process(inner: &str, as_nobody: bool) -> (Child, Option<tempfile::TempDir>) {
+    let (mut cmd, dir) = if as_nobody && is_root() {
+        let group = if group_exists("nogroup") {
+            "nogroup"
+        } else {
+            "nobody"
+        };
+        let (cmd, dir) = command_as("nobody", group);
+        (cmd, Some(dir))
+    } else {
+        (
+            Command::new(std::env::current_exe().expect("current_exe")),
+            None,
+        )
+    };
+    cmd.env(INNER_MARKER, "1")
+        .args(["--exact", inner, "--include-ignored", "--nocapture"])
+        .arg("--test-threads=1")
+        .env("TMPDIR", "/tmp")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {inner}: {e}"));
+    (child, dir)
 }
 
 /// Runs the ignored test `inner` of this test binary in a process of its own
