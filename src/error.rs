@@ -92,7 +92,8 @@ pub enum Error {
         /// Its value.
         value: u64,
         /// The entry being read when it tripped (empty when its extension
-        /// headers tripped `max_extension_size` before its own header was read).
+        /// headers tripped `max_extension_size` before its own header was
+        /// read, and for `max_cpu_time`, which the kernel enforces).
         entry: PathBuf,
     },
 

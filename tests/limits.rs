@@ -8,6 +8,8 @@ use std::io::Write;
 use common::assert_limit;
 use sandtar::{Options, Sandbox};
 
+root_and_nobody!(cpu_time);
+
 fn file_header(name: &str, size: u64) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_path(name).unwrap();
@@ -153,9 +155,7 @@ impl TakeBytes for std::io::Repeat {
 /// targets below it in ever new directories, each resolved through the whole
 /// chain (~1 ms apiece). No other limit is near; `max_cpu_time` (1 s here)
 /// ends the job, named, by the kernel's `RLIMIT_CPU`.
-#[tokio::test]
-async fn cpu_time() {
-    let sandbox = common::sandbox().await;
+async fn cpu_time(sandbox: Sandbox) {
     let mut tar = common::raw::Tar::new();
     tar.dir("d/", 0o755);
     let l1 = format!("d/{}", "../d/".repeat(818));

@@ -31,7 +31,7 @@ use crate::caller::overlay::OpaqueMarks;
 use crate::caller::pool::Warm;
 use crate::caller::pump::Pump;
 use crate::error::{DigestKind, Error, Result};
-use crate::options::{Compression, Options};
+use crate::options::{Compression, Limit, Options};
 use crate::report::{EntryKind, EntryReport, Outcome, Summary};
 use crate::sys;
 use crate::wire::{
@@ -109,8 +109,9 @@ enum State {
     Taken,
 }
 
-/// The digests a job checks at its end, from the options (validated before
-/// the job starts: [`Expected::from_options`]).
+/// What a job checks at its end, from the options (validated before the job
+/// starts: [`Expected::from_options`]): the digests, and the CPU-time limit a
+/// worker ended by `SIGXCPU` ran into.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Expected {
     /// Whether the pump hashes the bytes it sends (the blob digest).
@@ -119,6 +120,8 @@ pub(crate) struct Expected {
     pub digest: Option<String>,
     /// The `diff_id` the worker must report.
     pub diff_id: Option<String>,
+    /// [`Limits::max_cpu_time`](crate::Limits::max_cpu_time).
+    pub max_cpu_time: u64,
 }
 
 impl Expected {
@@ -140,6 +143,7 @@ impl Expected {
             hash_input: options.digest || digest.is_some(),
             digest,
             diff_id,
+            max_cpu_time: options.limits.max_cpu_time,
         })
     }
 }
@@ -289,6 +293,12 @@ impl<R> Job<R> {
                 ..summary
             }),
             Some(Err(e)) => Err(e),
+            // The kernel's RLIMIT_CPU: the limit, not a crash.
+            None if exit == Exit::Code(sys::EXIT_CPU_TIME) => Err(Error::LimitExceeded {
+                limit: Limit::MaxCpuTime,
+                value: self.expected.max_cpu_time,
+                entry: std::path::PathBuf::new(),
+            }),
             None => Err(Error::WorkerDied {
                 pid: self.worker.pid,
                 how: exit.describe(),

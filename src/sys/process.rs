@@ -160,3 +160,32 @@ pub(crate) fn ignore_write_signals() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The exit status of a worker stopped by its CPU-time limit (128 + `SIGXCPU`,
+/// as a shell would show a death by that signal).
+pub(crate) const EXIT_CPU_TIME: i32 = 128 + libc::SIGXCPU;
+
+extern "C" fn exit_on_cpu_limit(_signal: libc::c_int) {
+    // SAFETY: `_exit` is async-signal-safe and has no preconditions.
+    unsafe { libc::_exit(EXIT_CPU_TIME) }
+}
+
+/// Makes `SIGXCPU` (`RLIMIT_CPU`'s soft limit) end the worker with
+/// [`EXIT_CPU_TIME`]. A worker is pid 1 of its PID namespace, where the kernel
+/// drops a signal left at its default action, so the soft limit would pass
+/// unseen and only the hard limit's `SIGKILL` would end it, indistinguishable
+/// from any other kill.
+pub(crate) fn exit_on_cpu_time_limit() -> io::Result<()> {
+    // SAFETY: the handler only calls `_exit`, which is async-signal-safe; it
+    // touches no state of the interrupted code.
+    let previous = unsafe {
+        libc::signal(
+            libc::SIGXCPU,
+            exit_on_cpu_limit as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        )
+    };
+    match previous == libc::SIG_ERR {
+        true => Err(io::Error::last_os_error()),
+        false => Ok(()),
+    }
+}

@@ -109,10 +109,11 @@ fn set_limits(options: &Options) -> Result<(), String> {
     Ok(())
 }
 
-/// `RLIMIT_CPU`: `SIGXCPU` (which ends the worker; the caller names the limit)
-/// at `seconds`, `SIGKILL` one second later should a compromised worker
-/// ignore it.
+/// `RLIMIT_CPU`: `SIGXCPU` at `seconds`, which ends the worker with
+/// [`sys::EXIT_CPU_TIME`](crate::sys::EXIT_CPU_TIME) (the caller names the
+/// limit), and `SIGKILL` one second later should a compromised worker catch it.
 fn set_cpu_limit(seconds: u64) -> Result<(), String> {
+    crate::sys::exit_on_cpu_time_limit().map_err(|e| format!("handling SIGXCPU failed: {e}"))?;
     let limit = match seconds {
         u64::MAX => Rlimit {
             current: None,
