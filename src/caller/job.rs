@@ -645,7 +645,10 @@ mod tests {
         let mut options = Options::default();
         assert_eq!(
             Expected::from_options(&options).unwrap(),
-            Expected::default()
+            Expected {
+                max_cpu_time: options.limits.max_cpu_time,
+                ..Expected::default()
+            }
         );
         for given in [hex.to_string(), format!("sha256:{hex}"), normal.clone()] {
             options.expected_digest = Some(given.clone());
