@@ -470,6 +470,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn xattrs_by_allow_list_never_overlay_metadata() {
+        let names: [&[u8]; 10] = [
+            b"user.mime_type",
+            b"user.overlay.redirect",
+            b"user.overlay.opaque",
+            b"trusted.overlay.redirect",
+            b"trusted.overlay.metacopy",
+            b"security.capability",
+            b"security.ima",
+            b"security.selinux",
+            b"system.posix_acl_access",
+            b"system.nfs4_acl",
+        ];
+        let allowed = |policy: XattrPolicy| -> Vec<&[u8]> {
+            names.iter().copied().filter(|n| policy.allows(n)).collect()
+        };
+        assert!(allowed(XattrPolicy::None).is_empty());
+        assert_eq!(allowed(XattrPolicy::User), [&b"user.mime_type"[..]]);
+        assert_eq!(
+            allowed(XattrPolicy::All),
+            [
+                &b"user.mime_type"[..],
+                b"security.capability",
+                b"system.posix_acl_access"
+            ]
+        );
+        // Every preset.
+        for options in [Options::default(), Options::full_fidelity(), Options::layer()] {
+            assert!(!options.xattrs.allows(b"user.overlay.redirect"));
+            assert!(!options.xattrs.allows(b"trusted.overlay.opaque"));
+        }
+    }
+
+    #[test]
     fn safe_mode_drops_special_and_write_bits() {
         assert_eq!(ModePolicy::Safe.apply(0o104777), 0o755);
         assert_eq!(ModePolicy::Safe.apply(0o640), 0o640);
