@@ -89,6 +89,12 @@ struct Cli {
     #[arg(long)]
     json: bool,
 
+    /// List each confinement wall this host allows (user, mount and PID
+    /// namespaces, Landlock, seccomp, capabilities) and why, then start a
+    /// sandbox and say how it is confined; extract nothing.
+    #[arg(long, conflicts_with_all = ["archive", "json"])]
+    doctor: bool,
+
     /// The archive's compression, instead of recognising it.
     #[arg(long, value_enum, default_value_t = CompressionArg::Auto, value_name = "FORMAT")]
     compression: CompressionArg,
@@ -252,6 +258,9 @@ fn fatal(Fatal(message): Fatal) {
 }
 
 async fn run(cli: Cli) -> Result<Done, Fatal> {
+    if cli.doctor {
+        return doctor().await;
+    }
     let mut options = if cli.layer {
         Options::layer()
     } else if cli.full_fidelity {
@@ -513,6 +522,21 @@ fn target_of(dest: &Path, name: &Path) -> PathBuf {
         }
     }
     target
+}
+
+/// `--doctor`: the walls, then the real probe.
+async fn doctor() -> Result<Done, Fatal> {
+    for check in sandtar::diagnose() {
+        let yes = if check.available { "yes" } else { "no" };
+        println!("{:32} {yes:3}  {}", check.wall, printable(&check.detail));
+    }
+    match Sandbox::new().await {
+        Ok(sandbox) => {
+            println!("\nsandbox: confined {}", describe_mode(sandbox.mode()));
+            Ok(Done::Complete)
+        }
+        Err(e) => Err(Fatal(format!("sandbox: {e}"))),
+    }
 }
 
 fn describe_mode(mode: SandboxMode) -> String {

@@ -270,6 +270,7 @@ mod caller;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod host;
 mod mode;
 mod options;
 mod report;
@@ -283,6 +284,7 @@ pub use caller::job::Job;
 pub use caller::sandbox::{Sandbox, SandboxBuilder};
 pub use caller::subids::SubordinateIds;
 pub use error::{DigestKind, Error, Result};
+pub use host::{diagnose, Check};
 pub use mode::SandboxMode;
 pub use options::{
     Compression, IdMap, IdRange, Limit, Limits, ModePolicy, Options, WhiteoutFormat, XattrPolicy,

@@ -497,7 +497,11 @@ mod tests {
             ]
         );
         // Every preset.
-        for options in [Options::default(), Options::full_fidelity(), Options::layer()] {
+        for options in [
+            Options::default(),
+            Options::full_fidelity(),
+            Options::layer(),
+        ] {
             assert!(!options.xattrs.allows(b"user.overlay.redirect"));
             assert!(!options.xattrs.allows(b"trusted.overlay.opaque"));
         }

@@ -84,6 +84,15 @@ fn prefer_as_oom_victim() {
     let _ = std::fs::write("/proc/self/oom_score_adj", "1000");
 }
 
+/// What stands in the way of a user namespace here, for an error message.
+fn blockers() -> String {
+    let found = crate::host::Facts::read().user_namespace_blockers();
+    match found.is_empty() {
+        true => String::new(),
+        false => format!(" ({})", found.join("; ")),
+    }
+}
+
 /// Receives one request; `None` when the driver closed the socket.
 fn receive(control: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<ZygoteRequest>> {
     loop {
@@ -114,7 +123,7 @@ fn enter_mode(
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
     sys::unshare_user_namespace(single)
-        .map_err(|e| format!("unshare(CLONE_NEWUSER) failed: {e} (unprivileged user namespaces are disabled, and the process is not root)"))?;
+        .map_err(|e| format!("unshare(CLONE_NEWUSER) failed: {e}{}", blockers()))?;
     send(control, &ZygoteMsg::Unshared).map_err(|e| format!("control socket: {e}"))?;
     let mut buf = [0u8; MAX_CONTROL_MESSAGE];
     match receive(control, &mut buf) {
@@ -135,7 +144,7 @@ fn enter_mode(
         Err(e) => return Err(format!("control socket: {e}")),
     }
     let write = |file: &str, text: String| {
-        std::fs::write(file, text).map_err(|e| format!("writing {file} failed: {e}"))
+        std::fs::write(file, text).map_err(|e| format!("writing {file} failed: {e}{}", blockers()))
     };
     write("/proc/self/setgroups", "deny".into())?;
     write("/proc/self/uid_map", format!("0 {uid} 1\n"))?;

@@ -189,3 +189,24 @@ pub(crate) fn exit_on_cpu_time_limit() -> io::Result<()> {
         false => Ok(()),
     }
 }
+
+/// The Landlock ABI version the kernel offers (`landlock_create_ruleset` with
+/// `LANDLOCK_CREATE_RULESET_VERSION`), or the error: `ENOSYS` (not built in),
+/// `EOPNOTSUPP` (disabled at boot), `EPERM` (refused by a seccomp filter).
+pub(crate) fn landlock_abi() -> io::Result<u32> {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with the VERSION flag the kernel reads no attribute (null, size 0)
+    // and only returns a number.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        abi => Ok(abi as u32),
+    }
+}
