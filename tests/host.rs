@@ -52,6 +52,50 @@ fn inner_root_in_a_default_container() {
     assert!(!userns.available, "{userns:?}");
 }
 
+/// Where `clone3` is answered with `ENOSYS` (as Docker's and containerd's
+/// profiles do, so that libc falls back to `clone`), the zygote forks its
+/// workers with `clone` instead, and jobs run as before.
+#[test]
+fn workers_without_clone3() {
+    if !common::needs_root("keep the same confinement under the filter") {
+        return;
+    }
+    common::in_own_process("inner_workers_without_clone3");
+}
+
+#[test]
+#[ignore = "run through workers_without_clone3"]
+fn inner_workers_without_clone3() {
+    if !common::inner_should_run() {
+        return;
+    }
+    let clone3 = SeccompFilter::new(
+        [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch(),
+    )
+    .unwrap();
+    rustix::thread::set_no_new_privs(true).unwrap();
+    let program: seccompiler::BpfProgram = clone3.try_into().unwrap();
+    seccompiler::apply_filter_all_threads(&program).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let sandbox = sandtar::Sandbox::new().await.unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let archive = common::tar_files([("a/b.txt", b"hello".to_vec())]);
+        let summary = sandbox
+            .extract(&archive[..], dest.path(), &sandtar::Options::default())
+            .await
+            .unwrap();
+        assert_eq!(summary.written, 1);
+        assert_eq!(
+            std::fs::read(dest.path().join("a/b.txt")).unwrap(),
+            b"hello"
+        );
+    });
+}
+
 fn drop_cap_sys_admin() {
     use rustix::thread::{
         capabilities, remove_capability_from_bounding_set, set_capabilities, CapabilitySet,

@@ -62,23 +62,14 @@ pub(crate) fn clone_worker(
 ) -> io::Result<Forked> {
     let _ = single;
     let mut pidfd: libc::c_int = -1;
-    let args = CloneArgs {
-        flags: (libc::CLONE_PARENT | libc::CLONE_PIDFD | libc::CLONE_NEWNS | libc::CLONE_NEWPID)
-            as u64,
-        pidfd: &mut pidfd as *mut libc::c_int as u64,
-        // With CLONE_PARENT the exit signal must be 0; the kernel copies ours.
-        exit_signal: 0,
-        ..CloneArgs::default()
-    };
-    // SAFETY: clone3 with no stack behaves like fork; `args` and `pidfd` outlive the
-    // call; `single` proves we are single-threaded, so the child's copy of the
-    // address space holds no lock another thread owned.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
+    let flags = libc::CLONE_PARENT | libc::CLONE_PIDFD | libc::CLONE_NEWNS | libc::CLONE_NEWPID;
+    let ret = match fork_with(flags, &mut pidfd) {
+        // clone3 refused as unknown (a container's seccomp profile answers
+        // ENOSYS so that libc falls back): clone does the same here.
+        -1 if io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) => {
+            fork_with_clone(flags, &mut pidfd)
+        }
+        ret => ret,
     };
     match ret {
         -1 => Err(io::Error::last_os_error()),
@@ -116,6 +107,48 @@ pub(crate) fn clone_worker(
 /// worker reads the end of the stream where it waits for its job, and exits.
 fn die_with_caller() {
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+}
+
+/// `clone3` without a stack (a fork) with `flags`, the pidfd stored in
+/// `pidfd`; returns what the system call returned.
+fn fork_with(flags: libc::c_int, pidfd: &mut libc::c_int) -> libc::c_long {
+    let args = CloneArgs {
+        flags: flags as u64,
+        pidfd: pidfd as *mut libc::c_int as u64,
+        // With CLONE_PARENT the exit signal must be 0; the kernel copies ours.
+        exit_signal: 0,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 with no stack behaves like fork; `args` and `pidfd` outlive the
+    // call; the caller (`clone_worker`, given a `SingleThreaded` proof) is
+    // single-threaded, so the child's copy of the address space holds no lock
+    // another thread owned.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    }
+}
+
+/// The same fork through the older `clone`: the exit signal in the flags' low
+/// byte (0, as `CLONE_PARENT` wants), the pidfd stored at the parent-tid
+/// argument (the third on x86_64 and aarch64 alike).
+fn fork_with_clone(flags: libc::c_int, pidfd: &mut libc::c_int) -> libc::c_long {
+    // SAFETY: as `fork_with`: no new stack (0: the child runs on a copy of
+    // ours), `pidfd` outlives the call, single-threaded caller; no child tid
+    // or TLS is asked for.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags as libc::c_ulong,
+            0usize,
+            pidfd as *mut libc::c_int,
+            0usize,
+            0usize,
+        )
+    }
 }
 
 /// Enters a new user namespace. The kernel refuses it (`EINVAL`) in a
