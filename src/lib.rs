@@ -128,7 +128,7 @@
 //!         Outcome::Written => {}
 //!         other => eprintln!(
 //!             "{}: {} ({})",
-//!             report.path.display(),
+//!             report.shown_path(), // escaped: the archive chose the name
 //!             other.name(),
 //!             other.reason().unwrap_or_default()
 //!         ),
@@ -265,6 +265,11 @@
 #![deny(missing_docs)]
 // `unsafe` lives in one module, `sys`, each block with its reason.
 #![deny(unsafe_code)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "sandtar runs on Linux only: its workers are confined by Linux namespaces, pivot_root and seccomp"
+);
 
 mod caller;
 mod error;

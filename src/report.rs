@@ -183,6 +183,21 @@ pub struct EntryReport {
     pub outcome: Outcome,
 }
 
+impl EntryReport {
+    /// The name made safe to print: the archive chose it, so control
+    /// characters, bidirectional overrides and line separators are escaped
+    /// (see [`printable`]), and bytes that are not UTF-8 shown as U+FFFD.
+    ///
+    /// ```
+    /// # fn show(report: &sandtar::EntryReport) {
+    /// eprintln!("{}: {}", report.shown_path(), report.outcome.name());
+    /// # }
+    /// ```
+    pub fn shown_path(&self) -> String {
+        printable(&self.path.to_string_lossy()).into_owned()
+    }
+}
+
 /// The totals of a finished job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -60,7 +60,7 @@ const SEND_BUFFER: usize = 1024 * 1024;
 /// while let Some(report) = job.next().await {
 ///     let report = report?;
 ///     if report.outcome != sandtar::Outcome::Written {
-///         eprintln!("{}: {}", report.path.display(), report.outcome.reason().unwrap_or_default());
+///         eprintln!("{}: {}", report.shown_path(), report.outcome.reason().unwrap_or_default());
 ///     }
 /// }
 /// let summary = job.finish().await?;
