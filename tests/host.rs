@@ -69,16 +69,7 @@ fn inner_workers_without_clone3() {
     if !common::inner_should_run() {
         return;
     }
-    let clone3 = SeccompFilter::new(
-        [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        arch(),
-    )
-    .unwrap();
-    rustix::thread::set_no_new_privs(true).unwrap();
-    let program: seccompiler::BpfProgram = clone3.try_into().unwrap();
-    seccompiler::apply_filter_all_threads(&program).unwrap();
+    install(&[clone3_unknown()]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let sandbox = sandtar::Sandbox::new().await.unwrap();
@@ -136,13 +127,6 @@ fn install_docker_like_filter() {
         arch(),
     )
     .unwrap();
-    let clone3 = SeccompFilter::new(
-        [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        arch(),
-    )
-    .unwrap();
     // One rule per namespace flag: "this bit is set" matches and is refused.
     let flag_rules = (0..64)
         .map(|bit| 1u64 << bit)
@@ -160,9 +144,25 @@ fn install_docker_like_filter() {
         arch(),
     )
     .unwrap();
+    install(&[deny, clone3_unknown(), clone_ns]);
+}
+
+/// `clone3` answered with `ENOSYS`, as container profiles do.
+fn clone3_unknown() -> SeccompFilter {
+    SeccompFilter::new(
+        [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch(),
+    )
+    .unwrap()
+}
+
+/// Sets no_new_privs and installs `filters` on every thread.
+fn install(filters: &[SeccompFilter]) {
     rustix::thread::set_no_new_privs(true).unwrap();
-    for filter in [deny, clone3, clone_ns] {
-        let program: seccompiler::BpfProgram = filter.try_into().unwrap();
+    for filter in filters {
+        let program: seccompiler::BpfProgram = filter.clone().try_into().unwrap();
         seccompiler::apply_filter_all_threads(&program).unwrap();
     }
 }
