@@ -117,7 +117,7 @@ fn enter_mode(
     control: BorrowedFd<'_>,
     single: &sys::SingleThreaded,
 ) -> Result<SandboxMode, String> {
-    if sys::has_cap_sys_admin() {
+    if crate::host::Facts::read().has_cap_sys_admin() {
         return Ok(SandboxMode::Privileged);
     }
     let uid = rustix::process::getuid().as_raw();

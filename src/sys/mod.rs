@@ -23,8 +23,8 @@ pub(crate) mod startup;
 pub(crate) mod users;
 
 pub(crate) use process::{
-    clone_worker, exit_now, exit_on_cpu_time_limit, has_cap_sys_admin, ignore_write_signals,
-    landlock_abi, unshare_user_namespace, Forked, WorkerStart, EXIT_CPU_TIME,
+    clone_worker, exit_now, exit_on_cpu_time_limit, ignore_write_signals, landlock_abi,
+    unshare_user_namespace, Forked, WorkerStart, EXIT_CPU_TIME,
 };
 pub(crate) use socket::{async_fd, recv_with_fds, send_with_fds};
 pub(crate) use startup::SingleThreaded;

@@ -167,18 +167,6 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// The calling thread's capability: does it hold `CAP_SYS_ADMIN` in its user namespace?
-pub(crate) fn has_cap_sys_admin() -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << 21) != 0)
-}
-
 /// Ignores `SIGPIPE` and `SIGXFSZ` (the zygote, before `main`'s runtime would
 /// have; the workers inherit it): a write to a closed pipe or past
 /// `RLIMIT_FSIZE` then fails with `EPIPE` or `EFBIG`, which the worker reports,

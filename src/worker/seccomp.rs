@@ -148,7 +148,8 @@ impl Programs {
 /// every architecture (to fill its per-syscall action cache), with
 /// interrupts off, and the JIT compiles every instruction. For a linear chain
 /// of ~270 instructions that took ~130 µs per job here, against ~24 µs for
-/// an ~80-instruction tree. The policy is the same: the architecture is
+/// an ~80-instruction tree (before the argument checks were added). The
+/// policy is the same: the architecture is
 /// checked first (anything else kills the process, as with `seccompiler`),
 /// the allowed numbers are allowed, those in [`checked`] when one of their
 /// alternatives holds, and everything else fails with `EPERM`.
