@@ -34,6 +34,7 @@ root_and_nobody!(
     signals,
     set_id_bits,
     nothing_after_done,
+    job_socket_closes_only_at_exit,
     done_without_digest,
     environment,
     shared_memory,
@@ -382,6 +383,38 @@ async fn nothing_after_done(sandbox: Sandbox) {
             results.get("after-done-writes"),
         ),
     );
+    a.scene.check();
+    v.finish(&a);
+}
+
+/// The caller ends a job at the end of file of the job socket, without waiting
+/// for the worker's whole exit: the kernel must refuse every way to close that
+/// socket early (a duplicate may be closed), and the tree must not change after
+/// `finish()` even so.
+async fn job_socket_closes_only_at_exit(sandbox: Sandbox) {
+    let a = attack(&sandbox, "close-socket\nafter-done\n", &Options::default()).await;
+    let before = common::snapshot(&a.scene.dest);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let after = common::snapshot(&a.scene.dest);
+    let mut v = Verdict::new("job socket");
+    for name in [
+        "shutdown-socket",
+        "dup3-over-socket",
+        "close-range-socket",
+        "close-socket",
+    ] {
+        v.refused(&a.results, name, &["EPERM"]);
+    }
+    v.check(
+        a.results
+            .get("close-duplicate")
+            .is_some_and(|r| r.starts_with("ok")),
+        format!(
+            "closing a duplicate of the socket: {:?}",
+            a.results.get("close-duplicate")
+        ),
+    );
+    v.check(before == after, "the tree changed after finish() returned");
     a.scene.check();
     v.finish(&a);
 }

@@ -4,9 +4,9 @@
 //! Workers are children of the caller's process (the zygote forks them with
 //! `CLONE_PARENT`) and are watched and signalled only through pidfds, so a
 //! recycled pid can never be hit. Every worker is reaped: by its job, which
-//! kills it as soon as the result is in and ends only once it is reaped, or by
-//! a small background thread (`sandtar-reaper`) that waits for workers that
-//! were dropped.
+//! kills it as soon as the result is in, or by a small background thread
+//! (`sandtar-reaper`) that waits for workers whose job ended before their exit
+//! did (see `caller::job`) and for workers that were dropped.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,14 +96,22 @@ impl Worker {
         }
     }
 
-    /// Retires this worker's zygote: the worker ended abnormally (`why`).
-    pub(crate) fn ended_abnormally(&self, why: &str, exit: Exit) {
-        tracing::warn!(
-            worker_pid = self.pid,
-            exit = %exit.describe(),
-            "a sandtar worker ended abnormally ({why}); its zygote will be replaced"
-        );
-        self.lineage.retire();
+    /// Retires this worker's zygote: the worker ended abnormally (`why`;
+    /// `exit`: how, if it has been reaped).
+    pub(crate) fn ended_abnormally(&self, why: &str, exit: Option<Exit>) {
+        retire(self.pid, &self.lineage, why, exit);
+    }
+
+    /// Hands the worker, already sent SIGKILL, to the reaper thread, which
+    /// retires its zygote if it turns out to have died of something else.
+    pub(crate) fn reap_later(&mut self) {
+        if let Some(pidfd) = self.pidfd.take() {
+            reap_in_background(Reap::Judged {
+                pidfd,
+                pid: self.pid,
+                lineage: self.lineage.clone(),
+            });
+        }
     }
 
     /// The pidfd (for polling: it becomes readable when the worker exits).
@@ -156,6 +164,16 @@ impl Drop for Worker {
     }
 }
 
+fn retire(pid: u32, lineage: &Lineage, why: &str, exit: Option<Exit>) {
+    let exit = exit.map_or("not reaped yet".into(), Exit::describe);
+    tracing::warn!(
+        worker_pid = pid,
+        exit = %exit,
+        "a sandtar worker ended abnormally ({why}); its zygote will be replaced"
+    );
+    lineage.retire();
+}
+
 fn exit_of(status: &WaitIdStatus) -> Exit {
     match (status.terminating_signal(), status.exit_status()) {
         (Some(sig), _) => Exit::Signal(sig),
@@ -184,6 +202,13 @@ fn signal_name(sig: i32) -> &'static str {
 pub(crate) enum Reap {
     /// Wait for a worker through its pidfd.
     Worker(OwnedFd),
+    /// Wait for a worker whose job has ended, and retire its zygote if it
+    /// died of something else than SIGKILL or a clean exit.
+    Judged {
+        pidfd: OwnedFd,
+        pid: u32,
+        lineage: Lineage,
+    },
     /// Any other cleanup that may block (shutting a sandbox down).
     Task(Box<dyn FnOnce() + Send>),
 }
@@ -218,6 +243,23 @@ fn run(job: Reap) {
     match job {
         Reap::Worker(fd) => {
             let _ = waitid(WaitId::PidFd(fd.as_fd()), wait_flags());
+        }
+        Reap::Judged {
+            pidfd,
+            pid,
+            lineage,
+        } => {
+            if let Ok(Some(status)) = waitid(WaitId::PidFd(pidfd.as_fd()), wait_flags()) {
+                let exit = exit_of(&status);
+                if !exit.is_clean() {
+                    retire(
+                        pid,
+                        &lineage,
+                        "it died on its own after its result",
+                        Some(exit),
+                    );
+                }
+            }
         }
         Reap::Task(task) => task(),
     }

@@ -8,9 +8,13 @@
 //!
 //! The worker's last word does not end its process: as soon as the result is
 //! in (`Done`, `Failed`, or anything that ends the job), the driver sends it
-//! SIGKILL through its pidfd, and the job ends only once the worker has been
-//! reaped. Whatever the worker does after its last message, it cannot change
-//! the destination once the job has ended.
+//! SIGKILL through its pidfd, and the job ends only once the worker can make
+//! no more system calls: its job socket reached end of file (the seccomp
+//! filter lets no call close that socket, so only the kernel does, once the
+//! last thread is gone) or its pidfd says it exited. The rest of its exit (the
+//! namespaces' teardown) and its reaping happen in the background. Whatever
+//! the worker does after its last message, it cannot change the destination
+//! once the job has ended.
 //!
 //! No task is spawned: the job makes progress only while it is polled, and the
 //! reader needs no `'static` or `Send` bound.
@@ -49,9 +53,10 @@ const SEND_BUFFER: usize = 1024 * 1024;
 /// entry as it is handled, then call [`Job::finish`]; or call `finish` directly.
 /// Dropping a job before it finished kills its worker.
 ///
-/// When the stream ends or [`Job::finish`] returns, the worker process is gone:
-/// it is killed as soon as its result is in, and reaped before the job ends,
-/// so nothing in the destination changes afterwards.
+/// When the stream ends or [`Job::finish`] returns, the worker process can do
+/// nothing more: it is killed as soon as its result is in, and the job ends
+/// once none of its threads is left (it is reaped in the background), so
+/// nothing in the destination changes afterwards.
 ///
 /// ```no_run
 /// # async fn demo(sandbox: sandtar::Sandbox) -> sandtar::Result<()> {
@@ -100,7 +105,7 @@ struct Counts {
 enum State {
     Running,
     /// The job's result is known (`None`: the worker closed its socket without
-    /// a last message) and the worker was sent SIGKILL: wait until it is reaped.
+    /// a last message) and the worker was sent SIGKILL: wait until it is gone.
     Ending(Option<Result<Summary>>),
     Finished {
         result: Result<Summary>,
@@ -212,7 +217,7 @@ impl<R: AsyncRead + Unpin> Job<R> {
 
     /// Runs the job to its end, discarding reports not yet taken, and returns the
     /// summary (or the error that ended the job). By then the worker process has
-    /// been killed and reaped.
+    /// been killed and none of its threads is left.
     pub async fn finish(mut self) -> Result<Summary> {
         std::future::poll_fn(|cx| loop {
             match self.poll_report(cx) {
@@ -280,10 +285,18 @@ impl<R> Job<R> {
         self.state = State::Ending(result);
     }
 
-    /// Waits until the killed worker is reaped, then ends the job: with the
-    /// result, or with how the worker died if it left without one.
+    /// Waits until the killed worker can do nothing more, then ends the job:
+    /// with the result, or with how the worker died if it left without one.
     fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let exit = ready!(self.poll_reaped(cx));
+        let State::Ending(result) = &self.state else {
+            unreachable!("poll_end runs only while the job is ending")
+        };
+        // Without a result, how the worker died is the job's error: wait for
+        // its exit status.
+        let exit = match result.is_some() {
+            true => ready!(self.poll_gone(cx)),
+            false => Some(ready!(self.poll_reaped(cx))),
+        };
         let State::Ending(result) = std::mem::replace(&mut self.state, State::Taken) else {
             unreachable!("poll_end runs only while the job is ending")
         };
@@ -294,14 +307,14 @@ impl<R> Job<R> {
             }),
             Some(Err(e)) => Err(e),
             // The kernel's RLIMIT_CPU: the limit, not a crash.
-            None if exit == Exit::Code(sys::EXIT_CPU_TIME) => Err(Error::LimitExceeded {
+            None if exit == Some(Exit::Code(sys::EXIT_CPU_TIME)) => Err(Error::LimitExceeded {
                 limit: Limit::MaxCpuTime,
                 value: self.expected.max_cpu_time,
                 entry: std::path::PathBuf::new(),
             }),
             None => Err(Error::WorkerDied {
                 pid: self.worker.pid,
-                how: exit.describe(),
+                how: exit.unwrap_or(Exit::Unknown).describe(),
             }),
         };
         self.judge_exit(exit, &result);
@@ -311,6 +324,44 @@ impl<R> Job<R> {
             error_seen: false,
         };
         Poll::Ready(())
+    }
+
+    /// Waits until the killed worker is gone for good: it exited (`Some`: how,
+    /// reaped), or every one of its threads has left, which its job socket's
+    /// end of file proves (`None`: the reaper thread collects its status). Its
+    /// seccomp filter lets no call close or shut down its end of the socket,
+    /// so only the kernel closes it, after the last thread stopped making
+    /// system calls and before the slower rest of the exit (the namespaces'
+    /// teardown), which the job does not wait for.
+    fn poll_gone(&mut self, cx: &mut Context<'_>) -> Poll<Option<Exit>> {
+        if let Poll::Ready(exit) = self.poll_reaped(cx) {
+            return Poll::Ready(Some(exit));
+        }
+        ready!(self.poll_socket_closed(cx));
+        self.worker.reap_later();
+        Poll::Ready(None)
+    }
+
+    /// Reads the job socket to its end, discarding whatever the worker sent
+    /// after its result. Ready only at end of file (or a reset: the worker's
+    /// end was closed with data unread); on any other error it stays pending
+    /// and the job waits for the exit instead.
+    fn poll_socket_closed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut scratch = [0u8; 4096];
+        loop {
+            match self.socket.try_read(&mut scratch) {
+                Ok(0) => return Poll::Ready(()),
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Poll::Ready(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if ready!(self.socket.poll_read_ready(cx)).is_err() {
+                        return Poll::Pending;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return Poll::Pending,
+            }
+        }
     }
 
     /// Waits (through the pidfd) for the worker, already sent SIGKILL, to
@@ -342,12 +393,13 @@ impl<R> Job<R> {
 
     /// A worker that ended abnormally retires its zygote: it left without a
     /// result, broke the protocol, or had died of something else than a clean
-    /// exit or our SIGKILL (see [`Exit::is_clean`]).
-    fn judge_exit(&self, exit: Exit, result: &Result<Summary>) {
+    /// exit or our SIGKILL (see [`Exit::is_clean`]; when its status is not in
+    /// yet, the reaper thread judges it).
+    fn judge_exit(&self, exit: Option<Exit>, result: &Result<Summary>) {
         let why = match result {
             Err(Error::WorkerDied { .. }) => "it ended without a result",
             Err(Error::Protocol(_)) => "it broke the protocol",
-            _ if !exit.is_clean() => "it died on its own after its result",
+            _ if exit.is_some_and(|e| !e.is_clean()) => "it died on its own after its result",
             _ => return,
         };
         self.worker.ended_abnormally(why, exit);

@@ -60,6 +60,7 @@ pub(crate) fn run(socket: &UnixStream) {
             "signal" => signal(&mut out, arg(0)),
             "setid" => setid(&mut out),
             "after-done" => after_done(&mut out, socket),
+            "close-socket" => close_socket(&mut out, socket),
             "done-no-digest" => done(&mut out, socket, None),
             "done-echo-digest" => done(&mut out, socket, Some(arg(0).to_string())),
             "environ" => environ(&mut out, arg(0), arg(1)),
@@ -401,6 +402,33 @@ fn after_done(out: &mut Results, socket: &UnixStream) {
         "after-done-writes ok created={created} failed={failed}"
     ));
     exit(0)
+}
+
+/// `close-socket`: every way to close or shut down the job socket before the
+/// process exits (the caller takes its end of file as proof that the worker's
+/// threads are gone), and a duplicate of it closed, which is allowed.
+fn close_socket(out: &mut Results, socket: &UnixStream) {
+    let fd = socket.as_raw_fd();
+    // SAFETY: plain descriptor calls; if one is let through, the socket is
+    // gone and the results say so.
+    let r = unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    out.call("shutdown-socket", r.into());
+    // SAFETY: as above (descriptor 0 is the worker's own standard input).
+    let r = unsafe { libc::dup3(0, fd, 0) };
+    out.call("dup3-over-socket", r.into());
+    // SAFETY: as above.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, fd, fd, 0) };
+    out.call("close-range-socket", r);
+    // SAFETY: as above.
+    let r = unsafe { libc::close(fd) };
+    out.call("close-socket", r.into());
+    // SAFETY: F_DUPFD_CLOEXEC takes an int; the duplicate is closed below.
+    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if out.call("dup-socket", copy.into()).is_some() {
+        // SAFETY: `copy` is the duplicate just made, used nowhere else.
+        let r = unsafe { libc::close(copy) };
+        out.call("close-duplicate", r.into());
+    }
 }
 
 /// `done-no-digest` / `done-echo-digest VALUE`: a `Done` with this digest.

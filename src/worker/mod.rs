@@ -90,7 +90,7 @@ fn prepare(
     let confinement = |reason: String| Some(WireError::Confinement(reason));
     isolated.map_err(confinement)?;
     let seccomp = confine::prepare()
-        .and_then(|()| seccomp::build())
+        .and_then(|()| seccomp::build(socket.as_fd()))
         .map_err(confinement)?;
     // The decoding thread, started now so that a job does not wait for a new
     // thread to be scheduled; it drops every privilege at once.

@@ -8,6 +8,8 @@
 //! (`SECCOMP_FILTER_FLAG_TSYNC`). The program is built while the worker is warm
 //! ([`build`]) and installed after confinement ([`install`]).
 
+use std::os::fd::{AsRawFd, BorrowedFd};
+
 use rustix::process::getpid;
 
 use crate::options::ModePolicy;
@@ -28,7 +30,6 @@ fn allowed() -> Vec<libc::c_long> {
         libc::SYS_pwrite64,
         libc::SYS_readv,
         libc::SYS_writev,
-        libc::SYS_close,
         libc::SYS_lseek,
         libc::SYS_ftruncate,
         libc::SYS_fallocate,
@@ -77,9 +78,10 @@ const USED_MSG_FLAGS: u32 =
 /// The system calls allowed only with some arguments (each a low 32-bit word:
 /// the kernel reads every one of these as an `int`, `unsigned int` or
 /// `umode_t`). `safe_modes`: no mode argument may carry a set-id or sticky bit
-/// (`ModePolicy::Safe`).
-fn checked(pid: u32, safe_modes: bool) -> Vec<(libc::c_long, Leaf)> {
-    use Test::{Clear, Eq};
+/// (`ModePolicy::Safe`). `job_socket`: the descriptor that must stay open until
+/// the process exits (see [`build`]).
+fn checked(pid: u32, job_socket: u32, safe_modes: bool) -> Vec<(libc::c_long, Leaf)> {
+    use Test::{Clear, Eq, Ne};
     let mode_at = |arg: u8| match safe_modes {
         true => Leaf::Any(vec![vec![Clear(arg, SPECIAL_MODE_BITS)]]),
         false => Leaf::Allow,
@@ -89,6 +91,9 @@ fn checked(pid: u32, safe_modes: bool) -> Vec<(libc::c_long, Leaf)> {
     let mut calls = vec![
         // Signals only to ourselves (abort() raises SIGABRT).
         (libc::SYS_tgkill, Leaf::Any(vec![vec![Eq(0, pid)]])),
+        // Any descriptor but the job socket: it closes only when the process
+        // is gone (there is no `dup2`, `dup3`, `close_range` or `shutdown`).
+        (libc::SYS_close, Leaf::Any(vec![vec![Ne(0, job_socket)]])),
         // Descriptor flags and duplicates; no owner, signal, lease, lock,
         // notification or pipe size (the first two deliver signals).
         (
@@ -153,10 +158,16 @@ impl Programs {
 /// checked first (anything else kills the process, as with `seccompiler`),
 /// the allowed numbers are allowed, those in [`checked`] when one of their
 /// alternatives holds, and everything else fails with `EPERM`.
-pub(crate) fn build() -> Result<Programs, String> {
+///
+/// `job_socket` is the worker's end of the job socket, which no call may
+/// close: its closing (end of file at the caller) then proves that every
+/// thread of the worker has left for good, and the caller ends the job on it
+/// without waiting for the whole exit (see `caller::job`).
+pub(crate) fn build(job_socket: BorrowedFd<'_>) -> Result<Programs, String> {
     let pid = getpid().as_raw_nonzero().get() as u32;
+    let job_socket = job_socket.as_raw_fd() as u32;
     let one = |safe_modes| {
-        compile(policy(pid, safe_modes), AUDIT_ARCH)
+        compile(policy(pid, job_socket, safe_modes), AUDIT_ARCH)
             .map_err(|e| format!("building the seccomp filter failed: {e}"))
     };
     Ok(Programs {
@@ -166,11 +177,11 @@ pub(crate) fn build() -> Result<Programs, String> {
 }
 
 /// The whole allow-list, as the compiler takes it.
-fn policy(pid: u32, safe_modes: bool) -> Vec<(u32, Leaf)> {
+fn policy(pid: u32, job_socket: u32, safe_modes: bool) -> Vec<(u32, Leaf)> {
     allowed()
         .into_iter()
         .map(|nr| (nr, Leaf::Allow))
-        .chain(checked(pid, safe_modes))
+        .chain(checked(pid, job_socket, safe_modes))
         .map(|(nr, leaf)| (nr as u32, leaf))
         .collect()
 }
@@ -190,6 +201,8 @@ enum Test {
     Eq(u8, u32),
     /// The argument has none of the bits of the mask.
     Clear(u8, u32),
+    /// The argument differs from the value.
+    Ne(u8, u32),
 }
 
 // Classic BPF opcodes (linux/bpf_common.h) and seccomp return values.
@@ -302,6 +315,7 @@ fn lay_out_check(alternatives: &[Vec<Test>], ops: &mut Vec<Op>) {
             let (arg, op) = match *test {
                 Test::Eq(arg, value) => (arg, (JMP_JEQ_K, pass, fail, value)),
                 Test::Clear(arg, mask) => (arg, (JMP_JSET_K, fail, pass, mask)),
+                Test::Ne(arg, value) => (arg, (JMP_JEQ_K, fail, pass, value)),
             };
             ops.push((LD_W_ABS, Target::Allow, Target::Allow, arg_low(arg)));
             ops.push(op);
@@ -351,6 +365,14 @@ pub(crate) fn install(program: &seccompiler::BpfProgram) -> Result<(), String> {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+    use std::os::fd::AsFd;
+
+    /// The job socket's number in these tests (standard input's descriptor).
+    const JOB_SOCKET: u32 = 0;
+
+    fn build() -> Result<Programs, String> {
+        super::build(std::io::stdin().as_fd())
+    }
 
     /// Not in the `libc` crate (linux/fcntl.h, asm-generic/fcntl.h).
     const F_SETSIG: libc::c_int = 10;
@@ -397,10 +419,11 @@ mod tests {
             let (arg, op, value) = match *test {
                 Test::Eq(arg, value) => (arg, SeccompCmpOp::Eq, value),
                 Test::Clear(arg, mask) => (arg, SeccompCmpOp::MaskedEq(mask.into()), 0),
+                Test::Ne(arg, value) => (arg, SeccompCmpOp::Ne, value),
             };
             SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value.into()).unwrap()
         };
-        let rules: BTreeMap<i64, Vec<SeccompRule>> = policy(pid, safe_modes)
+        let rules: BTreeMap<i64, Vec<SeccompRule>> = policy(pid, JOB_SOCKET, safe_modes)
             .into_iter()
             .map(|(nr, leaf)| {
                 let rules = match leaf {
@@ -488,9 +511,9 @@ mod tests {
                 // i386 (or any other architecture) numbers kill.
                 assert_eq!(run(program, nr, 0x4000_0003, [0; 6]), RET_KILL_PROCESS);
             }
-            // With all-zero arguments everything but tgkill (to pid 0) and
-            // fcntl (F_DUPFD) passes.
-            assert_eq!(allowed_seen, policy(pid, safe_modes).len() - 2);
+            // With all-zero arguments everything but tgkill (to pid 0), fcntl
+            // (F_DUPFD) and close (of descriptor 0, the job socket) passes.
+            assert_eq!(allowed_seen, policy(pid, JOB_SOCKET, safe_modes).len() - 3);
         }
     }
 
@@ -544,6 +567,16 @@ mod tests {
                     RET_EPERM,
                     "fcntl {cmd}"
                 );
+            }
+            // The job socket stays open until the process is gone.
+            let close = |fd: u64| call(program, libc::SYS_close, [fd, 0, 0, 0, 0, 0]);
+            assert_eq!(close(JOB_SOCKET.into()), RET_EPERM);
+            assert_eq!(close(u64::from(JOB_SOCKET) | 1 << 32), RET_EPERM);
+            assert_eq!(close(5), RET_ALLOW);
+            #[cfg(target_arch = "x86_64")]
+            assert_eq!(call(program, libc::SYS_dup2, [5, 0, 0, 0, 0, 0]), RET_EPERM);
+            for nr in [libc::SYS_dup3, libc::SYS_close_range, libc::SYS_shutdown] {
+                assert_eq!(call(program, nr, [5, 0, 0, 0, 0, 0]), RET_EPERM, "nr {nr}");
             }
             let oob = [3, 0, 1, libc::MSG_OOB as u64, 0, 0];
             assert_eq!(call(program, libc::SYS_sendto, oob), RET_EPERM);
