@@ -8,15 +8,67 @@
 //! the kernel refuses to clone a tree whose submounts are locked).
 
 use std::ffi::OsString;
+use std::io::{Read, Seek};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 /// The first mount point strictly below `dest` (canonical), if any, as seen in
 /// this process's mount table.
 pub(crate) fn first_mount_below(dest: &Path) -> std::io::Result<Option<PathBuf>> {
-    let table = std::fs::read("/proc/self/mountinfo")?;
-    let below = mount_points(&table).find(|point| is_below(point, dest));
-    Ok(below)
+    static TABLE: Mutex<Option<MountTable>> = Mutex::new(None);
+    let mut table = TABLE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if table.is_none() {
+        *table = Some(MountTable::open()?);
+    }
+    let table = table.as_mut().expect("opened above");
+    table.refresh()?;
+    Ok(table.points.iter().find(|p| is_below(p, dest)).cloned())
+}
+
+/// The mount points of this process's mount namespace, read again only when
+/// the kernel says the table changed: `/proc/self/mountinfo`, kept open, polls
+/// with `POLLPRI` after any mount or unmount since the last poll. Generating
+/// the text costs more than the rest of a tiny job's work in the caller, and
+/// mount tables rarely change between jobs.
+struct MountTable {
+    file: std::fs::File,
+    points: Vec<PathBuf>,
+    read_once: bool,
+}
+
+impl MountTable {
+    fn open() -> std::io::Result<MountTable> {
+        Ok(MountTable {
+            file: std::fs::File::open("/proc/self/mountinfo")?,
+            points: Vec::new(),
+            read_once: false,
+        })
+    }
+
+    /// Reads the table again if it changed (the poll clears the change, so
+    /// it comes before the read: a change during the read shows next time).
+    fn refresh(&mut self) -> std::io::Result<()> {
+        let mut fds = [PollFd::new(&self.file, PollFlags::PRI)];
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        poll(&mut fds, Some(&zero))?;
+        let changed = fds[0].revents().intersects(PollFlags::PRI | PollFlags::ERR);
+        if changed || !self.read_once {
+            let mut text = Vec::new();
+            self.file.rewind()?;
+            self.file.read_to_end(&mut text)?;
+            self.points = mount_points(&text).collect();
+            self.read_once = true;
+        }
+        Ok(())
+    }
 }
 
 /// The mount points of a `mountinfo` table (the fifth field, unescaped).
@@ -63,6 +115,27 @@ mod tests {
         30 22 0:26 / /srv/dest/sub rw - tmpfs tmpfs rw\n\
         31 22 0:27 / /srv/destination rw - tmpfs tmpfs rw\n\
         32 22 0:28 / /srv/with\\040space/inner rw - tmpfs tmpfs rw\n";
+
+    /// The cached table follows mounts and unmounts made after it was read
+    /// (as root, which CI is; an ordinary user cannot mount here).
+    #[test]
+    fn a_mount_made_after_the_first_check_is_seen() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: mounting needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().canonicalize().unwrap();
+        let sub = dest.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        assert_eq!(first_mount_below(&dest).unwrap(), None);
+        let flags = rustix::mount::MountFlags::empty();
+        rustix::mount::mount("none", &sub, "tmpfs", flags, None).unwrap();
+        let seen = first_mount_below(&dest);
+        rustix::mount::unmount(&sub, rustix::mount::UnmountFlags::DETACH).unwrap();
+        assert_eq!(seen.unwrap(), Some(sub.clone()));
+        assert_eq!(first_mount_below(&dest).unwrap(), None);
+    }
 
     #[test]
     fn mounts_strictly_below_are_found() {
