@@ -89,6 +89,12 @@ struct Cli {
     #[arg(long)]
     json: bool,
 
+    /// Confine on this rung only: `namespaces` (fail where they cannot be
+    /// had) or `landlock` (try what a container without namespaces gets).
+    /// Default: the strongest rung the host offers.
+    #[arg(long, value_enum, value_name = "RUNG")]
+    only_rung: Option<RungArg>,
+
     /// List each confinement wall this host allows (user, mount and PID
     /// namespaces, Landlock, seccomp, capabilities) and why, then start a
     /// sandbox and say how it is confined; extract nothing.
@@ -148,6 +154,21 @@ struct Cli {
     /// List every entry, not only those that were not written.
     #[arg(short, long, conflicts_with = "json")]
     verbose: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum RungArg {
+    Namespaces,
+    Landlock,
+}
+
+impl From<RungArg> for sandtar::Rung {
+    fn from(rung: RungArg) -> Self {
+        match rung {
+            RungArg::Namespaces => sandtar::Rung::Namespaces,
+            RungArg::Landlock => sandtar::Rung::Landlock,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -401,11 +422,11 @@ async fn start_sandbox(cli: &Cli) -> Result<Sandbox, Fatal> {
         true => SubordinateIds::Required,
         false => SubordinateIds::Never,
     };
-    let sandbox = Sandbox::builder()
-        .warm_workers(1)
-        .subordinate_ids(subids)
-        .build()
-        .await?;
+    let mut builder = Sandbox::builder().warm_workers(1).subordinate_ids(subids);
+    if let Some(rung) = cli.only_rung {
+        builder = builder.only_rung(rung.into());
+    }
+    let sandbox = builder.build().await?;
     if cli.full_fidelity && !sandbox.mode().can_keep_owners() {
         eprintln!(
             "untar: note: not running as root, so owners from the archive are not kept \
@@ -556,6 +577,9 @@ fn describe_mode(mode: SandboxMode) -> String {
             uids - 1,
             gids - 1
         ),
+        SandboxMode::Landlock { uid, abi, .. } => format!(
+            "by chroot and Landlock (ABI {abi}) in the destination, no namespaces (uid {uid})"
+        ),
         other => format!("{other:?}"),
     }
 }
@@ -565,6 +589,7 @@ fn mode_name(mode: SandboxMode) -> &'static str {
         SandboxMode::Privileged => "privileged",
         SandboxMode::UserNamespace { .. } => "user-namespace",
         SandboxMode::SubordinateIds { .. } => "subordinate-ids",
+        SandboxMode::Landlock { .. } => "landlock",
         _ => "other",
     }
 }
@@ -630,6 +655,7 @@ fn print_json_summary(s: &Summary, dest: &Path, mode: SandboxMode) {
         "elapsed_ms": s.elapsed.as_millis() as u64,
         "dest": dest.to_string_lossy(),
         "sandbox": mode_name(mode),
+        "rung": mode.rung().to_string(),
         "layer_size": s.layer_size,
         "diff_id": s.diff_id,
     });

@@ -20,12 +20,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// No confinement is possible here, so nothing was extracted.
     ///
-    /// sandtar needs either root (`CAP_SYS_ADMIN`) or unprivileged user namespaces.
-    /// As an ordinary user, check `sysctl user.max_user_namespaces` (must be > 0) and,
-    /// on Debian/Ubuntu, `kernel.unprivileged_userns_clone` and AppArmor's
-    /// `kernel.apparmor_restrict_unprivileged_userns`. Containers usually need
-    /// `--security-opt seccomp=unconfined` or `CAP_SYS_ADMIN`.
-    #[error("confinement unavailable: {reason}; sandtar needs root or unprivileged user namespaces and never extracts unconfined")]
+    /// The first rung needs root (`CAP_SYS_ADMIN`) or unprivileged user
+    /// namespaces: as an ordinary user, check `sysctl user.max_user_namespaces`
+    /// (must be > 0) and, on Debian/Ubuntu, `kernel.unprivileged_userns_clone`
+    /// and AppArmor's `kernel.apparmor_restrict_unprivileged_userns`. The
+    /// second rung ([`SandboxMode::Landlock`](crate::SandboxMode::Landlock))
+    /// needs Landlock and `CAP_SYS_CHROOT` (root in a default container has
+    /// both). `reason` names what blocked each rung; `untar --doctor` lists the
+    /// walls.
+    #[error("confinement unavailable: {reason}; sandtar needs root, unprivileged user namespaces, or Landlock with CAP_SYS_CHROOT, and never extracts unconfined")]
     ConfinementUnavailable {
         /// What failed, with the system call and its error.
         reason: String,

@@ -100,6 +100,11 @@ impl Facts {
         self.has(CAP_SYS_ADMIN)
     }
 
+    /// Whether this thread holds `CAP_SYS_CHROOT` (the Landlock rung needs it).
+    pub(crate) fn has_cap_sys_chroot(&self) -> bool {
+        self.has(CAP_SYS_CHROOT)
+    }
+
     fn has(&self, cap: u32) -> bool {
         self.caps & (1 << cap) != 0
     }

@@ -290,7 +290,7 @@ pub use caller::sandbox::{Sandbox, SandboxBuilder};
 pub use caller::subids::SubordinateIds;
 pub use error::{DigestKind, Error, Result};
 pub use host::{diagnose, Check};
-pub use mode::SandboxMode;
+pub use mode::{Rung, SandboxMode};
 pub use options::{
     Compression, IdMap, IdRange, Limit, Limits, ModePolicy, Options, WhiteoutFormat, XattrPolicy,
 };

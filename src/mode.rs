@@ -35,13 +35,104 @@ pub enum SandboxMode {
         /// How many group ids the namespace maps (ids `0..gids`).
         gids: u32,
     },
+    /// The second rung, where namespaces cannot be had (a default Docker or
+    /// Kubernetes container): workers `chroot` into the destination and
+    /// restrict themselves with Landlock to it (every filesystem right the
+    /// kernel knows handled, reads included, granted only beneath it), with the
+    /// same seccomp filter, capabilities, limits and no-new-privs as the first
+    /// rung; no PID namespace (signals are refused by the seccomp filter, and
+    /// by Landlock's signal scope from ABI 6). Needs `CAP_SYS_CHROOT` (root in a
+    /// default container has it). Device nodes are not created on this rung.
+    Landlock {
+        /// The caller's effective uid (0: owners from the archive can be kept).
+        uid: u32,
+        /// The Landlock ABI version the kernel offers.
+        abi: u32,
+    },
+}
+
+/// A rung of the confinement ladder, strongest first. See
+/// [`SandboxBuilder::minimum_rung`](crate::SandboxBuilder::minimum_rung).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Rung {
+    /// A mount namespace (and a user namespace unless root) with `pivot_root`
+    /// into the destination, and a PID namespace.
+    Namespaces,
+    /// `chroot` into the destination and Landlock (see [`SandboxMode::Landlock`]).
+    Landlock,
+}
+
+impl std::fmt::Display for Rung {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Rung::Namespaces => "namespaces",
+            Rung::Landlock => "landlock",
+        })
+    }
+}
+
+/// Which rungs a zygote may use, strongest first (the builder's choice, passed
+/// to the zygote in its start-up marker).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Rungs {
+    pub(crate) namespaces: bool,
+    pub(crate) landlock: bool,
+}
+
+impl Default for Rungs {
+    fn default() -> Self {
+        Rungs {
+            namespaces: true,
+            landlock: true,
+        }
+    }
+}
+
+impl Rungs {
+    /// The marker's text: `n` and `l` for each allowed rung.
+    pub(crate) fn encode(self) -> &'static str {
+        match (self.namespaces, self.landlock) {
+            (true, true) => "nl",
+            (true, false) => "n",
+            (false, true) => "l",
+            (false, false) => "",
+        }
+    }
+
+    /// The inverse of [`Rungs::encode`]; anything else allows every rung.
+    pub(crate) fn decode(text: &str) -> Rungs {
+        match text {
+            "n" => Rungs {
+                namespaces: true,
+                landlock: false,
+            },
+            "l" => Rungs {
+                namespaces: false,
+                landlock: true,
+            },
+            _ => Rungs::default(),
+        }
+    }
 }
 
 impl SandboxMode {
     /// Whether workers may give files owners other than the caller: as root, or
     /// within the subordinate ranges.
     pub fn can_keep_owners(&self) -> bool {
-        !matches!(self, SandboxMode::UserNamespace { .. })
+        match self {
+            SandboxMode::UserNamespace { .. } => false,
+            SandboxMode::Landlock { uid, .. } => *uid == 0,
+            _ => true,
+        }
+    }
+
+    /// The rung of the confinement ladder this mode stands on.
+    pub fn rung(&self) -> Rung {
+        match self {
+            SandboxMode::Landlock { .. } => Rung::Landlock,
+            _ => Rung::Namespaces,
+        }
     }
 
     /// Whether workers may create device nodes and write `trusted.*` extended

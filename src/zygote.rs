@@ -13,8 +13,12 @@
 //! is forked. This works the same in the user's binaries, in examples and in
 //! `cargo test` binaries, with no code in their `main`.
 //!
-//! The zygote enters a user namespace once if the caller is not privileged, then
-//! forks a warm worker for each credit the driver sends. Workers are forked with
+//! The zygote picks the strongest rung of the confinement ladder it may use:
+//! as root with `CAP_SYS_ADMIN`, namespaces directly; otherwise it first tries
+//! a user namespace in a short-lived child (a restriction may let `unshare`
+//! succeed and refuse the id maps), and enters one only if that worked; failing
+//! that, the Landlock rung. Then it forks a warm worker for each credit the
+//! driver sends. Workers are forked with
 //! `CLONE_PARENT`: they are children of the caller, who waits for them through the
 //! pidfd the zygote passes along.
 
@@ -23,7 +27,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 
-use crate::mode::SandboxMode;
+use crate::mode::{Rungs, SandboxMode};
 use crate::sys;
 use crate::wire::{
     decode, encode_message, IdMapping, ZygoteMsg, ZygoteRequest, MAX_CONTROL_MESSAGE,
@@ -31,7 +35,8 @@ use crate::wire::{
 
 /// The environment variable that turns a process into a zygote (read by the
 /// start-up hook in [`sys::startup`]), as a Rust string for `Command::env`. Its
-/// value is the caller's pid, and it is the zygote's only variable (with
+/// value is the caller's pid and the rungs the zygote may use (`PID:nl`, see
+/// `Rungs::encode`), and it is the zygote's only variable (with
 /// `LD_LIBRARY_PATH` if the caller has one): nothing else of the caller's
 /// environment reaches the zygote or its workers.
 pub(crate) const MARKER_NAME: &str = "SANDTAR_ZYGOTE";
@@ -44,11 +49,15 @@ fn send(control: BorrowedFd<'_>, msg: &ZygoteMsg) -> io::Result<()> {
 /// The zygote's life, called by the start-up hook before `main`: enter the
 /// sandbox mode, then fork workers on request until the driver closes the
 /// control socket.
-pub(crate) fn serve(control: BorrowedFd<'static>, single: sys::SingleThreaded) -> i32 {
+pub(crate) fn serve(
+    control: BorrowedFd<'static>,
+    single: sys::SingleThreaded,
+    rungs: Rungs,
+) -> i32 {
     prefer_as_oom_victim();
     let mode = match sys::ignore_write_signals()
         .map_err(|e| format!("ignoring SIGPIPE and SIGXFSZ failed: {e}"))
-        .and_then(|()| enter_mode(control, &single))
+        .and_then(|()| enter_mode(control, &single, rungs))
     {
         Ok(mode) => mode,
         Err(reason) => {
@@ -109,15 +118,65 @@ fn receive(control: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<ZygoteR
     }
 }
 
+/// The strongest rung `rungs` allows and this host offers: namespaces, then
+/// Landlock. A rung that cannot be had says why, and the error names every
+/// rung's reason.
+fn enter_mode(
+    control: BorrowedFd<'_>,
+    single: &sys::SingleThreaded,
+    rungs: Rungs,
+) -> Result<SandboxMode, String> {
+    let mut reasons = Vec::new();
+    if rungs.namespaces {
+        let facts = crate::host::Facts::read();
+        let probed = match facts.has_cap_sys_admin() {
+            true => Ok(()),
+            false => sys::probe_user_namespace(single, rustix::process::getuid().as_raw()),
+        };
+        match probed {
+            Ok(()) => return enter_namespaces(control, single, &facts),
+            Err(e) => reasons.push(format!("namespaces: {e}{}", blockers())),
+        }
+    } else {
+        reasons.push("namespaces: not allowed (SandboxBuilder::only_rung)".into());
+    }
+    match rungs.landlock {
+        true => match landlock_mode() {
+            Ok(mode) => return Ok(mode),
+            Err(e) => reasons.push(format!("Landlock: {e}")),
+        },
+        false => reasons.push("Landlock: not allowed (SandboxBuilder::minimum_rung)".into()),
+    }
+    Err(reasons.join("; "))
+}
+
+/// The Landlock rung, if the kernel offers Landlock and the process may
+/// `chroot` (see [`SandboxMode::Landlock`]).
+fn landlock_mode() -> Result<SandboxMode, String> {
+    let abi = sys::landlock_abi().map_err(|e| format!("unavailable ({e})"))?;
+    if !crate::host::Facts::read().has_cap_sys_chroot() {
+        return Err(
+            "the process lacks CAP_SYS_CHROOT, which this rung needs to enter \
+                    the destination (run as root in the container, or add the capability)"
+                .into(),
+        );
+    }
+    Ok(SandboxMode::Landlock {
+        uid: rustix::process::geteuid().as_raw(),
+        abi,
+    })
+}
+
 /// Root (with `CAP_SYS_ADMIN`) needs nothing more; anyone else enters a user
 /// namespace where they are root. Its id maps are written by the driver
 /// (`newuidmap`/`newgidmap`, which must act from outside the namespace), or here:
 /// the caller's own uid and gid mapped to 0.
-fn enter_mode(
+fn enter_namespaces(
     control: BorrowedFd<'_>,
     single: &sys::SingleThreaded,
+    facts: &crate::host::Facts,
 ) -> Result<SandboxMode, String> {
-    if crate::host::Facts::read().has_cap_sys_admin() {
+    if facts.has_cap_sys_admin() {
         return Ok(SandboxMode::Privileged);
     }
     let uid = rustix::process::getuid().as_raw();
@@ -164,7 +223,8 @@ fn spawn_worker(
         SocketFlags::CLOEXEC,
         None,
     )?;
-    match sys::clone_worker(single, driver_end, worker_end) {
+    let namespaces = mode.rung() == crate::mode::Rung::Namespaces;
+    match sys::clone_worker(single, driver_end, worker_end, namespaces) {
         Ok(sys::Forked::Child(start)) => crate::worker::run(start, mode),
         Ok(sys::Forked::Parent { pid, pidfd, socket }) => {
             let msg = encode_message(&ZygoteMsg::Worker { pid });

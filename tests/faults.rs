@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::WatchedReader;
-use sandtar::{Error, Options, Sandbox};
+use sandtar::{Error, Options};
 
 fn mount_tmpfs(at: &Path, options: &str) -> bool {
     Command::new("mount")
@@ -40,7 +40,7 @@ async fn filesystem_full() {
     }
     // Started before the mount: its warm workers predate it (see the retry
     // with a fresh worker in src/caller/start.rs).
-    let sandbox = Sandbox::new().await.unwrap();
+    let sandbox = common::new_sandbox().await;
     let base = tempfile::tempdir().unwrap();
     assert!(mount_tmpfs(base.path(), "size=1m"), "mount tmpfs");
     let archive = files(8, 256 * 1024);
@@ -102,7 +102,7 @@ async fn read_only_destination() {
     if !common::needs_root("mount a tmpfs") {
         return;
     }
-    let sandbox = Sandbox::new().await.unwrap();
+    let sandbox = common::new_sandbox().await;
     let base = tempfile::tempdir().unwrap();
     assert!(mount_tmpfs(base.path(), "ro,size=1m"), "mount tmpfs");
     let polls = Arc::new(AtomicUsize::new(0));
@@ -130,7 +130,7 @@ async fn destination_mounted_after_start() {
     if !common::needs_root("mount a tmpfs") {
         return;
     }
-    let sandbox = Sandbox::new().await.unwrap();
+    let sandbox = common::new_sandbox().await;
     let base = tempfile::tempdir().unwrap();
     assert!(mount_tmpfs(base.path(), "size=4m"), "mount tmpfs");
     let summary = sandbox
@@ -149,7 +149,7 @@ async fn destination_mounted_after_start() {
 /// times (not the 0700 they are created with).
 #[tokio::test]
 async fn truncated_archive_leaves_a_consistent_tree() {
-    let sandbox = Sandbox::new().await.unwrap();
+    let sandbox = common::new_sandbox().await;
     let mut builder = tar::Builder::new(Vec::new());
     let mut dir = tar::Header::new_ustar();
     dir.set_entry_type(tar::EntryType::Directory);

@@ -33,7 +33,7 @@ async fn run(
     data: Vec<u8>,
     options: &Options,
 ) -> (tempfile::TempDir, sandtar::Result<sandtar::Summary>) {
-    let sandbox = Sandbox::new().await.unwrap();
+    let sandbox = common::new_sandbox().await;
     let dest = tempfile::tempdir().unwrap();
     let result = sandbox.extract(&data[..], dest.path(), options).await;
     (dest, result)

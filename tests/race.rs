@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rustix::fs::{renameat_with, RenameFlags, CWD};
-use sandtar::{Options, Sandbox, SandboxMode};
+use sandtar::{Options, SandboxMode};
 
 const FILES: usize = 20_000;
 const RUNS: usize = 5;
@@ -74,7 +74,7 @@ fn count_files(dir: &Path) -> usize {
 }
 
 async fn sandtar_race() -> SandboxMode {
-    let sandbox = Sandbox::new().await.unwrap();
+    let sandbox = common::new_sandbox().await;
     let data = archive();
     let mut total_swaps = 0;
     for run in 0..RUNS {

@@ -34,13 +34,20 @@ fn environ_of(pid: u32) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The zygote was started with `SANDTAR_ZYGOTE=<our pid>` and, if we have
+/// The zygote was started with `SANDTAR_ZYGOTE=<our pid>:<rungs>` and, if we have
 /// one, our `LD_LIBRARY_PATH`: none of our other variables (`PATH`, `HOME`,
 /// whatever secrets a service keeps there).
 async fn zygote_environment(sandbox: Sandbox) {
     let found = zygotes();
     assert!(!found.is_empty(), "no zygote among our children");
-    let mut allowed = vec![format!("SANDTAR_ZYGOTE={}", std::process::id()).into_bytes()];
+    let pid = std::process::id();
+    // The rungs the builder allows: both by default, the Landlock one alone
+    // under `SANDTAR_TEST_RUNG=landlock`.
+    let rungs = match sandbox.mode().rung() {
+        sandtar::Rung::Landlock => "l",
+        _ => "nl",
+    };
+    let mut allowed = vec![format!("SANDTAR_ZYGOTE={pid}:{rungs}").into_bytes()];
     if let Some(path) = std::env::var_os("LD_LIBRARY_PATH") {
         allowed.push([b"LD_LIBRARY_PATH=", path.as_bytes()].concat());
     }

@@ -30,6 +30,7 @@ use crate::caller::child::Worker;
 use crate::caller::subids::SubordinateIds;
 use crate::caller::zygote_conn::{zygote_gone, Arrival, ZygoteConn};
 use crate::error::{Error, Result};
+use crate::mode::Rungs;
 use crate::mode::SandboxMode;
 
 /// A worker that said it is warm, with its socket ready for a job.
@@ -52,6 +53,8 @@ pub(crate) struct Pool {
     mode: SandboxMode,
     warm_workers: u32,
     subordinate_ids: SubordinateIds,
+    /// The rungs the zygote may stand on.
+    rungs: Rungs,
     /// Workers one zygote hands over before it is replaced.
     jobs_per_zygote: u64,
     /// The zygote; replaced when it dies. Locked while receiving a worker, so
@@ -67,13 +70,15 @@ impl Pool {
     pub(crate) async fn start(
         warm_workers: u32,
         subordinate_ids: SubordinateIds,
+        rungs: Rungs,
         jobs_per_zygote: u64,
     ) -> Result<Pool> {
-        let (conn, mode) = ZygoteConn::start(warm_workers, subordinate_ids).await?;
+        let (conn, mode) = ZygoteConn::start(warm_workers, subordinate_ids, rungs).await?;
         Ok(Pool {
             mode,
             warm_workers,
             subordinate_ids,
+            rungs,
             jobs_per_zygote: jobs_per_zygote.max(1),
             zygote: tokio::sync::Mutex::new(Some(conn)),
             spare: Mutex::new(VecDeque::new()),
@@ -167,7 +172,8 @@ impl Pool {
         zygote: &'a mut Option<ZygoteConn>,
     ) -> Result<&'a mut ZygoteConn> {
         if zygote.is_none() {
-            let (conn, mode) = ZygoteConn::start(self.warm_workers, self.subordinate_ids).await?;
+            let (conn, mode) =
+                ZygoteConn::start(self.warm_workers, self.subordinate_ids, self.rungs).await?;
             if mode != self.mode {
                 return Err(Error::ConfinementUnavailable {
                     reason: format!(

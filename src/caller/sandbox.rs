@@ -11,7 +11,7 @@ use crate::caller::pool::Pool;
 use crate::caller::start;
 use crate::caller::subids::SubordinateIds;
 use crate::error::Result;
-use crate::mode::SandboxMode;
+use crate::mode::{Rung, Rungs, SandboxMode};
 use crate::options::Options;
 use crate::report::Summary;
 
@@ -37,6 +37,7 @@ pub struct Sandbox {
 pub struct SandboxBuilder {
     warm_workers: u32,
     subordinate_ids: SubordinateIds,
+    rungs: Rungs,
     jobs_per_zygote: u32,
 }
 
@@ -48,6 +49,7 @@ impl Default for SandboxBuilder {
         SandboxBuilder {
             warm_workers: 2,
             subordinate_ids: SubordinateIds::Never,
+            rungs: Rungs::default(),
             jobs_per_zygote: JOBS_PER_ZYGOTE,
         }
     }
@@ -89,6 +91,43 @@ impl SandboxBuilder {
         self
     }
 
+    /// The weakest rung of the confinement ladder the sandbox may stand on
+    /// (default: [`Rung::Landlock`], any rung). With [`Rung::Namespaces`], a
+    /// host where namespaces cannot be had fails to build the sandbox instead
+    /// of falling back to Landlock. [`SandboxMode::rung`] says which rung was
+    /// reached.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> sandtar::Result<()> {
+    /// let sandbox = sandtar::Sandbox::builder()
+    ///     .minimum_rung(sandtar::Rung::Namespaces)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn minimum_rung(mut self, rung: Rung) -> Self {
+        self.rungs.landlock = rung >= Rung::Landlock;
+        self.rungs.namespaces = true;
+        self
+    }
+
+    /// Stands on this rung only, never a stronger one: for trying on a host
+    /// with namespaces what a container without them will get (the tests run
+    /// the hostile suites on [`Rung::Landlock`] this way). Building fails if
+    /// this rung cannot be had.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> sandtar::Result<()> {
+    /// let sandbox = sandtar::Sandbox::builder().only_rung(sandtar::Rung::Landlock).build().await?;
+    /// assert_eq!(sandbox.mode().rung(), sandtar::Rung::Landlock);
+    /// # Ok(()) }
+    /// ```
+    pub fn only_rung(mut self, rung: Rung) -> Self {
+        self.rungs.namespaces = rung == Rung::Namespaces;
+        self.rungs.landlock = rung == Rung::Landlock;
+        self
+    }
+
     /// How many jobs one zygote serves before it is replaced by a freshly
     /// started one (default 1,000, at least 1).
     ///
@@ -125,6 +164,7 @@ impl SandboxBuilder {
         let pool = Pool::start(
             self.warm_workers,
             self.subordinate_ids,
+            self.rungs,
             u64::from(self.jobs_per_zygote),
         )
         .await?;

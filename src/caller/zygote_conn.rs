@@ -25,7 +25,7 @@ use tokio::io::unix::AsyncFd;
 use crate::caller::child::{reap_in_background, Lineage, Reap, Worker};
 use crate::caller::subids::{self, SubordinateIds};
 use crate::error::{Error, Result};
-use crate::mode::SandboxMode;
+use crate::mode::{Rungs, SandboxMode};
 use crate::sys;
 use crate::wire::{
     decode, encode_message, IdMapping, ZygoteMsg, ZygoteRequest, MAX_CONTROL_MESSAGE,
@@ -62,8 +62,9 @@ impl ZygoteConn {
     pub(crate) async fn start(
         warm: u32,
         subids: SubordinateIds,
+        rungs: Rungs,
     ) -> Result<(ZygoteConn, SandboxMode)> {
-        let (control, child) = spawn().await?;
+        let (control, child) = spawn(rungs).await?;
         let control = sys::async_fd(
             control,
             tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE,
@@ -272,7 +273,7 @@ fn worker_of(
 
 /// Re-executes this program as the zygote, its standard input the far end of
 /// a new control socket; returns our end and the child.
-async fn spawn() -> Result<(OwnedFd, Child)> {
+async fn spawn(rungs: Rungs) -> Result<(OwnedFd, Child)> {
     // Keep the pre-main hook in every executable that uses a sandbox.
     std::hint::black_box(&zygote::ZYGOTE_HOOK);
     let (ours, theirs) = socketpair(
@@ -290,7 +291,10 @@ async fn spawn() -> Result<(OwnedFd, Child)> {
         // zygote or its workers. The marker carries our pid: the start-up hook
         // checks that it is still its parent once it asked to die with it.
         .env_clear()
-        .env(zygote::MARKER_NAME, std::process::id().to_string())
+        .env(
+            zygote::MARKER_NAME,
+            format!("{}:{}", std::process::id(), rungs.encode()),
+        )
         .current_dir("/")
         .stdin(Stdio::from(theirs))
         .stdout(Stdio::null())

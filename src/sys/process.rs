@@ -47,7 +47,8 @@ struct CloneArgs {
 /// for it through its pidfd), in a new mount namespace (`CLONE_NEWNS`) and a new
 /// PID namespace (`CLONE_NEWPID`: the worker is its pid 1 and can name no
 /// process outside it, so it can signal none, whatever system call it finds),
-/// with a pidfd returned to us (`CLONE_PIDFD`) to hand to the caller.
+/// with a pidfd returned to us (`CLONE_PIDFD`) to hand to the caller. Without
+/// `namespaces` (the Landlock rung) neither namespace is asked for.
 ///
 /// `driver_end` and `worker_end` are the two ends of the job socket: the child
 /// keeps only `worker_end` (every other descriptor closed, fresh standard
@@ -59,10 +60,14 @@ pub(crate) fn clone_worker(
     single: &SingleThreaded,
     driver_end: OwnedFd,
     worker_end: OwnedFd,
+    namespaces: bool,
 ) -> io::Result<Forked> {
     let _ = single;
     let mut pidfd: libc::c_int = -1;
-    let flags = libc::CLONE_PARENT | libc::CLONE_PIDFD | libc::CLONE_NEWNS | libc::CLONE_NEWPID;
+    let mut flags = libc::CLONE_PARENT | libc::CLONE_PIDFD;
+    if namespaces {
+        flags |= libc::CLONE_NEWNS | libc::CLONE_NEWPID;
+    }
     let ret = match fork_with(flags, &mut pidfd) {
         // clone3 refused as unknown (a container's seccomp profile answers
         // ENOSYS so that libc falls back): clone does the same here.
@@ -159,6 +164,54 @@ pub(crate) fn unshare_user_namespace(single: &SingleThreaded) -> io::Result<()> 
     // (CLONE_FILES, CLONE_FS); this unshares only the user namespace.
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWUSER) }?;
     Ok(())
+}
+
+/// Tries, in a short-lived child, what entering a user namespace takes here:
+/// `unshare(CLONE_NEWUSER)`, then mapping `uid` to 0. Ubuntu 24.04's AppArmor
+/// restriction lets the first succeed and refuses the second, which would
+/// leave the zygote in a namespace of no use; a child can fail where the
+/// zygote cannot afford to. `Err` says which step failed and why.
+pub(crate) fn probe_user_namespace(single: &SingleThreaded, uid: u32) -> Result<(), String> {
+    let _ = single;
+    let map = format!("0 {uid} 1\n");
+    let path = c"/proc/self/uid_map";
+    // SAFETY: fork in a single-threaded process (`single`); the child makes
+    // only async-signal-safe calls (unshare, open, write, _exit) on data
+    // prepared before the fork.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: as above; the buffers outlive the calls.
+        let code = unsafe {
+            if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                *libc::__errno_location()
+            } else {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 || libc::write(fd, map.as_ptr().cast(), map.len()) < 0 {
+                    100 + *libc::__errno_location()
+                } else {
+                    0
+                }
+            }
+        };
+        exit_now(code.min(255));
+    }
+    if pid < 0 {
+        return Err(format!("fork failed: {}", io::Error::last_os_error()));
+    }
+    let pid = rustix::process::Pid::from_raw(pid).expect("a positive pid");
+    let status = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+        .map_err(|e| format!("waiting for the probe failed: {e}"))?
+        .and_then(|(_, status)| status.exit_status());
+    let errno = |code: i32| io::Error::from_raw_os_error(code);
+    match status {
+        Some(0) => Ok(()),
+        Some(code) if code >= 100 => Err(format!(
+            "writing uid_map in a new user namespace failed: {}",
+            errno(code - 100)
+        )),
+        Some(code) => Err(format!("unshare(CLONE_NEWUSER) failed: {}", errno(code))),
+        None => Err("the user-namespace probe died".into()),
+    }
 }
 
 /// Ends the process at once, without running destructors or `atexit` handlers.

@@ -7,6 +7,7 @@ use std::marker::PhantomData;
 use std::os::fd::BorrowedFd;
 
 use super::socket::is_seqpacket_socket;
+use crate::mode::Rungs;
 
 /// The environment variable that turns a process into a zygote; its value is
 /// the pid of the caller that started it.
@@ -25,7 +26,7 @@ pub(crate) struct SingleThreaded(PhantomData<*const ()>);
 pub(crate) static ZYGOTE_HOOK: extern "C" fn() = hook;
 
 extern "C" fn hook() {
-    let Some(caller) = take_marker() else {
+    let Some((caller, rungs)) = take_marker() else {
         return;
     };
     // SAFETY: F_GETFD only reads the descriptor's flags; it fails if 0 is closed.
@@ -46,14 +47,15 @@ extern "C" fn hook() {
     // closed socket then return EPIPE; Rust's runtime would have done this in main.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let single = SingleThreaded(PhantomData);
-    let code = std::panic::catch_unwind(|| crate::zygote::serve(control, single)).unwrap_or(101);
+    let code =
+        std::panic::catch_unwind(|| crate::zygote::serve(control, single, rungs)).unwrap_or(101);
     super::process::exit_now(code)
 }
 
 /// Reads and removes [`MARKER`]: the pid of the caller that started this
 /// process as its zygote; `None` if the variable is absent (an ordinary start
 /// of the program) or holds no pid.
-fn take_marker() -> Option<i32> {
+fn take_marker() -> Option<(i32, Rungs)> {
     // SAFETY: `.init_array` functions run before `main`, on the process's only
     // thread (sandtar's docs ask other constructors to start none), so nothing
     // reads or writes the environment at the same time; MARKER is NUL-terminated.
@@ -64,14 +66,15 @@ fn take_marker() -> Option<i32> {
     // SAFETY: getenv returned a NUL-terminated string, which stays valid until
     // the environment changes (the unsetenv below, after the last use).
     let value = unsafe { CStr::from_ptr(value) };
-    let caller = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.parse::<i32>().ok())
-        .filter(|pid| *pid > 0);
+    // `PID:RUNGS` (see `Rungs::encode`).
+    let parsed = value.to_str().ok().and_then(|v| {
+        let (pid, rungs) = v.split_once(':').unwrap_or((v, ""));
+        let pid = pid.parse::<i32>().ok().filter(|pid| *pid > 0)?;
+        Some((pid, Rungs::decode(rungs)))
+    });
     // SAFETY: as for getenv above; MARKER is NUL-terminated.
     unsafe { libc::unsetenv(MARKER.as_ptr()) };
-    caller
+    parsed
 }
 
 /// Empties the environment but for `LD_LIBRARY_PATH`. The caller started the

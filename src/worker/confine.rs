@@ -12,6 +12,14 @@
 //! Where `pivot_root` is impossible (an initramfs root, where it fails with
 //! `EINVAL`), the worker falls back to `chroot(".")` into the clone; the rest of
 //! the mount namespace is then still mapped but unreachable by path.
+//!
+//! On the Landlock rung ([`enter_landlock`]) there is no mount namespace: the
+//! worker `chroot`s into the caller's descriptor of the destination (so no
+//! path names anything outside it, and the capability to leave is dropped
+//! right after) and restricts itself with a Landlock ruleset that handles
+//! every filesystem right the kernel knows and grants them only beneath the
+//! destination (read rights only for a listing job), plus the signal and
+//! abstract-socket scopes from ABI 6.
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
@@ -37,6 +45,42 @@ pub(crate) enum ConfineError {
 
 fn failed(call: &str, e: Errno) -> ConfineError {
     ConfineError::Failed(format!("{call} failed: {e}"))
+}
+
+/// Makes the destination, given as the caller's descriptor, the root of this
+/// process (both threads share it) and restricts the calling thread, and the
+/// threads it starts afterwards, with Landlock to it. Sets no-new-privs
+/// (Landlock requires it of an unprivileged process).
+pub(crate) fn enter_landlock(dest_fd: OwnedFd, read_only: bool) -> Result<(), ConfineError> {
+    use landlock::{
+        Access, AccessFs, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
+        Scope, ABI,
+    };
+    fchdir(&dest_fd).map_err(|e| failed("fchdir", e))?;
+    chroot(".").map_err(|e| failed("chroot", e))?;
+    chdir("/").map_err(|e| failed("chdir(/)", e))?;
+    rustix::thread::set_no_new_privs(true).map_err(|e| failed("prctl(PR_SET_NO_NEW_PRIVS)", e))?;
+    // Every right this crate knows; the kernel's own subset is handled (best
+    // effort), and the rung is refused below if nothing is enforced.
+    let abi = ABI::V6;
+    let granted = match read_only {
+        true => AccessFs::from_read(abi),
+        false => AccessFs::from_all(abi),
+    };
+    let landlock = |e: landlock::RulesetError| ConfineError::Failed(format!("Landlock: {e}"));
+    let status = Ruleset::default()
+        .handle_access(AccessFs::from_all(abi))
+        .and_then(|r| r.scope(Scope::from_all(abi)))
+        .and_then(|r| r.create())
+        .and_then(|r| r.add_rule(PathBeneath::new(dest_fd, granted)))
+        .and_then(|r| r.restrict_self())
+        .map_err(landlock)?;
+    match status.ruleset {
+        RulesetStatus::NotEnforced => Err(ConfineError::Failed(
+            "Landlock: the kernel enforced no rule".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Destination-independent set-up, done while the worker is warm: make every

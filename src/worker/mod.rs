@@ -26,7 +26,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 
-use crate::mode::SandboxMode;
+use crate::mode::{Rung, SandboxMode};
 use crate::sys;
 use crate::wire::{
     decode as decode_msg, encode_frame, JobHeader, WireError, WorkerMsg, HEADER_MAGIC,
@@ -50,7 +50,7 @@ fn send(socket: &mut UnixStream, msg: &WorkerMsg) -> io::Result<()> {
 
 fn serve(start: sys::WorkerStart, mode: SandboxMode) {
     let mut socket = UnixStream::from(start.socket);
-    let ready = match prepare(&mut socket, start.isolated) {
+    let ready = match prepare(&mut socket, start.isolated, mode) {
         Ok(ready) => ready,
         Err(failure) => {
             // Nothing to say when the driver is gone.
@@ -86,15 +86,23 @@ struct Ready {
 fn prepare(
     socket: &mut UnixStream,
     isolated: Result<(), String>,
+    mode: SandboxMode,
 ) -> Result<Ready, Option<WireError>> {
     let confinement = |reason: String| Some(WireError::Confinement(reason));
     isolated.map_err(confinement)?;
-    let seccomp = confine::prepare()
-        .and_then(|()| seccomp::build(socket.as_fd()))
-        .map_err(confinement)?;
+    let namespaces = mode.rung() == Rung::Namespaces;
+    if namespaces {
+        confine::prepare().map_err(confinement)?;
+    }
+    let seccomp = seccomp::build(socket.as_fd()).map_err(confinement)?;
     // The decoding thread, started now so that a job does not wait for a new
-    // thread to be scheduled; it drops every privilege at once.
-    let decoder = input::Decoder::spawn(privileges::shed_thread).map_err(confinement)?;
+    // thread to be scheduled; it drops every privilege at once. On the
+    // Landlock rung it starts after confinement instead, to inherit the
+    // Landlock domain (a restriction applies to the calling thread only).
+    let mut decoder = match namespaces {
+        true => Some(input::Decoder::spawn(privileges::shed_thread).map_err(confinement)?),
+        false => None,
+    };
     send(socket, &WorkerMsg::Warm).map_err(|_| None)?;
     let (header, dest_fd) = match receive_job(socket) {
         Ok(Some(job)) => job,
@@ -102,12 +110,21 @@ fn prepare(
         Err(e) => return Err(Some(WireError::Internal(format!("bad job header: {e}")))),
     };
     rustix::process::umask(rustix::fs::Mode::empty());
-    confine::enter(&header.dest, dest_fd, header.options.list_only).map_err(|e| {
+    let read_only = header.options.list_only;
+    let entered = match namespaces {
+        true => confine::enter(&header.dest, dest_fd, read_only),
+        false => confine::enter_landlock(dest_fd, read_only),
+    };
+    entered.map_err(|e| {
         Some(match e {
             confine::ConfineError::Changed => WireError::DestinationChanged,
             confine::ConfineError::Failed(reason) => WireError::Confinement(reason),
         })
     })?;
+    let decoder = match decoder.take() {
+        Some(decoder) => decoder,
+        None => input::Decoder::spawn(privileges::shed_thread).map_err(confinement)?,
+    };
     privileges::shed(&header.options).map_err(confinement)?;
     send(socket, &WorkerMsg::Confined).map_err(|_| None)?;
     let report_socket = socket

@@ -59,7 +59,12 @@ pub(crate) fn needed_capabilities(options: &Options) -> CapabilitySet {
 pub(crate) fn shed(options: &Options) -> Result<(), String> {
     let fail = |what: &str, e: rustix::io::Errno| format!("{what} failed: {e}");
     set_limits(options)?;
-    let keep = needed_capabilities(options);
+    // What the options need and the process has: on the Landlock rung a
+    // container may have dropped some (the entries that need it then fail).
+    let held = rustix::thread::capabilities(None)
+        .map_err(|e| fail("capget", e))?
+        .permitted;
+    let keep = needed_capabilities(options) & held;
     for bit in 0..64 {
         let cap = CapabilitySet::from_bits_retain(1 << bit);
         if keep.contains(cap) {

@@ -164,8 +164,45 @@ pub async fn run(sandbox: &Sandbox, archive: &[u8], dest: &Path, options: &Optio
     Run { reports, result }
 }
 
-/// Starts a sandbox and, if this process is root, checks that it is privileged.
+/// The rung the suites run on: the strongest (namespaces) unless
+/// `SANDTAR_TEST_RUNG=landlock` forces the second rung (`.ci/run` runs the
+/// hostile suites both ways).
+pub fn landlock_rung() -> bool {
+    match std::env::var("SANDTAR_TEST_RUNG").as_deref() {
+        Ok("landlock") => true,
+        Ok("") | Ok("namespaces") | Err(_) => false,
+        Ok(other) => panic!("SANDTAR_TEST_RUNG={other}: expected landlock or namespaces"),
+    }
+}
+
+/// `Sandbox::new()`, or on the Landlock rung as root under
+/// `SANDTAR_TEST_RUNG=landlock` (an ordinary user cannot have that rung, and
+/// gets the namespaces).
+pub async fn new_sandbox() -> Sandbox {
+    match landlock_rung() && is_root() {
+        true => landlock_sandbox().await,
+        false => Sandbox::new().await.expect("Sandbox::new"),
+    }
+}
+
+/// Starts a sandbox on the Landlock rung only, as root.
+async fn landlock_sandbox() -> Sandbox {
+    let sandbox = Sandbox::builder()
+        .only_rung(sandtar::Rung::Landlock)
+        .build()
+        .await
+        .expect("a sandbox on the Landlock rung");
+    assert_eq!(sandbox.mode().rung(), sandtar::Rung::Landlock);
+    sandbox
+}
+
+/// Starts a sandbox and, if this process is root, checks that it is privileged
+/// (on the Landlock rung under `SANDTAR_TEST_RUNG=landlock`).
 pub async fn sandbox() -> Sandbox {
+    if landlock_rung() {
+        assert!(is_root(), "the Landlock rung needs CAP_SYS_CHROOT");
+        return landlock_sandbox().await;
+    }
     let sandbox = Sandbox::new().await.expect("Sandbox::new");
     if is_root() {
         assert_eq!(sandbox.mode(), SandboxMode::Privileged);
@@ -173,6 +210,26 @@ pub async fn sandbox() -> Sandbox {
         assert!(matches!(sandbox.mode(), SandboxMode::UserNamespace { .. }));
     }
     sandbox
+}
+
+/// The unprivileged sandbox of a `nobody` case, or `None` on the Landlock
+/// rung, where an ordinary user (without `CAP_SYS_CHROOT`) must be refused
+/// with the reason named: checked here, and the case has nothing more to run.
+pub async fn unprivileged_sandbox_for_rung() -> Option<Sandbox> {
+    if !landlock_rung() {
+        return Some(unprivileged_sandbox().await);
+    }
+    let built = Sandbox::builder()
+        .only_rung(sandtar::Rung::Landlock)
+        .build()
+        .await;
+    match built {
+        Err(Error::ConfinementUnavailable { reason }) => {
+            assert!(reason.contains("CAP_SYS_CHROOT"), "{reason}");
+            None
+        }
+        other => panic!("an ordinary user got {other:?} on the Landlock rung"),
+    }
 }
 
 /// Starts a sandbox and checks that it really is unprivileged (user namespace).
@@ -224,6 +281,8 @@ pub fn id_map(container: u32, host: u32, size: u32) -> IdMap {
     }
 }
 
+/// Whether the sandbox may create device nodes and keep any owner: root on
+/// the namespace rung.
 pub fn privileged(sandbox: &Sandbox) -> bool {
     sandbox.mode() == SandboxMode::Privileged
 }
@@ -586,7 +645,9 @@ macro_rules! root_and_nobody {
                 if !$crate::common::inner_should_run() {
                     return;
                 }
-                let sandbox = $crate::common::unprivileged_sandbox().await;
+                let Some(sandbox) = $crate::common::unprivileged_sandbox_for_rung().await else {
+                    return;
+                };
                 super::$name(sandbox).await;
             }
         }
