@@ -18,8 +18,8 @@
 //! path names anything outside it, and the capability to leave is dropped
 //! right after) and restricts itself with a Landlock ruleset that handles
 //! every filesystem right the kernel knows and grants them only beneath the
-//! destination (read rights only for a listing job), plus the signal and
-//! abstract-socket scopes from ABI 6.
+//! destination (read rights only for a listing job; never block devices or
+//! device ioctls), plus the signal and abstract-socket scopes from ABI 6.
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
@@ -63,9 +63,12 @@ pub(crate) fn enter_landlock(dest_fd: OwnedFd, read_only: bool) -> Result<(), Co
     // Every right this crate knows; the kernel's own subset is handled (best
     // effort), and the rung is refused below if nothing is enforced.
     let abi = ABI::V6;
+    // No block devices and no device ioctls: this rung makes no device node
+    // (a character device is an overlay whiteout, 0:0, the only kind the
+    // kernel lets a process without CAP_MKNOD make, and the worker has none).
     let granted = match read_only {
         true => AccessFs::from_read(abi),
-        false => AccessFs::from_all(abi),
+        false => AccessFs::from_all(abi) & !(AccessFs::MakeBlock | AccessFs::IoctlDev),
     };
     let landlock = |e: landlock::RulesetError| ConfineError::Failed(format!("Landlock: {e}"));
     let status = Ruleset::default()

@@ -125,7 +125,7 @@ fn prepare(
         Some(decoder) => decoder,
         None => input::Decoder::spawn(privileges::shed_thread).map_err(confinement)?,
     };
-    privileges::shed(&header.options).map_err(confinement)?;
+    privileges::shed(&header.options, mode.is_privileged()).map_err(confinement)?;
     send(socket, &WorkerMsg::Confined).map_err(|_| None)?;
     let report_socket = socket
         .try_clone()

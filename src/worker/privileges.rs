@@ -32,9 +32,10 @@ const MAX_OPEN_FILES: u64 = 64;
 /// inside the confined root these reach nothing the archive could not replace
 /// anyway. Keeping owners adds `CHOWN`; exact modes or kept owners add `FSETID`
 /// (a set-group-id bit survives for a group the worker is not in),
-/// device nodes add `MKNOD`, all extended attributes add `SETFCAP`
+/// device nodes add `MKNOD` (only where `devices` are made at all: as root on
+/// the namespace rung), all extended attributes add `SETFCAP`
 /// (`security.capability`). A listing job needs none.
-pub(crate) fn needed_capabilities(options: &Options) -> CapabilitySet {
+pub(crate) fn needed_capabilities(options: &Options, devices: bool) -> CapabilitySet {
     if options.list_only {
         // A listing writes nothing (and its root is mounted read-only).
         return CapabilitySet::empty();
@@ -46,7 +47,7 @@ pub(crate) fn needed_capabilities(options: &Options) -> CapabilitySet {
     if options.preserve_owners || options.mode == ModePolicy::Exact {
         caps |= CapabilitySet::FSETID;
     }
-    if options.allow_devices {
+    if options.allow_devices && devices {
         caps |= CapabilitySet::MKNOD;
     }
     if options.xattrs == XattrPolicy::All {
@@ -55,8 +56,9 @@ pub(crate) fn needed_capabilities(options: &Options) -> CapabilitySet {
     caps
 }
 
-/// Limits, capabilities and no-new-privs; call after confinement.
-pub(crate) fn shed(options: &Options) -> Result<(), String> {
+/// Limits, capabilities and no-new-privs; call after confinement. `devices`:
+/// whether this sandbox makes device nodes (see [`needed_capabilities`]).
+pub(crate) fn shed(options: &Options, devices: bool) -> Result<(), String> {
     let fail = |what: &str, e: rustix::io::Errno| format!("{what} failed: {e}");
     set_limits(options)?;
     // What the options need and the process has: on the Landlock rung a
@@ -64,7 +66,7 @@ pub(crate) fn shed(options: &Options) -> Result<(), String> {
     let held = rustix::thread::capabilities(None)
         .map_err(|e| fail("capget", e))?
         .permitted;
-    let keep = needed_capabilities(options) & held;
+    let keep = needed_capabilities(options, devices) & held;
     for bit in 0..64 {
         let cap = CapabilitySet::from_bits_retain(1 << bit);
         if keep.contains(cap) {
