@@ -44,6 +44,7 @@ root_and_nobody!(
     fcntl_misc,
     list_only_cannot_write,
     blob_digest_is_the_callers,
+    directory_moved_out,
 );
 
 // ---------------------------------------------------------------------------
@@ -188,7 +189,11 @@ fn archive() -> Vec<u8> {
 
 /// Writes `plan` into a fresh destination and extracts a one-file archive there.
 async fn attack(sandbox: &Sandbox, plan: &str, options: &Options) -> Attack {
-    let scene = Scene::new();
+    attack_in(Scene::new(), sandbox, plan, options).await
+}
+
+/// [`attack`] in a scene prepared (and snapshotted) by the caller.
+async fn attack_in(scene: Scene, sandbox: &Sandbox, plan: &str, options: &Options) -> Attack {
     std::fs::write(scene.dest.join(".sandtar-hostile"), plan).unwrap();
     let run = common::run(sandbox, &archive(), &scene.dest, options).await;
     let results = Results::read(&scene.dest, &run);
@@ -663,6 +668,71 @@ async fn list_only_cannot_write(sandbox: Sandbox) {
         !a.scene.dest.join(".sandtar-hostile-results").exists(),
         "the payload wrote its results file into the destination",
     );
+    a.scene.check();
+    v.finish(&a);
+}
+
+/// A racing accomplice moves a directory the payload holds open out of the
+/// destination (to `away/`, beside it): `..` of that directory then leads
+/// past the worker's root, the classic way out of a chroot. The mount's
+/// boundary stops the walk on the namespace rung; on the Landlock rung
+/// Landlock refuses every access it handles, and seccomp every path-taking
+/// change Landlock does not see (owner, mode, times). The canary keeps
+/// contents, modes, owners and times.
+async fn directory_moved_out(sandbox: Sandbox) {
+    let mut scene = Scene::unsnapshotted();
+    let away = scene.tmp.path().join("away");
+    std::fs::create_dir(&away).unwrap();
+    scene.snapshot_now();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mover = {
+        let (from, to, stop) = (scene.dest.join("mover"), away.join("mover"), stop.clone());
+        let cue = scene.dest.join("mover-ready");
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if cue.exists() && std::fs::rename(&from, &to).is_ok() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            false
+        })
+    };
+    let a = attack_in(scene, &sandbox, "moved-out\n", &Options::default()).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let moved = mover.join().unwrap();
+    let mut v = Verdict::new("directory_moved_out");
+    v.check(moved, "harness: the accomplice never moved the directory");
+    v.check(
+        a.results.get("moved-wait") == Some("ok"),
+        "harness: the payload did not see its directory move",
+    );
+    let gone = ["ENOENT", "EACCES", "EPERM", "EXDEV"];
+    for name in [
+        "moved-chown",
+        "moved-chmod",
+        "moved-utimes",
+        "moved-read",
+        "moved-create",
+        "moved-unlink",
+        "moved-rename",
+        "moved-link",
+    ] {
+        v.refused(&a.results, name, &gone);
+    }
+    // Where an O_PATH descriptor of the outside file could be had (the
+    // Landlock rung: opening one needs no right), it changes nothing either.
+    if a.results.get("moved-opath") == Some("ok") {
+        for name in [
+            "moved-opath-chown",
+            "moved-opath-utimes",
+            "moved-opath-chmod",
+        ] {
+            v.refused(&a.results, name, &["EPERM", "EBADF"]);
+        }
+    } else {
+        v.refused(&a.results, "moved-opath", &gone);
+    }
     a.scene.check();
     v.finish(&a);
 }

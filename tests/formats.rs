@@ -340,7 +340,10 @@ async fn gnu_tar_interop(sandbox: Sandbox) {
             };
             assert_eq!(have.kind, want.kind, "{format}: {}", rel.display());
             assert_eq!(have.mode, want.mode, "{format}: {}", rel.display());
-            if precise {
+            let symlink = matches!(have.kind, common::Kind::Symlink(_));
+            if symlink && sandbox.mode().rung() == sandtar::Rung::Landlock {
+                // That rung keeps no symlink's time (see SECURITY.md).
+            } else if precise {
                 assert_eq!(have.mtime, want.mtime, "{format}: {}", rel.display());
             } else {
                 assert_eq!(have.mtime.0, want.mtime.0, "{format}: {}", rel.display());

@@ -540,7 +540,7 @@ async fn unreadable_destination(sandbox: Sandbox) {
         let res = sandbox
             .start(WatchedReader(polls.clone()), &dest, &Options::default())
             .await;
-        match (common::privileged(&sandbox), res) {
+        match (common::is_root(), res) {
             (false, Err(Error::Destination { path, problem })) => {
                 assert_eq!(path, dest);
                 assert!(problem.contains("permission denied"), "{dest:?}: {problem}");
@@ -554,9 +554,9 @@ async fn unreadable_destination(sandbox: Sandbox) {
                 let summary = job.finish().await.unwrap();
                 assert_eq!(summary.entries, 0);
             }
-            (privileged, other) => {
+            (root, other) => {
                 let other = other.map(|_| "a job");
-                panic!("{dest:?} (privileged: {privileged}): unexpected {other:?}")
+                panic!("{dest:?} (root: {root}): unexpected {other:?}")
             }
         }
     }

@@ -70,6 +70,7 @@ pub(crate) fn run(socket: &UnixStream) {
             "oob" => oob(&mut out, socket),
             "fcntl-misc" => fcntl_misc(&mut out),
             "write" => write(&mut out),
+            "moved-out" => moved_out(&mut out),
             other => out.line(&format!("{other} unknown-attack")),
         }
     }
@@ -164,6 +165,7 @@ fn errno_name(errno: i32) -> &'static str {
         libc::ENOTCONN => "ENOTCONN",
         libc::EOVERFLOW => "EOVERFLOW",
         libc::ENXIO => "ENXIO",
+        libc::EXDEV => "EXDEV",
         _ => "other",
     }
 }
@@ -689,4 +691,123 @@ fn write(out: &mut Results) {
         out.call("write", r as i64);
         close(fd);
     }
+}
+
+/// `moved-out`: makes `/mover`, holds it open and waits (up to 20 s) for a
+/// process outside, the archive's accomplice, to move it out of the
+/// destination to `../away/mover` (its cue: `/mover-ready`); then reaches for the scene's canary
+/// (`../../canary`) through `..` of the moved directory, the classic way out
+/// of a chroot. Each call's line starts with `moved-`.
+fn moved_out(out: &mut Results) {
+    let dir = c("/mover");
+    // SAFETY: the path is NUL-terminated.
+    let r = unsafe { libc::mkdirat(libc::AT_FDCWD, dir.as_ptr(), 0o755) };
+    out.call("moved-mkdir", i64::from(r));
+    // SAFETY: the path is NUL-terminated; the descriptor is closed below.
+    let fd = unsafe {
+        libc::openat(
+            libc::AT_FDCWD,
+            dir.as_ptr(),
+            libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    let Some(fd) = out.call("moved-open", i64::from(fd)) else {
+        return;
+    };
+    let fd = fd as i32;
+    // The accomplice's cue.
+    let _ = std::fs::write("/mover-ready", b"");
+    if !wait_moved_out(fd) {
+        out.line("moved-wait timeout");
+        close(fd.into());
+        return;
+    }
+    out.line("moved-wait ok");
+    reach_through(out, fd);
+    close(fd.into());
+}
+
+/// Whether `..` of `dir` stopped being the root (or stopped resolving, as a
+/// mount's boundary makes it) within 20 s.
+fn wait_moved_out(dir: i32) -> bool {
+    let inode = |fd: i32, path: &CStr| {
+        // SAFETY: an all-zero `stat` is valid; the path is NUL-terminated.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `st` is a live, writable `stat`.
+        let r = unsafe { libc::fstatat(fd, path.as_ptr(), &mut st, 0) };
+        (r == 0).then_some((st.st_dev, st.st_ino))
+    };
+    let root = inode(libc::AT_FDCWD, c"/");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if inode(dir, c"..") != root {
+            return true;
+        }
+        // No sleeping: nanosleep is not in the allow-list.
+        // SAFETY: sched_yield has no arguments.
+        unsafe { libc::sched_yield() };
+    }
+    false
+}
+
+/// Every way at a file outside through a directory that was moved out.
+fn reach_through(out: &mut Results, dir: i32) {
+    let file = c("../../canary/file.txt");
+    let secret = c("../../canary/secret");
+    // SAFETY (every call below): the paths are NUL-terminated strings that
+    // live to the end of this function; `times` is a live array of two.
+    let r = unsafe { libc::fchownat(dir, file.as_ptr(), 4242, 4242, libc::AT_SYMLINK_NOFOLLOW) };
+    out.call("moved-chown", i64::from(r));
+    let r = unsafe { libc::fchmodat(dir, file.as_ptr(), 0o666, 0) };
+    out.call("moved-chmod", i64::from(r));
+    let times = [libc::timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    }; 2];
+    let r = unsafe { libc::utimensat(dir, file.as_ptr(), times.as_ptr(), 0) };
+    out.call("moved-utimes", i64::from(r));
+    let r = unsafe { libc::openat(dir, secret.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if let Some(fd) = out.call("moved-read", i64::from(r)) {
+        close(fd);
+    }
+    let planted = c("../../canary/planted");
+    let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC;
+    let r = unsafe { libc::openat(dir, planted.as_ptr(), flags, 0o644 as libc::c_uint) };
+    if let Some(fd) = out.call("moved-create", i64::from(r)) {
+        close(fd);
+    }
+    let r = unsafe { libc::unlinkat(dir, file.as_ptr(), 0) };
+    out.call("moved-unlink", i64::from(r));
+    let (run, stolen) = (c("../../canary/run.sh"), c("/stolen"));
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            dir,
+            run.as_ptr(),
+            libc::AT_FDCWD,
+            stolen.as_ptr(),
+            0,
+        )
+    };
+    out.call("moved-rename", r);
+    let link = c("/stolen-link");
+    let r = unsafe { libc::linkat(dir, secret.as_ptr(), libc::AT_FDCWD, link.as_ptr(), 0) };
+    out.call("moved-link", i64::from(r));
+    // An O_PATH descriptor needs no Landlock right; what it can change:
+    let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let r = unsafe { libc::openat(dir, file.as_ptr(), flags) };
+    if let Some(fd) = out.call("moved-opath", i64::from(r)) {
+        let (fd, empty) = (fd as i32, c"");
+        let r = unsafe { libc::fchownat(fd, empty.as_ptr(), 4242, 4242, libc::AT_EMPTY_PATH) };
+        out.call("moved-opath-chown", i64::from(r));
+        let r = unsafe { libc::utimensat(fd, empty.as_ptr(), times.as_ptr(), libc::AT_EMPTY_PATH) };
+        out.call("moved-opath-utimes", i64::from(r));
+        let r = unsafe { libc::fchmod(fd, 0o666) };
+        out.call("moved-opath-chmod", i64::from(r));
+        close(fd.into());
+    }
+    // Metadata only (no contents): recorded, not a wall on every rung.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::fstatat(dir, secret.as_ptr(), &mut st, 0) };
+    out.call("moved-stat", i64::from(r));
 }

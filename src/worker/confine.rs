@@ -10,8 +10,10 @@
 //! not even `/proc`.
 //!
 //! Where `pivot_root` is impossible (an initramfs root, where it fails with
-//! `EINVAL`), the worker falls back to `chroot(".")` into the clone; the rest of
-//! the mount namespace is then still mapped but unreachable by path.
+//! `EINVAL`, or a container's seccomp profile, `EPERM`), the worker falls back
+//! to `chroot(".")` into the clone; the rest of the mount namespace is then
+//! still mapped but unreachable by path (`..` stops at the clone's boundary,
+//! and the worker keeps no `CAP_SYS_CHROOT` and may not call `chroot`).
 //!
 //! On the Landlock rung ([`enter_landlock`]) there is no mount namespace: the
 //! worker `chroot`s into the caller's descriptor of the destination (so no
@@ -138,8 +140,12 @@ pub(crate) fn enter(dest: &[u8], dest_fd: OwnedFd, read_only: bool) -> Result<()
         Ok(()) => {
             unmount(".", UnmountFlags::DETACH).map_err(|e| failed("umount2(MNT_DETACH)", e))?;
         }
-        // An initramfs (rootfs) root cannot be pivoted away from.
-        Err(Errno::INVAL) => chroot(".").map_err(|e| failed("chroot (pivot_root fallback)", e))?,
+        // An initramfs (rootfs) root cannot be pivoted away from (EINVAL), and
+        // Docker's default seccomp profile refuses pivot_root even to a
+        // container given CAP_SYS_ADMIN (EPERM).
+        Err(Errno::INVAL | Errno::PERM) => {
+            chroot(".").map_err(|e| failed("chroot (pivot_root fallback)", e))?
+        }
         Err(e) => return Err(failed("pivot_root", e)),
     }
     chdir("/").map_err(|e| failed("chdir(/)", e))?;

@@ -94,7 +94,11 @@ fn prepare(
     if namespaces {
         confine::prepare().map_err(confinement)?;
     }
-    let seccomp = seccomp::build(socket.as_fd()).map_err(confinement)?;
+    let naming = match namespaces {
+        true => seccomp::Naming::Paths,
+        false => seccomp::Naming::Descriptors,
+    };
+    let seccomp = seccomp::build(socket.as_fd(), naming).map_err(confinement)?;
     // The decoding thread, started now so that a job does not wait for a new
     // thread to be scheduled; it drops every privilege at once. On the
     // Landlock rung it starts after confinement instead, to inherit the

@@ -39,8 +39,6 @@ fn allowed() -> Vec<libc::c_long> {
         libc::SYS_symlinkat,
         libc::SYS_linkat,
         libc::SYS_fchown,
-        libc::SYS_fchownat,
-        libc::SYS_utimensat,
         libc::SYS_fsetxattr,
         libc::SYS_newfstatat,
         libc::SYS_fstat,
@@ -75,13 +73,33 @@ const SPECIAL_MODE_BITS: u32 = 0o7000;
 const USED_MSG_FLAGS: u32 =
     (libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | libc::MSG_WAITALL | libc::MSG_CMSG_CLOEXEC) as u32;
 
+/// How the calls that change an inode's owner or times without opening it
+/// (`fchownat`, `utimensat`) may name it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Naming {
+    /// By any path: the mount's boundary stops every walk at the root, even
+    /// `..` of a directory a racing process moved out (the namespace rung).
+    Paths,
+    /// By descriptor only (`utimensat` with a NULL path; no `fchownat`): on the
+    /// Landlock rung, `..` of a directory moved out of the destination leads
+    /// past the `chroot`, and Landlock does not govern owners and times.
+    /// (`AT_EMPTY_PATH` would not do: the filter cannot read the path, and an
+    /// `O_PATH` descriptor of an outside file needs no Landlock right.)
+    Descriptors,
+}
+
 /// The system calls allowed only with some arguments (each a low 32-bit word:
 /// the kernel reads every one of these as an `int`, `unsigned int` or
-/// `umode_t`). `safe_modes`: no mode argument may carry a set-id or sticky bit
-/// (`ModePolicy::Safe`). `job_socket`: the descriptor that must stay open until
-/// the process exits (see [`build`]).
-fn checked(pid: u32, job_socket: u32, safe_modes: bool) -> Vec<(libc::c_long, Leaf)> {
-    use Test::{Clear, Eq, Ne};
+/// `umode_t`, unless a test says otherwise). `safe_modes`: no mode argument may
+/// carry a set-id or sticky bit (`ModePolicy::Safe`). `job_socket`: the
+/// descriptor that must stay open until the process exits (see [`build`]).
+fn checked(
+    pid: u32,
+    job_socket: u32,
+    safe_modes: bool,
+    naming: Naming,
+) -> Vec<(libc::c_long, Leaf)> {
+    use Test::{Clear, Eq, High, Ne};
     let mode_at = |arg: u8| match safe_modes {
         true => Leaf::Any(vec![vec![Clear(arg, SPECIAL_MODE_BITS)]]),
         false => Leaf::Allow,
@@ -118,11 +136,20 @@ fn checked(pid: u32, job_socket: u32, safe_modes: bool) -> Vec<(libc::c_long, Le
         (libc::SYS_openat, mode_at(3)),
         (libc::SYS_mkdirat, mode_at(2)),
         (libc::SYS_mknodat, mode_at(2)),
+        // Modes by descriptor only: no `fchmodat`, `fchmodat2`.
         (libc::SYS_fchmod, mode_at(1)),
-        (libc::SYS_fchmodat, mode_at(2)),
     ];
-    #[cfg(target_arch = "x86_64")]
-    calls.push((libc::SYS_fchmodat2, mode_at(2)));
+    match naming {
+        Naming::Paths => {
+            calls.push((libc::SYS_fchownat, Leaf::Allow));
+            calls.push((libc::SYS_utimensat, Leaf::Allow));
+        }
+        // `futimens`: the whole pointer NULL, both halves.
+        Naming::Descriptors => calls.push((
+            libc::SYS_utimensat,
+            Leaf::Any(vec![vec![Eq(1, 0), High(1, 0)]]),
+        )),
+    }
     calls
 }
 
@@ -163,11 +190,13 @@ impl Programs {
 /// close: its closing (end of file at the caller) then proves that every
 /// thread of the worker has left for good, and the caller ends the job on it
 /// without waiting for the whole exit (see `caller::job`).
-pub(crate) fn build(job_socket: BorrowedFd<'_>) -> Result<Programs, String> {
+///
+/// `naming`: how owners and times may be set (see [`Naming`]).
+pub(crate) fn build(job_socket: BorrowedFd<'_>, naming: Naming) -> Result<Programs, String> {
     let pid = getpid().as_raw_nonzero().get() as u32;
     let job_socket = job_socket.as_raw_fd() as u32;
     let one = |safe_modes| {
-        compile(policy(pid, job_socket, safe_modes), AUDIT_ARCH)
+        compile(policy(pid, job_socket, safe_modes, naming), AUDIT_ARCH)
             .map_err(|e| format!("building the seccomp filter failed: {e}"))
     };
     Ok(Programs {
@@ -177,11 +206,11 @@ pub(crate) fn build(job_socket: BorrowedFd<'_>) -> Result<Programs, String> {
 }
 
 /// The whole allow-list, as the compiler takes it.
-fn policy(pid: u32, job_socket: u32, safe_modes: bool) -> Vec<(u32, Leaf)> {
+fn policy(pid: u32, job_socket: u32, safe_modes: bool, naming: Naming) -> Vec<(u32, Leaf)> {
     allowed()
         .into_iter()
         .map(|nr| (nr, Leaf::Allow))
-        .chain(checked(pid, job_socket, safe_modes))
+        .chain(checked(pid, job_socket, safe_modes, naming))
         .map(|(nr, leaf)| (nr as u32, leaf))
         .collect()
 }
@@ -203,6 +232,8 @@ enum Test {
     Clear(u8, u32),
     /// The argument differs from the value.
     Ne(u8, u32),
+    /// The high 32 bits of the argument (a pointer's) equal the value.
+    High(u8, u32),
 }
 
 // Classic BPF opcodes (linux/bpf_common.h) and seccomp return values.
@@ -312,12 +343,13 @@ fn lay_out_check(alternatives: &[Vec<Test>], ops: &mut Vec<Op>) {
                 true => Target::Allow,
                 false => Target::At(ops.len() + 2),
             };
-            let (arg, op) = match *test {
-                Test::Eq(arg, value) => (arg, (JMP_JEQ_K, pass, fail, value)),
-                Test::Clear(arg, mask) => (arg, (JMP_JSET_K, fail, pass, mask)),
-                Test::Ne(arg, value) => (arg, (JMP_JEQ_K, fail, pass, value)),
+            let (at, op) = match *test {
+                Test::Eq(arg, value) => (arg_low(arg), (JMP_JEQ_K, pass, fail, value)),
+                Test::Clear(arg, mask) => (arg_low(arg), (JMP_JSET_K, fail, pass, mask)),
+                Test::Ne(arg, value) => (arg_low(arg), (JMP_JEQ_K, fail, pass, value)),
+                Test::High(arg, value) => (arg_low(arg) + 4, (JMP_JEQ_K, pass, fail, value)),
             };
-            ops.push((LD_W_ABS, Target::Allow, Target::Allow, arg_low(arg)));
+            ops.push((LD_W_ABS, Target::Allow, Target::Allow, at));
             ops.push(op);
         }
         start = next;
@@ -370,8 +402,8 @@ mod tests {
     /// The job socket's number in these tests (standard input's descriptor).
     const JOB_SOCKET: u32 = 0;
 
-    fn build() -> Result<Programs, String> {
-        super::build(std::io::stdin().as_fd())
+    fn build(naming: Naming) -> Result<Programs, String> {
+        super::build(std::io::stdin().as_fd(), naming)
     }
 
     /// Not in the `libc` crate (linux/fcntl.h, asm-generic/fcntl.h).
@@ -410,20 +442,27 @@ mod tests {
     }
 
     /// The same policy as `seccompiler` compiles it (a linear chain).
-    fn reference(pid: u32, safe_modes: bool) -> seccompiler::BpfProgram {
+    fn reference(pid: u32, safe_modes: bool, naming: Naming) -> seccompiler::BpfProgram {
         use seccompiler::{
             SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
             SeccompRule, TargetArch,
         };
         let condition = |test: &Test| {
-            let (arg, op, value) = match *test {
-                Test::Eq(arg, value) => (arg, SeccompCmpOp::Eq, value),
-                Test::Clear(arg, mask) => (arg, SeccompCmpOp::MaskedEq(mask.into()), 0),
-                Test::Ne(arg, value) => (arg, SeccompCmpOp::Ne, value),
+            use SeccompCmpArgLen::{Dword, Qword};
+            let (arg, len, op, value) = match *test {
+                Test::Eq(arg, value) => (arg, Dword, SeccompCmpOp::Eq, value.into()),
+                Test::Clear(arg, mask) => (arg, Dword, SeccompCmpOp::MaskedEq(mask.into()), 0),
+                Test::Ne(arg, value) => (arg, Dword, SeccompCmpOp::Ne, value.into()),
+                Test::High(arg, value) => (
+                    arg,
+                    Qword,
+                    SeccompCmpOp::MaskedEq(0xffff_ffff_0000_0000),
+                    u64::from(value) << 32,
+                ),
             };
-            SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value.into()).unwrap()
+            SeccompCondition::new(arg, len, op, value).unwrap()
         };
-        let rules: BTreeMap<i64, Vec<SeccompRule>> = policy(pid, JOB_SOCKET, safe_modes)
+        let rules: BTreeMap<i64, Vec<SeccompRule>> = policy(pid, JOB_SOCKET, safe_modes, naming)
             .into_iter()
             .map(|(nr, leaf)| {
                 let rules = match leaf {
@@ -484,14 +523,17 @@ mod tests {
     #[test]
     fn the_search_tree_decides_like_the_linear_filter() {
         let pid = getpid().as_raw_nonzero().get() as u32;
-        let programs = build().unwrap();
         let values = interesting(pid);
-        for safe_modes in [true, false] {
+        let cases = [Naming::Paths, Naming::Descriptors]
+            .into_iter()
+            .flat_map(|naming| [(naming, true), (naming, false)]);
+        for (naming, safe_modes) in cases {
+            let programs = build(naming).unwrap();
             let program = programs.for_modes(match safe_modes {
                 true => ModePolicy::Safe,
                 false => ModePolicy::Exact,
             });
-            let linear = reference(pid, safe_modes);
+            let linear = reference(pid, safe_modes, naming);
             assert!(
                 program.len() < linear.len() / 2,
                 "{} instructions",
@@ -513,7 +555,8 @@ mod tests {
             }
             // With all-zero arguments everything but tgkill (to pid 0), fcntl
             // (F_DUPFD) and close (of descriptor 0, the job socket) passes.
-            assert_eq!(allowed_seen, policy(pid, JOB_SOCKET, safe_modes).len() - 3);
+            let all = policy(pid, JOB_SOCKET, safe_modes, naming).len();
+            assert_eq!(allowed_seen, all - 3);
         }
     }
 
@@ -521,7 +564,7 @@ mod tests {
     #[test]
     fn what_the_filters_refuse() {
         let pid = getpid().as_raw_nonzero().get() as u32;
-        let programs = build().unwrap();
+        let programs = build(Naming::Paths).unwrap();
         let (safe, exact) = (
             programs.for_modes(ModePolicy::Safe),
             programs.for_modes(ModePolicy::Exact),
@@ -608,9 +651,17 @@ mod tests {
         assert_eq!(call(safe, libc::SYS_openat, openat(0o4755)), RET_EPERM);
         assert_eq!(call(exact, libc::SYS_openat, openat(0o4755)), RET_ALLOW);
         assert_eq!(call(safe, libc::SYS_openat, openat(0o755)), RET_ALLOW);
+        assert_eq!(
+            call(exact, libc::SYS_fchmodat, [3, 0, 0o644, 0, 0, 0]),
+            RET_EPERM
+        );
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            call(exact, libc::SYS_fchmodat2, [3, 0, 0o644, 0, 0, 0]),
+            RET_EPERM
+        );
         for (nr, at) in [
             (libc::SYS_fchmod, 1),
-            (libc::SYS_fchmodat, 2),
             (libc::SYS_mkdirat, 2),
             (libc::SYS_mknodat, 2),
         ] {
@@ -627,6 +678,41 @@ mod tests {
                 args[at] = 0o755;
                 assert_eq!(call(safe, nr, args), RET_ALLOW, "nr {nr}");
             }
+        }
+    }
+
+    /// Owners and times by descriptor only: no `fchownat`, and `utimensat`
+    /// only with a NULL path (a pointer is 64 bits: both halves count).
+    #[test]
+    fn owners_and_times_by_descriptor() {
+        let run = |naming, nr: libc::c_long, args| {
+            let programs = build(naming).unwrap();
+            run(
+                programs.for_modes(ModePolicy::Exact),
+                nr as u32,
+                AUDIT_ARCH,
+                args,
+            )
+        };
+        let pointer = 0x7ffd_1234_5000u64;
+        let times = |path: u64| [3, path, pointer, 0, 0, 0];
+        let chown = [3, pointer, 0, 0, libc::AT_EMPTY_PATH as u64, 0];
+        assert_eq!(run(Naming::Paths, libc::SYS_fchownat, chown), RET_ALLOW);
+        assert_eq!(
+            run(Naming::Paths, libc::SYS_utimensat, times(pointer)),
+            RET_ALLOW
+        );
+        assert_eq!(
+            run(Naming::Descriptors, libc::SYS_fchownat, chown),
+            RET_EPERM
+        );
+        assert_eq!(
+            run(Naming::Descriptors, libc::SYS_utimensat, times(0)),
+            RET_ALLOW
+        );
+        for path in [pointer, 1 << 32, pointer & 0xffff_ffff] {
+            let verdict = run(Naming::Descriptors, libc::SYS_utimensat, times(path));
+            assert_eq!(verdict, RET_EPERM, "path {path:#x}");
         }
     }
 

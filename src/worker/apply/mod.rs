@@ -25,7 +25,7 @@ use rustix::fs::{
 use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
 
-use crate::mode::SandboxMode;
+use crate::mode::{Rung, SandboxMode};
 use crate::options::{Options, WhiteoutFormat};
 use crate::report::{EntryKind, Outcome};
 
@@ -103,6 +103,10 @@ pub(crate) struct Applier {
     can_chown: bool,
     /// In a user namespace with subordinate ids: how many uids and gids it maps.
     namespace_ids: Option<(u32, u32)>,
+    /// Owners and times only through descriptors opened for I/O (the Landlock
+    /// rung's seccomp filter has no `fchownat` and no `utimensat` with a path):
+    /// a symlink's are not kept, a FIFO's through a non-blocking read.
+    by_descriptor: bool,
     root: Rc<OwnedFd>,
     resolution: Resolution,
     /// The parent directory of the previous entry, still open.
@@ -141,6 +145,7 @@ impl Applier {
             privileged: mode.is_privileged(),
             can_chown: mode.can_keep_owners(),
             namespace_ids,
+            by_descriptor: mode.rung() == Rung::Landlock,
             root,
             resolution,
             parent: None,
@@ -426,7 +431,10 @@ impl Applier {
             return Ok(());
         }
         let dir = self.parent_dir(parent)?;
-        let entry = open_created(&dir, name, kind)?;
+        if self.by_descriptor {
+            return self.set_owner_and_time_by_descriptor(&dir, name, kind, mtime);
+        }
+        let entry = open_created(&dir, name, kind, OFlags::PATH)?;
         if let Some((u, g)) = self.owner {
             chownat(&entry, "", Some(uid(u)), Some(gid(g)), AtFlags::EMPTY_PATH)
                 .map_err(|e| os("fchownat", e))?;
@@ -434,6 +442,30 @@ impl Applier {
         if let Some(mtime) = mtime {
             utimensat(&entry, "", &times(mtime), AtFlags::EMPTY_PATH)
                 .map_err(|e| os("utimensat", e))?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::set_owner_and_time`] where only a descriptor open for I/O may
+    /// be changed: a FIFO opened for a non-blocking read (which waits for no
+    /// writer); a symlink cannot be opened so and keeps the worker's owner and
+    /// the time it was made.
+    fn set_owner_and_time_by_descriptor(
+        &self,
+        dir: &OwnedFd,
+        name: &[u8],
+        kind: FileType,
+        mtime: Option<Timespec>,
+    ) -> Result<(), Fail> {
+        if kind != FileType::Fifo {
+            return Ok(());
+        }
+        let entry = open_created(dir, name, kind, OFlags::RDONLY | OFlags::NONBLOCK)?;
+        if let Some((u, g)) = self.owner {
+            fchown(&entry, Some(uid(u)), Some(gid(g))).map_err(|e| os("fchown", e))?;
+        }
+        if let Some(mtime) = mtime {
+            futimens(&entry, &times(mtime)).map_err(|e| os("futimens", e))?;
         }
         Ok(())
     }
@@ -624,7 +656,7 @@ impl Applier {
     fn settle_implied(&self, dir: &OwnedFd, owner: Option<(u32, u32)>) -> Result<(), Fail> {
         if let Some((u, g)) = owner {
             let (u, g) = (Some(uid(u.into())), Some(gid(g.into())));
-            chownat(dir, "", u, g, AtFlags::EMPTY_PATH).map_err(|e| os("chown (parent)", e))?;
+            fchown(dir, u, g).map_err(|e| os("chown (parent)", e))?;
         }
         let mode = rustix::fs::fstat(dir)
             .map_err(|e| os("fstat (parent)", e))?
@@ -889,14 +921,15 @@ fn write_all(file: &OwnedFd, mut bytes: &[u8]) -> Result<(), Fail> {
     Ok(())
 }
 
-/// Opens (`O_PATH`, not following) what was just created at `name` in `dir`
-/// as `kind`, and checks that it still is: of that kind, with one link. A
+/// Opens (with `how`: `O_PATH`, or a read for a FIFO; not following) what was
+/// just created at `name` in `dir` as `kind`, and checks that it still is: of
+/// that kind, with one link. A
 /// racing process may have renamed something else over the name, such as a
 /// hard link to a file outside the destination (a mount boundary does not
 /// stop a link made from outside); that inode has more than one link, or is
 /// of another kind, and is left alone.
-fn open_created(dir: &OwnedFd, name: &[u8], kind: FileType) -> Result<OwnedFd, Fail> {
-    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+fn open_created(dir: &OwnedFd, name: &[u8], kind: FileType, how: OFlags) -> Result<OwnedFd, Fail> {
+    let flags = how | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let entry = openat(dir, cpath(name), flags, Mode::empty()).map_err(|e| os("open", e))?;
     let stat = rustix::fs::fstat(&entry).map_err(|e| os("fstat", e))?;
     if FileType::from_raw_mode(stat.st_mode) != kind || stat.st_nlink != 1 {
