@@ -84,7 +84,9 @@
 //! example for a user-namespaced container, with [`Options::id_map`] (an
 //! [`IdMap`]). Without root
 //! (see [`SandboxMode::UserNamespace`]), owners cannot be kept and device
-//! nodes are skipped with [`SkipReason::DevicesNotPermitted`]; with
+//! nodes are skipped with [`SkipReason::DevicesNotPermitted`] (on the
+//! Landlock rung too, where symlinks also keep the worker's owner and the
+//! time they were made); with
 //! subordinate ids ([`SandboxBuilder::subordinate_ids`],
 //! [`SandboxMode::SubordinateIds`]) owners within the caller's ranges are kept.
 //!
@@ -214,9 +216,13 @@
 //! - Either root (`CAP_SYS_ADMIN`; [`SandboxMode::Privileged`]) or unprivileged
 //!   user namespaces ([`SandboxMode::UserNamespace`], or
 //!   [`SandboxMode::SubordinateIds`] with `newuidmap`/`newgidmap` and ranges in
-//!   `/etc/subuid` and `/etc/subgid`). Check with
-//!   [`Sandbox::mode`]. In containers, the default seccomp profile of Docker
-//!   and Podman usually forbids both; see [`Error::ConfinementUnavailable`].
+//!   `/etc/subuid` and `/etc/subgid`): the namespace [`Rung`]. Where namespaces
+//!   are refused (root in a default Docker, Podman or Kubernetes container,
+//!   whose seccomp profile forbids them), root with `CAP_SYS_CHROOT` and a
+//!   kernel with Landlock: the Landlock rung ([`SandboxMode::Landlock`]).
+//!   Check with [`Sandbox::mode`] and [`SandboxMode::rung`]; pin a rung with
+//!   [`SandboxBuilder::minimum_rung`]. Where neither works, see
+//!   [`Error::ConfinementUnavailable`].
 //! - `/proc` mounted, and a tokio runtime with the I/O driver enabled
 //!   (`#[tokio::main]` has it).
 //!
