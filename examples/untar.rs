@@ -553,7 +553,12 @@ async fn doctor() -> Result<Done, Fatal> {
     }
     match Sandbox::new().await {
         Ok(sandbox) => {
-            println!("\nsandbox: confined {}", describe_mode(sandbox.mode()));
+            let mode = sandbox.mode();
+            println!(
+                "\nsandbox: confined {} (the {} rung)",
+                describe_mode(mode),
+                mode.rung()
+            );
             Ok(Done::Complete)
         }
         Err(e) => Err(Fatal(format!("sandbox: {e}"))),

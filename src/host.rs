@@ -207,6 +207,18 @@ impl Facts {
                 },
             ),
             check(
+                "Landlock rung",
+                self.landlock.is_ok() && self.has_cap_sys_chroot(),
+                match (&self.landlock, self.has_cap_sys_chroot()) {
+                    (Ok(_), true) => {
+                        "possible: Landlock and CAP_SYS_CHROOT (used where namespaces are refused)"
+                            .to_string()
+                    }
+                    (Ok(_), false) => "not possible: no CAP_SYS_CHROOT".to_string(),
+                    (Err(_), _) => "not possible: no Landlock".to_string(),
+                },
+            ),
+            check(
                 "seccomp",
                 true,
                 format!(
@@ -278,6 +290,10 @@ mod tests {
         );
         assert!(blockers.iter().any(|b| b.contains("seccomp filter")));
         assert!(blockers.iter().any(|b| b.contains("docker-default")));
+        // Docker's default set holds CAP_SYS_CHROOT: the second rung is there.
+        let checks = root_in_docker().checks();
+        let rung = checks.iter().find(|c| c.wall == "Landlock rung").unwrap();
+        assert!(rung.available, "{rung:?}");
     }
 
     #[test]
@@ -302,6 +318,11 @@ mod tests {
         let checks = facts.checks();
         let landlock = checks.iter().find(|c| c.wall == "Landlock").unwrap();
         assert!(!landlock.available);
+        let rung = checks.iter().find(|c| c.wall == "Landlock rung").unwrap();
+        assert_eq!(
+            (rung.available, rung.detail.as_str()),
+            (false, "not possible: no Landlock")
+        );
     }
 
     #[test]
@@ -316,6 +337,7 @@ mod tests {
                 "mount namespace and pivot_root",
                 "PID namespace",
                 "Landlock",
+                "Landlock rung",
                 "seccomp"
             ]
         );

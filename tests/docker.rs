@@ -287,3 +287,29 @@ fn namespaces_demanded_in_a_default_container_is_refused() {
         refused(&[], &["--only-rung", "namespaces"], &["seccomp filter"]);
     }
 }
+
+/// `untar --doctor` in a default container: user namespaces refused, the
+/// Landlock rung possible, and the sandbox it starts stands on it.
+#[test]
+fn doctor_in_a_default_container() {
+    if !docker_here() {
+        return;
+    }
+    let out = Command::new("docker")
+        .args(["run", "--rm", image(), "/bin/untar", "--doctor"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success());
+    let line = |wall: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(wall) && l[wall.len()..].starts_with("  "))
+            .unwrap_or_else(|| panic!("no {wall} line"))
+            .to_string()
+    };
+    assert!(line("user namespaces").contains(" no "));
+    assert!(line("Landlock rung").contains(" yes "));
+    assert!(stdout.contains("(the landlock rung)"));
+}
