@@ -1664,13 +1664,25 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    // `SANDTAR_BENCH_RUNG=landlock` holds both sandboxes to that rung (the
+    // default takes the strongest one this host allows).
+    let rung = match std::env::var("SANDTAR_BENCH_RUNG").as_deref() {
+        Ok("landlock") => Some(sandtar::Rung::Landlock),
+        Ok("namespaces") => Some(sandtar::Rung::Namespaces),
+        Ok("") | Err(_) => None,
+        Ok(other) => panic!("SANDTAR_BENCH_RUNG={other}: namespaces or landlock"),
+    };
     let (sandbox, sandbox16) = rt.block_on(async {
-        let a = sandtar::Sandbox::new().await.expect("sandtar sandbox");
-        let b = sandtar::Sandbox::builder()
-            .warm_workers(16)
-            .build()
-            .await
-            .expect("sandtar sandbox (16 warm workers)");
+        let build = |warm: u32| {
+            let builder = sandtar::Sandbox::builder().warm_workers(warm);
+            let builder = match rung {
+                Some(rung) => builder.only_rung(rung),
+                None => builder,
+            };
+            builder.build()
+        };
+        let a = build(2).await.expect("sandtar sandbox");
+        let b = build(16).await.expect("sandtar sandbox (16 warm workers)");
         (a, b)
     });
     eprintln!(

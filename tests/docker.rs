@@ -1,11 +1,15 @@
-//! sandtar inside real Docker containers: the `untar` example, in an image made
-//! of it and its shared libraries (`docker import`, no registry), run the way
-//! a service would be, with a hostile archive on standard input. Each run's
-//! `docker diff` must list changes inside the destination (`/out`) only.
+//! sandtar inside real Docker containers: the `untar` example (as `cargo test`
+//! built it), in an image made of it and its shared libraries (`docker
+//! import`, no registry), run the way a service would be (`--network none`),
+//! with a hostile archive on standard input and a host directory bind-mounted
+//! as the destination, `/out`. The files that belong inside must be there,
+//! seen from the host; nothing may appear beside that directory on the host,
+//! and `docker diff` must list no change in the container.
 //!
 //! | `docker run …` | expected |
 //! |---|---|
 //! | default (root, Docker's seccomp profile) | the Landlock rung |
+//! | `--read-only --tmpfs /tmp` (and the built-in sample) | the Landlock rung |
 //! | `--cap-add SYS_ADMIN` | the namespace rung (`chroot` where the profile refuses `pivot_root`) |
 //! | `--security-opt seccomp=unconfined` | the namespace rung |
 //! | `--user 65534:65534`, `--cap-drop ALL` | refused, naming each rung's blocker; nothing written |
@@ -139,12 +143,15 @@ fn hostile_archive() -> Vec<u8> {
         .finish()
 }
 
-/// One container's run: its output, and what `docker diff` says it changed.
+/// One container's run: its output, what `docker diff` says it changed in
+/// the container, and the host's directory bind-mounted as `/out`.
 struct Run {
     status: Option<i32>,
     stdout: String,
     stderr: String,
     changed: Vec<String>,
+    /// Holds `out/` (the container's `/out`) and `canary`, beside it.
+    host: tempfile::TempDir,
 }
 
 impl Run {
@@ -155,20 +162,24 @@ impl Run {
         line[at..].split('"').next()
     }
 
-    /// Changes outside the destination (`docker diff` lines not under `/out`).
-    fn outside(&self) -> Vec<&String> {
-        self.changed
-            .iter()
-            .filter(|line| {
-                let path = line.get(2..).unwrap_or("");
-                path != "/out" && !path.starts_with("/out/")
-            })
-            .collect()
+    fn out(&self) -> PathBuf {
+        self.host.path().join("out")
+    }
+
+    /// What is beside `out/` on the host, and the canary's contents.
+    fn beside_out(&self) -> (Vec<String>, String) {
+        let mut names: Vec<String> = std::fs::read_dir(self.host.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let canary = std::fs::read_to_string(self.host.path().join("canary")).unwrap();
+        (names, canary)
     }
 }
 
-/// `docker run [args] IMAGE /bin/untar --json [untar_args] - /out` with the
-/// hostile archive on standard input.
+/// `docker run --network none -v HOST/out:/out [args] IMAGE /bin/untar
+/// --json [untar_args] - /out` with the hostile archive on standard input.
 fn run(args: &[&str], untar_args: &[&str]) -> Run {
     static RUNS: AtomicU64 = AtomicU64::new(0);
     let name = format!(
@@ -176,9 +187,14 @@ fn run(args: &[&str], untar_args: &[&str]) -> Run {
         std::process::id(),
         RUNS.fetch_add(1, Ordering::Relaxed)
     );
+    let host = tempfile::tempdir().unwrap();
+    std::fs::create_dir(host.path().join("out")).unwrap();
+    std::fs::write(host.path().join("canary"), "beside /out\n").unwrap();
+    let volume = format!("{}:/out", host.path().join("out").display());
     let mut command = Command::new("docker");
     command
-        .args(["run", "-i", "--name", &name])
+        .args(["run", "-i", "--network", "none", "--name", &name])
+        .args(["-v", &volume])
         .args(args)
         .args([image(), "/bin/untar", "--json"])
         .args(untar_args)
@@ -198,6 +214,7 @@ fn run(args: &[&str], untar_args: &[&str]) -> Run {
             .lines()
             .map(str::to_string)
             .collect(),
+        host,
     };
     println!(
         "docker run {args:?} untar {untar_args:?}: exit {:?}\nstdout:\n{}stderr:\n{}changed:\n{}",
@@ -209,19 +226,42 @@ fn run(args: &[&str], untar_args: &[&str]) -> Run {
     run
 }
 
+/// Nothing changed in the container (`/out` is the host's) nor beside `out/`.
+fn nothing_outside(run: &Run) {
+    assert_eq!(
+        run.changed,
+        Vec::<String>::new(),
+        "changed in the container"
+    );
+    let beside = (
+        vec!["canary".to_string(), "out".to_string()],
+        "beside /out\n".to_string(),
+    );
+    assert_eq!(run.beside_out(), beside, "changed beside out/ on the host");
+}
+
 /// The archive is extracted on `rung`: the files that belong inside are
-/// there, the escapes rejected or kept inside, nothing outside changed.
+/// there (seen from the host), the escapes rejected or kept inside, nothing
+/// outside changed.
 fn extracted_on(args: &[&str], rung: &str) {
     let run = run(args, &[]);
     assert_eq!(run.status, Some(1), "some entries are rejected: exit 1");
     assert_eq!(run.rung(), Some(rung));
-    for inside in ["/out/ok.txt", "/out/etc/planted-absolute", "/out/etc-link"] {
-        assert!(
-            run.changed.iter().any(|l| l.ends_with(inside)),
-            "{inside} not written"
-        );
+    let out = run.out();
+    assert_eq!(std::fs::read(out.join("ok.txt")).unwrap(), b"inside\n");
+    for inside in [
+        "etc/planted-absolute",
+        "etc/planted-through-symlink",
+        "planted-up",
+    ] {
+        assert!(out.join(inside).is_file(), "{inside} not written inside");
     }
-    assert_eq!(run.outside(), Vec::<&String>::new(), "changed outside /out");
+    assert_eq!(
+        std::fs::read_link(out.join("etc-link")).unwrap(),
+        Path::new("/etc")
+    );
+    assert!(!out.join("passwd-link").exists());
+    nothing_outside(&run);
 }
 
 /// No rung here: exit 2, each `blocker` named, nothing written.
@@ -236,9 +276,9 @@ fn refused(args: &[&str], untar_args: &[&str], blockers: &[&str]) {
     for blocker in blockers {
         assert!(run.stderr.contains(blocker), "{blocker} not named");
     }
-    let written: Vec<&String> = run.changed.iter().filter(|l| l.contains("/out/")).collect();
-    assert_eq!(written, Vec::<&String>::new(), "written although refused");
-    assert_eq!(run.outside(), Vec::<&String>::new(), "changed outside /out");
+    let written: Vec<_> = std::fs::read_dir(run.out()).unwrap().collect();
+    assert!(written.is_empty(), "written although refused");
+    nothing_outside(&run);
 }
 
 #[test]
@@ -260,6 +300,27 @@ fn unconfined_seccomp_gets_the_namespace_rung() {
     if docker_here() {
         extracted_on(&["--security-opt", "seccomp=unconfined"], "namespaces");
     }
+}
+
+/// A read-only root file system with a tmpfs `/tmp`: the hostile archive on
+/// the Landlock rung, and the built-in sample (into a new directory in `/tmp`).
+#[test]
+fn read_only_root_gets_the_landlock_rung() {
+    if !docker_here() {
+        return;
+    }
+    extracted_on(&["--read-only", "--tmpfs", "/tmp"], "landlock");
+    let out = Command::new("docker")
+        .args(["run", "--rm", "--network", "none", "--read-only"])
+        .args(["--tmpfs", "/tmp", image(), "/bin/untar", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("sample: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the sample extracts: exit 0");
+    let summary = stdout.lines().last().unwrap_or("");
+    assert!(summary.contains("\"rung\":\"landlock\""), "{summary}");
+    assert!(summary.contains("\"failed\":0"), "{summary}");
 }
 
 #[test]
@@ -296,7 +357,8 @@ fn doctor_in_a_default_container() {
         return;
     }
     let out = Command::new("docker")
-        .args(["run", "--rm", image(), "/bin/untar", "--doctor"])
+        .args(["run", "--rm", "--network", "none", image()])
+        .args(["/bin/untar", "--doctor"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
