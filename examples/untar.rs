@@ -612,10 +612,11 @@ fn print_summary(s: &Summary, dest: &Path) {
         s.entries, s.written, s.skipped, s.rejected, s.failed
     );
     println!(
-        "{} bytes of file data written to {} in {} ms",
+        "{} bytes of file data written to {} in {} ms (confined on the {} rung)",
         s.bytes_written,
         shown(dest),
-        s.elapsed.as_millis()
+        s.elapsed.as_millis(),
+        s.rung
     );
     if let Some(diff_id) = &s.diff_id {
         println!("layer size {} bytes, diff_id {diff_id}", s.layer_size);
@@ -660,7 +661,7 @@ fn print_json_summary(s: &Summary, dest: &Path, mode: SandboxMode) {
         "elapsed_ms": s.elapsed.as_millis() as u64,
         "dest": dest.to_string_lossy(),
         "sandbox": mode_name(mode),
-        "rung": mode.rung().to_string(),
+        "rung": s.rung.to_string(),
         "layer_size": s.layer_size,
         "diff_id": s.diff_id,
     });

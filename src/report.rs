@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::mode::Rung;
 use crate::options::Compression;
 
 /// What kind of thing an archive entry is.
@@ -240,6 +241,8 @@ pub struct Summary {
     pub digest: Option<String>,
     /// The sum of the data sizes of every entry (a layer's size, as Docker counts it).
     pub layer_size: u64,
+    /// The rung of the confinement ladder the job's worker stood on.
+    pub rung: Rung,
 }
 
 impl Summary {

@@ -35,6 +35,7 @@ use crate::caller::overlay::OpaqueMarks;
 use crate::caller::pool::Warm;
 use crate::caller::pump::Pump;
 use crate::error::{DigestKind, Error, Result};
+use crate::mode::Rung;
 use crate::options::{Compression, Limit, Options};
 use crate::report::{EntryKind, EntryReport, Outcome, Summary};
 use crate::sys;
@@ -88,6 +89,8 @@ pub struct Job<R> {
     expected: Expected,
     /// Overlay format as real root: the opaque marks to set at the end.
     opaque: Option<OpaqueMarks>,
+    /// The rung the worker stands on (for the summary).
+    rung: Rung,
 }
 
 #[derive(Debug, Default)]
@@ -170,6 +173,7 @@ impl<R> Job<R> {
         span: tracing::Span,
         expected: Expected,
         opaque: Option<OpaqueMarks>,
+        rung: Rung,
     ) -> Self {
         // More of the archive in flight: fewer wake-ups of the worker and of this
         // task per byte (best effort: the kernel caps it at `wmem_max`).
@@ -193,6 +197,7 @@ impl<R> Job<R> {
             span,
             expected,
             opaque,
+            rung,
         }
     }
 }
@@ -531,6 +536,7 @@ impl<R> Job<R> {
             diff_id,
             digest,
             layer_size: totals.layer_size,
+            rung: self.rung,
         }
     }
 
@@ -664,6 +670,7 @@ mod tests {
             tracing::Span::none(),
             Expected::default(),
             None,
+            Rung::Namespaces,
         );
         (job, theirs, stand_in)
     }

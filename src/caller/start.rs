@@ -57,7 +57,10 @@ pub(crate) async fn start<R: AsyncRead + Unpin>(
             .then(|| OpaqueMarks::new(dir));
             span.record("worker_pid", warm.worker.pid);
             tracing::debug!(parent: &span, compression = options.compression.name(), "worker confined");
-            Ok(Job::new(reader, warm, started, span, expected, opaque))
+            let rung = pool.mode().rung();
+            Ok(Job::new(
+                reader, warm, started, span, expected, opaque, rung,
+            ))
         }
         Err(e) => {
             tracing::warn!(parent: &span, error = %e, "job could not start");

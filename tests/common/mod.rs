@@ -124,6 +124,7 @@ pub async fn run(sandbox: &Sandbox, archive: &[u8], dest: &Path, options: &Optio
     }
     let result = job.finish().await;
     if let Ok(summary) = &result {
+        assert_eq!(summary.rung, sandbox.mode().rung(), "the summary's rung");
         // A directory whose metadata failed at the end has a second, Failed
         // report after the last entry: it replaces the first one in the counts.
         assert!(
