@@ -10,8 +10,8 @@
 //! curl -sS -X POST -T site.tar.zst http://127.0.0.1:3000/extract   # -T streams a large file
 //! ```
 //!
-//! `POST /extract` extracts the request body (plain tar, gzip, zstd, xz or
-//! bzip2) into a new directory `BASE_DIR/<id>` and answers with the summary and
+//! `POST /extract` extracts the request body (plain tar, gzip, zstd, xz,
+//! bzip2 or lz4) into a new directory `BASE_DIR/<id>` and answers with the summary and
 //! the entries that were not written:
 //!
 //! ```json
@@ -250,7 +250,9 @@ pub mod app {
     /// (sandtar has logged the error in the job's span already.)
     fn sandtar_error(id: &str, e: &Error) -> Response {
         let status = match e {
-            Error::MalformedArchive { .. } | Error::UnmappedId { .. } => StatusCode::BAD_REQUEST,
+            Error::NotTar(_) | Error::MalformedArchive { .. } | Error::UnmappedId { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Error::LimitExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Read(io) if io.kind() == io::ErrorKind::FileTooLarge => {
                 StatusCode::PAYLOAD_TOO_LARGE

@@ -41,7 +41,7 @@ const SAMPLE: &[u8] = include_bytes!("sample/sample.tar.gz");
     name = "untar",
     version,
     after_help = "\
-Compression is recognised by its magic bytes (gzip, zstd, xz, bzip2 or none)
+Compression is recognised by its magic bytes (gzip, zstd, xz, bzip2, lz4 or none)
 unless --compression says otherwise.
 
 Without --full-fidelity the safe defaults apply, for archives from strangers:
@@ -179,6 +179,7 @@ enum CompressionArg {
     Zstd,
     Xz,
     Bzip2,
+    Lz4,
 }
 
 impl From<CompressionArg> for Compression {
@@ -190,6 +191,7 @@ impl From<CompressionArg> for Compression {
             CompressionArg::Zstd => Compression::Zstd,
             CompressionArg::Xz => Compression::Xz,
             CompressionArg::Bzip2 => Compression::Bzip2,
+            CompressionArg::Lz4 => Compression::Lz4,
         }
     }
 }

@@ -66,6 +66,11 @@ pub enum Error {
     #[error("reading the archive failed: {0}")]
     Read(#[source] Arc<io::Error>),
 
+    /// The input is not a tar archive (or not one compressed in a way sandtar
+    /// reads): nothing was written. The variant says what it looks like.
+    #[error("not a tar archive: {0}")]
+    NotTar(NotTar),
+
     /// The archive (or its compression) is malformed. Entries before this point
     /// may have been written (see the reports).
     #[error("malformed archive at byte {offset} of the uncompressed tar stream: {message}")]
@@ -215,6 +220,52 @@ impl Error {
         Error::Zygote {
             context,
             source: Arc::new(source),
+        }
+    }
+}
+
+/// What an input that is not a tar archive looks like, from its first bytes
+/// (see [`Error::NotTar`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum NotTar {
+    /// No bytes at all (after decompression, if the input was compressed).
+    Empty,
+    /// A zip archive (`PK\x03\x04`): sandtar reads tar only.
+    Zip,
+    /// A 7-Zip archive.
+    SevenZip,
+    /// A RAR archive.
+    Rar,
+    /// An `ar` archive, such as a Debian package (`!<arch>`).
+    Ar,
+    /// A cpio archive (as in RPM payloads and initramfs images).
+    Cpio,
+    /// A compression sandtar does not read (its name, such as `lzip`).
+    Compression(String),
+    /// None of the above, and its first block is not a tar header: the
+    /// checksum does not match, or the header's fields are not numbers.
+    NoTarHeader,
+}
+
+impl std::fmt::Display for NotTar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let formats = "plain tar, or tar compressed with gzip, zstd, xz, bzip2 or lz4";
+        match self {
+            NotTar::Empty => write!(f, "the input is empty"),
+            NotTar::Zip => write!(f, "it is a zip archive; sandtar reads {formats}"),
+            NotTar::SevenZip => write!(f, "it is a 7-Zip archive; sandtar reads {formats}"),
+            NotTar::Rar => write!(f, "it is a RAR archive; sandtar reads {formats}"),
+            NotTar::Ar => write!(f, "it is an ar archive (a .deb?); sandtar reads {formats}"),
+            NotTar::Cpio => write!(f, "it is a cpio archive; sandtar reads {formats}"),
+            NotTar::Compression(name) => {
+                write!(f, "it is {name}-compressed; sandtar reads {formats}")
+            }
+            NotTar::NoTarHeader => write!(
+                f,
+                "the first header's checksum does not match (the input is neither tar nor a \
+                 compression sandtar knows)"
+            ),
         }
     }
 }

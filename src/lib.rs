@@ -9,7 +9,7 @@
 //! every name, symlink and `..` inside it. The worker then drops the
 //! capabilities its job does not need, sets `PR_SET_NO_NEW_PRIVS`, and installs
 //! a seccomp allow-list (no `execve`, `socket`, `mount`, `ptrace`, ...).
-//! Decompression (gzip, zstd, xz, bzip2) and tar parsing also run in the worker,
+//! Decompression (gzip, zstd, xz, bzip2, lz4) and tar parsing also run in the worker,
 //! so a bug in a decoder is confined the same way.
 //!
 //! # The model
@@ -165,6 +165,7 @@
 //! | [`Error::Destination`] | missing, not a directory, not accessible, read-only | fix the path; nothing was extracted |
 //! | [`Error::DestinationChanged`] | the directory was replaced while the worker set up | someone renamed or mounted over it; retry if that was expected |
 //! | [`Error::Read`] | your reader failed | as for any I/O error |
+//! | [`Error::NotTar`] | the input is not a tar archive: [`NotTar`] says what it is (zip, 7-Zip, RAR, ar, cpio, an unknown compression, empty, or no tar header) | reject the upload; nothing was written |
 //! | [`Error::MalformedArchive`] | the tar stream or its compression is corrupt or truncated | reject the upload; `offset` says where |
 //! | [`Error::UnmappedId`] | an owner in the archive is outside [`Options::id_map`] | extend the map, or reject the archive |
 //! | [`Error::LimitExceeded`] | the archive is larger, deeper or more compressed than [`Options::limits`] allow | reject it, or raise that limit if you trust the archive |
@@ -294,7 +295,7 @@ mod zygote;
 pub use caller::job::Job;
 pub use caller::sandbox::{Sandbox, SandboxBuilder};
 pub use caller::subids::SubordinateIds;
-pub use error::{DigestKind, Error, Result};
+pub use error::{DigestKind, Error, NotTar, Result};
 pub use host::{diagnose, Check};
 pub use mode::{Rung, SandboxMode};
 pub use options::{

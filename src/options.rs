@@ -449,6 +449,8 @@ pub enum Compression {
     Xz,
     /// bzip2 (including multi-stream files).
     Bzip2,
+    /// lz4 frames (including concatenated frames).
+    Lz4,
 }
 
 impl Compression {
@@ -461,6 +463,7 @@ impl Compression {
             Compression::Zstd => "zstd",
             Compression::Xz => "xz",
             Compression::Bzip2 => "bzip2",
+            Compression::Lz4 => "lz4",
         }
     }
 }

@@ -77,6 +77,8 @@ pub(crate) enum WireError {
     Confinement(String),
     /// The mounted directory is not the caller's descriptor.
     DestinationChanged,
+    /// The input is not a tar archive.
+    NotTar(crate::error::NotTar),
     /// The archive or its compression is malformed.
     Malformed { offset: u64, message: String },
     /// An owner outside the id map.
@@ -120,6 +122,7 @@ impl WireError {
         match self {
             WireError::Confinement(m) => WireError::Confinement(bounded_text(m)),
             WireError::DestinationChanged => WireError::DestinationChanged,
+            WireError::NotTar(what) => WireError::NotTar(what),
             WireError::Malformed { offset, message } => WireError::Malformed {
                 offset,
                 message: bounded_text(message),
@@ -155,6 +158,7 @@ impl From<WireError> for crate::Error {
     fn from(error: WireError) -> Self {
         use crate::Error;
         match error {
+            WireError::NotTar(what) => Error::NotTar(what),
             WireError::Malformed { offset, message } => Error::MalformedArchive {
                 offset,
                 message: untrusted_text(message),

@@ -2461,7 +2461,7 @@ async fn stale_pax_on_a_volume_label(sandbox: Sandbox) {
     );
     run.assert_malformed(
         6 * BLOCK as u64,
-        "numeric field was not a number:  when getting cksum for smug!",
+        "the cksum field of \"smug!\" is not an octal number",
     );
     if let Some(gnu) = gnu_list(&archive) {
         assert!(!gnu.ok, "GNU tar should fail too");
@@ -2697,7 +2697,7 @@ async fn negative_size_within_range(sandbox: Sandbox) {
     run.assert_malformed(
         archive.len() as u64,
         &format!(
-            "neg: the archive ends inside this file ({} of {size} bytes missing)",
+            "\"neg\": the archive ends inside this file ({} of {size} bytes missing)",
             size - rest
         ),
     );
@@ -2718,7 +2718,7 @@ async fn size_beyond_the_data(sandbox: Sandbox) {
     run.assert_malformed(
         archive.len() as u64,
         &format!(
-            "huge: the archive ends inside this file ({} of {size} bytes missing)",
+            "\"huge\": the archive ends inside this file ({} of {size} bytes missing)",
             size - rest
         ),
     );
@@ -2738,7 +2738,7 @@ async fn non_octal_size(sandbox: Sandbox) {
     assert_eq!(run.outcomes(), [("before".to_string(), W)]);
     run.assert_malformed(
         3 * BLOCK as u64,
-        "numeric field was not a number: 12x4 when getting size for bad",
+        "the size field of \"bad\" is not an octal number",
     );
     if let Some(gnu) = gnu_list(&archive) {
         assert!(!gnu.ok, "GNU tar fails too: {}", gnu.stderr);
@@ -2788,7 +2788,7 @@ async fn bad_checksums(sandbox: Sandbox) {
         (wrong, "archive header checksum mismatch".to_string()),
         (
             not_a_number,
-            "numeric field was not a number: abc when getting cksum for nan".to_string(),
+            "the cksum field of \"nan\" is not an octal number".to_string(),
         ),
         (signed, "archive header checksum mismatch".to_string()),
     ] {
@@ -2829,7 +2829,7 @@ async fn truncated_archives(sandbox: Sandbox) {
             1536 + 300,
             Some((
                 1836,
-                "b: the archive ends inside this file (700 of 1000 bytes missing)",
+                "\"b\": the archive ends inside this file (700 of 1000 bytes missing)",
             )),
             &["a"],
         ),

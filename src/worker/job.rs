@@ -10,8 +10,9 @@ use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 
+use crate::error::NotTar;
 use crate::mode::SandboxMode;
-use crate::options::{Limits, Options};
+use crate::options::{Compression, Limits, Options};
 use crate::report::{EntryKind, Outcome};
 use crate::wire::{self, WireError, WireReport, WorkerMsg, WorkerTotals, MAX_REPORTED_PATH};
 
@@ -67,6 +68,7 @@ pub(super) fn run(
         !reporter.is_broken()
     };
     let ratio_exceeded = &input.ratio_exceeded;
+    let compressed = input.compression != Compression::None;
     let done = extract(
         input.reader,
         &mut applier,
@@ -74,7 +76,8 @@ pub(super) fn run(
         digest,
         ratio_exceeded,
         &mut sink,
-    )?;
+    )
+    .map_err(|e| corrupt_rather_than_not_tar(e, compressed))?;
     send_corrections(&mut reporter.borrow_mut(), &done.corrections);
     if let Some(decoding) = input.decoding {
         decoding
@@ -87,6 +90,21 @@ pub(super) fn run(
         layer_size: done.layer_size,
         compression: input.compression,
     })
+}
+
+/// Decompressed data whose first block is no tar header and no other known
+/// format: more likely a corrupt compressed stream (whose decoder noticed
+/// nothing yet) than a compressed non-tar; said as a malformed archive.
+fn corrupt_rather_than_not_tar(error: WireError, compressed: bool) -> WireError {
+    match error {
+        WireError::NotTar(NotTar::NoTarHeader) if compressed => WireError::Malformed {
+            offset: 0,
+            message: "the decompressed data does not start with a tar header (its first \
+                      block's checksum does not match): corrupt, or not a tar archive"
+                .into(),
+        },
+        other => other,
+    }
 }
 
 /// The worker's `/` (the destination), for the applier.

@@ -13,7 +13,7 @@
 pub(crate) mod apply;
 pub(crate) mod archive;
 mod confine;
-mod input;
+pub(crate) mod input;
 pub(crate) mod job;
 mod names;
 mod privileges;

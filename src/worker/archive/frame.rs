@@ -251,23 +251,57 @@ fn header_only(t: tar::EntryType) -> bool {
     matches!(t, Link | Symlink | Char | Block | Directory | Fifo)
 }
 
-/// The `tar` crate's error for a header whose size field is blank (spaces or
-/// NULs) or starts with a NUL byte, said so that a user can tell what is wrong;
-/// other errors as they are. Such a field is refused, not read as 0: tar
-/// readers disagree on it (GNU tar and Python read 0, Go's archive/tar the
-/// digits after the NULs), and the size frames the rest of the archive.
-pub(super) fn explain_blank_size(e: &io::Error) -> String {
-    let message = e.to_string();
-    let blank = message
-        .strip_prefix("numeric field was not a number:")
-        .and_then(|rest| rest.split_once(" when getting size for "))
-        .filter(|(number, _)| number.trim().is_empty());
-    match blank {
-        Some((_, name)) => format!(
-            "the size field of {name:?} is blank or starts with a NUL byte: refused, as tar \
+/// A `tar` crate error, said without the archive's bytes: the crate quotes a
+/// bad numeric field's text and the entry's name (`numeric field was not a
+/// number: lohelloh when getting cksum for PK…`); this names the field and
+/// the entry (escaped, cut short) instead. A size field that is blank (spaces,
+/// NULs) or starts with a NUL byte is said so: such a field is refused, not
+/// read as 0, as tar readers disagree on it (GNU tar and Python read 0, Go's
+/// archive/tar the digits after the NULs), and the size frames the rest of
+/// the archive. The crate's other messages (and the decoders') are fixed
+/// texts: kept, escaped and cut short all the same.
+pub(super) fn explain(message: &str) -> String {
+    let Some(rest) = [
+        "numeric field was not a number:",
+        "numeric field did not have utf-8 text:",
+    ]
+    .iter()
+    .find_map(|prefix| message.strip_prefix(prefix)) else {
+        return cut(&crate::report::printable(message), 200);
+    };
+    let (number, field, name) = match rest.rsplit_once(" when getting ") {
+        Some((number, what)) => match what.split_once(" for ") {
+            Some((field, name)) => (number, field, Some(name)),
+            None => (number, what.trim_end_matches(" from sparse header"), None),
+        },
+        None => (rest, "a numeric", None),
+    };
+    let field =
+        match field.len() <= 16 && field.bytes().all(|b| b.is_ascii_lowercase() || b == b' ') {
+            true => field,
+            false => "a numeric",
+        };
+    let of = name.map_or(String::new(), |n| format!(" of {}", quoted(n)));
+    if field == "size" && number.trim().is_empty() {
+        return format!(
+            "the size field{of} is blank or starts with a NUL byte: refused, as tar \
              readers disagree on its value (GNU tar reads 0, Go the digits after the NULs)"
-        ),
-        None => message,
+        );
+    }
+    format!("the {field} field{of} is not an octal number")
+}
+
+/// An entry's name in a message: quoted, with what a terminal would act on
+/// escaped, cut short.
+pub(super) fn quoted(name: &str) -> String {
+    format!("\"{}\"", cut(&crate::report::printable(name), 64))
+}
+
+/// `text` cut to `max` characters, with an ellipsis where it was cut.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
     }
 }
 
@@ -281,17 +315,45 @@ mod tests {
         h.as_mut_bytes()[..4].copy_from_slice(b"name");
         let mut explained = |field: &[u8]| {
             h.as_mut_bytes()[124..136].copy_from_slice(field);
-            explain_blank_size(&h.entry_size().unwrap_err())
+            explain(&h.entry_size().unwrap_err().to_string())
         };
-        let refused = "the size field of \"name\" is blank or starts with a NUL byte: refused, as \
-                       tar readers disagree on its value (GNU tar reads 0, Go the digits after the \
-                       NULs)";
+        let refused = "the size field of \"name\" is blank or starts with a NUL byte: refused, \
+                       as tar readers disagree on its value (GNU tar reads 0, Go the digits \
+                       after the NULs)";
         assert_eq!(explained(&[0; 12]), refused);
         assert_eq!(explained(b"           \0"), refused);
         assert_eq!(explained(b"\0\0\0\0\0\0\x000016\0"), refused);
         assert_eq!(
             explained(b"12x4\0\0\0\0\0\0\0\0"),
-            "numeric field was not a number: 12x4 when getting size for name"
+            "the size field of \"name\" is not an octal number"
         );
+    }
+
+    /// The field's bytes never come back; the name only escaped and cut short.
+    #[test]
+    fn no_raw_bytes_in_messages() {
+        let mut h = tar::Header::new_gnu();
+        let name = "PK\x03\x04\u{202e}evil".to_string() + &"n".repeat(300);
+        h.as_mut_bytes()[..100].copy_from_slice(&name.as_bytes()[..100]);
+        h.as_mut_bytes()[148..156].copy_from_slice(b"lohelloh");
+        let message = explain(&h.cksum().unwrap_err().to_string());
+        assert!(
+            message.starts_with("the cksum field of \"PK\\u{3}\\u{4}\\u{202e}evil"),
+            "{message}"
+        );
+        assert!(message.ends_with("…\" is not an octal number"), "{message}");
+        assert!(
+            !message.contains("lohelloh") && !message.contains('\u{202e}'),
+            "{message}"
+        );
+        assert!(message.len() < 150, "{message}");
+        let utf8 = tar::Header::new_gnu();
+        let mut raw = *utf8.as_bytes();
+        raw[108..116].copy_from_slice(b"7\xfe\x01\x02abcd");
+        let h = tar::Header::from_byte_slice(&raw);
+        let message = explain(&h.uid().unwrap_err().to_string());
+        assert_eq!(message, "the uid field of \"\" is not an octal number");
+        let fixed = "archive header checksum mismatch";
+        assert_eq!(explain(fixed), fixed);
     }
 }

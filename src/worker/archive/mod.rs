@@ -12,6 +12,7 @@
 mod frame;
 mod limits;
 pub(crate) mod meta;
+mod not_tar;
 pub(crate) mod pax;
 pub(crate) mod sparse;
 
@@ -100,6 +101,9 @@ pub(crate) fn read<R: Read>(
     // own checks (gzip's CRC, for example), which come last.
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(|e| parser.read_error(&e, b""))?;
+    if framing.offset() == 0 {
+        return Err(WireError::NotTar(crate::error::NotTar::Empty));
+    }
     Ok(End {
         tar_bytes: framing.offset(),
         diff_id: rest.digest(),
@@ -139,7 +143,7 @@ impl Parser<'_> {
         } else if self.ratio_exceeded.load(Ordering::Relaxed) {
             self.limit(Limit::MaxCompressionRatio, entry)
         } else {
-            self.malformed(e.to_string())
+            self.malformed(frame::explain(&e.to_string()))
         }
     }
 
@@ -173,7 +177,18 @@ impl Parser<'_> {
         match next {
             None => Ok(None),
             Some(Ok(entry)) => Ok(Some((entry, at))),
-            Some(Err(e)) => Err(self.read_error(&frame::explain_blank_size(&e), &self.last_name)),
+            Some(Err(e)) => match self.read_error(&e, &self.last_name) {
+                // The very first header: say what the input is instead.
+                WireError::Malformed { offset, message }
+                    if at == 0 && not_tar::about_the_header(&e.to_string()) =>
+                {
+                    Err(match not_tar::identify(&self.captured) {
+                        Some(what) => WireError::NotTar(what),
+                        None => WireError::Malformed { offset, message },
+                    })
+                }
+                other => Err(other),
+            },
         }
     }
 
@@ -333,8 +348,8 @@ impl Parser<'_> {
     fn stopped(&self, stop: Stop, name: &[u8]) -> WireError {
         match stop {
             Stop::Data(message) => {
-                let message = format!("{}: {message}", String::from_utf8_lossy(name));
-                self.read_error(&message, name)
+                let shown = frame::quoted(&String::from_utf8_lossy(name));
+                self.read_error(&format!("{shown}: {message}"), name)
             }
             Stop::Fatal(error) => error,
         }

@@ -3,7 +3,7 @@
 //! ([`decoder`]) both read this table; a new format is a row here (and a
 //! variant of [`Compression`]).
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 use crate::options::Compression;
 
@@ -43,7 +43,43 @@ const CODECS: &[Codec] = &[
         magic: b"BZh",
         decoder: |input| Ok(Box::new(bzip2::bufread::MultiBzDecoder::new(input))),
     },
+    Codec {
+        compression: Compression::Lz4,
+        magic: &[0x04, 0x22, 0x4d, 0x18],
+        decoder: |input| {
+            Ok(Box::new(Lz4Frames(Some(
+                lz4_flex::frame::FrameDecoder::new(input),
+            ))))
+        },
+    },
 ];
+
+/// lz4 frames one after another (`cat a.lz4 b.lz4`, which the `lz4` tool
+/// reads whole): the decoder reads one frame; while input is left after it, a
+/// new decoder reads the next.
+///
+/// (`lz4_flex` takes input that ends between two blocks for the frame's end;
+/// the tar layer then finds the archive cut short, except at a member's end,
+/// as for a plain tar stream cut there.)
+struct Lz4Frames<'a>(Option<lz4_flex::frame::FrameDecoder<Compressed<'a>>>);
+
+impl Read for Lz4Frames<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while let Some(decoder) = &mut self.0 {
+            let n = decoder.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            let Some(mut input) = self.0.take().map(|d| d.into_inner()) else {
+                break;
+            };
+            if !input.fill_buf()?.is_empty() {
+                self.0 = Some(lz4_flex::frame::FrameDecoder::new(input));
+            }
+        }
+        Ok(0)
+    }
+}
 
 /// Bytes read before the format is recognised: at least the longest magic.
 pub(crate) const SNIFF: usize = 8;

@@ -11,6 +11,8 @@
 //! both threads.
 
 mod codecs;
+
+pub(crate) use codecs::sniff;
 mod reader;
 
 use std::cell::Cell;
