@@ -111,10 +111,17 @@ pub struct Options {
 pub struct Limits {
     /// Most entries in the archive. Default 1,000,000.
     pub max_entries: u64,
-    /// Largest size of one entry's data. Default 8 GiB.
+    /// Largest size of one entry's data (a sparse file's data, without its
+    /// holes). Default 8 GiB.
     pub max_entry_size: u64,
-    /// Largest sum of the data sizes of all entries. Default 32 GiB.
+    /// Largest sum of the data sizes of all entries (sparse files' data,
+    /// without their holes). Default 32 GiB.
     pub max_total_size: u64,
+    /// Largest apparent size of one sparse file, holes included (the data in
+    /// it counts toward `max_entry_size` and `max_total_size` like any file's).
+    /// Default 1 TiB: generous, as holes take no disk on the filesystems that
+    /// have them (Go's test archives hold 60 GB sparse files of a few bytes).
+    pub max_sparse_size: u64,
     /// Largest PAX or GNU extension header (long names, PAX records) before one
     /// entry. Default 1 MiB. The worker's memory is also capped (`RLIMIT_DATA`,
     /// 1 GiB), so a larger header cannot exhaust memory while it is read.
@@ -142,6 +149,7 @@ impl Default for Limits {
             max_entries: 1_000_000,
             max_entry_size: 8 << 30,
             max_total_size: 32 << 30,
+            max_sparse_size: 1 << 40,
             max_extension_size: 1 << 20,
             max_path_length: 4095,
             max_path_depth: 256,
@@ -163,6 +171,7 @@ impl Limits {
             Limit::MaxEntries => self.max_entries,
             Limit::MaxEntrySize => self.max_entry_size,
             Limit::MaxTotalSize => self.max_total_size,
+            Limit::MaxSparseSize => self.max_sparse_size,
             Limit::MaxExtensionSize => self.max_extension_size,
             Limit::MaxPathLength => self.max_path_length,
             Limit::MaxPathDepth => self.max_path_depth,
@@ -177,6 +186,7 @@ impl Limits {
             max_entries: u64::MAX,
             max_entry_size: u64::MAX,
             max_total_size: u64::MAX,
+            max_sparse_size: u64::MAX,
             max_extension_size: u64::MAX,
             max_path_length: u64::MAX,
             max_path_depth: u64::MAX,
@@ -207,6 +217,8 @@ pub enum Limit {
     MaxEntrySize,
     /// [`Limits::max_total_size`].
     MaxTotalSize,
+    /// [`Limits::max_sparse_size`].
+    MaxSparseSize,
     /// [`Limits::max_extension_size`].
     MaxExtensionSize,
     /// [`Limits::max_path_length`].
@@ -226,6 +238,7 @@ impl Limit {
             Limit::MaxEntries => "max_entries",
             Limit::MaxEntrySize => "max_entry_size",
             Limit::MaxTotalSize => "max_total_size",
+            Limit::MaxSparseSize => "max_sparse_size",
             Limit::MaxExtensionSize => "max_extension_size",
             Limit::MaxPathLength => "max_path_length",
             Limit::MaxPathDepth => "max_path_depth",

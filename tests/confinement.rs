@@ -127,7 +127,8 @@ async fn check_live_worker(options: Options, expected_caps: u64) -> SandboxMode 
             .unwrap()
     };
     assert_eq!(limit("Max address space"), (1536u64 << 20).to_string());
-    assert_eq!(limit("Max file size"), (8u64 << 30).to_string());
+    // The larger of max_entry_size (8 GiB) and max_sparse_size (1 TiB).
+    assert_eq!(limit("Max file size"), (1u64 << 40).to_string());
     assert_eq!(limit("Max cpu time"), "600");
 
     let mode = sandbox.mode();

@@ -577,7 +577,8 @@ async fn file_size(sandbox: Sandbox) {
         }
         v.refused(&a.results, name, &["EFBIG", "EPERM"]);
     }
-    let limit = Options::default().limits.max_entry_size;
+    let limits = Options::default().limits;
+    let limit = limits.max_entry_size.max(limits.max_sparse_size);
     for (path, meta) in stat_walk(&a.scene.dest) {
         v.check(
             meta.len() <= limit,

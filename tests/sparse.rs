@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use sandtar::{Options, Sandbox};
+use sandtar::{Error, Limit, Options, Sandbox};
 
 /// A 64 MiB file with three small data regions, the rest holes.
 fn make_sparse(path: &Path) -> Vec<u8> {
@@ -76,4 +76,57 @@ async fn gnu_tar_sparse_forms() {
         );
         println!("{label}: ok, {} bytes on disk", meta.blocks() * 512);
     }
+}
+
+/// A sparse file counts its data, not its holes, toward `max_entry_size` and
+/// `max_total_size`; its apparent size has its own limit, `max_sparse_size`.
+#[tokio::test]
+async fn sparse_files_count_their_data() {
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("src");
+    std::fs::create_dir(&source).unwrap();
+    let expected = make_sparse(&source.join("sparse.img"));
+    let archive = work.path().join("a.tar");
+    let status = Command::new("tar")
+        .args(["--format=posix", "-S", "-cf"])
+        .arg(&archive)
+        .arg("-C")
+        .arg(&source)
+        .arg("sparse.img")
+        .status()
+        .expect("GNU tar");
+    assert!(status.success());
+    let data = std::fs::read(&archive).unwrap();
+    let sandbox = Sandbox::new().await.unwrap();
+    // 24 KiB of data in 64 MiB: within 1 MiB limits on data.
+    let mut options = Options::default();
+    options.limits.max_entry_size = 1 << 20;
+    options.limits.max_total_size = 1 << 20;
+    let dest = tempfile::tempdir().unwrap();
+    let summary = sandbox
+        .extract(&data[..], dest.path(), &options)
+        .await
+        .expect("the data is within the limits");
+    assert_eq!(summary.written, 1);
+    let out = std::fs::read(dest.path().join("sparse.img")).unwrap();
+    assert!(out == expected, "contents differ");
+    // The apparent size over its own limit.
+    options.limits.max_sparse_size = 32 << 20;
+    let dest = tempfile::tempdir().unwrap();
+    let error = sandbox
+        .extract(&data[..], dest.path(), &options)
+        .await
+        .expect_err("64 MiB apparent > 32 MiB");
+    assert!(
+        matches!(
+            error,
+            Error::LimitExceeded {
+                limit: Limit::MaxSparseSize,
+                value: 33_554_432,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(!dest.path().join("sparse.img").exists());
 }

@@ -523,7 +523,9 @@ fn mmap_shared(out: &mut Results, bytes: &str) {
 
 /// `fsize`: a 64 GiB file, three ways.
 fn fsize(out: &mut Results) {
-    let size = 64 * GIB;
+    // Past the default file-size limit: the larger of `max_entry_size` (8 GiB)
+    // and `max_sparse_size` (1 TiB).
+    let size = 2048 * GIB;
     let p = c("/fsize-ftruncate");
     if let Some(fd) = create(out, "fsize-ftruncate-create", &p, 0o644) {
         // SAFETY: raw call with NUL-terminated paths, our own descriptors and live buffers.
@@ -544,7 +546,7 @@ fn fsize(out: &mut Results) {
     // in place, when ftruncate and pwrite were refused.
     let truncate_refused = std::fs::metadata("/fsize-ftruncate").map_or(true, |m| m.len() == 0);
     if !(pwrite_refused && truncate_refused) {
-        out.line("fsize-fallocate skipped (ftruncate or pwrite got through: no file-size limit, it would allocate 64 GiB of real disk)");
+        out.line("fsize-fallocate skipped (ftruncate or pwrite got through: no file-size limit, it would allocate 2 TiB of real disk)");
         return;
     }
     let p = c("/fsize-fallocate");

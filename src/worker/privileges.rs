@@ -92,10 +92,12 @@ pub(crate) fn shed(options: &Options, devices: bool) -> Result<(), String> {
 
 /// The resource limits: no core dumps; memory (enough for decoders' windows
 /// and buffers, not for a hostile multi-gigabyte extension header); a few
-/// descriptors; and no file larger than the largest entry the job allows, so a
-/// compromised worker cannot fill the disk with one sparse file either.
+/// descriptors; and no file larger than the largest entry the job allows (a
+/// sparse file's apparent size, when that is larger), so a compromised worker
+/// cannot make one file larger either.
 fn set_limits(options: &Options) -> Result<(), String> {
-    let max_file = options.limits.max_entry_size;
+    let limits = &options.limits;
+    let max_file = limits.max_entry_size.max(limits.max_sparse_size);
     let limits = [
         (Resource::Core, 0, "RLIMIT_CORE"),
         (Resource::Data, MAX_DATA, "RLIMIT_DATA"),

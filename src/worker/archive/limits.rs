@@ -14,7 +14,7 @@ const HEADER_SLACK: u64 = 2048;
 pub(super) struct Counter<'a> {
     limits: &'a Limits,
     entries: u64,
-    /// Data bytes so far, sparse files at their real size.
+    /// Data bytes so far (a sparse file's data, not its holes).
     total: u64,
     /// The sum of every entry's data size (as stored).
     pub layer_size: u64,
@@ -41,8 +41,9 @@ impl<'a> Counter<'a> {
     }
 
     /// One more entry: `extensions` bytes of extension headers, `size` bytes
-    /// of data.
-    pub(super) fn entry(&mut self, extensions: u64, size: u64) -> Result<(), Limit> {
+    /// of data, `stored` of them in the archive (less for an old-GNU sparse
+    /// file, whose size the `tar` crate gives with its holes).
+    pub(super) fn entry(&mut self, extensions: u64, size: u64, stored: u64) -> Result<(), Limit> {
         let limits = self.limits;
         if extensions > limits.max_extension_size {
             return Err(Limit::MaxExtensionSize);
@@ -52,10 +53,10 @@ impl<'a> Counter<'a> {
             return Err(Limit::MaxEntries);
         }
         self.layer_size = self.layer_size.saturating_add(size);
-        if size > limits.max_entry_size {
+        if stored > limits.max_entry_size {
             return Err(Limit::MaxEntrySize);
         }
-        self.total = self.total.saturating_add(size);
+        self.total = self.total.saturating_add(stored);
         if self.total > limits.max_total_size {
             return Err(Limit::MaxTotalSize);
         }
@@ -70,16 +71,13 @@ impl<'a> Counter<'a> {
         Ok(())
     }
 
-    /// A sparse file of `real` bytes stored in `stored` (counted already).
-    pub(super) fn sparse(&mut self, real: u64, stored: u64) -> Result<(), Limit> {
-        if real > self.limits.max_entry_size {
-            return Err(Limit::MaxEntrySize);
+    /// A sparse file of `apparent` bytes, holes included (its data was
+    /// counted with the entry).
+    pub(super) fn sparse(&self, apparent: u64) -> Result<(), Limit> {
+        match apparent > self.limits.max_sparse_size {
+            true => Err(Limit::MaxSparseSize),
+            false => Ok(()),
         }
-        self.total = self.total.saturating_add(real.saturating_sub(stored));
-        if self.total > self.limits.max_total_size {
-            return Err(Limit::MaxTotalSize);
-        }
-        Ok(())
     }
 
     /// The name as it will be used, however long (a name refused by the

@@ -213,8 +213,14 @@ impl Parser<'_> {
         }
         let size = entry.size();
         let entry_type = entry.header().entry_type();
+        // Old-GNU sparse: `size` is the apparent size, the header's own field
+        // what the archive stores (checked against the map below).
+        let stored = match entry_type == tar::EntryType::GNUSparse {
+            true => entry.header().entry_size().unwrap_or(size),
+            false => size,
+        };
         self.counter
-            .entry(found.size, size)
+            .entry(found.size, size, stored)
             .map_err(|limit| self.limit(limit, &name))?;
         frame::check_type(entry_type, size, &name).map_err(|m| self.malformed(m))?;
         if entry_type.is_pax_global_extensions() {
@@ -277,6 +283,9 @@ impl Parser<'_> {
                 real_size: size,
                 name: None,
             });
+            self.counter
+                .sparse(size)
+                .map_err(|limit| self.limit(limit, &name))?;
             Some(map)
         } else {
             None
@@ -297,7 +306,7 @@ impl Parser<'_> {
         };
         if let Some(real) = meta.sparse.as_ref().map(|s| s.real_size) {
             self.counter
-                .sparse(real, size)
+                .sparse(real)
                 .map_err(|limit| self.limit(limit, &name))?;
         }
         self.counter
