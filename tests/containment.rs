@@ -718,6 +718,7 @@ async fn directory_moved_out(sandbox: Sandbox) {
         "moved-unlink",
         "moved-rename",
         "moved-link",
+        "moved-mode3",
     ] {
         v.refused(&a.results, name, &gone);
     }

@@ -795,6 +795,21 @@ fn reach_through(out: &mut Results, dir: i32) {
     let link = c("/stolen-link");
     let r = unsafe { libc::linkat(dir, secret.as_ptr(), libc::AT_FDCWD, link.as_ptr(), 0) };
     out.call("moved-link", i64::from(r));
+    // Access mode 3 (O_WRONLY|O_RDWR): the kernel opens it for neither read
+    // nor write, so Landlock asks for no right; the descriptor could then
+    // take fchmod, fchown, fsetxattr and futimens.
+    let r = unsafe {
+        libc::openat(
+            dir,
+            file.as_ptr(),
+            libc::O_WRONLY | libc::O_RDWR | libc::O_CLOEXEC,
+        )
+    };
+    if let Some(fd) = out.call("moved-mode3", i64::from(r)) {
+        let r = unsafe { libc::fchmod(fd as i32, 0o666) };
+        out.call("moved-mode3-chmod", i64::from(r));
+        close(fd);
+    }
     // An O_PATH descriptor needs no Landlock right; what it can change:
     let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     let r = unsafe { libc::openat(dir, file.as_ptr(), flags) };

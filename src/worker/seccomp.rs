@@ -88,6 +88,21 @@ pub(crate) enum Naming {
     Descriptors,
 }
 
+/// `openat`'s alternatives: never access mode 3 (`O_WRONLY | O_RDWR`), which
+/// opens for neither reading nor writing, so that Landlock asks for no right,
+/// and yet the descriptor takes `fchmod`, `fchown`, `fsetxattr` and
+/// `futimens` (the worker never opens so); and, for safe modes, no set-id or
+/// sticky bit in the mode.
+fn openat(safe_modes: bool) -> Leaf {
+    use Test::Clear;
+    let mode = match safe_modes {
+        true => vec![Clear(3, SPECIAL_MODE_BITS)],
+        false => Vec::new(),
+    };
+    let access = |bit: libc::c_int| [vec![Clear(2, bit as u32)], mode.clone()].concat();
+    Leaf::Any(vec![access(libc::O_WRONLY), access(libc::O_RDWR)])
+}
+
 /// The system calls allowed only with some arguments (each a low 32-bit word:
 /// the kernel reads every one of these as an `int`, `unsigned int` or
 /// `umode_t`, unless a test says otherwise). `safe_modes`: no mode argument may
@@ -133,7 +148,7 @@ fn checked(
             libc::SYS_mmap,
             Leaf::Any(vec![vec![Clear(3, libc::MAP_SHARED as u32)]]),
         ),
-        (libc::SYS_openat, mode_at(3)),
+        (libc::SYS_openat, openat(safe_modes)),
         (libc::SYS_mkdirat, mode_at(2)),
         (libc::SYS_mknodat, mode_at(2)),
         // Modes by descriptor only: no `fchmodat`, `fchmodat2`.
@@ -646,6 +661,18 @@ mod tests {
             ] {
                 assert_eq!(call(program, nr, [0; 6]), RET_EPERM, "nr {nr}");
             }
+        }
+        for program in [safe, exact] {
+            let open =
+                |flags: libc::c_int| call(program, libc::SYS_openat, [0, 0, flags as u64, 0, 0, 0]);
+            assert_eq!(open(libc::O_RDONLY), RET_ALLOW);
+            assert_eq!(open(libc::O_WRONLY), RET_ALLOW);
+            assert_eq!(open(libc::O_RDWR | libc::O_CREAT), RET_ALLOW);
+            assert_eq!(open(libc::O_WRONLY | libc::O_RDWR), RET_EPERM);
+            assert_eq!(
+                open(libc::O_WRONLY | libc::O_RDWR | libc::O_PATH),
+                RET_EPERM
+            );
         }
         let openat = |mode: u64| [0, 0, libc::O_CREAT as u64, mode, 0, 0];
         assert_eq!(call(safe, libc::SYS_openat, openat(0o4755)), RET_EPERM);
