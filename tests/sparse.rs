@@ -130,3 +130,44 @@ async fn sparse_files_count_their_data() {
     );
     assert!(!dest.path().join("sparse.img").exists());
 }
+
+/// `max_sparse_size` bounds the sparse files' apparent sizes added up: the
+/// parser steps through every hole, so many sparse files of a few bytes each
+/// cannot cost unbounded CPU.
+#[tokio::test]
+async fn apparent_sizes_add_up() {
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("src");
+    std::fs::create_dir(&source).unwrap();
+    make_sparse(&source.join("one.img"));
+    make_sparse(&source.join("two.img"));
+    let archive = work.path().join("a.tar");
+    let status = Command::new("tar")
+        .args(["--format=gnu", "-S", "-cf"])
+        .arg(&archive)
+        .arg("-C")
+        .arg(&source)
+        .args(["one.img", "two.img"])
+        .status()
+        .expect("GNU tar");
+    assert!(status.success());
+    let data = std::fs::read(&archive).unwrap();
+    let sandbox = Sandbox::new().await.unwrap();
+    // Each 64 MiB fits in 100 MiB; both do not.
+    let mut options = Options::default();
+    options.limits.max_sparse_size = 100 << 20;
+    let dest = tempfile::tempdir().unwrap();
+    let error = sandbox
+        .extract(&data[..], dest.path(), &options)
+        .await
+        .expect_err("128 MiB of apparent size > 100 MiB");
+    assert!(
+        matches!(
+            &error,
+            Error::LimitExceeded { limit: Limit::MaxSparseSize, entry, .. }
+                if entry.as_os_str() == "two.img"
+        ),
+        "{error:?}"
+    );
+    assert!(dest.path().join("one.img").exists());
+}

@@ -18,6 +18,8 @@ pub(super) struct Counter<'a> {
     total: u64,
     /// The sum of every entry's data size (as stored).
     pub layer_size: u64,
+    /// Sparse files' apparent sizes so far, holes included.
+    sparse: u64,
 }
 
 impl<'a> Counter<'a> {
@@ -27,6 +29,7 @@ impl<'a> Counter<'a> {
             entries: 0,
             total: 0,
             layer_size: 0,
+            sparse: 0,
         }
     }
 
@@ -73,8 +76,9 @@ impl<'a> Counter<'a> {
 
     /// A sparse file of `apparent` bytes, holes included (its data was
     /// counted with the entry).
-    pub(super) fn sparse(&self, apparent: u64) -> Result<(), Limit> {
-        match apparent > self.limits.max_sparse_size {
+    pub(super) fn sparse(&mut self, apparent: u64) -> Result<(), Limit> {
+        self.sparse = self.sparse.saturating_add(apparent);
+        match self.sparse > self.limits.max_sparse_size {
             true => Err(Limit::MaxSparseSize),
             false => Ok(()),
         }

@@ -283,9 +283,6 @@ impl Parser<'_> {
                 real_size: size,
                 name: None,
             });
-            self.counter
-                .sparse(size)
-                .map_err(|limit| self.limit(limit, &name))?;
             Some(map)
         } else {
             None
