@@ -584,8 +584,16 @@ fn describe_mode(mode: SandboxMode) -> String {
             uids - 1,
             gids - 1
         ),
-        SandboxMode::Landlock { uid, abi, .. } => format!(
+        SandboxMode::Landlock {
+            uid,
+            abi,
+            chroot: true,
+            ..
+        } => format!(
             "by chroot and Landlock (ABI {abi}) in the destination, no namespaces (uid {uid})"
+        ),
+        SandboxMode::Landlock { uid, abi, .. } => format!(
+            "by Landlock (ABI {abi}) in the destination, no namespaces, no chroot (uid {uid})"
         ),
         other => format!("{other:?}"),
     }
@@ -596,7 +604,8 @@ fn mode_name(mode: SandboxMode) -> &'static str {
         SandboxMode::Privileged => "privileged",
         SandboxMode::UserNamespace { .. } => "user-namespace",
         SandboxMode::SubordinateIds { .. } => "subordinate-ids",
-        SandboxMode::Landlock { .. } => "landlock",
+        SandboxMode::Landlock { chroot: true, .. } => "landlock",
+        SandboxMode::Landlock { .. } => "landlock-no-chroot",
         _ => "other",
     }
 }

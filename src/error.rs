@@ -25,10 +25,11 @@ pub enum Error {
     /// (must be > 0) and, on Debian/Ubuntu, `kernel.unprivileged_userns_clone`
     /// and AppArmor's `kernel.apparmor_restrict_unprivileged_userns`. The
     /// second rung ([`SandboxMode::Landlock`](crate::SandboxMode::Landlock))
-    /// needs Landlock and `CAP_SYS_CHROOT` (root in a default container has
-    /// both). `reason` names what blocked each rung; `untar --doctor` lists the
+    /// needs Landlock (Linux 5.13 and later, allowed by the default seccomp
+    /// profiles of Docker 20.10.18+, containerd and Podman); it may be disabled
+    /// at boot (`lsm=` without `landlock`) or refused by an older profile. `reason` names what blocked each rung; `untar --doctor` lists the
     /// walls.
-    #[error("confinement unavailable: {reason}; sandtar needs root, unprivileged user namespaces, or Landlock with CAP_SYS_CHROOT, and never extracts unconfined")]
+    #[error("confinement unavailable: {reason}; sandtar needs root, unprivileged user namespaces, or Landlock, and never extracts unconfined")]
     ConfinementUnavailable {
         /// What failed, with the system call and its error.
         reason: String,

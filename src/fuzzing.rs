@@ -8,15 +8,15 @@ use crate::options::Options;
 use crate::wire::{decode, frame_at, WorkerMsg, MAX_WORKER_FRAME};
 
 /// Runs the worker's parse-and-apply loop on a plain tar stream, writing below
-/// `dir`, without a sandbox (every path resolves inside `dir` through
-/// `openat2(RESOLVE_IN_ROOT)`). Returns the number of reports, or the error text.
+/// `dir`, without a sandbox (every path resolves inside `dir`, walked as the
+/// Landlock rung without `chroot` walks it). Returns the number of reports, or the error text.
 pub fn extract_unconfined(archive: &[u8], dir: &Path, options: &Options) -> Result<usize, String> {
     let root = std::fs::File::open(dir).map_err(|e| e.to_string())?;
     let mut applier = crate::worker::apply::Applier::new(
         options.clone(),
         crate::mode::SandboxMode::UserNamespace { uid: 0, gid: 0 },
         root.into(),
-        crate::worker::apply::Resolution::InRoot,
+        crate::worker::apply::Resolution::Walked,
     );
     let mut reports = 0;
     let mut sink = |_report| {

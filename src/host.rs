@@ -208,13 +208,15 @@ impl Facts {
             ),
             check(
                 "Landlock rung",
-                self.landlock.is_ok() && self.has_cap_sys_chroot(),
+                self.landlock.is_ok(),
                 match (&self.landlock, self.has_cap_sys_chroot()) {
-                    (Ok(_), true) => {
-                        "possible: Landlock and CAP_SYS_CHROOT (used where namespaces are refused)"
-                            .to_string()
-                    }
-                    (Ok(_), false) => "not possible: no CAP_SYS_CHROOT".to_string(),
+                    (Ok(_), true) => "possible, with chroot (CAP_SYS_CHROOT is held; \
+                                      used where namespaces are refused)"
+                        .to_string(),
+                    (Ok(_), false) => "possible, without chroot (no CAP_SYS_CHROOT: names \
+                                       are walked below the destination, Landlock keeps \
+                                       every access inside it)"
+                        .to_string(),
                     (Err(_), _) => "not possible: no Landlock".to_string(),
                 },
             ),
@@ -290,10 +292,12 @@ mod tests {
         );
         assert!(blockers.iter().any(|b| b.contains("seccomp filter")));
         assert!(blockers.iter().any(|b| b.contains("docker-default")));
-        // Docker's default set holds CAP_SYS_CHROOT: the second rung is there.
+        // Docker's default set holds CAP_SYS_CHROOT: the second rung is there,
+        // with chroot.
         let checks = root_in_docker().checks();
         let rung = checks.iter().find(|c| c.wall == "Landlock rung").unwrap();
         assert!(rung.available, "{rung:?}");
+        assert!(rung.detail.contains("with chroot"), "{rung:?}");
     }
 
     #[test]

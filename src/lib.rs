@@ -219,8 +219,10 @@
 //!   [`SandboxMode::SubordinateIds`] with `newuidmap`/`newgidmap` and ranges in
 //!   `/etc/subuid` and `/etc/subgid`): the namespace [`Rung`]. Where namespaces
 //!   are refused (root in a default Docker, Podman or Kubernetes container,
-//!   whose seccomp profile forbids them), root with `CAP_SYS_CHROOT` and a
-//!   kernel with Landlock: the Landlock rung ([`SandboxMode::Landlock`]).
+//!   whose seccomp profile forbids them; an ordinary user where user
+//!   namespaces are disabled or restricted, as on Ubuntu 24.04), a kernel
+//!   with Landlock: the Landlock rung ([`SandboxMode::Landlock`]), with
+//!   `chroot` where the process holds `CAP_SYS_CHROOT`.
 //!   Check with [`Sandbox::mode`] and [`SandboxMode::rung`]; pin a rung with
 //!   [`SandboxBuilder::minimum_rung`]. Where neither works, see
 //!   [`Error::ConfinementUnavailable`].

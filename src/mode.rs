@@ -36,18 +36,25 @@ pub enum SandboxMode {
         gids: u32,
     },
     /// The second rung, where namespaces cannot be had (a default Docker or
-    /// Kubernetes container): workers `chroot` into the destination and
-    /// restrict themselves with Landlock to it (every filesystem right the
-    /// kernel knows handled, reads included, granted only beneath it), with the
-    /// same seccomp filter, capabilities, limits and no-new-privs as the first
-    /// rung; no PID namespace (signals are refused by the seccomp filter, and
-    /// by Landlock's signal scope from ABI 6). Needs `CAP_SYS_CHROOT` (root in a
-    /// default container has it). Device nodes are not created on this rung.
+    /// Kubernetes container, Ubuntu 24.04 and later as a user): workers
+    /// restrict themselves with Landlock to the destination (every filesystem
+    /// right the kernel knows handled, reads included, granted only beneath
+    /// it), with the same seccomp filter, capabilities, limits and
+    /// no-new-privs as the first rung; no PID namespace (signals are refused by
+    /// the seccomp filter, and by Landlock's signal scope from ABI 6). Where
+    /// the process holds `CAP_SYS_CHROOT` (root in a default container) they
+    /// also `chroot` into the destination; without it (any ordinary user) names
+    /// are resolved below the destination in user space and Landlock alone
+    /// keeps every access inside, while `stat` and `readlink` of outside paths
+    /// remain possible for code running in the worker. Device nodes are not
+    /// created on this rung.
     Landlock {
         /// The caller's effective uid (0: owners from the archive can be kept).
         uid: u32,
         /// The Landlock ABI version the kernel offers.
         abi: u32,
+        /// Whether workers also `chroot` into the destination.
+        chroot: bool,
     },
 }
 
@@ -59,7 +66,8 @@ pub enum Rung {
     /// A mount namespace (and a user namespace unless root) with `pivot_root`
     /// into the destination, and a PID namespace.
     Namespaces,
-    /// `chroot` into the destination and Landlock (see [`SandboxMode::Landlock`]).
+    /// Landlock, and `chroot` into the destination where the process may (see
+    /// [`SandboxMode::Landlock`]).
     Landlock,
 }
 
@@ -133,6 +141,12 @@ impl SandboxMode {
             SandboxMode::Landlock { .. } => Rung::Landlock,
             _ => Rung::Namespaces,
         }
+    }
+
+    /// Whether the workers' root is the destination (`pivot_root` or
+    /// `chroot`): on every rung but Landlock without `CAP_SYS_CHROOT`.
+    pub(crate) fn chroots(&self) -> bool {
+        !matches!(self, SandboxMode::Landlock { chroot: false, .. })
     }
 
     /// Whether workers may create device nodes and write `trusted.*` extended

@@ -150,20 +150,14 @@ fn enter_mode(
     Err(reasons.join("; "))
 }
 
-/// The Landlock rung, if the kernel offers Landlock and the process may
-/// `chroot` (see [`SandboxMode::Landlock`]).
+/// The Landlock rung, if the kernel offers Landlock; with `chroot` where the
+/// process holds `CAP_SYS_CHROOT` (see [`SandboxMode::Landlock`]).
 fn landlock_mode() -> Result<SandboxMode, String> {
     let abi = sys::landlock_abi().map_err(|e| format!("unavailable ({e})"))?;
-    if !crate::host::Facts::read().has_cap_sys_chroot() {
-        return Err(
-            "the process lacks CAP_SYS_CHROOT, which this rung needs to enter \
-                    the destination (run as root in the container, or add the capability)"
-                .into(),
-        );
-    }
     Ok(SandboxMode::Landlock {
         uid: rustix::process::geteuid().as_raw(),
         abi,
+        chroot: crate::host::Facts::read().has_cap_sys_chroot(),
     })
 }
 

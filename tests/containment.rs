@@ -45,6 +45,7 @@ root_and_nobody!(
     list_only_cannot_write,
     blob_digest_is_the_callers,
     directory_moved_out,
+    canary_by_absolute_path,
 );
 
 // ---------------------------------------------------------------------------
@@ -708,33 +709,47 @@ async fn directory_moved_out(sandbox: Sandbox) {
         a.results.get("moved-wait") == Some("ok"),
         "harness: the payload did not see its directory move",
     );
+    canary_refused(&mut v, &a.results, "moved");
+    a.scene.check();
+    v.finish(&a);
+}
+
+/// Every way at the canary that `reach_through` in the payload tries, with
+/// lines named `tag-…`, was refused: no owner, mode, time, contents, name or
+/// link of the canary reached.
+fn canary_refused(v: &mut Verdict, results: &Results, tag: &str) {
     let gone = ["ENOENT", "EACCES", "EPERM", "EXDEV"];
-    for name in [
-        "moved-chown",
-        "moved-chmod",
-        "moved-utimes",
-        "moved-read",
-        "moved-create",
-        "moved-unlink",
-        "moved-rename",
-        "moved-link",
-        "moved-mode3",
+    for what in [
+        "chown", "chmod", "utimes", "read", "create", "unlink", "rename", "link", "mode3",
     ] {
-        v.refused(&a.results, name, &gone);
+        v.refused(results, &format!("{tag}-{what}"), &gone);
     }
     // Where an O_PATH descriptor of the outside file could be had (the
     // Landlock rung: opening one needs no right), it changes nothing either.
-    if a.results.get("moved-opath") == Some("ok") {
-        for name in [
-            "moved-opath-chown",
-            "moved-opath-utimes",
-            "moved-opath-chmod",
-        ] {
-            v.refused(&a.results, name, &["EPERM", "EBADF"]);
+    if results.get(&format!("{tag}-opath")) == Some("ok") {
+        for what in ["opath-chown", "opath-utimes", "opath-chmod"] {
+            v.refused(results, &format!("{tag}-{what}"), &["EPERM", "EBADF"]);
         }
     } else {
-        v.refused(&a.results, "moved-opath", &gone);
+        v.refused(results, &format!("{tag}-opath"), &gone);
     }
+}
+
+/// The canary by its absolute path, straight from the worker: nothing on the
+/// namespace rung or under `chroot` (no such path); on the Landlock rung
+/// without `chroot`, where every path of the host can be named, Landlock
+/// refuses every access it handles and seccomp every path-taking change it
+/// does not see. The canary keeps contents, modes, owners and times.
+async fn canary_by_absolute_path(sandbox: Sandbox) {
+    let scene = Scene::new();
+    let plan = format!("outside {}\n", scene.canary.display());
+    let a = attack_in(scene, &sandbox, &plan, &Options::default()).await;
+    let mut v = Verdict::new("canary_by_absolute_path");
+    canary_refused(&mut v, &a.results, "outside");
+    v.check(
+        a.results.get("outside-stat").is_some(),
+        "harness: the payload did not run its plan",
+    );
     a.scene.check();
     v.finish(&a);
 }

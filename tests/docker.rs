@@ -202,6 +202,9 @@ fn run(args: &[&str], untar_args: &[&str]) -> Run {
     );
     let host = tempfile::tempdir().unwrap();
     std::fs::create_dir(host.path().join("out")).unwrap();
+    // Writable by any user the container runs as (`--user`).
+    let open = std::os::unix::fs::PermissionsExt::from_mode(0o777);
+    std::fs::set_permissions(host.path().join("out"), open).unwrap();
     std::fs::write(host.path().join("canary"), "beside /out\n").unwrap();
     let volume = format!("{}:/out", host.path().join("out").display());
     let mut command = Command::new("docker");
@@ -256,10 +259,12 @@ fn nothing_outside(run: &Run) {
 /// The archive is extracted on `rung`: the files that belong inside are
 /// there (seen from the host), the escapes rejected or kept inside, nothing
 /// outside changed.
-fn extracted_on(args: &[&str], rung: &str) {
+fn extracted_on(args: &[&str], rung: &str, sandbox: &str) {
     let run = run(args, &[]);
     assert_eq!(run.status, Some(1), "some entries are rejected: exit 1");
     assert_eq!(run.rung(), Some(rung));
+    let named = format!("\"sandbox\":\"{sandbox}\"");
+    assert!(run.stdout.contains(&named), "not {named}");
     let out = run.out();
     assert_eq!(std::fs::read(out.join("ok.txt")).unwrap(), b"inside\n");
     for inside in [
@@ -297,21 +302,25 @@ fn refused(args: &[&str], untar_args: &[&str], blockers: &[&str]) {
 #[test]
 fn default_container_gets_the_landlock_rung() {
     if docker_here() {
-        extracted_on(&[], "landlock");
+        extracted_on(&[], "landlock", "landlock");
     }
 }
 
 #[test]
 fn cap_sys_admin_gets_the_namespace_rung() {
     if docker_here() {
-        extracted_on(&["--cap-add", "SYS_ADMIN"], "namespaces");
+        extracted_on(&["--cap-add", "SYS_ADMIN"], "namespaces", "privileged");
     }
 }
 
 #[test]
 fn unconfined_seccomp_gets_the_namespace_rung() {
     if docker_here() {
-        extracted_on(&["--security-opt", "seccomp=unconfined"], "namespaces");
+        extracted_on(
+            &["--security-opt", "seccomp=unconfined"],
+            "namespaces",
+            "user-namespace",
+        );
     }
 }
 
@@ -322,7 +331,7 @@ fn read_only_root_gets_the_landlock_rung() {
     if !docker_here() {
         return;
     }
-    extracted_on(&["--read-only", "--tmpfs", "/tmp"], "landlock");
+    extracted_on(&["--read-only", "--tmpfs", "/tmp"], "landlock", "landlock");
     let out = Command::new("docker")
         .args(["run", "--rm", "--network", "none", "--read-only"])
         .args(["--tmpfs", "/tmp", image(), "/bin/untar", "--json"])
@@ -336,23 +345,58 @@ fn read_only_root_gets_the_landlock_rung() {
     assert!(summary.contains("\"failed\":0"), "{summary}");
 }
 
+/// An ordinary user in the container: no user namespaces (Docker's profile),
+/// no `CAP_SYS_CHROOT`: the Landlock rung without `chroot`.
 #[test]
-fn non_root_user_is_refused() {
+fn non_root_user_gets_the_landlock_rung() {
     if docker_here() {
-        refused(
-            &["--user", "65534:65534"],
-            &[],
-            &["namespaces:", "CAP_SYS_CHROOT"],
-        );
+        extracted_on(&["--user", "65534:65534"], "landlock", "landlock-no-chroot");
     }
 }
 
+/// Root without any capability: the Landlock rung without `chroot`.
 #[test]
-fn no_capabilities_is_refused() {
+fn no_capabilities_gets_the_landlock_rung() {
     if docker_here() {
-        let blockers = ["seccomp filter", "CAP_SYS_CHROOT"];
-        refused(&["--cap-drop", "ALL"], &[], &blockers);
+        extracted_on(&["--cap-drop", "ALL"], "landlock", "landlock-no-chroot");
     }
+}
+
+/// What Kubernetes' Restricted pod security standard asks of a pod: a
+/// non-root user, every capability dropped, no privilege escalation, the
+/// runtime's default seccomp profile.
+#[test]
+fn kubernetes_restricted_gets_the_landlock_rung() {
+    if docker_here() {
+        let args = [
+            "--user",
+            "1000:1000",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+        ];
+        extracted_on(&args, "landlock", "landlock-no-chroot");
+    }
+}
+
+/// A seccomp profile that refuses Landlock and user namespaces (as Docker's
+/// profiles before 20.10.18 refused Landlock): no rung at all, and each
+/// rung's blocker is named.
+#[test]
+fn no_landlock_and_no_namespaces_is_refused() {
+    if !docker_here() {
+        return;
+    }
+    let profile = tempfile::NamedTempFile::new().unwrap();
+    let refuse = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["landlock_create_ruleset", "landlock_add_rule",
+                   "landlock_restrict_self"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+        {"names": ["unshare"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#;
+    std::fs::write(profile.path(), refuse).unwrap();
+    let seccomp = format!("seccomp={}", profile.path().display());
+    let args = ["--user", "65534:65534", "--security-opt", &seccomp];
+    refused(&args, &[], &["namespaces:", "Landlock: unavailable"]);
 }
 
 #[test]

@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 use crate::options::Compression;
 use crate::wire::{encode_frame, WireError, WorkerMsg, WorkerTotals};
 
-/// The plan, in the destination (the worker's `/`).
-const PLAN: &str = "/.sandtar-hostile";
+/// The plan, in the destination (the worker's working directory; relative
+/// names work with and without `chroot`).
+const PLAN: &str = ".sandtar-hostile";
 /// The results, next to it.
-const RESULTS: &str = "/.sandtar-hostile-results";
+const RESULTS: &str = ".sandtar-hostile-results";
 /// Prefix of the fallback `Failed(Internal)` message that carries the results.
 const RESULTS_MESSAGE: &str = "sandtar-hostile-results: ";
 
@@ -44,7 +45,7 @@ struct FOwnerEx {
     pid: libc::pid_t,
 }
 
-/// Runs the plan in `/.sandtar-hostile`, if there is one.
+/// Runs the plan in `.sandtar-hostile`, if there is one.
 pub(crate) fn run(socket: &UnixStream) {
     let Ok(plan) = std::fs::read_to_string(PLAN) else {
         return;
@@ -71,6 +72,7 @@ pub(crate) fn run(socket: &UnixStream) {
             "fcntl-misc" => fcntl_misc(&mut out),
             "write" => write(&mut out),
             "moved-out" => moved_out(&mut out),
+            "outside" => reach_through(&mut out, libc::AT_FDCWD, arg(0), "outside"),
             other => out.line(&format!("{other} unknown-attack")),
         }
     }
@@ -204,7 +206,7 @@ fn signal(out: &mut Results, pid: &str) {
     let r = unsafe { libc::kill(pid, libc::SIGKILL) };
     out.call(&format!("kill@{pid}"), i64::from(r));
 
-    let fifo = c(&format!("/hostile-fifo-{pid}"));
+    let fifo = c(&format!("hostile-fifo-{pid}"));
     // SAFETY: the path is NUL-terminated.
     let r = unsafe { libc::mknodat(libc::AT_FDCWD, fifo.as_ptr(), libc::S_IFIFO | 0o600, 0) };
     out.call(&format!("mknodat-fifo@{pid}"), i64::from(r));
@@ -259,7 +261,7 @@ fn signal(out: &mut Results, pid: &str) {
 
 /// `setid`: every way to put a set-user-id, set-group-id or sticky bit on disk.
 fn setid(out: &mut Results) {
-    let p = c("/setid-openat");
+    let p = c("setid-openat");
     // SAFETY: raw call with NUL-terminated paths, our own descriptors and live buffers.
     let fd = unsafe {
         libc::openat(
@@ -273,7 +275,7 @@ fn setid(out: &mut Results) {
         close(fd);
     }
 
-    let p = c("/setid-fchmod");
+    let p = c("setid-fchmod");
     if let Some(fd) = create(out, "setid-fchmod-create", &p, 0o644) {
         // SAFETY: raw call with NUL-terminated paths, our own descriptors and live buffers.
         let r = unsafe { libc::fchmod(fd as i32, 0o6755) };
@@ -281,7 +283,7 @@ fn setid(out: &mut Results) {
         close(fd);
     }
 
-    let p = c("/setid-fchmodat");
+    let p = c("setid-fchmodat");
     if let Some(fd) = create(out, "setid-fchmodat-create", &p, 0o644) {
         close(fd);
         // SAFETY: raw call with NUL-terminated paths, our own descriptors and live buffers.
@@ -289,7 +291,7 @@ fn setid(out: &mut Results) {
         out.call("setid-fchmodat", i64::from(r));
     }
 
-    let p = c("/setid-fchmodat2");
+    let p = c("setid-fchmodat2");
     if let Some(fd) = create(out, "setid-fchmodat2-create", &p, 0o644) {
         close(fd);
         // SAFETY: raw call with NUL-terminated paths, our own descriptors and live buffers.
@@ -297,16 +299,16 @@ fn setid(out: &mut Results) {
         out.call("setid-fchmodat2", r);
     }
 
-    let p = c("/setid-mkdirat-02777");
+    let p = c("setid-mkdirat-02777");
     // SAFETY: raw call with NUL-terminated paths, our own descriptors and live buffers.
     let r = unsafe { libc::mkdirat(libc::AT_FDCWD, p.as_ptr(), 0o2777) };
     out.call("setid-mkdirat-02777", i64::from(r));
-    let p = c("/setid-mkdirat-01777");
+    let p = c("setid-mkdirat-01777");
     // SAFETY: raw call with NUL-terminated paths, our own descriptors and live buffers.
     let r = unsafe { libc::mkdirat(libc::AT_FDCWD, p.as_ptr(), 0o1777) };
     out.call("setid-mkdirat-01777", i64::from(r));
 
-    let p = c("/setid-mknodat-fifo");
+    let p = c("setid-mknodat-fifo");
     // SAFETY: raw call with NUL-terminated paths, our own descriptors and live buffers.
     let r = unsafe { libc::mknodat(libc::AT_FDCWD, p.as_ptr(), libc::S_IFIFO | 0o4644, 0) };
     out.call("setid-mknodat-fifo", i64::from(r));
@@ -323,7 +325,7 @@ fn setid(out: &mut Results) {
         mode: 0o4755,
         resolve: 0,
     };
-    let p = c("/setid-openat2");
+    let p = c("setid-openat2");
     // SAFETY: raw call with NUL-terminated paths, our own descriptors and live buffers.
     let r = unsafe {
         libc::syscall(
@@ -379,7 +381,7 @@ fn send_done(out: &mut Results, socket: &UnixStream, diff_id: Option<String>) {
 /// `after-done`: say `Done`, then keep writing for three seconds.
 fn after_done(out: &mut Results, socket: &UnixStream) {
     // A file that exists before `Done`, to be rewritten after it.
-    let _ = std::fs::write("/after-done-victim", b"before Done\n");
+    let _ = std::fs::write("after-done-victim", b"before Done\n");
     send_done(out, socket, None);
     let start = Instant::now();
     let mut next = start;
@@ -393,8 +395,8 @@ fn after_done(out: &mut Results, socket: &UnixStream) {
             continue;
         }
         next += Duration::from_millis(10);
-        let wrote = std::fs::write(format!("/after-done-{created}"), b"after Done\n")
-            .and_then(|()| std::fs::write("/after-done-victim", format!("after Done {created}\n")));
+        let wrote = std::fs::write(format!("after-done-{created}"), b"after Done\n")
+            .and_then(|()| std::fs::write("after-done-victim", format!("after Done {created}\n")));
         match wrote {
             Ok(()) => created += 1,
             Err(_) => failed += 1,
@@ -526,14 +528,14 @@ fn fsize(out: &mut Results) {
     // Past the default file-size limit: the larger of `max_entry_size` (8 GiB)
     // and `max_sparse_size` (1 TiB).
     let size = 2048 * GIB;
-    let p = c("/fsize-ftruncate");
+    let p = c("fsize-ftruncate");
     if let Some(fd) = create(out, "fsize-ftruncate-create", &p, 0o644) {
         // SAFETY: raw call with NUL-terminated paths, our own descriptors and live buffers.
         let r = unsafe { libc::ftruncate(fd as i32, size) };
         out.call("fsize-ftruncate", i64::from(r));
         close(fd);
     }
-    let p = c("/fsize-pwrite");
+    let p = c("fsize-pwrite");
     let mut pwrite_refused = false;
     if let Some(fd) = create(out, "fsize-pwrite-create", &p, 0o644) {
         // SAFETY: raw call with NUL-terminated paths, our own descriptors and live buffers.
@@ -544,12 +546,12 @@ fn fsize(out: &mut Results) {
     // Without a file-size limit fallocate would really allocate 64 GiB (or fill
     // the disk, which the test machine shares): try it only once the limit is
     // in place, when ftruncate and pwrite were refused.
-    let truncate_refused = std::fs::metadata("/fsize-ftruncate").map_or(true, |m| m.len() == 0);
+    let truncate_refused = std::fs::metadata("fsize-ftruncate").map_or(true, |m| m.len() == 0);
     if !(pwrite_refused && truncate_refused) {
         out.line("fsize-fallocate skipped (ftruncate or pwrite got through: no file-size limit, it would allocate 2 TiB of real disk)");
         return;
     }
-    let p = c("/fsize-fallocate");
+    let p = c("fsize-fallocate");
     if let Some(fd) = create(out, "fsize-fallocate-create", &p, 0o644) {
         // SAFETY: raw call with NUL-terminated paths, our own descriptors and live buffers.
         let r = unsafe { libc::fallocate(fd as i32, 0, 0, size) };
@@ -625,7 +627,7 @@ fn oob(out: &mut Results, socket: &UnixStream) {
 
 /// `fcntl-misc`: leases, directory notification, locks, pipe sizes.
 fn fcntl_misc(out: &mut Results) {
-    let p = c("/fcntl-file");
+    let p = c("fcntl-file");
     if let Some(fd) = create(out, "fcntl-file-create", &p, 0o644) {
         let fd = fd as i32;
         // SAFETY: raw call with NUL-terminated paths, our own descriptors and live buffers.
@@ -655,7 +657,7 @@ fn fcntl_misc(out: &mut Results) {
         out.call("flock", i64::from(r));
         close(i64::from(fd));
     }
-    let root = c("/");
+    let root = c(".");
     // SAFETY: raw call with NUL-terminated paths, our own descriptors and live buffers.
     let dir = unsafe {
         libc::openat(
@@ -677,7 +679,7 @@ fn fcntl_misc(out: &mut Results) {
 
 /// `write`: create a file (refused for a `list_only` job).
 fn write(out: &mut Results) {
-    let p = c("/written-by-payload");
+    let p = c("written-by-payload");
     // SAFETY: the path is NUL-terminated.
     let fd = unsafe {
         libc::openat(
@@ -701,7 +703,7 @@ fn write(out: &mut Results) {
 /// (`../../canary`) through `..` of the moved directory, the classic way out
 /// of a chroot. Each call's line starts with `moved-`.
 fn moved_out(out: &mut Results) {
-    let dir = c("/mover");
+    let dir = c("mover");
     // SAFETY: the path is NUL-terminated.
     let r = unsafe { libc::mkdirat(libc::AT_FDCWD, dir.as_ptr(), 0o755) };
     out.call("moved-mkdir", i64::from(r));
@@ -718,14 +720,14 @@ fn moved_out(out: &mut Results) {
     };
     let fd = fd as i32;
     // The accomplice's cue.
-    let _ = std::fs::write("/mover-ready", b"");
+    let _ = std::fs::write("mover-ready", b"");
     if !wait_moved_out(fd) {
         out.line("moved-wait timeout");
         close(fd.into());
         return;
     }
     out.line("moved-wait ok");
-    reach_through(out, fd);
+    reach_through(out, fd, "../../canary", "moved");
     close(fd.into());
 }
 
@@ -739,7 +741,7 @@ fn wait_moved_out(dir: i32) -> bool {
         let r = unsafe { libc::fstatat(fd, path.as_ptr(), &mut st, 0) };
         (r == 0).then_some((st.st_dev, st.st_ino))
     };
-    let root = inode(libc::AT_FDCWD, c"/");
+    let root = inode(libc::AT_FDCWD, c".");
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if inode(dir, c"..") != root {
@@ -752,35 +754,39 @@ fn wait_moved_out(dir: i32) -> bool {
     false
 }
 
-/// Every way at a file outside through a directory that was moved out.
-fn reach_through(out: &mut Results, dir: i32) {
-    let file = c("../../canary/file.txt");
-    let secret = c("../../canary/secret");
+/// Every way at the scene's canary, `canary` from `dir` (`../../canary`
+/// through a directory that was moved out, or its absolute path from the
+/// working directory); each line's name starts with `tag`.
+fn reach_through(out: &mut Results, dir: i32, canary: &str, tag: &str) {
+    let at = |name: &str| c(&format!("{canary}/{name}"));
+    let n = |name: &str| format!("{tag}-{name}");
+    let file = at("file.txt");
+    let secret = at("secret");
     // SAFETY (every call below): the paths are NUL-terminated strings that
     // live to the end of this function; `times` is a live array of two.
     let r = unsafe { libc::fchownat(dir, file.as_ptr(), 4242, 4242, libc::AT_SYMLINK_NOFOLLOW) };
-    out.call("moved-chown", i64::from(r));
+    out.call(&n("chown"), i64::from(r));
     let r = unsafe { libc::fchmodat(dir, file.as_ptr(), 0o666, 0) };
-    out.call("moved-chmod", i64::from(r));
+    out.call(&n("chmod"), i64::from(r));
     let times = [libc::timespec {
         tv_sec: 1,
         tv_nsec: 0,
     }; 2];
     let r = unsafe { libc::utimensat(dir, file.as_ptr(), times.as_ptr(), 0) };
-    out.call("moved-utimes", i64::from(r));
+    out.call(&n("utimes"), i64::from(r));
     let r = unsafe { libc::openat(dir, secret.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if let Some(fd) = out.call("moved-read", i64::from(r)) {
+    if let Some(fd) = out.call(&n("read"), i64::from(r)) {
         close(fd);
     }
-    let planted = c("../../canary/planted");
+    let planted = at("planted");
     let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC;
     let r = unsafe { libc::openat(dir, planted.as_ptr(), flags, 0o644 as libc::c_uint) };
-    if let Some(fd) = out.call("moved-create", i64::from(r)) {
+    if let Some(fd) = out.call(&n("create"), i64::from(r)) {
         close(fd);
     }
     let r = unsafe { libc::unlinkat(dir, file.as_ptr(), 0) };
-    out.call("moved-unlink", i64::from(r));
-    let (run, stolen) = (c("../../canary/run.sh"), c("/stolen"));
+    out.call(&n("unlink"), i64::from(r));
+    let (run, stolen) = (at("run.sh"), c("stolen"));
     let r = unsafe {
         libc::syscall(
             libc::SYS_renameat2,
@@ -791,10 +797,10 @@ fn reach_through(out: &mut Results, dir: i32) {
             0,
         )
     };
-    out.call("moved-rename", r);
-    let link = c("/stolen-link");
+    out.call(&n("rename"), r);
+    let link = c("stolen-link");
     let r = unsafe { libc::linkat(dir, secret.as_ptr(), libc::AT_FDCWD, link.as_ptr(), 0) };
-    out.call("moved-link", i64::from(r));
+    out.call(&n("link"), i64::from(r));
     // Access mode 3 (O_WRONLY|O_RDWR): the kernel opens it for neither read
     // nor write, so Landlock asks for no right; the descriptor could then
     // take fchmod, fchown, fsetxattr and futimens.
@@ -805,26 +811,26 @@ fn reach_through(out: &mut Results, dir: i32) {
             libc::O_WRONLY | libc::O_RDWR | libc::O_CLOEXEC,
         )
     };
-    if let Some(fd) = out.call("moved-mode3", i64::from(r)) {
+    if let Some(fd) = out.call(&n("mode3"), i64::from(r)) {
         let r = unsafe { libc::fchmod(fd as i32, 0o666) };
-        out.call("moved-mode3-chmod", i64::from(r));
+        out.call(&n("mode3-chmod"), i64::from(r));
         close(fd);
     }
     // An O_PATH descriptor needs no Landlock right; what it can change:
     let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     let r = unsafe { libc::openat(dir, file.as_ptr(), flags) };
-    if let Some(fd) = out.call("moved-opath", i64::from(r)) {
+    if let Some(fd) = out.call(&n("opath"), i64::from(r)) {
         let (fd, empty) = (fd as i32, c"");
         let r = unsafe { libc::fchownat(fd, empty.as_ptr(), 4242, 4242, libc::AT_EMPTY_PATH) };
-        out.call("moved-opath-chown", i64::from(r));
+        out.call(&n("opath-chown"), i64::from(r));
         let r = unsafe { libc::utimensat(fd, empty.as_ptr(), times.as_ptr(), libc::AT_EMPTY_PATH) };
-        out.call("moved-opath-utimes", i64::from(r));
+        out.call(&n("opath-utimes"), i64::from(r));
         let r = unsafe { libc::fchmod(fd, 0o666) };
-        out.call("moved-opath-chmod", i64::from(r));
+        out.call(&n("opath-chmod"), i64::from(r));
         close(fd.into());
     }
     // Metadata only (no contents): recorded, not a wall on every rung.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::fstatat(dir, secret.as_ptr(), &mut st, 0) };
-    out.call("moved-stat", i64::from(r));
+    out.call(&n("stat"), i64::from(r));
 }

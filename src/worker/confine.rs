@@ -16,9 +16,10 @@
 //! and the worker keeps no `CAP_SYS_CHROOT` and may not call `chroot`).
 //!
 //! On the Landlock rung ([`enter_landlock`]) there is no mount namespace: the
-//! worker `chroot`s into the caller's descriptor of the destination (so no
-//! path names anything outside it, and the capability to leave is dropped
-//! right after) and restricts itself with a Landlock ruleset that handles
+//! worker changes into the caller's descriptor of the destination and, where
+//! it holds `CAP_SYS_CHROOT`, `chroot`s there (so no path names anything
+//! outside it, and the capability to leave is dropped right after), and
+//! restricts itself with a Landlock ruleset that handles
 //! every filesystem right the kernel knows and grants them only beneath the
 //! destination (read rights only for a listing job; never block devices or
 //! device ioctls), plus the signal and abstract-socket scopes from ABI 6.
@@ -49,18 +50,25 @@ fn failed(call: &str, e: Errno) -> ConfineError {
     ConfineError::Failed(format!("{call} failed: {e}"))
 }
 
-/// Makes the destination, given as the caller's descriptor, the root of this
-/// process (both threads share it) and restricts the calling thread, and the
-/// threads it starts afterwards, with Landlock to it. Sets no-new-privs
-/// (Landlock requires it of an unprivileged process).
-pub(crate) fn enter_landlock(dest_fd: OwnedFd, read_only: bool) -> Result<(), ConfineError> {
+/// Makes the destination, given as the caller's descriptor, the working
+/// directory of this process (both threads share it) and, with `chroot`, its
+/// root; restricts the calling thread, and the threads it starts afterwards,
+/// with Landlock to it. Sets no-new-privs (Landlock requires it of an
+/// unprivileged process).
+pub(crate) fn enter_landlock(
+    dest_fd: OwnedFd,
+    read_only: bool,
+    chroot_too: bool,
+) -> Result<(), ConfineError> {
     use landlock::{
         Access, AccessFs, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
         Scope, ABI,
     };
     fchdir(&dest_fd).map_err(|e| failed("fchdir", e))?;
-    chroot(".").map_err(|e| failed("chroot", e))?;
-    chdir("/").map_err(|e| failed("chdir(/)", e))?;
+    if chroot_too {
+        chroot(".").map_err(|e| failed("chroot", e))?;
+        chdir("/").map_err(|e| failed("chdir(/)", e))?;
+    }
     rustix::thread::set_no_new_privs(true).map_err(|e| failed("prctl(PR_SET_NO_NEW_PRIVS)", e))?;
     // Every right this crate knows; the kernel's own subset is handled (best
     // effort), and the rung is refused below if nothing is enforced.

@@ -61,7 +61,11 @@ pub(super) fn run(
         }
     })?;
     let root = open_root().map_err(internal)?;
-    let mut applier = Applier::new(options, mode, root, Resolution::ProcessRoot);
+    let resolution = match mode.chroots() {
+        true => Resolution::ProcessRoot,
+        false => Resolution::Walked,
+    };
+    let mut applier = Applier::new(options, mode, root, resolution);
     let mut sink = |report: WireReport| {
         let mut reporter = reporter.borrow_mut();
         reporter.push(report);
@@ -107,11 +111,12 @@ fn corrupt_rather_than_not_tar(error: WireError, compressed: bool) -> WireError 
     }
 }
 
-/// The worker's `/` (the destination), for the applier.
+/// The destination (the worker's working directory, and on most rungs its
+/// `/`), for the applier.
 fn open_root() -> std::io::Result<OwnedFd> {
     use rustix::fs::{openat, Mode, OFlags, CWD};
     let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    Ok(openat(CWD, "/", flags, Mode::empty())?)
+    Ok(openat(CWD, ".", flags, Mode::empty())?)
 }
 
 /// Directories whose deferred metadata failed, after the reports.

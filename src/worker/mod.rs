@@ -117,7 +117,7 @@ fn prepare(
     let read_only = header.options.list_only;
     let entered = match namespaces {
         true => confine::enter(&header.dest, dest_fd, read_only),
-        false => confine::enter_landlock(dest_fd, read_only),
+        false => confine::enter_landlock(dest_fd, read_only, mode.chroots()),
     };
     entered.map_err(|e| {
         Some(match e {

@@ -67,18 +67,7 @@ pub(crate) fn shed(options: &Options, devices: bool) -> Result<(), String> {
         .map_err(|e| fail("capget", e))?
         .permitted;
     let keep = needed_capabilities(options, devices) & held;
-    for bit in 0..64 {
-        let cap = CapabilitySet::from_bits_retain(1 << bit);
-        if keep.contains(cap) {
-            continue;
-        }
-        match remove_capability_from_bounding_set(cap) {
-            Ok(()) => {}
-            // Past the kernel's last capability.
-            Err(rustix::io::Errno::INVAL) => break,
-            Err(e) => return Err(fail("dropping a capability from the bounding set", e)),
-        }
-    }
+    shrink_bounding_set(keep)?;
     clear_ambient_capability_set().map_err(|e| fail("clearing the ambient capabilities", e))?;
     let sets = CapabilitySets {
         effective: keep,
@@ -142,14 +131,7 @@ fn set_cpu_limit(seconds: u64) -> Result<(), String> {
 /// applier's own set is [`shed`]'s business.
 pub(crate) fn shed_thread() -> Result<(), String> {
     let fail = |what: &str, e: rustix::io::Errno| format!("{what} failed: {e}");
-    for bit in 0..64 {
-        match remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << bit)) {
-            Ok(()) => {}
-            // Past the kernel's last capability.
-            Err(rustix::io::Errno::INVAL) => break,
-            Err(e) => return Err(fail("dropping a capability from the bounding set", e)),
-        }
-    }
+    shrink_bounding_set(CapabilitySet::empty())?;
     clear_ambient_capability_set().map_err(|e| fail("clearing the ambient capabilities", e))?;
     let none = CapabilitySets {
         effective: CapabilitySet::empty(),
@@ -158,5 +140,35 @@ pub(crate) fn shed_thread() -> Result<(), String> {
     };
     set_capabilities(None, none).map_err(|e| fail("capset", e))?;
     set_no_new_privs(true).map_err(|e| fail("prctl(PR_SET_NO_NEW_PRIVS)", e))?;
+    Ok(())
+}
+
+/// Drops every capability but `keep` from the bounding set. A thread without
+/// `CAP_SETPCAP` (an ordinary user on the Landlock rung) may not, and need
+/// not: the bounding set only limits what an `execve` could gain, and
+/// no-new-privs and the seccomp filter (no `execve`) rule that out already.
+fn shrink_bounding_set(keep: CapabilitySet) -> Result<(), String> {
+    let effective = rustix::thread::capabilities(None)
+        .map_err(|e| format!("capget failed: {e}"))?
+        .effective;
+    if !effective.contains(CapabilitySet::SETPCAP) {
+        return Ok(());
+    }
+    for bit in 0..64 {
+        let cap = CapabilitySet::from_bits_retain(1 << bit);
+        if keep.contains(cap) {
+            continue;
+        }
+        match remove_capability_from_bounding_set(cap) {
+            Ok(()) => {}
+            // Past the kernel's last capability.
+            Err(rustix::io::Errno::INVAL) => break,
+            Err(e) => {
+                return Err(format!(
+                    "dropping a capability from the bounding set failed: {e}"
+                ))
+            }
+        }
+    }
     Ok(())
 }

@@ -80,8 +80,8 @@ pub(crate) enum Naming {
     /// By any path: the mount's boundary stops every walk at the root, even
     /// `..` of a directory a racing process moved out (the namespace rung).
     Paths,
-    /// By descriptor only (`utimensat` with a NULL path; no `fchownat`): on the
-    /// Landlock rung, `..` of a directory moved out of the destination leads
+    /// By descriptor only (`utimensat` with a NULL path; no `fchownat`), and
+    /// `readlinkat` for walking names without `chroot`: on the Landlock rung, `..` of a directory moved out of the destination leads
     /// past the `chroot`, and Landlock does not govern owners and times.
     /// (`AT_EMPTY_PATH` would not do: the filter cannot read the path, and an
     /// `O_PATH` descriptor of an outside file needs no Landlock right.)
@@ -159,11 +159,15 @@ fn checked(
             calls.push((libc::SYS_fchownat, Leaf::Allow));
             calls.push((libc::SYS_utimensat, Leaf::Allow));
         }
-        // `futimens`: the whole pointer NULL, both halves.
-        Naming::Descriptors => calls.push((
-            libc::SYS_utimensat,
-            Leaf::Any(vec![vec![Eq(1, 0), High(1, 0)]]),
-        )),
+        Naming::Descriptors => {
+            // `futimens`: the whole pointer NULL, both halves.
+            calls.push((
+                libc::SYS_utimensat,
+                Leaf::Any(vec![vec![Eq(1, 0), High(1, 0)]]),
+            ));
+            // Names are walked in user space where there is no `chroot`.
+            calls.push((libc::SYS_readlinkat, Leaf::Allow));
+        }
     }
     calls
 }

@@ -176,32 +176,59 @@ pub fn landlock_rung() -> bool {
     }
 }
 
-/// `Sandbox::new()`, or on the Landlock rung as root under
-/// `SANDTAR_TEST_RUNG=landlock` (an ordinary user cannot have that rung, and
-/// gets the namespaces).
+/// `Sandbox::new()`, or on the Landlock rung under `SANDTAR_TEST_RUNG=landlock`.
 pub async fn new_sandbox() -> Sandbox {
-    match landlock_rung() && is_root() {
+    match landlock_rung() {
         true => landlock_sandbox().await,
         false => Sandbox::new().await.expect("Sandbox::new"),
     }
 }
 
-/// Starts a sandbox on the Landlock rung only, as root.
+/// Starts a sandbox on the Landlock rung only: with `chroot` as root, without
+/// it as an ordinary user (who has no `CAP_SYS_CHROOT`).
 async fn landlock_sandbox() -> Sandbox {
     let sandbox = Sandbox::builder()
         .only_rung(sandtar::Rung::Landlock)
         .build()
         .await
         .expect("a sandbox on the Landlock rung");
-    assert_eq!(sandbox.mode().rung(), sandtar::Rung::Landlock);
+    match sandbox.mode() {
+        SandboxMode::Landlock { uid, chroot, .. } => {
+            assert_eq!(uid, euid());
+            assert_eq!(
+                chroot,
+                holds_cap_sys_chroot(),
+                "chroot exactly where CAP_SYS_CHROOT is held"
+            );
+        }
+        other => panic!("expected the Landlock rung, got {other:?}"),
+    }
     sandbox
+}
+
+/// Whether this process's effective capabilities include `CAP_SYS_CHROOT`
+/// (root has it unless the bounding set was cut, as `.ci/run` does with
+/// `setpriv --bounding-set -sys_chroot` to test the rung without `chroot`).
+pub fn holds_cap_sys_chroot() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .expect("CapEff in /proc/self/status");
+    let bits = u64::from_str_radix(eff.trim(), 16).unwrap();
+    bits & (1 << 18) != 0
+}
+
+/// Whether `sandbox`'s workers hold no capability at all: an ordinary user on
+/// the Landlock rung (no user namespace makes them root anywhere).
+pub fn has_no_capabilities(sandbox: &Sandbox) -> bool {
+    matches!(sandbox.mode(), SandboxMode::Landlock { uid, .. } if uid != 0)
 }
 
 /// Starts a sandbox and, if this process is root, checks that it is privileged
 /// (on the Landlock rung under `SANDTAR_TEST_RUNG=landlock`).
 pub async fn sandbox() -> Sandbox {
     if landlock_rung() {
-        assert!(is_root(), "the Landlock rung needs CAP_SYS_CHROOT");
         return landlock_sandbox().await;
     }
     let sandbox = Sandbox::new().await.expect("Sandbox::new");
@@ -213,23 +240,13 @@ pub async fn sandbox() -> Sandbox {
     sandbox
 }
 
-/// The unprivileged sandbox of a `nobody` case, or `None` on the Landlock
-/// rung, where an ordinary user (without `CAP_SYS_CHROOT`) must be refused
-/// with the reason named: checked here, and the case has nothing more to run.
-pub async fn unprivileged_sandbox_for_rung() -> Option<Sandbox> {
-    if !landlock_rung() {
-        return Some(unprivileged_sandbox().await);
-    }
-    let built = Sandbox::builder()
-        .only_rung(sandtar::Rung::Landlock)
-        .build()
-        .await;
-    match built {
-        Err(Error::ConfinementUnavailable { reason }) => {
-            assert!(reason.contains("CAP_SYS_CHROOT"), "{reason}");
-            None
-        }
-        other => panic!("an ordinary user got {other:?} on the Landlock rung"),
+/// The unprivileged sandbox of a `nobody` case: a user namespace, or under
+/// `SANDTAR_TEST_RUNG=landlock` the Landlock rung without `chroot`.
+pub async fn unprivileged_sandbox_for_rung() -> Sandbox {
+    assert!(!is_root(), "this scenario must run unprivileged");
+    match landlock_rung() {
+        true => landlock_sandbox().await,
+        false => unprivileged_sandbox().await,
     }
 }
 
@@ -614,7 +631,7 @@ fn names_in(dir: &Path) -> BTreeSet<OsString> {
 ///   the suite runs as root, as CI does);
 /// * `NAME::as_nobody`: re-runs `NAME::nobody_inner` as `nobody`;
 /// * `NAME::nobody_inner` (ignored): the scenario with a sandbox that must be
-///   in user-namespace mode.
+///   unprivileged (a user namespace, or the Landlock rung without `chroot`).
 ///
 /// `NAME [root: ignore = "..."]` or `NAME [nobody: ignore = "..."]` adds an
 /// attribute to one of the two variants (for known bugs).
@@ -646,9 +663,7 @@ macro_rules! root_and_nobody {
                 if !$crate::common::inner_should_run() {
                     return;
                 }
-                let Some(sandbox) = $crate::common::unprivileged_sandbox_for_rung().await else {
-                    return;
-                };
+                let sandbox = $crate::common::unprivileged_sandbox_for_rung().await;
                 super::$name(sandbox).await;
             }
         }

@@ -2,15 +2,18 @@
 //! an entry is written, skipped or rejected is [`policy`]'s decision (the same
 //! for listing); image layers' whiteouts are in [`layer`]; this module writes.
 //!
-//! After `pivot_root` the process's `/` *is* the destination, so the kernel keeps
-//! every path, symlink and `..` inside it; no user-space path resolution is needed
-//! for safety. What remains is a lexical policy that keeps results predictable
+//! After `pivot_root` or `chroot` the process's `/` *is* the destination, so the
+//! kernel keeps every path, symlink and `..` inside it; where the worker has no
+//! root of its own (the Landlock rung without `CAP_SYS_CHROOT`) names are walked
+//! below the destination's descriptor ([`resolve`]), and Landlock is the wall.
+//! What remains is a lexical policy that keeps results predictable
 //! (see [`normalize`]) and a careful order of system calls: create with
 //! `O_CREAT|O_EXCL|O_NOFOLLOW`, never write through an existing symlink (replace
 //! it), keep the last parent directory open, defer directory modes and times.
 
 pub(crate) mod layer;
 pub(crate) mod policy;
+mod resolve;
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -83,14 +86,15 @@ struct DirFixup {
 /// How paths below the root are opened.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Resolution {
-    /// With `openat`: the root is the process's root (the confined worker), so
-    /// the kernel keeps every symlink and `..` inside it. The only choice under
-    /// the worker's seccomp filter, which refuses `openat2` (its mode argument
-    /// is behind a pointer no filter can check).
+    /// With `openat`: the root is the process's root (`pivot_root` or
+    /// `chroot`), so the kernel keeps every symlink and `..` inside it.
     ProcessRoot,
-    /// With `openat2(RESOLVE_IN_ROOT)`: the root is any directory (the fuzzing
-    /// harness, unconfined).
-    InRoot,
+    /// Walked in user space ([`resolve::open_in_root`]): the root is any
+    /// directory (the Landlock rung without `chroot`, the fuzzing harness).
+    /// `openat2(RESOLVE_IN_ROOT)` would do it in one call, but the worker's
+    /// seccomp filter refuses `openat2`: its mode is behind a pointer no
+    /// filter can check.
+    Walked,
 }
 
 /// Applies entries to the tree rooted at `/`.
@@ -670,24 +674,9 @@ impl Applier {
     /// Opens `path` below the root; every symlink and `..` on the way resolves as
     /// if the root were `/` (see [`Resolution`]).
     fn resolve(&self, path: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
-        if self.resolution == Resolution::ProcessRoot {
-            return openat(&*self.root, cpath(path), flags, Mode::empty());
-        }
-        let mut attempts = 0;
-        loop {
-            let result = rustix::fs::openat2(
-                &*self.root,
-                cpath(path),
-                flags,
-                Mode::empty(),
-                rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS,
-            );
-            match result {
-                // A rename anywhere on the system raced with a `..` step: the
-                // kernel asks to try again.
-                Err(Errno::AGAIN) if attempts < 1000 => attempts += 1,
-                other => return other,
-            }
+        match self.resolution {
+            Resolution::ProcessRoot => openat(&*self.root, cpath(path), flags, Mode::empty()),
+            Resolution::Walked => resolve::open_in_root(&self.root, path, flags),
         }
     }
 
