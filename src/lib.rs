@@ -173,7 +173,7 @@
 //! | [`Error::InvalidOption`] | an option's value cannot be used (a digest that is not a SHA-256 digest) | fix the option; nothing was started |
 //! | [`Error::Write`] | the filesystem is full, read-only, or failing | free space, then retry |
 //! | [`Error::WorkerDied`], [`Error::Protocol`], [`Error::Worker`] | the worker crashed or misbehaved | a bug or a hostile archive; the worker is gone and your process is unharmed; please report it |
-//! | [`Error::Io`] | talking to the worker failed locally | usually descriptor limits |
+//! | [`Error::Io`] | talking to the worker failed locally | descriptor limits (`ulimit -n`), or the runtime the call runs on is shutting down |
 //!
 //! # Image layers
 //!

@@ -32,7 +32,7 @@ use tokio::net::UnixStream;
 use crate::caller::child::{Exit, Worker};
 use crate::caller::frames::{self, Frames};
 use crate::caller::overlay::OpaqueMarks;
-use crate::caller::pool::Warm;
+use crate::caller::pool::Confined;
 use crate::caller::pump::Pump;
 use crate::error::{DigestKind, Error, Result};
 use crate::mode::Rung;
@@ -168,7 +168,7 @@ impl<R> Job<R> {
     /// A job driving `warm`'s worker, which is confined and waits for bytes.
     pub(crate) fn new(
         reader: R,
-        warm: Warm,
+        warm: Confined,
         started: Instant,
         span: tracing::Span,
         expected: Expected,
@@ -659,7 +659,7 @@ mod tests {
         let stand_in = Command::new("sleep").arg("60").spawn().unwrap();
         let pid = rustix::process::Pid::from_raw(stand_in.id() as i32).unwrap();
         let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
-        let warm = Warm {
+        let warm = Confined {
             worker: Worker::new(stand_in.id(), pidfd, Lineage::default()),
             socket: UnixStream::from_std(ours).unwrap(),
         };

@@ -33,8 +33,18 @@ use crate::error::{Error, Result};
 use crate::mode::Rungs;
 use crate::mode::SandboxMode;
 
-/// A worker that said it is warm, with its socket ready for a job.
+/// A worker that said it is warm, with its socket ready for a job. The
+/// socket is not registered with any runtime: a spare may serve a job on
+/// another runtime than the one that received it.
 pub(crate) struct Warm {
+    pub worker: Worker,
+    /// Non-blocking.
+    pub socket: std::os::unix::net::UnixStream,
+}
+
+/// A worker confined to its job's destination, its socket registered with the
+/// job's runtime.
+pub(crate) struct Confined {
     pub worker: Worker,
     pub socket: tokio::net::UnixStream,
 }

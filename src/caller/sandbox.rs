@@ -18,6 +18,12 @@ use crate::report::Summary;
 /// A source of confined workers: start one per process (or per service) and
 /// share it; it is cheap to clone.
 ///
+/// A sandbox is tied to no runtime: it may be created on one tokio runtime
+/// and used from any other, also after the first one has shut down (a
+/// `static` sandbox shared by `#[tokio::test]`s, each on its own runtime, or
+/// a synchronous wrapper that builds a runtime per call). Each call registers
+/// the sockets it uses with the runtime it runs on, for as long as it runs.
+///
 /// ```no_run
 /// # async fn demo() -> sandtar::Result<()> {
 /// let sandbox = sandtar::Sandbox::new().await?;

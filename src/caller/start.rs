@@ -22,7 +22,7 @@ use crate::caller::frames::{self, Frames};
 use crate::caller::job::{Expected, Job};
 use crate::caller::mounts;
 use crate::caller::overlay::OpaqueMarks;
-use crate::caller::pool::{Pool, Warm};
+use crate::caller::pool::{Confined, Pool, Warm};
 use crate::caller::zygote_conn::Arrival;
 use crate::error::{Error, Result};
 use crate::options::{Options, WhiteoutFormat};
@@ -50,16 +50,16 @@ pub(crate) async fn start<R: AsyncRead + Unpin>(
     );
     let result = confined_worker(pool, dest, options, &span).await;
     match result {
-        Ok((warm, dir)) => {
+        Ok((confined, dir)) => {
             // As real root, the overlay format's opaque marks are the caller's.
             let opaque = (options.whiteouts == Some(WhiteoutFormat::Overlay)
                 && pool.mode().is_privileged())
             .then(|| OpaqueMarks::new(dir));
-            span.record("worker_pid", warm.worker.pid);
+            span.record("worker_pid", confined.worker.pid);
             tracing::debug!(parent: &span, compression = options.compression.name(), "worker confined");
             let rung = pool.mode().rung();
             Ok(Job::new(
-                reader, warm, started, span, expected, opaque, rung,
+                reader, confined, started, span, expected, opaque, rung,
             ))
         }
         Err(e) => {
@@ -75,7 +75,7 @@ async fn confined_worker(
     dest: &Path,
     options: &Options,
     span: &tracing::Span,
-) -> Result<(Warm, File)> {
+) -> Result<(Confined, File)> {
     let (dir, canonical) = open_destination(dest)?;
     let mut header = JobHeader {
         dest: canonical.as_os_str().as_bytes().to_vec(),
@@ -161,7 +161,7 @@ async fn expect_warm(arrival: Arrival) -> Result<Warm> {
 
 /// A worker that died or broke the protocol before its job retires its
 /// zygote (see [`Pool`]'s recycling).
-fn judge(result: Result<Warm>, lineage: &Lineage) -> Result<Warm> {
+fn judge<T>(result: Result<T>, lineage: &Lineage) -> Result<T> {
     if let Err(e @ (Error::WorkerDied { .. } | Error::Protocol(_))) = &result {
         tracing::warn!(error = %e, "a sandtar worker ended abnormally before its job; its zygote will be replaced");
         lineage.retire();
@@ -177,7 +177,13 @@ async fn read_warm(arrival: Arrival) -> Result<Warm> {
         .map_err(|e| Error::io("worker socket", e))?;
     let mut socket = UnixStream::from_std(std_socket).map_err(|e| Error::io("worker socket", e))?;
     match Frames::new().next(&mut socket).await? {
-        Some(WorkerMsg::Warm) => Ok(Warm { worker, socket }),
+        // Unregistered again (and still non-blocking), for any runtime.
+        Some(WorkerMsg::Warm) => Ok(Warm {
+            worker,
+            socket: socket
+                .into_std()
+                .map_err(|e| Error::io("worker socket", e))?,
+        }),
         Some(WorkerMsg::Failed(error @ WireError::Confinement(_))) => Err(error.into()),
         Some(other) => Err(Error::Protocol(format!(
             "expected Warm, got {}",
@@ -189,31 +195,37 @@ async fn read_warm(arrival: Arrival) -> Result<Warm> {
 
 /// Sends the job header with the destination's descriptor and waits until the
 /// worker is confined to `dest`.
-async fn confine(warm: Warm, header: &JobHeader, dir: &File, dest: &Path) -> Result<Warm> {
+async fn confine(warm: Warm, header: &JobHeader, dir: &File, dest: &Path) -> Result<Confined> {
     let lineage = warm.worker.lineage.clone();
     judge(send_job(warm, header, dir, dest).await, &lineage)
 }
 
-async fn send_job(mut warm: Warm, header: &JobHeader, dir: &File, dest: &Path) -> Result<Warm> {
+async fn send_job(warm: Warm, header: &JobHeader, dir: &File, dest: &Path) -> Result<Confined> {
     let mut message = HEADER_MAGIC.to_vec();
     message.extend_from_slice(&encode_frame(header));
-    let sent = warm
+    // Registered with this job's runtime, whichever received the worker.
+    let mut confined = Confined {
+        socket: UnixStream::from_std(warm.socket).map_err(|e| Error::io("worker socket", e))?,
+        worker: warm.worker,
+    };
+    let sent = confined
         .socket
         .async_io(Interest::WRITABLE, || {
-            sys::send_with_fds(warm.socket.as_fd(), &message, &[dir.as_fd()])
+            sys::send_with_fds(confined.socket.as_fd(), &message, &[dir.as_fd()])
         })
         .await
         .map_err(|e| Error::io("sending the job", e))?;
-    warm.socket
+    confined
+        .socket
         .write_all(&message[sent..])
         .await
         .map_err(|e| Error::io("sending the job", e))?;
     let mut frames = Frames::new();
-    match frames.next(&mut warm.socket).await? {
-        Some(WorkerMsg::Confined) if frames.is_empty() => Ok(warm),
+    match frames.next(&mut confined.socket).await? {
+        Some(WorkerMsg::Confined) if frames.is_empty() => Ok(confined),
         // Confined, then failed at once (before the first archive byte): the
         // failure is the answer. Anything else this early is out of place.
-        Some(WorkerMsg::Confined) => match frames.next(&mut warm.socket).await? {
+        Some(WorkerMsg::Confined) => match frames.next(&mut confined.socket).await? {
             Some(WorkerMsg::Failed(error)) => Err(error.into()),
             _ => Err(Error::Protocol("a frame right after Confined".into())),
         },
@@ -225,7 +237,7 @@ async fn send_job(mut warm: Warm, header: &JobHeader, dir: &File, dest: &Path) -
             "expected Confined, got {}",
             frames::name(&other)
         ))),
-        None => Err(died(warm.worker).await),
+        None => Err(died(confined.worker).await),
     }
 }
 

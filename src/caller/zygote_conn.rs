@@ -44,9 +44,14 @@ pub(crate) struct Arrival {
 }
 
 /// A running zygote and its control socket.
+///
+/// The socket is registered with the calling task's runtime for each call
+/// only (a duplicate of it, dropped at the end), not once for good: a sandbox
+/// outlives the runtime that created it and serves any other (one per
+/// `#[tokio::test]`, one per call of a synchronous wrapper).
 #[derive(Debug)]
 pub(crate) struct ZygoteConn {
-    control: Option<AsyncFd<OwnedFd>>,
+    control: Option<OwnedFd>,
     child: Option<Child>,
     /// Workers requested so far (the next requested one's birth number).
     requested: u64,
@@ -65,11 +70,6 @@ impl ZygoteConn {
         rungs: Rungs,
     ) -> Result<(ZygoteConn, SandboxMode)> {
         let (control, child) = spawn(rungs).await?;
-        let control = sys::async_fd(
-            control,
-            tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE,
-        )
-        .map_err(|e| Error::zygote("registering the control socket", e))?;
         let mut conn = ZygoteConn {
             control: Some(control),
             child: Some(child),
@@ -98,15 +98,16 @@ impl ZygoteConn {
     /// Waits for the zygote's hello; first writes the id maps of its user
     /// namespace if it entered one.
     async fn hello(&mut self, subids: SubordinateIds) -> Result<SandboxMode> {
+        let control = self.register()?;
         loop {
-            match self.recv().await? {
+            match recv(&control).await? {
                 (ZygoteMsg::Hello(mode), _) => return Ok(mode),
                 (ZygoteMsg::Fatal(reason), _) => {
                     return Err(Error::ConfinementUnavailable { reason })
                 }
                 (ZygoteMsg::Unshared, _) => {
                     let mapping = self.map_ids(subids).await?;
-                    self.send(&ZygoteRequest::MapIds(mapping)).await?;
+                    send(&control, &ZygoteRequest::MapIds(mapping)).await?;
                 }
                 (other, _) => {
                     return Err(Error::Protocol(format!(
@@ -150,40 +151,28 @@ impl ZygoteConn {
         }
     }
 
-    fn control(&self) -> &AsyncFd<OwnedFd> {
-        self.control
+    /// The control socket, registered with the calling task's runtime until
+    /// the returned value is dropped.
+    fn register(&self) -> Result<AsyncFd<OwnedFd>> {
+        let control = self
+            .control
             .as_ref()
-            .expect("control socket present until drop")
-    }
-
-    /// Receives one message (and its descriptors) from the zygote; an error
-    /// ([`zygote_gone`]) when the zygote has exited.
-    async fn recv(&self) -> Result<(ZygoteMsg, Vec<OwnedFd>)> {
-        let mut buf = [0u8; MAX_CONTROL_MESSAGE];
-        loop {
-            let mut guard = self
-                .control()
-                .readable()
-                .await
-                .map_err(|e| Error::io("zygote socket", e))?;
-            match guard.try_io(|fd| sys::recv_with_fds(fd.get_ref().as_fd(), &mut buf)) {
-                Ok(Ok((0, _))) => return Err(zygote_gone()),
-                Ok(Ok((n, fds))) => {
-                    let msg = decode::<ZygoteMsg>(&buf[..n]).map_err(Error::Protocol)?;
-                    return Ok((msg, fds));
-                }
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                    return Err(zygote_gone())
-                }
-                Ok(Err(e)) => return Err(Error::io("zygote socket", e)),
-                Err(_would_block) => continue,
-            }
-        }
+            .expect("control socket present until drop");
+        let interest = tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE;
+        control
+            .try_clone()
+            .and_then(|fd| sys::async_fd(fd, interest))
+            .map_err(|e| Error::zygote("registering the control socket", e))
     }
 
     /// Asks the zygote for `count` more workers.
     pub(crate) async fn request(&mut self, count: u32) -> Result<()> {
-        self.send(&ZygoteRequest::Spawn(count)).await?;
+        let control = self.register()?;
+        self.request_on(&control, count).await
+    }
+
+    async fn request_on(&mut self, control: &AsyncFd<OwnedFd>, count: u32) -> Result<()> {
+        send(control, &ZygoteRequest::Spawn(count)).await?;
         self.requested += u64::from(count);
         Ok(())
     }
@@ -208,33 +197,14 @@ impl ZygoteConn {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Sends one request to the zygote.
-    async fn send(&self, request: &ZygoteRequest) -> Result<()> {
-        let msg = encode_message(request);
-        loop {
-            let mut guard = self
-                .control()
-                .writable()
-                .await
-                .map_err(|e| Error::io("zygote socket", e))?;
-            match guard.try_io(|fd| sys::send_with_fds(fd.get_ref().as_fd(), &msg, &[])) {
-                Ok(Ok(_)) => return Ok(()),
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                    return Err(zygote_gone())
-                }
-                Ok(Err(e)) => return Err(Error::io("zygote socket", e)),
-                Err(_would_block) => continue,
-            }
-        }
-    }
-
     /// Receives the next worker the zygote forked, and orders a replacement.
     pub(crate) async fn take_worker(&mut self) -> Result<Arrival> {
-        let (msg, fds) = self.recv().await?;
+        let control = self.register()?;
+        let (msg, fds) = recv(&control).await?;
         let (worker, socket) = match worker_of(msg, fds, &self.lineage) {
             Ok(arrived) => arrived,
             Err(ZygoteMsg::SpawnFailed(reason)) => {
-                self.request(1).await?;
+                self.request_on(&control, 1).await?;
                 return Err(Error::ConfinementUnavailable { reason });
             }
             Err(other) => {
@@ -245,12 +215,53 @@ impl ZygoteConn {
         };
         let seq = self.received;
         self.received += 1;
-        self.request(1).await?;
+        self.request_on(&control, 1).await?;
         Ok(Arrival {
             worker,
             socket,
             seq,
         })
+    }
+}
+
+/// Receives one message (and its descriptors) from the zygote; an error
+/// ([`zygote_gone`]) when the zygote has exited.
+async fn recv(control: &AsyncFd<OwnedFd>) -> Result<(ZygoteMsg, Vec<OwnedFd>)> {
+    let mut buf = [0u8; MAX_CONTROL_MESSAGE];
+    loop {
+        let mut guard = control
+            .readable()
+            .await
+            .map_err(|e| Error::io("zygote socket", e))?;
+        match guard.try_io(|fd| sys::recv_with_fds(fd.get_ref().as_fd(), &mut buf)) {
+            Ok(Ok((0, _))) => return Err(zygote_gone()),
+            Ok(Ok((n, fds))) => {
+                let msg = decode::<ZygoteMsg>(&buf[..n]).map_err(Error::Protocol)?;
+                return Ok((msg, fds));
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Err(zygote_gone())
+            }
+            Ok(Err(e)) => return Err(Error::io("zygote socket", e)),
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+/// Sends one request to the zygote.
+async fn send(control: &AsyncFd<OwnedFd>, request: &ZygoteRequest) -> Result<()> {
+    let msg = encode_message(request);
+    loop {
+        let mut guard = control
+            .writable()
+            .await
+            .map_err(|e| Error::io("zygote socket", e))?;
+        match guard.try_io(|fd| sys::send_with_fds(fd.get_ref().as_fd(), &msg, &[])) {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => return Err(zygote_gone()),
+            Ok(Err(e)) => return Err(Error::io("zygote socket", e)),
+            Err(_would_block) => continue,
+        }
     }
 }
 
@@ -357,7 +368,7 @@ impl Drop for ZygoteConn {
         // Shut down off the caller's thread: tell the zygote to stop (end of its
         // input), collect every worker it already forked (they are our children),
         // kill and reap them, then reap the zygote.
-        let control = self.control.take().map(|c| c.into_inner());
+        let control = self.control.take();
         let zygote = self.child.take();
         reap_in_background(Reap::Task(Box::new(move || {
             if let Some(control) = control {
