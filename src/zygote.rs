@@ -14,10 +14,11 @@
 //! `cargo test` binaries, with no code in their `main`.
 //!
 //! The zygote picks the strongest rung of the confinement ladder it may use:
-//! as root with `CAP_SYS_ADMIN`, namespaces directly; otherwise it first tries
-//! a user namespace in a short-lived child (a restriction may let `unshare`
-//! succeed and refuse the id maps), and enters one only if that worked; failing
-//! that, the Landlock rung. Then it forks a warm worker for each credit the
+//! it first tries the namespace rung in a short-lived child (a user namespace
+//! and its id map unless root with `CAP_SYS_ADMIN`, then a mount namespace and
+//! a slave mount: a restriction may let `unshare` succeed and refuse the id
+//! maps, an AppArmor profile may refuse every mount), and enters it only if
+//! that worked; failing that, the Landlock rung. Then it forks a warm worker for each credit the
 //! driver sends. Workers are forked with
 //! `CLONE_PARENT`: they are children of the caller, who waits for them through the
 //! pidfd the zygote passes along.
@@ -129,10 +130,11 @@ fn enter_mode(
     let mut reasons = Vec::new();
     if rungs.namespaces {
         let facts = crate::host::Facts::read();
-        let probed = match facts.has_cap_sys_admin() {
-            true => Ok(()),
-            false => sys::probe_user_namespace(single, rustix::process::getuid().as_raw()),
+        let user = match facts.has_cap_sys_admin() {
+            true => None,
+            false => Some(rustix::process::getuid().as_raw()),
         };
+        let probed = sys::probe_namespaces(single, user);
         match probed {
             Ok(()) => return enter_namespaces(control, single, &facts),
             Err(e) => reasons.push(format!("namespaces: {e}{}", blockers())),

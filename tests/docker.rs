@@ -313,6 +313,25 @@ fn cap_sys_admin_gets_the_namespace_rung() {
     }
 }
 
+/// `CAP_SYS_ADMIN` but no mounts (what Docker's AppArmor profile,
+/// `deny mount`, does to a container given the capability, emulated with a
+/// seccomp profile that refuses `mount`): the namespace rung's probe fails on
+/// the slave mount and the zygote takes the Landlock rung, instead of
+/// failing every job in the worker.
+#[test]
+fn cap_sys_admin_without_mounts_gets_the_landlock_rung() {
+    if !docker_here() {
+        return;
+    }
+    let profile = tempfile::NamedTempFile::new().unwrap();
+    let refuse = r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mount"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#;
+    std::fs::write(profile.path(), refuse).unwrap();
+    let seccomp = format!("seccomp={}", profile.path().display());
+    let args = ["--cap-add", "SYS_ADMIN", "--security-opt", &seccomp];
+    extracted_on(&args, "landlock", "landlock");
+}
+
 #[test]
 fn unconfined_seccomp_gets_the_namespace_rung() {
     if docker_here() {

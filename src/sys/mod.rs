@@ -24,7 +24,7 @@ pub(crate) mod users;
 
 pub(crate) use process::{
     clone_worker, exit_now, exit_on_cpu_time_limit, ignore_write_signals, landlock_abi,
-    probe_user_namespace, unshare_user_namespace, Forked, WorkerStart, EXIT_CPU_TIME,
+    probe_namespaces, unshare_user_namespace, Forked, WorkerStart, EXIT_CPU_TIME,
 };
 pub(crate) use socket::{async_fd, recv_with_fds, send_with_fds};
 pub(crate) use startup::SingleThreaded;

@@ -166,34 +166,57 @@ pub(crate) fn unshare_user_namespace(single: &SingleThreaded) -> io::Result<()> 
     Ok(())
 }
 
-/// Tries, in a short-lived child, what entering a user namespace takes here:
-/// `unshare(CLONE_NEWUSER)`, then mapping `uid` to 0. Ubuntu 24.04's AppArmor
-/// restriction lets the first succeed and refuses the second, which would
-/// leave the zygote in a namespace of no use; a child can fail where the
-/// zygote cannot afford to. `Err` says which step failed and why.
-pub(crate) fn probe_user_namespace(single: &SingleThreaded, uid: u32) -> Result<(), String> {
+/// Tries, in a short-lived child, what the namespace rung takes here: with
+/// `user` (an ordinary user's uid), `unshare(CLONE_NEWUSER)` and mapping that
+/// uid to 0; then `unshare(CLONE_NEWNS)` and making `/` a recursive slave
+/// mount, as each worker will. Ubuntu 24.04's AppArmor restriction lets the
+/// first `unshare` succeed and refuses the map; Docker's AppArmor profile
+/// (`deny mount`) lets a container given `CAP_SYS_ADMIN` unshare and refuses
+/// the mount. A child can fail where the zygote cannot afford to. `Err` says
+/// which step failed and why.
+pub(crate) fn probe_namespaces(single: &SingleThreaded, user: Option<u32>) -> Result<(), String> {
     let _ = single;
-    let map = format!("0 {uid} 1\n");
+    let map = format!("0 {} 1\n", user.unwrap_or(0));
     let path = c"/proc/self/uid_map";
+    let root = c"/";
     // SAFETY: fork in a single-threaded process (`single`); the child makes
-    // only async-signal-safe calls (unshare, open, write, _exit) on data
-    // prepared before the fork.
+    // only async-signal-safe calls (unshare, open, write, mount, _exit) on
+    // data prepared before the fork.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
+        // Exit code: the failed step times 64, plus its errno (63 if larger).
+        let failed = |step: i32| {
+            // SAFETY: reads this thread's errno.
+            let errno = unsafe { *libc::__errno_location() };
+            exit_now(step * 64 + errno.min(63))
+        };
         // SAFETY: as above; the buffers outlive the calls.
-        let code = unsafe {
-            if libc::unshare(libc::CLONE_NEWUSER) != 0 {
-                *libc::__errno_location()
-            } else {
+        unsafe {
+            if user.is_some() {
+                if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                    failed(0);
+                }
                 let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
                 if fd < 0 || libc::write(fd, map.as_ptr().cast(), map.len()) < 0 {
-                    100 + *libc::__errno_location()
-                } else {
-                    0
+                    failed(1);
                 }
             }
-        };
-        exit_now(code.min(255));
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                failed(2);
+            }
+            let flags = libc::MS_REC | libc::MS_SLAVE;
+            if libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                flags,
+                std::ptr::null(),
+            ) != 0
+            {
+                failed(3);
+            }
+        }
+        exit_now(0);
     }
     if pid < 0 {
         return Err(format!("fork failed: {}", io::Error::last_os_error()));
@@ -202,16 +225,26 @@ pub(crate) fn probe_user_namespace(single: &SingleThreaded, uid: u32) -> Result<
     let status = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
         .map_err(|e| format!("waiting for the probe failed: {e}"))?
         .and_then(|(_, status)| status.exit_status());
-    let errno = |code: i32| io::Error::from_raw_os_error(code);
-    match status {
-        Some(0) => Ok(()),
-        Some(code) if code >= 100 => Err(format!(
-            "writing uid_map in a new user namespace failed: {}",
-            errno(code - 100)
-        )),
-        Some(code) => Err(format!("unshare(CLONE_NEWUSER) failed: {}", errno(code))),
-        None => Err("the user-namespace probe died".into()),
+    let Some(code) = status else {
+        return Err("the namespace probe died".into());
+    };
+    if code == 0 {
+        return Ok(());
     }
+    let step = [
+        "unshare(CLONE_NEWUSER)",
+        "writing uid_map in a new user namespace",
+        "unshare(CLONE_NEWNS)",
+        "making / a recursive slave mount in a new mount namespace",
+    ];
+    let errno = match code % 64 {
+        63 => "an error".to_string(),
+        e => io::Error::from_raw_os_error(e).to_string(),
+    };
+    Err(format!(
+        "{} failed: {errno}",
+        step[(code / 64).min(3) as usize]
+    ))
 }
 
 /// Ends the process at once, without running destructors or `atexit` handlers.
