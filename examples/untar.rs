@@ -18,8 +18,8 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sandtar::{
-    Compression, EntryReport, Limits, Options, Outcome, Sandbox, SandboxMode, SubordinateIds,
-    Summary, WhiteoutFormat,
+    Compression, EntryKind, EntryReport, Limits, Options, Outcome, Sandbox, SandboxMode,
+    SubordinateIds, Summary, WhiteoutFormat,
 };
 use serde_json::json;
 use tokio::io::AsyncRead;
@@ -147,6 +147,26 @@ struct Cli {
     #[arg(long)]
     list: bool,
 
+    /// Drop this many leading components from every name (and hard-link
+    /// target) before writing; entries with no name left are skipped.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    strip_components: u32,
+
+    /// Write only entries at or below a name matching PATTERN (after
+    /// --strip-components; shell-style, `*` also matches `/`). Repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    include: Vec<String>,
+
+    /// Skip entries matching PATTERN, and what is below them: without `/`,
+    /// matched against each name component (`*.o`, `.git`); with `/`, against
+    /// the name from its start. Repeatable; wins over --include.
+    #[arg(long, value_name = "PATTERN")]
+    exclude: Vec<String>,
+
+    /// Write only entries of this kind. Repeatable.
+    #[arg(long, value_enum, value_name = "KIND")]
+    kind: Vec<KindArg>,
+
     /// No progress bar and no summary; only errors (and --json lines).
     #[arg(short, long)]
     quiet: bool,
@@ -154,6 +174,31 @@ struct Cli {
     /// List every entry, not only those that were not written.
     #[arg(short, long, conflicts_with = "json")]
     verbose: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum KindArg {
+    File,
+    Directory,
+    Symlink,
+    Hardlink,
+    Fifo,
+    CharDevice,
+    BlockDevice,
+}
+
+impl From<KindArg> for EntryKind {
+    fn from(kind: KindArg) -> EntryKind {
+        match kind {
+            KindArg::File => EntryKind::File,
+            KindArg::Directory => EntryKind::Directory,
+            KindArg::Symlink => EntryKind::Symlink,
+            KindArg::Hardlink => EntryKind::HardLink,
+            KindArg::Fifo => EntryKind::Fifo,
+            KindArg::CharDevice => EntryKind::CharDevice,
+            KindArg::BlockDevice => EntryKind::BlockDevice,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -312,6 +357,10 @@ async fn run(cli: Cli) -> Result<Done, Fatal> {
     if let Some(n) = cli.max_entry_size {
         options.limits.max_entry_size = n;
     }
+    options.select.strip_components = cli.strip_components;
+    options.select.include = cli.include.clone();
+    options.select.exclude = cli.exclude.clone();
+    options.select.kinds = cli.kind.iter().map(|&k| k.into()).collect();
 
     let Some(archive) = cli.archive.clone() else {
         return sample(&cli, &options).await;
@@ -483,7 +532,7 @@ async fn extract<R: AsyncRead + Unpin>(
                         .unwrap_or_default()
                 )
             });
-        } else if report.outcome != Outcome::Written {
+        } else if report.outcome != Outcome::Written && !left_out(&report.outcome) {
             progress.suspend(|| {
                 eprintln!(
                     "untar: {}: {} ({}): {}",
@@ -525,6 +574,12 @@ fn progress_bar(cli: &Cli, size: Option<u64>) -> ProgressBar {
     }
     bar.enable_steady_tick(std::time::Duration::from_millis(100));
     bar
+}
+
+/// Left out by --include, --exclude, --kind or --strip-components: what was
+/// asked for, not a problem to print.
+fn left_out(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Skipped(reason) if reason.is_selection())
 }
 
 fn outcome(summary: &Summary) -> Done {
@@ -663,6 +718,7 @@ fn print_json_summary(s: &Summary, dest: &Path, mode: SandboxMode) {
         "written": s.written,
         "listed": s.listed,
         "skipped": s.skipped,
+        "not_selected": s.not_selected,
         "rejected": s.rejected,
         "failed": s.failed,
         "bytes_written": s.bytes_written,

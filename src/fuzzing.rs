@@ -17,7 +17,7 @@ pub fn extract_unconfined(archive: &[u8], dir: &Path, options: &Options) -> Resu
         crate::mode::SandboxMode::UserNamespace { uid: 0, gid: 0 },
         root.into(),
         crate::worker::apply::Resolution::Walked,
-    );
+    )?;
     let mut reports = 0;
     let mut sink = |_report| {
         reports += 1;

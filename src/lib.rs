@@ -288,6 +288,7 @@ mod host;
 mod mode;
 mod options;
 mod report;
+mod selection;
 #[allow(unsafe_code)]
 mod sys;
 mod wire;
@@ -301,7 +302,8 @@ pub use error::{DigestKind, Error, NotTar, Result};
 pub use host::{diagnose, Check};
 pub use mode::{Rung, SandboxMode};
 pub use options::{
-    Compression, IdMap, IdRange, Limit, Limits, ModePolicy, Options, WhiteoutFormat, XattrPolicy,
+    Compression, IdMap, IdRange, Limit, Limits, ModePolicy, Options, Selection, WhiteoutFormat,
+    XattrPolicy,
 };
 pub use report::{
     is_unsafe_to_show, printable, EntryKind, EntryReport, Outcome, RejectReason, SkipReason,

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::selection::Selection;
+
 /// How an extraction treats what the archive asks for.
 ///
 /// [`Options::default()`] is safe for untrusted input; [`Options::full_fidelity()`]
@@ -95,6 +97,10 @@ pub struct Options {
     /// Finite bounds on what an archive may make the worker do. Default
     /// [`Limits::default()`]; the same in both presets.
     pub limits: Limits,
+    /// Which entries are written (include and exclude patterns, kinds,
+    /// `--strip-components`). Default: every entry. Not with
+    /// [`whiteouts`](Options::whiteouts): a layer is applied whole.
+    pub select: Selection,
 }
 
 /// Bounds on an archive. Exceeding one stops the job at once with
@@ -276,6 +282,7 @@ impl Default for Options {
             expected_diff_id: None,
             list_only: false,
             limits: Limits::default(),
+            select: Selection::default(),
         }
     }
 }

@@ -110,6 +110,19 @@ pub enum SkipReason {
     /// A `.wh..wh.*` name other than the opaque marker (layer mode): metadata of
     /// other tools, ignored.
     WhiteoutMetadata,
+    /// Left out by [`Options::select`](crate::Options::select): its name or
+    /// kind is not selected, or it is excluded.
+    NotSelected,
+    /// Nothing is left of its name after
+    /// [`Selection::strip_components`](crate::Selection::strip_components).
+    StrippedAway,
+}
+
+impl SkipReason {
+    /// Whether the entry was left out by [`Options::select`](crate::Options::select).
+    pub fn is_selection(&self) -> bool {
+        matches!(self, SkipReason::NotSelected | SkipReason::StrippedAway)
+    }
 }
 
 impl fmt::Display for SkipReason {
@@ -123,6 +136,10 @@ impl fmt::Display for SkipReason {
             }
             SkipReason::FifosNotAllowed => f.write_str("FIFOs are not allowed by the options"),
             SkipReason::WhiteoutMetadata => f.write_str("whiteout metadata entry, ignored"),
+            SkipReason::NotSelected => f.write_str("not selected by the options"),
+            SkipReason::StrippedAway => {
+                f.write_str("no name left after stripping leading components")
+            }
             SkipReason::UnsupportedType(t) => {
                 write!(f, "unsupported entry type {:?}", char::from(*t))
             }
@@ -211,6 +228,9 @@ pub struct Summary {
     pub listed: u64,
     /// Entries skipped by the options.
     pub skipped: u64,
+    /// Of those, entries left out by [`Options::select`](crate::Options::select)
+    /// (not selected, or stripped away): what the caller asked to leave out.
+    pub not_selected: u64,
     /// Entries rejected by the path policy.
     pub rejected: u64,
     /// Entries that failed to be created.
@@ -246,9 +266,10 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// `true` when every entry was written (or, listing, would have been).
+    /// `true` when every entry was written (or, listing, would have been),
+    /// but those [`Options::select`](crate::Options::select) left out.
     pub fn is_complete(&self) -> bool {
-        self.written + self.listed == self.entries
+        self.written + self.listed + self.not_selected == self.entries
     }
 }
 

@@ -99,6 +99,7 @@ struct Counts {
     written: u64,
     listed: u64,
     skipped: u64,
+    not_selected: u64,
     rejected: u64,
     failed: u64,
     bytes_written: u64,
@@ -526,6 +527,7 @@ impl<R> Job<R> {
             written: c.written,
             listed: c.listed,
             skipped: c.skipped,
+            not_selected: c.not_selected,
             rejected: c.rejected,
             failed: c.failed,
             bytes_written: c.bytes_written,
@@ -554,7 +556,12 @@ impl<R> Job<R> {
                 c.bytes_written = c.bytes_written.saturating_add(report.size);
             }
             Outcome::Listed => c.listed += 1,
-            Outcome::Skipped(_) => c.skipped += 1,
+            Outcome::Skipped(reason) => {
+                c.skipped += 1;
+                if reason.is_selection() {
+                    c.not_selected += 1;
+                }
+            }
             Outcome::Rejected(_) => c.rejected += 1,
             Outcome::Failed(_) => c.failed += 1,
         }

@@ -40,6 +40,7 @@ pub(crate) async fn start<R: AsyncRead + Unpin>(
     let started = Instant::now();
     // Before any work: a malformed expectation is the caller's mistake.
     let expected = Expected::from_options(options)?;
+    check_selection(options)?;
     static JOB_IDS: AtomicU64 = AtomicU64::new(1);
     let id = JOB_IDS.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!(
@@ -67,6 +68,31 @@ pub(crate) async fn start<R: AsyncRead + Unpin>(
             Err(e)
         }
     }
+}
+
+/// The selection's patterns can be used, and it is not asked of a layer.
+fn check_selection(options: &Options) -> Result<()> {
+    let invalid = |problem| Error::InvalidOption {
+        option: "select",
+        problem,
+    };
+    crate::selection::Selector::new(&options.select).map_err(invalid)?;
+    let select = &options.select;
+    let bytes: usize = select
+        .include
+        .iter()
+        .chain(&select.exclude)
+        .map(String::len)
+        .sum();
+    if bytes > crate::selection::MAX_PATTERN_BYTES {
+        return Err(invalid("its patterns add up to more than 16 KiB"));
+    }
+    if options.whiteouts.is_some() && options.select != crate::Selection::default() {
+        return Err(invalid(
+            "cannot be combined with whiteouts: an image layer is applied whole",
+        ));
+    }
+    Ok(())
 }
 
 /// A worker confined to `dest`, waiting for the archive.

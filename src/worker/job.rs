@@ -65,7 +65,8 @@ pub(super) fn run(
         true => Resolution::ProcessRoot,
         false => Resolution::Walked,
     };
-    let mut applier = Applier::new(options, mode, root, resolution);
+    let mut applier = Applier::new(options, mode, root, resolution)
+        .map_err(|problem| WireError::Internal(format!("options: {problem}")))?;
     let mut sink = |report: WireReport| {
         let mut reporter = reporter.borrow_mut();
         reporter.push(report);

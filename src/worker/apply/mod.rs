@@ -30,7 +30,8 @@ use rustix::process::{Gid, Uid};
 
 use crate::mode::{Rung, SandboxMode};
 use crate::options::{Options, WhiteoutFormat};
-use crate::report::{EntryKind, Outcome};
+use crate::report::{EntryKind, Outcome, RejectReason};
+use crate::selection::Selector;
 
 use crate::worker::archive::sparse::{self, Layout, Sparse};
 use crate::worker::archive::Meta;
@@ -113,6 +114,8 @@ pub(crate) struct Applier {
     by_descriptor: bool,
     root: Rc<OwnedFd>,
     resolution: Resolution,
+    /// Which entries are written, and under which name (`Options::select`).
+    selector: Selector,
     /// The parent directory of the previous entry, still open.
     parent: Option<(Vec<u8>, Rc<OwnedFd>)>,
     /// The directory of the previous hard link's target, still open: resolving
@@ -132,19 +135,21 @@ pub(crate) struct Applier {
 }
 
 impl Applier {
-    /// An applier for the tree at `root` (the worker's `/`).
+    /// An applier for the tree at `root` (the worker's `/`); `Err` if the
+    /// options' selection cannot be used (the caller checks it first).
     pub(crate) fn new(
         options: Options,
         mode: SandboxMode,
         root: OwnedFd,
         resolution: Resolution,
-    ) -> Self {
+    ) -> Result<Self, &'static str> {
+        let selector = Selector::new(&options.select)?;
         let root = Rc::new(root);
         let namespace_ids = match mode {
             SandboxMode::SubordinateIds { uids, gids, .. } => Some((uids, gids)),
             _ => None,
         };
-        Applier {
+        Ok(Applier {
             options,
             privileged: mode.is_privileged(),
             can_chown: mode.can_keep_owners(),
@@ -159,7 +164,8 @@ impl Applier {
             opaque_done: HashSet::new(),
             owner: None,
             buffer: vec![0; COPY_BUFFER],
-        }
+            selector,
+        })
     }
 
     /// What `raw`'s last component means in a layer ([`Whiteout::None`]
@@ -185,6 +191,15 @@ impl Applier {
             Ok(p) => p,
             Err(reason) => return Ok(Outcome::Rejected(reason)),
         };
+        // What is selected is a suffix of the name (leading components stripped).
+        let kept = match self.selector.select(&path, meta.kind) {
+            Ok(selected) => selected.len(),
+            Err(reason) => return Ok(Outcome::Skipped(reason)),
+        };
+        let path = match kept == path.len() {
+            true => path,
+            false => path[path.len() - kept..].to_vec(),
+        };
         self.owner = match self.keep_owner() {
             true => Some(self.map_owner(meta)?),
             false => None,
@@ -197,7 +212,10 @@ impl Applier {
             Decision::Skip(reason) => return Ok(Outcome::Skipped(reason)),
             Decision::Reject(reason) => return Ok(Outcome::Rejected(reason)),
             _ if self.options.list_only => return Ok(Outcome::Listed),
-            Decision::HardLink(target) => self.hard_link(&path, &target),
+            Decision::HardLink(target) => match self.selector.strip(&target) {
+                Some(target) => self.hard_link(&path, target),
+                None => return Ok(Outcome::Rejected(RejectReason::BadLinkTarget)),
+            },
             Decision::Whiteout(whiteout) => self.whiteout(&path, whiteout),
             Decision::Write => self.write(raw, &path, meta, data),
         };
