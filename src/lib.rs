@@ -282,6 +282,9 @@ compile_error!(
 
 mod caller;
 mod error;
+/// Unconfined entry points for `fuzz/` and its regression tests: only in a
+/// build with `--cfg fuzzing` (cargo-fuzz sets it), never in a dependent's.
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
 mod host;

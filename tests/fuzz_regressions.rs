@@ -4,6 +4,11 @@
 //! fuzz targets, so that `cargo test` catches a regression without cargo-fuzz.
 //! See FUZZING.md.
 //!
+//! The entry points exist only with `--cfg fuzzing`:
+//! `RUSTFLAGS="--cfg fuzzing" cargo test --target-dir target/fuzzing --test fuzz_regressions`
+//! (without the cfg this file is empty).
+#![cfg(fuzzing)]
+//!
 //! Inputs of the `extract` target are one selector byte and a plain tar stream,
 //! exactly as in `fuzz/fuzz_targets/extract.rs`.
 

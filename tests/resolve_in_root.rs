@@ -1,5 +1,8 @@
 //! The applier's second boundary, without the sandbox: run unconfined (as the
-//! fuzzing harness does), every path still resolves inside the directory.
+//! fuzzing harness does), every path still resolves inside the directory,
+//! walked as the Landlock rung without `chroot` walks it. Needs the fuzzing
+//! entry points: `--cfg fuzzing` (see `tests/fuzz_regressions.rs`).
+#![cfg(fuzzing)]
 
 use std::path::Path;
 
