@@ -53,32 +53,6 @@ fn docker_here() -> bool {
     }
 }
 
-/// The `untar` example, built next to this test binary (`cargo test` builds
-/// the example's own tests, not the program: build it here if it is missing).
-fn untar_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let untar = profile_dir.join("examples/untar");
-    if !untar.is_file() {
-        let target_dir = profile_dir.parent().unwrap();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .args(["build", "--example", "untar", "--manifest-path"])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(target_dir);
-        if release {
-            build.arg("--release");
-        }
-        let status = build.status().unwrap();
-        assert!(status.success(), "building the untar example failed");
-    }
-    assert!(untar.is_file(), "{} missing", untar.display());
-    untar
-}
-
 /// The shared libraries `path` loads (from `ldd`), the loader included.
 fn libraries(path: &Path) -> Vec<PathBuf> {
     let out = Command::new("ldd").arg(path).output().unwrap();
@@ -101,7 +75,7 @@ fn image() -> &'static str {
         for dir in ["bin", "tmp", "out"] {
             std::fs::create_dir(r.join(dir)).unwrap();
         }
-        let untar = untar_binary();
+        let untar = common::untar_binary();
         std::fs::copy(&untar, r.join("bin/untar")).unwrap();
         for lib in libraries(&untar) {
             let to = r.join(lib.strip_prefix("/").unwrap());

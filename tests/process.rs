@@ -8,6 +8,7 @@ mod common;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -567,4 +568,41 @@ async fn unreadable_destination(sandbox: Sandbox) {
     std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::remove_dir_all(&closed).unwrap();
     scene.check();
+}
+
+/// A program run through the dynamic loader (`ld-linux-x86-64.so.2 ./untar`)
+/// cannot re-execute itself as the zygote (`/proc/self/exe` is the loader):
+/// the error says so and what to do, instead of the loader's own complaint.
+#[test]
+fn started_through_the_dynamic_loader() {
+    let untar = common::untar_binary();
+    let ldd = Command::new("ldd").arg(&untar).output().unwrap();
+    let listing = String::from_utf8_lossy(&ldd.stdout).into_owned();
+    let Some(loader) = listing
+        .split_whitespace()
+        .find(|w| w.starts_with('/') && w.contains("/ld-"))
+    else {
+        println!("NOTE: no dynamic loader in `ldd` output (a static build?); skipped");
+        return;
+    };
+    let archive = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        archive.path(),
+        common::raw::Tar::new().file("a", b"a").finish(),
+    )
+    .unwrap();
+    let out = Command::new(loader)
+        .arg(&untar)
+        .arg("--list")
+        .arg(archive.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("started through the dynamic loader"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("run the program directly"), "{stderr}");
+    assert!(!stderr.contains("missing program name"), "{stderr}");
 }

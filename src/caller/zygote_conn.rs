@@ -100,7 +100,16 @@ impl ZygoteConn {
     async fn hello(&mut self, subids: SubordinateIds) -> Result<SandboxMode> {
         let control = self.register()?;
         loop {
-            match recv(&control).await? {
+            let message = recv(&control).await.map_err(|e| match e {
+                Error::Zygote { .. } => Error::zygote(
+                    "waiting for its hello",
+                    io::Error::other(
+                        "the zygote process exited (its own message, if any, is above)",
+                    ),
+                ),
+                other => other,
+            })?;
+            match message {
                 (ZygoteMsg::Hello(mode), _) => return Ok(mode),
                 (ZygoteMsg::Fatal(reason), _) => {
                     return Err(Error::ConfinementUnavailable { reason })
@@ -287,6 +296,16 @@ fn worker_of(
 async fn spawn(rungs: Rungs) -> Result<(OwnedFd, Child)> {
     // Keep the pre-main hook in every executable that uses a sandbox.
     std::hint::black_box(&zygote::ZYGOTE_HOOK);
+    if let Some(loader) = started_through_the_loader() {
+        return Err(Error::zygote(
+            "re-executing /proc/self/exe",
+            io::Error::other(format!(
+                "this program was started through the dynamic loader ({loader}), so \
+                 /proc/self/exe is the loader, not the program, and cannot become the \
+                 zygote: run the program directly"
+            )),
+        ));
+    }
     let (ours, theirs) = socketpair(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
@@ -318,6 +337,16 @@ async fn spawn(rungs: Rungs) -> Result<(OwnedFd, Child)> {
         .await
         .map_err(|e| Error::zygote("re-executing /proc/self/exe", e))?;
     Ok((ours, child))
+}
+
+/// The dynamic loader's name, when it is what `/proc/self/exe` names (the
+/// program was run as `ld-linux-x86-64.so.2 ./program`).
+fn started_through_the_loader() -> Option<String> {
+    let exe = std::fs::read_link("/proc/self/exe").ok()?;
+    let name = exe.file_name()?.to_string_lossy().into_owned();
+    let loader =
+        name.starts_with("ld-linux") || name.starts_with("ld.so") || name.starts_with("ld-musl");
+    loader.then_some(name)
 }
 
 /// A command to run on the spawner thread, and where to send its child.

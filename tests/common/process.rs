@@ -2,7 +2,7 @@
 //! process of its own, and looking at processes through `/proc`.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -273,4 +273,34 @@ pub async fn assert_gone(pid: u32, what: &str) {
     }
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
     assert!(!Path::new(&format!("/proc/{pid}/status")).exists());
+}
+
+// ---------------------------------------------------------------------------
+// The untar example
+// ---------------------------------------------------------------------------
+
+/// The `untar` example, built next to this test binary (`cargo test` builds
+/// the example's own tests, not the program: build it here if it is missing).
+pub fn untar_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let untar = profile_dir.join("examples/untar");
+    if !untar.is_file() {
+        let target_dir = profile_dir.parent().unwrap();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "--example", "untar", "--manifest-path"])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(target_dir);
+        if release {
+            build.arg("--release");
+        }
+        let status = build.status().unwrap();
+        assert!(status.success(), "building the untar example failed");
+    }
+    assert!(untar.is_file(), "{} missing", untar.display());
+    untar
 }
