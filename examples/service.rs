@@ -15,9 +15,11 @@
 //! the entries that were not written:
 //!
 //! ```json
-//! {"id":"upload-Xq3Yk1","entries":3,"written":2,"skipped":0,"rejected":1,"failed":0,
-//!  "bytes_written":10,"archive_bytes":10240,"compression":"gzip","elapsed_ms":4,
-//!  "not_written":[{"path":"../escape","kind":"file","outcome":"rejected","reason":"name has a '..' component"}]}
+//! {"id":"upload-Xq3Yk1","entries":3,"written":2,"listed":0,"skipped":0,"not_selected":0,
+//!  "rejected":1,"failed":0,"bytes_written":10,"archive_bytes":10240,"tar_bytes":10240,
+//!  "compression":"gzip","elapsed_ms":4,"diff_id":null,"digest":null,"layer_size":12,
+//!  "rung":"namespaces","not_written":[{"path":"../escape","kind":"file","size":2,
+//!  "outcome":"rejected","reason":"parent-component","message":"name has a '..' component"}]}
 //! ```
 //!
 //! Errors are JSON too (`{"error": "..."}`): 400 malformed archive, 413 a limit
@@ -169,20 +171,12 @@ pub mod app {
                 "cannot store the upload",
             );
         }
-        Json(json!({
-            "id": id,
-            "entries": summary.entries,
-            "written": summary.written,
-            "skipped": summary.skipped,
-            "rejected": summary.rejected,
-            "failed": summary.failed,
-            "bytes_written": summary.bytes_written,
-            "archive_bytes": summary.archive_bytes,
-            "compression": summary.compression.name(),
-            "elapsed_ms": summary.elapsed.as_millis() as u64,
-            "not_written": not_written,
-        }))
-        .into_response()
+        // The summary as sandtar serializes it, with the upload's id and the
+        // entries that were not written.
+        let mut body = serde_json::to_value(&summary).unwrap_or_default();
+        body["id"] = json!(id);
+        body["not_written"] = json!(not_written);
+        Json(body).into_response()
     }
 
     /// Logs, in its span, if the request's future is dropped before it answered.
@@ -215,12 +209,7 @@ pub mod app {
         while let Some(report) = job.next().await {
             let report = report?;
             if report.outcome != Outcome::Written && not_written.len() < MAX_LISTED {
-                not_written.push(json!({
-                    "path": report.path.to_string_lossy(),
-                    "kind": report.kind.name(),
-                    "outcome": report.outcome.name(),
-                    "reason": report.outcome.reason(),
-                }));
+                not_written.push(serde_json::to_value(&report).unwrap_or_default());
             }
         }
         Ok((job.finish().await?, not_written))

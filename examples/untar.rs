@@ -699,39 +699,18 @@ fn print_summary(s: &Summary, dest: &Path) {
     }
 }
 
+/// One entry as the library serializes it (`reason` a code, `message` in
+/// words), control characters escaped.
 fn print_json_entry(report: &EntryReport) {
-    let mut line = json!({
-        "path": report.path.to_string_lossy(),
-        "kind": report.kind.name(),
-        "size": report.size,
-        "outcome": report.outcome.name(),
-    });
-    if let Some(reason) = report.outcome.reason() {
-        line["reason"] = json!(reason);
-    }
+    let line = serde_json::to_value(report).unwrap_or_default();
     println!("{}", json_line(&line));
 }
 
+/// The summary as the library serializes it, with where and how.
 fn print_json_summary(s: &Summary, dest: &Path, mode: SandboxMode) {
-    let line = json!({
-        "entries": s.entries,
-        "written": s.written,
-        "listed": s.listed,
-        "skipped": s.skipped,
-        "not_selected": s.not_selected,
-        "rejected": s.rejected,
-        "failed": s.failed,
-        "bytes_written": s.bytes_written,
-        "archive_bytes": s.archive_bytes,
-        "tar_bytes": s.tar_bytes,
-        "compression": s.compression.name(),
-        "elapsed_ms": s.elapsed.as_millis() as u64,
-        "dest": dest.to_string_lossy(),
-        "sandbox": mode_name(mode),
-        "rung": s.rung.to_string(),
-        "layer_size": s.layer_size,
-        "diff_id": s.diff_id,
-    });
+    let mut line = serde_json::to_value(s).unwrap_or_default();
+    line["dest"] = json!(dest.to_string_lossy());
+    line["sandbox"] = json!(mode_name(mode));
     println!("{}", json_line(&line));
 }
 

@@ -181,15 +181,17 @@ pub enum Error {
 /// }
 /// assert_eq!(DigestKind::DiffId.to_string(), "diff_id");
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[non_exhaustive]
 pub enum DigestKind {
     /// The SHA-256 of the bytes read from the caller's reader, compressed or
     /// not (an OCI blob's digest), computed by the caller itself.
+    #[serde(rename = "digest")]
     Blob,
     /// The SHA-256 of the uncompressed tar stream (an OCI layer's `diff_id`),
     /// computed by the worker, which decodes the archive: a worker taken over
     /// by a hostile archive can report any value.
+    #[serde(rename = "diff_id")]
     DiffId,
 }
 
@@ -228,6 +230,7 @@ impl Error {
 /// What an input that is not a tar archive looks like, from its first bytes
 /// (see [`Error::NotTar`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum NotTar {
     /// No bytes at all (after decompression, if the input was compressed).

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// How the sandbox confines its workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum SandboxMode {
     /// The caller has `CAP_SYS_ADMIN` (root): workers get a new mount namespace
@@ -61,6 +62,7 @@ pub enum SandboxMode {
 /// A rung of the confinement ladder, strongest first. See
 /// [`SandboxBuilder::minimum_rung`](crate::SandboxBuilder::minimum_rung).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Rung {
     /// A mount namespace (and a user namespace unless root) with `pivot_root`

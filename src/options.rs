@@ -326,6 +326,7 @@ impl Options {
 
 /// How whiteouts of an image layer are applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum WhiteoutFormat {
     /// Apply them: `.wh.NAME` removes `NAME`, `.wh..wh..opq` empties its
@@ -396,6 +397,7 @@ impl IdMap {
 
 /// How permission bits recorded in the archive become the modes of created files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum ModePolicy {
     /// Keep the permission bits but drop setuid, setgid and sticky, and the group
@@ -419,6 +421,7 @@ impl ModePolicy {
 
 /// Which extended attributes are applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum XattrPolicy {
     /// None at all.
@@ -457,6 +460,7 @@ impl XattrPolicy {
 
 /// The compression of an archive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Compression {
     /// Recognise it by its magic bytes (only valid in [`Options`]).

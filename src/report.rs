@@ -11,6 +11,7 @@ use crate::options::Compression;
 
 /// What kind of thing an archive entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum EntryKind {
     /// A regular file (including GNU sparse and contiguous files).
@@ -20,6 +21,7 @@ pub enum EntryKind {
     /// A symbolic link.
     Symlink,
     /// A hard link to an earlier entry.
+    #[serde(rename = "hardlink")]
     HardLink,
     /// A named pipe.
     Fifo,
@@ -55,6 +57,7 @@ impl EntryKind {
 
 /// What happened to one entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Outcome {
     /// The entry was created in the destination.
@@ -97,6 +100,7 @@ impl Outcome {
 
 /// Why an entry was skipped.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum SkipReason {
     /// A device node, and [`Options::allow_devices`](crate::Options::allow_devices) is off.
@@ -119,6 +123,21 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    /// A short kebab-case code, as it serializes: `devices-not-allowed`,
+    /// `devices-not-permitted`, `fifos-not-allowed`, `unsupported-type`,
+    /// `whiteout-metadata`, `not-selected`, `stripped-away`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SkipReason::DevicesNotAllowed => "devices-not-allowed",
+            SkipReason::DevicesNotPermitted => "devices-not-permitted",
+            SkipReason::FifosNotAllowed => "fifos-not-allowed",
+            SkipReason::UnsupportedType(_) => "unsupported-type",
+            SkipReason::WhiteoutMetadata => "whiteout-metadata",
+            SkipReason::NotSelected => "not-selected",
+            SkipReason::StrippedAway => "stripped-away",
+        }
+    }
+
     /// Whether the entry was left out by [`Options::select`](crate::Options::select).
     pub fn is_selection(&self) -> bool {
         matches!(self, SkipReason::NotSelected | SkipReason::StrippedAway)
@@ -149,6 +168,7 @@ impl fmt::Display for SkipReason {
 
 /// Why an entry was refused by the path policy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum RejectReason {
     /// The name has a `..` component.
@@ -163,6 +183,22 @@ pub enum RejectReason {
     NameTooLong,
     /// A malformed whiteout (`.wh.`, `.wh..`, `.wh...`) in layer mode.
     MalformedWhiteout,
+}
+
+impl RejectReason {
+    /// A short kebab-case code, as it serializes: `parent-component`,
+    /// `empty-name`, `nul-in-name`, `bad-link-target`, `name-too-long`,
+    /// `malformed-whiteout`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RejectReason::ParentComponent => "parent-component",
+            RejectReason::EmptyName => "empty-name",
+            RejectReason::NulInName => "nul-in-name",
+            RejectReason::BadLinkTarget => "bad-link-target",
+            RejectReason::NameTooLong => "name-too-long",
+            RejectReason::MalformedWhiteout => "malformed-whiteout",
+        }
+    }
 }
 
 impl fmt::Display for RejectReason {
@@ -187,6 +223,20 @@ impl fmt::Display for RejectReason {
 /// directory does not block its own contents). If that fails, a second report for
 /// the directory, [`Outcome::Failed`], follows the last entry, and the
 /// [`Summary`] counts the directory once, as failed.
+///
+/// It serializes (with `serde`) flat, as `untar --json` prints it:
+/// `{"path", "kind", "size", "outcome"}` and, when it was not written,
+/// `"reason"` (a code: [`SkipReason::code`], [`RejectReason::code`]; none for a
+/// failure) and `"message"` (in words). The path is text, bytes that are not
+/// UTF-8 as U+FFFD: escape it before showing it ([`EntryReport::shown_path`]).
+///
+/// ```
+/// # fn demo(report: &sandtar::EntryReport) -> serde_json::Result<()> {
+/// let json = serde_json::to_string(report)?;
+/// // {"path":"../x","kind":"file","size":3,"outcome":"rejected",
+/// //  "reason":"parent-component","message":"name has a '..' component"}
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EntryReport {
@@ -217,7 +267,10 @@ impl EntryReport {
 }
 
 /// The totals of a finished job.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// It serializes (with `serde`) with the field names below, `elapsed` as
+/// `elapsed_ms` (whole milliseconds), `compression` and `rung` by name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Summary {
     /// Entries seen (every outcome).
@@ -245,6 +298,7 @@ pub struct Summary {
     /// The compression that was found (or forced).
     pub compression: Compression,
     /// Time from the start of the job to its summary.
+    #[serde(rename = "elapsed_ms", serialize_with = "milliseconds")]
     pub elapsed: Duration,
     /// The SHA-256 of the uncompressed tar stream, `sha256:<hex>` (an OCI
     /// layer's `diff_id`), when [`Options::digest`](crate::Options::digest) or
@@ -313,4 +367,34 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+impl Serialize for EntryReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let (code, message) = match &self.outcome {
+            Outcome::Written | Outcome::Listed => (None, None),
+            Outcome::Skipped(r) => (Some(r.code()), Some(r.to_string())),
+            Outcome::Rejected(r) => (Some(r.code()), Some(r.to_string())),
+            Outcome::Failed(m) => (None, Some(m.clone())),
+        };
+        let fields = 4 + usize::from(code.is_some()) + usize::from(message.is_some());
+        let mut st = s.serialize_struct("EntryReport", fields)?;
+        st.serialize_field("path", &self.path.to_string_lossy())?;
+        st.serialize_field("kind", &self.kind)?;
+        st.serialize_field("size", &self.size)?;
+        st.serialize_field("outcome", self.outcome.name())?;
+        if let Some(code) = code {
+            st.serialize_field("reason", code)?;
+        }
+        if let Some(message) = message {
+            st.serialize_field("message", &message)?;
+        }
+        st.end()
+    }
+}
+
+/// A duration in whole milliseconds.
+fn milliseconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

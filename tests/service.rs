@@ -178,11 +178,19 @@ async fn a_hostile_upload_stays_inside_and_lists_what_was_refused() {
         .collect();
     assert!(listed.contains(&("../canary.txt", "rejected")), "{json}");
     assert!(listed.contains(&("hard", "rejected")), "{json}");
-    assert!(json["not_written"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|e| e["reason"].is_string()));
+    // Every entry not written says why in words; refusals and skips also by code.
+    for e in json["not_written"].as_array().unwrap() {
+        assert!(e["message"].is_string(), "{e}");
+        if e["outcome"] != "failed" {
+            assert!(e["reason"].is_string(), "{e}");
+        }
+    }
+    let escape = json["not_written"].as_array().unwrap().iter();
+    let escape = escape
+        .clone()
+        .find(|e| e["path"] == "../canary.txt")
+        .unwrap();
+    assert_eq!(escape["reason"], "parent-component", "{escape}");
     let rejected = json["rejected"].as_u64().unwrap();
     let not_written = json["entries"].as_u64().unwrap() - json["written"].as_u64().unwrap();
     assert_eq!(listed.len() as u64, not_written, "{json}");
