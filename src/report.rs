@@ -38,8 +38,9 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    /// A short lowercase name: `file`, `directory`, `symlink`, `hardlink`, `fifo`,
-    /// `char-device`, `block-device`, `other`.
+    /// A short lowercase name, as it serializes: `file`, `directory`,
+    /// `symlink`, `hardlink`, `fifo`, `char-device`, `block-device`,
+    /// `whiteout`, `other`.
     pub fn name(self) -> &'static str {
         match self {
             EntryKind::File => "file",
@@ -76,7 +77,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// `written`, `skipped`, `rejected` or `failed`.
+    /// `written`, `listed`, `skipped`, `rejected` or `failed` (as it
+    /// serializes).
     pub fn name(&self) -> &'static str {
         match self {
             Outcome::Written => "written",

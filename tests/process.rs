@@ -454,6 +454,13 @@ async fn no_leaks_inner() {
     }
     assert!(children().is_empty(), "children before: {:?}", children());
     let sandbox = common::sandbox().await;
+    // The zygote and the two warm workers of the default, no more.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while children().len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(children().len(), 3, "the zygote and 2 warm workers");
     let archive = Tar::new().file("f", b"x").finish();
     let run_one = || async {
         let scene = Scene::new();

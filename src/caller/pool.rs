@@ -83,7 +83,11 @@ impl Pool {
         rungs: Rungs,
         jobs_per_zygote: u64,
     ) -> Result<Pool> {
-        let (conn, mode) = ZygoteConn::start(warm_workers, subordinate_ids, rungs).await?;
+        // One fewer at first: `Sandbox::build` takes one at once to prove the
+        // sandbox works and keeps it as a spare, and taking it orders its
+        // replacement, so `warm_workers` are ready in all (2 when it is 1).
+        let first = warm_workers.saturating_sub(1).max(1);
+        let (conn, mode) = ZygoteConn::start(first, subordinate_ids, rungs).await?;
         Ok(Pool {
             mode,
             warm_workers,

@@ -63,8 +63,9 @@ impl Default for SandboxBuilder {
 
 impl SandboxBuilder {
     /// How many workers to keep forked and set up ahead of demand (default 2,
-    /// at least 1). More helps bursts of small jobs; each idle worker costs a
-    /// process of about 1 MiB.
+    /// at least 1; with 1, two are made at first, one of them to prove the
+    /// sandbox works). More helps bursts of small jobs; each idle worker
+    /// costs a process of about 1 MiB. Beside them runs the zygote.
     pub fn warm_workers(mut self, count: u32) -> Self {
         self.warm_workers = count.clamp(1, 256);
         self
