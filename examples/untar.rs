@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sandtar::{
-    Compression, EntryKind, EntryReport, Limits, Options, Outcome, Sandbox, SandboxMode,
+    Compression, EntryKind, EntryReport, Limits, Options, Outcome, Overwrite, Sandbox, SandboxMode,
     SubordinateIds, Summary, WhiteoutFormat,
 };
 use serde_json::json;
@@ -162,6 +162,16 @@ struct Cli {
     /// the name from its start. Repeatable; wins over --include.
     #[arg(long, value_name = "PATTERN")]
     exclude: Vec<String>,
+
+    /// Keep files that exist in DEST and skip their entries (GNU tar's
+    /// --skip-old-files).
+    #[arg(long, conflicts_with = "keep_old_files")]
+    skip_old_files: bool,
+
+    /// Fail the entries whose names exist in DEST and go on (GNU tar's
+    /// --keep-old-files).
+    #[arg(short = 'k', long)]
+    keep_old_files: bool,
 
     /// Write only entries of this kind. Repeatable.
     #[arg(long, value_enum, value_name = "KIND")]
@@ -356,6 +366,12 @@ async fn run(cli: Cli) -> Result<Done, Fatal> {
     }
     if let Some(n) = cli.max_entry_size {
         options.limits.max_entry_size = n;
+    }
+    if cli.skip_old_files {
+        options.overwrite = Overwrite::Keep;
+    }
+    if cli.keep_old_files {
+        options.overwrite = Overwrite::Refuse;
     }
     options.select.strip_components = cli.strip_components;
     options.select.include = cli.include.clone();

@@ -305,8 +305,8 @@ pub use error::{DigestKind, Error, NotTar, Result};
 pub use host::{diagnose, Check};
 pub use mode::{Rung, SandboxMode};
 pub use options::{
-    Compression, IdMap, IdRange, Limit, Limits, ModePolicy, Options, Selection, WhiteoutFormat,
-    XattrPolicy,
+    Compression, IdMap, IdRange, Limit, Limits, ModePolicy, Options, Overwrite, Selection,
+    WhiteoutFormat, XattrPolicy,
 };
 pub use report::{
     is_unsafe_to_show, printable, EntryKind, EntryReport, Outcome, RejectReason, SkipReason,

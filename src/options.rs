@@ -101,6 +101,45 @@ pub struct Options {
     /// `--strip-components`). Default: every entry. Not with
     /// [`whiteouts`](Options::whiteouts): a layer is applied whole.
     pub select: Selection,
+    /// What happens to what already exists at an entry's name. Default
+    /// [`Overwrite::Replace`]; a layer ([`whiteouts`](Options::whiteouts))
+    /// takes no other.
+    pub overwrite: Overwrite,
+    /// Create the destination directory (and its missing parents, mode 0755
+    /// less the umask) if it does not exist, instead of failing with
+    /// [`Error::Destination`](crate::Error::Destination). Done by the caller,
+    /// before the job. Default `false`.
+    pub create_destination: bool,
+}
+
+/// What happens when an entry's name already exists in the destination
+/// (put there before the job, or by an earlier entry of the same archive).
+/// Existing directories always take the contents of the archive's.
+///
+/// ```
+/// let mut options = sandtar::Options::default();
+/// options.overwrite = sandtar::Overwrite::Keep; // GNU tar's --skip-old-files
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Overwrite {
+    /// Replace it, as GNU tar does by default: a file, symlink, FIFO, device
+    /// node or empty directory is removed (never followed) and the entry
+    /// made; a non-empty directory in the way of anything but a directory
+    /// fails that entry. A directory entry over an existing directory takes
+    /// its place in metadata (mode, owner, time, at the end).
+    #[default]
+    Replace,
+    /// Keep what is there: the entry is skipped
+    /// ([`SkipReason::Exists`](crate::SkipReason::Exists)), an existing
+    /// directory keeps its own metadata (GNU tar's `--skip-old-files`).
+    Keep,
+    /// Refuse: an entry whose name exists fails
+    /// ([`Outcome::Failed`](crate::Outcome::Failed)) and the job goes on; an
+    /// existing directory is kept as with `Keep` (GNU tar's
+    /// `--keep-old-files`).
+    Refuse,
 }
 
 /// Bounds on an archive. Exceeding one stops the job at once with
@@ -283,6 +322,8 @@ impl Default for Options {
             list_only: false,
             limits: Limits::default(),
             select: Selection::default(),
+            overwrite: Overwrite::Replace,
+            create_destination: false,
         }
     }
 }

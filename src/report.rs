@@ -122,12 +122,15 @@ pub enum SkipReason {
     /// Nothing is left of its name after
     /// [`Selection::strip_components`](crate::Selection::strip_components).
     StrippedAway,
+    /// Its name exists in the destination and
+    /// [`Options::overwrite`](crate::Options::overwrite) keeps what is there.
+    Exists,
 }
 
 impl SkipReason {
     /// A short kebab-case code, as it serializes: `devices-not-allowed`,
     /// `devices-not-permitted`, `fifos-not-allowed`, `unsupported-type`,
-    /// `whiteout-metadata`, `not-selected`, `stripped-away`.
+    /// `whiteout-metadata`, `not-selected`, `stripped-away`, `exists`.
     pub fn code(&self) -> &'static str {
         match self {
             SkipReason::DevicesNotAllowed => "devices-not-allowed",
@@ -137,6 +140,7 @@ impl SkipReason {
             SkipReason::WhiteoutMetadata => "whiteout-metadata",
             SkipReason::NotSelected => "not-selected",
             SkipReason::StrippedAway => "stripped-away",
+            SkipReason::Exists => "exists",
         }
     }
 
@@ -158,6 +162,7 @@ impl fmt::Display for SkipReason {
             SkipReason::FifosNotAllowed => f.write_str("FIFOs are not allowed by the options"),
             SkipReason::WhiteoutMetadata => f.write_str("whiteout metadata entry, ignored"),
             SkipReason::NotSelected => f.write_str("not selected by the options"),
+            SkipReason::Exists => f.write_str("exists in the destination, kept as it is"),
             SkipReason::StrippedAway => {
                 f.write_str("no name left after stripping leading components")
             }

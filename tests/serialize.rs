@@ -88,6 +88,7 @@ fn enums_serialize_as_they_name_themselves() {
         SkipReason::WhiteoutMetadata,
         SkipReason::NotSelected,
         SkipReason::StrippedAway,
+        SkipReason::Exists,
     ];
     for reason in skips {
         assert_eq!(to_json(&reason), json!(reason.code()));
@@ -129,6 +130,7 @@ fn enums_serialize_as_they_name_themselves() {
     assert_eq!(to_json(&ModePolicy::Safe), json!("safe"));
     assert_eq!(to_json(&XattrPolicy::User), json!("user"));
     assert_eq!(to_json(&WhiteoutFormat::Oci), json!("oci"));
+    assert_eq!(to_json(&sandtar::Overwrite::Keep), json!("keep"));
     assert_eq!(to_json(&SandboxMode::Privileged), json!("privileged"));
     assert_eq!(
         to_json(&SandboxMode::UserNamespace { uid: 1, gid: 2 }),

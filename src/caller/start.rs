@@ -41,6 +41,12 @@ pub(crate) async fn start<R: AsyncRead + Unpin>(
     // Before any work: a malformed expectation is the caller's mistake.
     let expected = Expected::from_options(options)?;
     check_selection(options)?;
+    if options.whiteouts.is_some() && options.overwrite != crate::Overwrite::Replace {
+        return Err(Error::InvalidOption {
+            option: "overwrite",
+            problem: "a layer replaces what it names: only Overwrite::Replace applies",
+        });
+    }
     static JOB_IDS: AtomicU64 = AtomicU64::new(1);
     let id = JOB_IDS.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!(
@@ -102,6 +108,9 @@ async fn confined_worker(
     options: &Options,
     span: &tracing::Span,
 ) -> Result<(Confined, File)> {
+    if options.create_destination {
+        create_destination(dest)?;
+    }
     let (dir, canonical) = open_destination(dest)?;
     let mut header = JobHeader {
         dest: canonical.as_os_str().as_bytes().to_vec(),
@@ -135,6 +144,14 @@ pub(crate) async fn warm_worker(pool: &Pool) -> Result<Warm> {
 async fn fresh_worker(pool: &Pool) -> Result<Warm> {
     pool.drop_spares();
     expect_warm(pool.next_arrival(true).await?).await
+}
+
+/// Creates `dest` and its missing parents (`Options::create_destination`).
+fn create_destination(dest: &Path) -> Result<()> {
+    std::fs::create_dir_all(dest).map_err(|e| Error::Destination {
+        path: dest.to_path_buf(),
+        problem: format!("cannot be created: {e}"),
+    })
 }
 
 /// Opens `dest` as a directory and finds its absolute path.

@@ -29,8 +29,8 @@ use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
 
 use crate::mode::{Rung, SandboxMode};
-use crate::options::{Options, WhiteoutFormat};
-use crate::report::{EntryKind, Outcome, RejectReason};
+use crate::options::{Options, Overwrite, WhiteoutFormat};
+use crate::report::{EntryKind, Outcome, RejectReason, SkipReason};
 use crate::selection::Selector;
 
 use crate::worker::archive::sparse::{self, Layout, Sparse};
@@ -61,6 +61,8 @@ pub(crate) enum Fatal {
 enum Fail {
     /// This entry fails; extraction goes on.
     Entry(String),
+    /// Its name exists and [`Overwrite::Keep`] keeps what is there.
+    Kept,
     /// The job stops.
     Fatal(Fatal),
 }
@@ -222,7 +224,20 @@ impl Applier {
         match result {
             Ok(outcome) => Ok(outcome),
             Err(Fail::Entry(message)) => Ok(Outcome::Failed(message)),
+            Err(Fail::Kept) => Ok(Outcome::Skipped(SkipReason::Exists)),
             Err(Fail::Fatal(f)) => Err(f),
+        }
+    }
+
+    /// What [`Options::overwrite`] says of an entry whose name exists (not a
+    /// directory taking an existing directory's contents): `Ok` to replace it.
+    fn may_replace(&self) -> Result<(), Fail> {
+        match self.options.overwrite {
+            Overwrite::Replace => Ok(()),
+            Overwrite::Keep => Err(Fail::Kept),
+            Overwrite::Refuse => Err(Fail::Entry(
+                "exists in the destination (refused by Options::overwrite)".into(),
+            )),
         }
     }
 
@@ -240,7 +255,11 @@ impl Applier {
         data: &mut dyn Read,
     ) -> Result<Outcome, Fail> {
         if path.is_empty() {
-            // "./": the destination itself takes the entry's mode and time at the end.
+            // "./": the destination itself takes the entry's mode and time at
+            // the end, unless what exists is to be kept.
+            if self.options.overwrite != Overwrite::Replace {
+                return Err(Fail::Kept);
+            }
             self.push_fixup(raw, Vec::new(), meta);
             return Ok(Outcome::Written);
         }
@@ -352,7 +371,13 @@ impl Applier {
             Err(Errno::EXIST) => {
                 let existing = statat(&dir, cpath(name), AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| os("fstatat", e))?;
-                if FileType::from_raw_mode(existing.st_mode) != FileType::Directory {
+                let is_dir = FileType::from_raw_mode(existing.st_mode) == FileType::Directory;
+                if is_dir && self.options.overwrite != Overwrite::Replace {
+                    // Its contents come; its own metadata stays.
+                    return Err(Fail::Kept);
+                }
+                if !is_dir {
+                    self.may_replace()?;
                     self.remove(&dir, name)?;
                     mkdirat(&dir, cpath(name), Mode::from_raw_mode(0o700))
                         .map_err(|e| os("mkdirat", e))?;
@@ -505,6 +530,7 @@ impl Applier {
         match make(dir.as_fd(), name) {
             Ok(t) => Ok(t),
             Err(Errno::EXIST) => {
+                self.may_replace()?;
                 self.remove(&dir, name)?;
                 make(dir.as_fd(), name).map_err(|e| os("create", e))
             }
