@@ -66,7 +66,11 @@ pub(crate) fn classify_entry(raw: &[u8]) -> Whiteout<'_> {
 /// worker may hold only a few descriptors, and a tree may be thousands of
 /// levels deep): each directory is listed once, its files removed and its
 /// subdirectories queued by their path from `dir`; it is removed after them.
-/// Inside the sandbox every path resolves inside the destination.
+/// The paths are followed by the kernel: under `pivot_root` or `chroot` they
+/// stay inside the destination. On the Landlock rung without `chroot`, a
+/// process outside that swapped a listed directory for a symlink could lead
+/// one outside, where Landlock refuses the removal (without such a racer,
+/// every component was listed as a directory).
 pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
     // (path from `dir`, whether its children were queued already)
     let mut stack = vec![(name.to_vec(), false)];

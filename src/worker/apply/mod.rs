@@ -679,14 +679,18 @@ impl Applier {
                 Err(Errno::EXIST) => false,
                 Err(e) => return Err(os("mkdirat (parent)", e)),
             };
-            // From the root each time, so a symlink on the way resolves inside it.
-            let open = match made {
-                true => OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                false => flags,
-            };
-            dir = self
-                .resolve(&parent[..end], open)
-                .map_err(|e| os("open parent directory", e))?;
+            // A directory just made is opened where it was made; one that was
+            // there may be a symlink: resolved from the root, so that it leads
+            // inside it.
+            dir = match made {
+                true => {
+                    let open =
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                    openat(&dir, cpath(component), open, Mode::empty())
+                }
+                false => self.resolve(&parent[..end], flags),
+            }
+            .map_err(|e| os("open parent directory", e))?;
             if made {
                 self.settle_implied(&dir, owner)?;
             }

@@ -8,8 +8,9 @@
 //! directory reached so far; a symlink (the step fails with `ENOTDIR` or
 //! `ELOOP`) is read with `readlinkat` and its target's components are walked
 //! in its place, an absolute target from the root again; `..` goes back to the
-//! directory the walk came from (reopened from the root: one descriptor is
-//! held, whatever the depth) and never above the root. The walk thus keeps
+//! directory the walk came from (opened as `..` of the current one: one
+//! descriptor is held, whatever the depth) and never above the root. An empty
+//! path is the root itself (`openat` would say `ENOENT`). The walk thus keeps
 //! to the tree as it is: no name of the archive leads outside. It is a
 //! policy, not a wall: a process outside that moves directories while the walk
 //! runs could lead a step past the root, and there Landlock, which governs
@@ -25,6 +26,11 @@ use crate::worker::names::cpath;
 
 /// How many symlinks one walk may pass (Linux's own limit).
 const MAX_SYMLINKS: usize = 40;
+/// How many components one walk may take, symlink targets included: far more
+/// than any real tree needs (a name has at most 2,048), far fewer than 40
+/// targets of 4 KiB could ask for (each step is a system call, where the
+/// kernel's own walk costs much less). Past it the walk fails with `ELOOP`.
+const MAX_STEPS: usize = 16 * 1024;
 
 /// How each step opens a directory on the way.
 const STEP: OFlags = OFlags::PATH
@@ -44,7 +50,12 @@ pub(crate) fn open_in_root(root: &OwnedFd, path: &[u8], flags: OFlags) -> Result
         pending: components(path).collect(),
         links: 0,
     };
+    let mut steps = 0;
     while let Some(name) = walk.pending.pop_front() {
+        steps += 1;
+        if steps > MAX_STEPS {
+            return Err(Errno::LOOP);
+        }
         if name == b".." {
             walk.up()?;
             continue;
@@ -56,6 +67,10 @@ pub(crate) fn open_in_root(root: &OwnedFd, path: &[u8], flags: OFlags) -> Result
             false => STEP,
         };
         match openat(walk.here(), cpath(&name), how, Mode::empty()) {
+            // `O_PATH` without `O_DIRECTORY` opens a symlink itself: follow it.
+            Ok(fd) if last && follow && is_symlink(&fd, flags) => {
+                walk.follow(&name, Errno::LOOP)?
+            }
             Ok(fd) if last => return Ok(fd),
             Ok(fd) => {
                 walk.here = Some(fd);
@@ -75,8 +90,8 @@ struct Walk<'r> {
     root: BorrowedFd<'r>,
     /// The directory reached (`None`: the root).
     here: Option<OwnedFd>,
-    /// Its names from the root, each a directory (no symlink): `..` walks them
-    /// again, but one.
+    /// Its names from the root, each a directory (no symlink): how deep it is,
+    /// so that `..` stops at the root.
     names: Vec<Vec<u8>>,
     /// The components still to walk.
     pending: VecDeque<Vec<u8>>,
@@ -89,19 +104,19 @@ impl Walk<'_> {
         self.here.as_ref().map_or(self.root, |fd| fd.as_fd())
     }
 
-    /// `..`: the directory before, never above the root. Reopened from the
-    /// root through directories only (a name swapped for a symlink meanwhile
-    /// fails with `ENOTDIR`); rare, since archive names have no `..` and
-    /// only symlink targets bring one.
+    /// `..`: the directory before, never above the root: opened from the
+    /// current one (one call, whatever the depth). Each name walked is a
+    /// directory, not a symlink, so its parent is the directory walked before
+    /// it, unless a process outside moves directories meanwhile; then the
+    /// step may leave the root, and Landlock stops whatever follows.
     fn up(&mut self) -> Result<(), Errno> {
         if self.names.pop().is_none() {
             return Ok(());
         }
-        self.here = None;
-        for name in &self.names {
-            let next = openat(self.here(), cpath(name), STEP, Mode::empty())?;
-            self.here = Some(next);
-        }
+        self.here = match self.names.is_empty() {
+            true => None,
+            false => Some(openat(self.here(), "..", STEP, Mode::empty())?),
+        };
         Ok(())
     }
 
@@ -130,6 +145,15 @@ impl Walk<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether `fd`, opened with `flags`, is a symlink (only `O_PATH` without
+/// `O_DIRECTORY` opens one).
+fn is_symlink(fd: &OwnedFd, flags: OFlags) -> bool {
+    let may_be = flags.contains(OFlags::PATH) && !flags.contains(OFlags::DIRECTORY);
+    may_be
+        && rustix::fs::fstat(fd)
+            .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_symlink())
 }
 
 /// The components of `path` that name something: not empty, not `.`.
@@ -192,12 +216,56 @@ mod tests {
         let last = open_in_root(&root, b"tofile", flags).unwrap_err();
         assert_eq!(last, Errno::LOOP, "a final symlink with O_NOFOLLOW");
         let dir = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        // `O_PATH` without `O_DIRECTORY` follows a final symlink too.
+        let path_only = OFlags::PATH | OFlags::CLOEXEC;
+        let fd = open_in_root(&root, b"tofile", path_only).unwrap();
+        let st = rustix::fs::fstat(&fd).unwrap();
+        assert!(rustix::fs::FileType::from_raw_mode(st.st_mode).is_file());
+        assert_eq!(
+            open_in_root(&root, b"loop", path_only).unwrap_err(),
+            Errno::LOOP
+        );
         assert!(open_in_root(&root, b"abs", dir).is_ok());
         assert!(open_in_root(&root, b"", dir).is_ok());
         assert!(open_in_root(&root, b"a/..", dir).is_ok());
         assert_eq!(
             open_in_root(&root, b"tofile", dir).unwrap_err(),
             Errno::NOTDIR
+        );
+    }
+
+    /// `..` at depth costs one step, and a walk that would take too many
+    /// steps fails: 300 levels, and a symlink at the bottom whose target
+    /// climbs them all and descends again, 40 times over.
+    #[test]
+    fn deep_climbs_and_the_step_bound() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let deep: std::path::PathBuf = std::iter::repeat_n("d", 300).collect();
+        std::fs::create_dir_all(root.join(&deep)).unwrap();
+        std::fs::write(root.join("top.txt"), b"top").unwrap();
+        let up = "../".repeat(300);
+        symlink(format!("{up}top.txt"), root.join(&deep).join("climb")).unwrap();
+        let fd: OwnedFd = std::fs::File::open(&root).unwrap().into();
+        let file = |path: &std::path::Path| {
+            let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+            open_in_root(&fd, path.as_os_str().as_encoded_bytes(), flags)
+        };
+        assert!(file(&deep.join("climb")).is_ok());
+        // 40 descents and climbs of 300 levels, through 40 chained symlinks
+        // (one target may hold 4 KiB at most): 24,000 steps, over the bound.
+        let chunk = format!("{}{}", "d/".repeat(300), "../".repeat(300));
+        for i in 0..40 {
+            let next = match i {
+                39 => "top.txt".to_string(),
+                _ => format!("c{}", i + 1),
+            };
+            symlink(format!("{chunk}{next}"), root.join(format!("c{i}"))).unwrap();
+        }
+        assert_eq!(file(std::path::Path::new("c0")).unwrap_err(), Errno::LOOP);
+        assert!(
+            file(std::path::Path::new("c30")).is_ok(),
+            "10 links: under the bound"
         );
     }
 }
