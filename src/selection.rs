@@ -17,6 +17,12 @@ use crate::report::{EntryKind, SkipReason};
 /// Names are matched after the archive's name is cleaned (a leading `/` and
 /// `.` components dropped) and `strip_components` applied. Patterns are
 /// shell-style: `*`, `?` and `[...]` (`*` also matches `/`, as in GNU tar).
+/// They choose by name only: a pattern that matches a name's ancestor selects
+/// the name, whatever that ancestor is in the archive (`*.md` also selects
+/// `x.md/run.sh`); use `kinds` to choose by type. Bytes that are not UTF-8
+/// are matched as U+FFFD, so `?` and `[!...]` cannot tell them apart. What is
+/// selected is still written inside the destination only: selection is a
+/// filter of the caller's, not a wall.
 ///
 /// ```
 /// use sandtar::{EntryKind, Options, Selection};

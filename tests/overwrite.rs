@@ -45,7 +45,18 @@ fn archive() -> Vec<u8> {
         .header(&Header::new("dir/", b'5', 0).mode(0o755).mtime(5000))
         .file("dir/new.txt", b"new in dir\n")
         .file("fresh.txt", b"fresh\n")
+        // Listed after its contents: made by this job (as an implied parent),
+        // so its entry is not "what exists", whatever the policy.
+        .file("later/inner.txt", b"inner\n")
+        .header(&Header::new("later/", b'5', 0).mode(0o750).mtime(7000))
         .finish()
+}
+
+/// `later/` took the archive's entry: made by this job, not kept.
+fn later_is_the_archives(dest: &Path, run: &common::Run) {
+    assert_eq!(run.outcome("later/"), &Outcome::Written);
+    let later = std::fs::metadata(dest.join("later")).unwrap();
+    assert_eq!((later.mode() & 0o7777, later.mtime()), (0o750, 7000));
 }
 
 fn read(dest: &Path, name: &str) -> String {
@@ -105,8 +116,9 @@ async fn keep(sandbox: Sandbox) {
     assert_eq!(read(&scene.dest, "dir/new.txt"), "new in dir\n");
     assert_eq!(read(&scene.dest, "fresh.txt"), "fresh\n");
     assert_eq!(std::fs::metadata(&scene.dest).unwrap().mode(), dest_mode);
+    later_is_the_archives(&scene.dest, &run);
     let summary = run.summary();
-    assert_eq!((summary.written, summary.skipped), (2, 5));
+    assert_eq!((summary.written, summary.skipped), (4, 5));
     scene.check();
 }
 
@@ -134,6 +146,7 @@ async fn refuse(sandbox: Sandbox) {
     assert_eq!(read(&scene.dest, "was-file"), "a file\n");
     assert_eq!(read(&scene.dest, "dir/new.txt"), "new in dir\n");
     assert_eq!(read(&scene.dest, "fresh.txt"), "fresh\n");
+    later_is_the_archives(&scene.dest, &run);
     assert!(!run.summary().is_complete());
     scene.check();
 }

@@ -109,3 +109,32 @@ shared_sandbox_tests!(
     shared_sandbox_5,
     shared_sandbox_6
 );
+
+/// A runtime with the I/O driver only (no timers), as a minimal synchronous
+/// wrapper may build: jobs run, and so does the zygote's replacement, which
+/// happens inside whichever call is due (`jobs_per_zygote(1)`: every call).
+#[test]
+fn a_runtime_without_timers_also_restarts_the_zygote() {
+    let builder = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sandbox = builder.block_on(async {
+        let mut b = Sandbox::builder().jobs_per_zygote(1);
+        if common::landlock_rung() {
+            b = b.only_rung(sandtar::Rung::Landlock);
+        }
+        b.build().await.expect("a sandbox")
+    });
+    drop(builder);
+    for call in 0..3 {
+        let io_only = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        io_only.block_on(extract_one(
+            &sandbox,
+            &format!("I/O-only runtime, call {call}"),
+        ));
+    }
+}

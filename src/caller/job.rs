@@ -37,7 +37,7 @@ use crate::caller::pump::Pump;
 use crate::error::{DigestKind, Error, Result};
 use crate::mode::Rung;
 use crate::options::{Compression, Limit, Options};
-use crate::report::{EntryKind, EntryReport, Outcome, Summary};
+use crate::report::{EntryKind, EntryReport, Outcome, SkipReason, Summary};
 use crate::sys;
 use crate::wire::{
     untrusted_path, untrusted_text, WireReport, WorkerMsg, WorkerTotals, MAX_BATCH_ENTRIES,
@@ -131,6 +131,12 @@ pub(crate) struct Expected {
     pub diff_id: Option<String>,
     /// [`Limits::max_cpu_time`](crate::Limits::max_cpu_time).
     pub max_cpu_time: u64,
+    /// Whether the options select entries: only then may the worker report
+    /// one left out by the selection (which counts as done).
+    pub selects: bool,
+    /// Whether the options keep what exists: only then may the worker report
+    /// `SkipReason::Exists`.
+    pub keeps: bool,
 }
 
 impl Expected {
@@ -153,6 +159,8 @@ impl Expected {
             digest,
             diff_id,
             max_cpu_time: options.limits.max_cpu_time,
+            selects: options.select != crate::Selection::default(),
+            keeps: options.overwrite != crate::Overwrite::Replace,
         })
     }
 }
@@ -542,9 +550,30 @@ impl<R> Job<R> {
         }
     }
 
+    /// A skip the options cannot have caused is the worker's lie (one left
+    /// out "by the selection" would make an incomplete job look complete).
+    fn check_skip(&self, outcome: &Outcome) -> Result<()> {
+        let Outcome::Skipped(reason) = outcome else {
+            return Ok(());
+        };
+        let allowed = match reason {
+            SkipReason::NotSelected | SkipReason::StrippedAway => self.expected.selects,
+            SkipReason::Exists => self.expected.keeps,
+            _ => true,
+        };
+        match allowed {
+            true => Ok(()),
+            false => Err(Error::Protocol(format!(
+                "a skip the options did not ask for ({})",
+                reason.code()
+            ))),
+        }
+    }
+
     /// Validates one report from the (untrusted) worker and queues it.
     fn accept(&mut self, report: WireReport) -> Result<()> {
         check_report(&report)?;
+        self.check_skip(&report.outcome)?;
         if let Some(opaque) = &mut self.opaque {
             opaque.note(&report);
         }
@@ -806,6 +835,25 @@ mod tests {
         let (job, mut fake, _child) = fake_job(b"");
         fake.write_all(&encode_frame(&WorkerMsg::Warm)).unwrap();
         expect_protocol(finish_within(job).await, "Warm during a job");
+
+        // Skips the default options cannot cause: the worker would make an
+        // incomplete job look complete (left out "by the selection").
+        for reason in [
+            SkipReason::NotSelected,
+            SkipReason::StrippedAway,
+            SkipReason::Exists,
+        ] {
+            let (job, mut fake, _child) = fake_job(b"");
+            let lie = WireReport {
+                kind: EntryKind::File,
+                size: 0,
+                outcome: Outcome::Skipped(reason.clone()),
+                ..report(b"f".to_vec())
+            };
+            fake.write_all(&encode_frame(&WorkerMsg::Reports(vec![lie])))
+                .unwrap();
+            expect_protocol(finish_within(job).await, reason.code());
+        }
     }
 
     #[tokio::test]

@@ -77,14 +77,14 @@ impl ZygoteConn {
             received: 0,
             lineage: Lineage::default(),
         };
-        let mode = tokio::time::timeout(ZYGOTE_START_TIMEOUT, conn.hello(subids))
-            .await
-            .map_err(|_| {
-                Error::zygote(
-                    "waiting for the zygote",
-                    std::io::ErrorKind::TimedOut.into(),
-                )
-            })??;
+        let (expired, _cancel) = deadline(ZYGOTE_START_TIMEOUT);
+        let mode = tokio::select! {
+            mode = conn.hello(subids) => mode?,
+            Ok(()) = expired => {
+                let timed_out = std::io::ErrorKind::TimedOut.into();
+                return Err(Error::zygote("waiting for the zygote", timed_out));
+            }
+        };
         conn.request(warm).await?;
         tracing::debug!(
             zygote_pid = conn.child.as_ref().map(|c| c.id()),
@@ -206,15 +206,19 @@ impl ZygoteConn {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Receives the next worker the zygote forked, and orders a replacement.
+    /// Orders a replacement, then receives the next worker the zygote forked.
+    /// In that order: a call dropped half way leaves one worker too many
+    /// queued (drained with the zygote), never one too few (the zygote's
+    /// queue would shrink for good, and a later call wait for nothing).
     pub(crate) async fn take_worker(&mut self) -> Result<Arrival> {
         let control = self.register()?;
+        self.request_on(&control, 1).await?;
         let (msg, fds) = recv(&control).await?;
         let (worker, socket) = match worker_of(msg, fds, &self.lineage) {
             Ok(arrived) => arrived,
+            // That fork failed; the replacement is ordered already.
             Err(ZygoteMsg::SpawnFailed(reason)) => {
-                self.request_on(&control, 1).await?;
-                return Err(Error::ConfinementUnavailable { reason });
+                return Err(Error::ConfinementUnavailable { reason })
             }
             Err(other) => {
                 return Err(Error::Protocol(format!(
@@ -224,7 +228,6 @@ impl ZygoteConn {
         };
         let seq = self.received;
         self.received += 1;
-        self.request_on(&control, 1).await?;
         Ok(Arrival {
             worker,
             socket,
@@ -337,6 +340,26 @@ async fn spawn(rungs: Rungs) -> Result<(OwnedFd, Child)> {
         .await
         .map_err(|e| Error::zygote("re-executing /proc/self/exe", e))?;
     Ok((ours, child))
+}
+
+/// Resolves once `after` has passed, without tokio's timer (a sandbox serves
+/// runtimes built without one, and restarts its zygote on whichever runtime
+/// the call runs): a thread waits, and leaves as soon as the returned sender
+/// is dropped.
+fn deadline(after: Duration) -> (tokio::sync::oneshot::Receiver<()>, Sender<()>) {
+    let (fire, expired) = tokio::sync::oneshot::channel();
+    let (cancel, cancelled) = mpsc::channel::<()>();
+    let waiter = std::thread::Builder::new()
+        .name("sandtar-deadline".into())
+        .spawn(move || {
+            if cancelled.recv_timeout(after) == Err(mpsc::RecvTimeoutError::Timeout) {
+                let _ = fire.send(());
+            }
+        });
+    // Without the thread there is no deadline: the zygote's own death still
+    // ends the wait (its socket closes).
+    drop(waiter);
+    (expired, cancel)
 }
 
 /// The dynamic loader's name, when it is what `/proc/self/exe` names (the

@@ -131,6 +131,10 @@ pub(crate) struct Applier {
     /// of them finds nothing to remove (what is there, this layer wrote), so
     /// it is not listed again.
     opaque_done: HashSet<Vec<u8>>,
+    /// With an [`Overwrite`] that keeps what exists: the directories this job
+    /// made (implied parents too), which are not "what exists" when the
+    /// archive lists them later.
+    made_dirs: HashSet<Vec<u8>>,
     /// The (mapped) owner to give the current entry, when owners are kept.
     owner: Option<(u64, u64)>,
     buffer: Vec<u8>,
@@ -164,6 +168,7 @@ impl Applier {
             fixups: Vec::new(),
             layer_paths: layer::LayerPaths::default(),
             opaque_done: HashSet::new(),
+            made_dirs: HashSet::new(),
             owner: None,
             buffer: vec![0; COPY_BUFFER],
             selector,
@@ -226,6 +231,13 @@ impl Applier {
             Err(Fail::Entry(message)) => Ok(Outcome::Failed(message)),
             Err(Fail::Kept) => Ok(Outcome::Skipped(SkipReason::Exists)),
             Err(Fail::Fatal(f)) => Err(f),
+        }
+    }
+
+    /// Remembers a directory this job made, where what exists is kept.
+    fn note_made(&mut self, path: &[u8]) {
+        if self.options.overwrite != Overwrite::Replace {
+            self.made_dirs.insert(path.to_vec());
         }
     }
 
@@ -367,12 +379,15 @@ impl Applier {
         // Created owner-only and writable; the real mode comes at the end so that a
         // read-only directory does not block its own contents.
         match mkdirat(&dir, cpath(name), Mode::from_raw_mode(0o700)) {
-            Ok(()) => {}
+            Ok(()) => self.note_made(path),
             Err(Errno::EXIST) => {
                 let existing = statat(&dir, cpath(name), AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| os("fstatat", e))?;
                 let is_dir = FileType::from_raw_mode(existing.st_mode) == FileType::Directory;
-                if is_dir && self.options.overwrite != Overwrite::Replace {
+                if is_dir
+                    && self.options.overwrite != Overwrite::Replace
+                    && !self.made_dirs.contains(path)
+                {
                     // Its contents come; its own metadata stays.
                     return Err(Fail::Kept);
                 }
@@ -693,6 +708,7 @@ impl Applier {
             .map_err(|e| os("open parent directory", e))?;
             if made {
                 self.settle_implied(&dir, owner)?;
+                self.note_made(&parent[..end]);
             }
             end += 1;
         }
