@@ -14,10 +14,16 @@ use sandtar::{Error, Options, Outcome, Overwrite, Sandbox, SkipReason};
 
 root_and_nobody!(replace, keep, refuse, create_destination);
 
-/// The destination before the job: `old.txt` (read-only), `was-file` (a file
+fn mode_of(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().mode() & 0o7777
+}
+
+/// The destination before the job (its own mode 0711): `old.txt` (read-only), `was-file` (a file
 /// where the archive has a directory), `full/` (a non-empty directory where
 /// the archive has a file), `dir/` (mode 0700, an old time, with `mine.txt`).
 fn prepare(dest: &Path) {
+    // The destination's own mode, unlike the archive's `./` (0755).
+    std::fs::set_permissions(dest, PermissionsExt::from_mode(0o711)).unwrap();
     let write = |name: &str, body: &str, mode: u32| {
         std::fs::write(dest.join(name), body).unwrap();
         std::fs::set_permissions(dest.join(name), PermissionsExt::from_mode(mode)).unwrap();
@@ -63,27 +69,24 @@ fn read(dest: &Path, name: &str) -> String {
     std::fs::read_to_string(dest.join(name)).unwrap()
 }
 
-fn options(overwrite: Overwrite) -> Options {
+/// A prepared destination, and the archive extracted into it with `overwrite`.
+async fn prepared_run(sandbox: &Sandbox, overwrite: Overwrite) -> (Scene, common::Run) {
+    let scene = Scene::new();
+    prepare(&scene.dest);
     let mut options = Options::default();
     options.overwrite = overwrite;
-    options
+    let run = run(sandbox, &archive(), &scene.dest, &options).await;
+    (scene, run)
 }
 
 /// The default: files and a file in the way of a directory are replaced; a
 /// non-empty directory in the way of a file is not (the entry fails); an
 /// existing directory takes the archive's metadata.
 async fn replace(sandbox: Sandbox) {
-    let scene = Scene::new();
-    prepare(&scene.dest);
-    let run = run(
-        &sandbox,
-        &archive(),
-        &scene.dest,
-        &options(Overwrite::Replace),
-    )
-    .await;
+    let (scene, run) = prepared_run(&sandbox, Overwrite::Replace).await;
     run.summary();
     assert_eq!(read(&scene.dest, "old.txt"), "new\n");
+    assert_eq!(mode_of(&scene.dest), 0o755, "the `./` entry's mode");
     assert!(scene.dest.join("was-file").is_dir());
     assert!(matches!(run.outcome("full"), Outcome::Failed(m) if m.contains("non-empty directory")));
     assert_eq!(read(&scene.dest, "full/inside"), "keep me\n");
@@ -97,10 +100,7 @@ async fn replace(sandbox: Sandbox) {
 /// `Keep`: nothing that exists changes, not even a directory's metadata;
 /// what is new is written, also into existing directories.
 async fn keep(sandbox: Sandbox) {
-    let scene = Scene::new();
-    prepare(&scene.dest);
-    let dest_mode = std::fs::metadata(&scene.dest).unwrap().mode();
-    let run = run(&sandbox, &archive(), &scene.dest, &options(Overwrite::Keep)).await;
+    let (scene, run) = prepared_run(&sandbox, Overwrite::Keep).await;
     let kept = Outcome::Skipped(SkipReason::Exists);
     for name in ["./", "old.txt", "was-file/", "full", "dir/"] {
         assert_eq!(run.outcome(name), &kept, "{name}");
@@ -115,7 +115,8 @@ async fn keep(sandbox: Sandbox) {
     assert_ne!(dir.mtime(), 5000);
     assert_eq!(read(&scene.dest, "dir/new.txt"), "new in dir\n");
     assert_eq!(read(&scene.dest, "fresh.txt"), "fresh\n");
-    assert_eq!(std::fs::metadata(&scene.dest).unwrap().mode(), dest_mode);
+    // The `./` entry (0755) was kept out too.
+    assert_eq!(mode_of(&scene.dest), 0o711);
     later_is_the_archives(&scene.dest, &run);
     let summary = run.summary();
     assert_eq!((summary.written, summary.skipped), (4, 5));
@@ -125,15 +126,7 @@ async fn keep(sandbox: Sandbox) {
 /// `Refuse`: an entry whose name exists fails and the job goes on; existing
 /// directories are kept as with `Keep`.
 async fn refuse(sandbox: Sandbox) {
-    let scene = Scene::new();
-    prepare(&scene.dest);
-    let run = run(
-        &sandbox,
-        &archive(),
-        &scene.dest,
-        &options(Overwrite::Refuse),
-    )
-    .await;
+    let (scene, run) = prepared_run(&sandbox, Overwrite::Refuse).await;
     for name in ["old.txt", "was-file/", "full"] {
         assert!(
             matches!(run.outcome(name), Outcome::Failed(m) if m.contains("exists in the destination")),
