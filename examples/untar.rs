@@ -561,6 +561,13 @@ async fn extract<R: AsyncRead + Unpin>(
         } else if cli.verbose {
             progress.suspend(|| println!("{}", shown(&report.path)));
         }
+        if !cli.json && !report.notes.is_empty() {
+            // Read as GNU tar reads it (--full-fidelity): where readers differ.
+            let notes: Vec<String> = report.notes.iter().map(|n| n.to_string()).collect();
+            progress.suspend(|| {
+                eprintln!("untar: {}: note: {}", shown(&report.path), notes.join("; "))
+            });
+        }
     }
     let result = job.finish().await;
     progress.finish_and_clear();

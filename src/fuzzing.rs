@@ -28,6 +28,7 @@ pub fn extract_unconfined(archive: &[u8], dir: &Path, options: &Options) -> Resu
         archive,
         &mut applier,
         &options.limits,
+        options.parsing,
         options.digest,
         &never,
         &mut sink,
@@ -74,7 +75,9 @@ pub fn decode_job_header(bytes: &[u8]) -> Result<Options, String> {
 /// The options the `extract` fuzz target (and its regression test) derives
 /// from the selector byte in front of each input. Bit 0:
 /// `Options::full_fidelity()` instead of `Options::default()`; bit 1: small
-/// limits, so that every limit check is reached; bit 2: no modification times.
+/// limits, so that every limit check is reached; bit 2: no modification times;
+/// bit 3: the other `Parsing` than the preset's (full fidelity read strictly,
+/// the default read as GNU tar reads).
 pub fn options_from_selector(selector: u8) -> Options {
     let mut options = if selector & 1 != 0 {
         Options::full_fidelity()
@@ -92,6 +95,12 @@ pub fn options_from_selector(selector: u8) -> Options {
     }
     if selector & 4 != 0 {
         options.preserve_mtime = false;
+    }
+    if selector & 8 != 0 {
+        options.parsing = match options.parsing {
+            crate::options::Parsing::Strict => crate::options::Parsing::GnuTar,
+            _ => crate::options::Parsing::Strict,
+        };
     }
     options
 }

@@ -305,10 +305,10 @@ pub use error::{DigestKind, Error, NotTar, Result};
 pub use host::{diagnose, Check};
 pub use mode::{Rung, SandboxMode};
 pub use options::{
-    Compression, IdMap, IdRange, Limit, Limits, ModePolicy, Options, Overwrite, Selection,
+    Compression, IdMap, IdRange, Limit, Limits, ModePolicy, Options, Overwrite, Parsing, Selection,
     WhiteoutFormat, XattrPolicy,
 };
 pub use report::{
-    is_unsafe_to_show, printable, EntryKind, EntryReport, Outcome, RejectReason, SkipReason,
-    Summary,
+    is_unsafe_to_show, printable, Divergence, EntryKind, EntryReport, Outcome, RejectReason,
+    SkipReason, Summary,
 };

@@ -32,6 +32,10 @@ pub struct Options {
     /// Which extended attributes (PAX `SCHILY.xattr.*` records) are applied.
     /// Default [`XattrPolicy::User`].
     pub xattrs: XattrPolicy,
+    /// How an archive that tar readers read differently is taken: refused
+    /// ([`Parsing::Strict`], the default and the layer preset's), or read as
+    /// GNU tar reads it ([`Parsing::GnuTar`], [`Options::full_fidelity()`]).
+    pub parsing: Parsing,
     /// Set modification times from the archive. Default `true`.
     pub preserve_mtime: bool,
     /// The compression of the input. Default [`Compression::Auto`] (recognised by
@@ -166,8 +170,8 @@ pub struct Limits {
     /// included (their data counts toward `max_entry_size` and
     /// `max_total_size` like any file's). Default 1 TiB: generous, as holes
     /// take no disk on the filesystems that have them (Go's test archives hold
-    /// 60 GB sparse files of a few bytes), and bounded all the same, as the
-    /// parser still steps through every hole (about 1 s of CPU per 60 GB here).
+    /// 60 GB sparse files of a few bytes), and bounded all the same (what a
+    /// tool that copies the tree may have to read).
     pub max_sparse_size: u64,
     /// Largest PAX or GNU extension header (long names, PAX records) before one
     /// entry. Default 1 MiB. The worker's memory is also capped (`RLIMIT_DATA`,
@@ -312,6 +316,7 @@ impl Default for Options {
             allow_fifos: true,
             mode: ModePolicy::Safe,
             xattrs: XattrPolicy::User,
+            parsing: Parsing::Strict,
             preserve_mtime: true,
             compression: Compression::Auto,
             id_map: IdMap::default(),
@@ -330,7 +335,8 @@ impl Default for Options {
 
 impl Options {
     /// The image-layer preset: [`Options::full_fidelity()`] with OCI whiteouts
-    /// applied and the layer's `diff_id` computed. Used by
+    /// applied and the layer's `diff_id` computed, read strictly
+    /// ([`Parsing::Strict`]: other tools read layers again). Used by
     /// [`Sandbox::apply_layer`](crate::Sandbox::apply_layer).
     ///
     /// ```
@@ -341,6 +347,9 @@ impl Options {
         Options {
             whiteouts: Some(WhiteoutFormat::Oci),
             digest: true,
+            // Layers come from registries and are read again by Go's
+            // archive/tar (containerd, Docker): no GNU-only readings.
+            parsing: Parsing::Strict,
             ..Options::full_fidelity()
         }
     }
@@ -348,7 +357,7 @@ impl Options {
     /// The full-fidelity preset, for trusted input extracted as root: owners,
     /// device nodes, every mode bit, the extended attributes of
     /// [`XattrPolicy::All`] (including `security.capability`), modification
-    /// times.
+    /// times, and archives read as GNU tar reads them ([`Parsing::GnuTar`]).
     ///
     /// ```
     /// let options = sandtar::Options::full_fidelity();
@@ -360,9 +369,49 @@ impl Options {
             allow_devices: true,
             mode: ModePolicy::Exact,
             xattrs: XattrPolicy::All,
+            parsing: Parsing::GnuTar,
             ..Options::default()
         }
     }
+}
+
+/// How the worker reads an archive that tar readers read differently
+/// (SECURITY.md, "Where tar readers disagree", has every case).
+///
+/// Where readers disagree on which bytes belong to which member (a PAX
+/// `size` that a reader splitting records at newlines reads otherwise, a
+/// directory or link with a data size, a blank size field, an extension
+/// header without magic, Solaris's `X` header), a tool that checked an
+/// archive and the one that unpacks it may see different files: the
+/// desync behind CVE-2025-62518. [`Parsing::Strict`] refuses those archives;
+/// [`Parsing::GnuTar`] reads them as GNU tar 1.34 does and notes each such
+/// entry in its report ([`EntryReport::notes`](crate::EntryReport::notes)).
+/// Either way the kernel's walls are the same: this decides which files an
+/// archive stands for, not where they can go.
+///
+/// ```
+/// let mut options = sandtar::Options::default();
+/// // Archives of your own, written by old or odd tools:
+/// options.parsing = sandtar::Parsing::GnuTar;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Parsing {
+    /// Refuse an archive that tar readers frame differently, or whose names
+    /// or values they read differently, with
+    /// [`Error::MalformedArchive`](crate::Error::MalformedArchive) (a name
+    /// holding a NUL byte rejects that entry only). For archives from
+    /// strangers, and for what other tools will read again.
+    #[default]
+    Strict,
+    /// Read every archive as GNU tar does: the last of repeated extension
+    /// headers wins, header-only entries carry no data whatever their size
+    /// field says, a blank size is 0, names end at a NUL byte, an
+    /// unparseable PAX time is read for the number it starts with, Solaris's
+    /// `X` header is a PAX header. For archives you trust
+    /// to mean what GNU tar makes of them.
+    GnuTar,
 }
 
 /// How whiteouts of an image layer are applied.

@@ -100,6 +100,84 @@ impl Outcome {
     }
 }
 
+/// How an entry's headers were read where tar readers read them differently
+/// ([`Parsing::GnuTar`](crate::Parsing::GnuTar): as GNU tar does). Each is
+/// one row of SECURITY.md's "Where tar readers disagree".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Divergence {
+    /// More than one GNU long name, long link name or PAX header came before
+    /// it: the last of each kind was used (the `tar` crate refuses this).
+    RepeatedExtension,
+    /// A directory, link, device or FIFO whose size field is not 0: read as
+    /// carrying no data (the `tar` crate reads that many bytes as its data).
+    SizeIgnored,
+    /// The size field was blank or started with a NUL byte: read as 0 (Go
+    /// reads the digits after the NULs).
+    BlankSize,
+    /// Its name or link target held a NUL byte: cut there.
+    CutAtNul,
+    /// An unparseable PAX time record: read for the number it starts with,
+    /// or ignored (Go refuses the archive).
+    BadPaxTime,
+    /// An extension header came before a PAX global header: applied to this
+    /// entry (the `tar` crate applies it to the global header).
+    ExtensionAcrossGlobal,
+    /// An extension header without a ustar or GNU magic, or Solaris's `X`
+    /// header: read as an extension header (the `tar` crate reads a member).
+    UnmarkedExtension,
+    /// Its header's checksum matched only when summed as signed bytes, as
+    /// some old tars wrote it (read in both presets: only the `tar` crate
+    /// refuses it; noted with `GnuTar` only).
+    SignedChecksum,
+    /// A sparse file whose map ends before its recorded size: the file ends
+    /// with its last chunk, as GNU tar makes it.
+    SparseEndsWithMap,
+}
+
+impl Divergence {
+    /// A short kebab-case code, as it serializes: `repeated-extension`,
+    /// `size-ignored`, `blank-size`, `cut-at-nul`, `bad-pax-time`,
+    /// `extension-across-global`, `unmarked-extension`, `signed-checksum`,
+    /// `sparse-ends-with-map`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Divergence::RepeatedExtension => "repeated-extension",
+            Divergence::SizeIgnored => "size-ignored",
+            Divergence::BlankSize => "blank-size",
+            Divergence::CutAtNul => "cut-at-nul",
+            Divergence::BadPaxTime => "bad-pax-time",
+            Divergence::ExtensionAcrossGlobal => "extension-across-global",
+            Divergence::UnmarkedExtension => "unmarked-extension",
+            Divergence::SignedChecksum => "signed-checksum",
+            Divergence::SparseEndsWithMap => "sparse-ends-with-map",
+        }
+    }
+}
+
+impl fmt::Display for Divergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Divergence::RepeatedExtension => "repeated extension headers: the last one was used",
+            Divergence::SizeIgnored => "a size on a header-only entry: read as no data",
+            Divergence::BlankSize => "a blank size field: read as 0",
+            Divergence::CutAtNul => "a NUL byte in the name or link target: cut there",
+            Divergence::BadPaxTime => "an unparseable PAX time: its leading number used",
+            Divergence::ExtensionAcrossGlobal => {
+                "an extension header before a PAX global header: applied to this entry"
+            }
+            Divergence::UnmarkedExtension => {
+                "an extension header without ustar magic (or Solaris 'X'): read as one"
+            }
+            Divergence::SignedChecksum => "a header checksum over signed bytes: accepted",
+            Divergence::SparseEndsWithMap => {
+                "a sparse map that ends before the file's size: the file ends with it"
+            }
+        })
+    }
+}
+
 /// Why an entry was skipped.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -256,6 +334,11 @@ pub struct EntryReport {
     pub size: u64,
     /// What happened to it.
     pub outcome: Outcome,
+    /// Where the archive strays from what tar readers read alike, for this
+    /// entry, and how it was read (only with
+    /// [`Parsing::GnuTar`](crate::Parsing::GnuTar); otherwise such an
+    /// archive is refused). Usually empty.
+    pub notes: Vec<Divergence>,
 }
 
 impl EntryReport {
@@ -385,7 +468,10 @@ impl Serialize for EntryReport {
             Outcome::Rejected(r) => (Some(r.code()), Some(r.to_string())),
             Outcome::Failed(m) => (None, Some(m.clone())),
         };
-        let fields = 4 + usize::from(code.is_some()) + usize::from(message.is_some());
+        let fields = 4
+            + usize::from(code.is_some())
+            + usize::from(message.is_some())
+            + usize::from(!self.notes.is_empty());
         let mut st = s.serialize_struct("EntryReport", fields)?;
         st.serialize_field("path", &self.path.to_string_lossy())?;
         st.serialize_field("kind", &self.kind)?;
@@ -396,6 +482,9 @@ impl Serialize for EntryReport {
         }
         if let Some(message) = message {
             st.serialize_field("message", &message)?;
+        }
+        if !self.notes.is_empty() {
+            st.serialize_field("notes", &self.notes)?;
         }
         st.end()
     }

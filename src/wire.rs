@@ -22,7 +22,7 @@ use crate::mode::SandboxMode;
 use serde::{Deserialize, Serialize};
 
 use crate::options::{Compression, Limit, Options};
-use crate::report::{EntryKind, Outcome};
+use crate::report::{Divergence, EntryKind, Outcome};
 
 /// Precedes the job header: the protocol's name and version.
 pub(crate) const HEADER_MAGIC: [u8; 4] = *b"STR1";
@@ -39,6 +39,8 @@ pub(crate) const MAX_BATCH_ENTRIES: usize = 4 * REPORT_BATCH_ENTRIES;
 /// Longest path the worker puts into a report (longer ones are truncated; the
 /// entry itself is rejected long before, by `PATH_MAX`).
 pub(crate) const MAX_REPORTED_PATH: usize = 8 * 1024;
+/// Most notes one report may carry (one of each [`Divergence`]).
+pub(crate) const MAX_NOTES: usize = 16;
 /// Largest control message (zygote ↔ driver).
 pub(crate) const MAX_CONTROL_MESSAGE: usize = 4096;
 
@@ -58,6 +60,8 @@ pub(crate) struct WireReport {
     pub kind: EntryKind,
     pub size: u64,
     pub outcome: Outcome,
+    /// How GNU-only readings shaped the entry (each at most once).
+    pub notes: Vec<Divergence>,
 }
 
 /// What only the worker can count.
@@ -311,6 +315,7 @@ mod tests {
             kind: EntryKind::File,
             size: 3,
             outcome: Outcome::Written,
+            notes: Vec::new(),
         }]);
         let frame = encode_frame(&msg);
         let range = frame_at(&frame, MAX_WORKER_FRAME).unwrap().unwrap();

@@ -193,7 +193,9 @@ fn pax_archive_typed(typeflag: u8, records: &[u8], size: usize) -> Vec<u8> {
         .entry(Header::new("PaxHeaders/f", typeflag, 0), records)
         .entry(Header::new("f", b'0', 0), &vec![b'd'; size])
         .finish();
-    [&[1u8][..], &tar].concat()
+    // Full fidelity, read strictly (selector bits 0 and 3): these are the
+    // refusals of `Parsing::Strict`.
+    [&[9u8][..], &tar].concat()
 }
 
 #[test]

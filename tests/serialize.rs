@@ -6,8 +6,8 @@ mod common;
 
 use common::raw::Tar;
 use sandtar::{
-    Compression, DigestKind, EntryKind, Limit, ModePolicy, Options, RejectReason, Rung,
-    SandboxMode, SkipReason, WhiteoutFormat, XattrPolicy,
+    Compression, DigestKind, Divergence, EntryKind, Limit, ModePolicy, Options, Parsing,
+    RejectReason, Rung, SandboxMode, SkipReason, WhiteoutFormat, XattrPolicy,
 };
 use serde_json::{json, Value};
 
@@ -63,6 +63,36 @@ async fn a_jobs_reports_and_summary_as_json() {
     }
     assert!(summary["elapsed_ms"].is_u64(), "{summary}");
     scene.check();
+}
+
+#[tokio::test]
+async fn notes_of_gnu_readings_as_json() {
+    let sandbox = common::new_sandbox().await;
+    let scene = common::Scene::new();
+    // Two long names (the last wins), and a symlink whose header claims data.
+    let mut link = common::raw::Header::new("link", b'2', 512).link("target");
+    link = link.mode(0o777);
+    let archive = Tar::new()
+        .gnu_long_name("first")
+        .gnu_long_name("second")
+        .file("x", b"x")
+        .header(&link)
+        .file("after", b"a")
+        .finish();
+    let mut options = Options::default();
+    options.parsing = Parsing::GnuTar;
+    let run = common::run(&sandbox, &archive, &scene.dest, &options).await;
+    let reports: Vec<Value> = run.reports.iter().map(to_json).collect();
+    assert_eq!(
+        reports[0],
+        json!({"path": "second", "kind": "file", "size": 1, "outcome": "written",
+               "notes": ["repeated-extension"]})
+    );
+    assert_eq!(reports[1]["notes"], json!(["size-ignored"]));
+    // The 512 bytes the symlink claims are the next header: `after`.
+    assert_eq!(reports[2]["path"], "after");
+    assert!(reports[2].get("notes").is_none());
+    assert_eq!(run.summary().entries, 3);
 }
 
 #[test]
@@ -127,6 +157,21 @@ fn enums_serialize_as_they_name_themselves() {
     for rung in [Rung::Namespaces, Rung::Landlock] {
         assert_eq!(to_json(&rung), json!(rung.to_string()));
     }
+    let divergences = [
+        Divergence::RepeatedExtension,
+        Divergence::SizeIgnored,
+        Divergence::BlankSize,
+        Divergence::CutAtNul,
+        Divergence::BadPaxTime,
+        Divergence::ExtensionAcrossGlobal,
+        Divergence::UnmarkedExtension,
+        Divergence::SignedChecksum,
+        Divergence::SparseEndsWithMap,
+    ];
+    for divergence in divergences {
+        assert_eq!(to_json(&divergence), json!(divergence.code()));
+    }
+    assert_eq!(to_json(&Parsing::GnuTar), json!("gnu-tar"));
     assert_eq!(to_json(&ModePolicy::Safe), json!("safe"));
     assert_eq!(to_json(&XattrPolicy::User), json!("user"));
     assert_eq!(to_json(&WhiteoutFormat::Oci), json!("oci"));

@@ -1,11 +1,13 @@
 //! The worker's parse-and-apply loop, unconfined but with every path resolved
-//! inside a fresh temporary directory (openat2 RESOLVE_IN_ROOT).
+//! inside a fresh temporary directory (walked as the Landlock rung without
+//! `chroot` walks it).
 //!
 //! Input: one selector byte, then a plain tar stream. The selector's bits:
 //! bit 0: `Options::full_fidelity()` instead of `Options::default()` (as root it
 //! chowns, mknods and sets security.* xattrs, inside the temporary directory
 //! only); bit 1: small limits (entries, depth, name length, extension headers,
-//! sizes) so that every limit check is reached; bit 2: no modification times
+//! sizes) so that every limit check is reached; bit 2: no modification times;
+//! bit 3: the other `Parsing` (strict or as GNU tar) than the preset's
 //! (`sandtar::fuzzing::options_from_selector`, shared with
 //! `tests/fuzz_regressions.rs`).
 //! The seed corpus is real archives behind a selector byte.

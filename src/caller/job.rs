@@ -41,7 +41,7 @@ use crate::report::{EntryKind, EntryReport, Outcome, SkipReason, Summary};
 use crate::sys;
 use crate::wire::{
     untrusted_path, untrusted_text, WireReport, WorkerMsg, WorkerTotals, MAX_BATCH_ENTRIES,
-    MAX_REPORTED_PATH,
+    MAX_NOTES, MAX_REPORTED_PATH,
 };
 
 /// Socket send buffer asked for (the kernel doubles it, and caps it at
@@ -137,6 +137,9 @@ pub(crate) struct Expected {
     /// Whether the options keep what exists: only then may the worker report
     /// `SkipReason::Exists`.
     pub keeps: bool,
+    /// Whether the options read archives as GNU tar does: only then may a
+    /// report carry notes ([`Divergence`](crate::Divergence)).
+    pub notes: bool,
 }
 
 impl Expected {
@@ -161,6 +164,7 @@ impl Expected {
             max_cpu_time: options.limits.max_cpu_time,
             selects: options.select != crate::Selection::default(),
             keeps: options.overwrite != crate::Overwrite::Replace,
+            notes: options.parsing == crate::Parsing::GnuTar,
         })
     }
 }
@@ -483,6 +487,7 @@ impl<R> Job<R> {
                 kind: EntryKind::Directory,
                 size: 0,
                 outcome: Outcome::Failed(untrusted_text(message)),
+                notes: Vec::new(),
             });
         }
         Ok(())
@@ -574,6 +579,9 @@ impl<R> Job<R> {
     fn accept(&mut self, report: WireReport) -> Result<()> {
         check_report(&report)?;
         self.check_skip(&report.outcome)?;
+        if !report.notes.is_empty() && !self.expected.notes {
+            return Err(Error::Protocol("notes the options did not ask for".into()));
+        }
         if let Some(opaque) = &mut self.opaque {
             opaque.note(&report);
         }
@@ -611,6 +619,7 @@ impl<R> Job<R> {
             kind: report.kind,
             size: report.size,
             outcome,
+            notes: report.notes,
         });
         Ok(())
     }
@@ -655,6 +664,9 @@ pub(crate) fn check_report(report: &WireReport) -> Result<()> {
         return Err(Error::Protocol(
             "size on an entry that is not a file".into(),
         ));
+    }
+    if report.notes.len() > MAX_NOTES {
+        return Err(Error::Protocol("too many notes on a report".into()));
     }
     Ok(())
 }
@@ -730,6 +742,7 @@ mod tests {
             kind: EntryKind::File,
             size: 1,
             outcome: Outcome::Written,
+            notes: Vec::new(),
         }
     }
 
@@ -854,6 +867,16 @@ mod tests {
                 .unwrap();
             expect_protocol(finish_within(job).await, reason.code());
         }
+
+        // Notes of GNU-only readings, under options that read strictly.
+        let (job, mut fake, _child) = fake_job(b"");
+        let noted = WireReport {
+            notes: vec![crate::Divergence::SizeIgnored],
+            ..report(b"f".to_vec())
+        };
+        fake.write_all(&encode_frame(&WorkerMsg::Reports(vec![noted])))
+            .unwrap();
+        expect_protocol(finish_within(job).await, "notes under Parsing::Strict");
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::error::NotTar;
 use crate::mode::SandboxMode;
-use crate::options::{Compression, Limits, Options};
+use crate::options::{Compression, Limits, Options, Parsing};
 use crate::report::{EntryKind, Outcome};
 use crate::wire::{self, WireError, WireReport, WorkerMsg, WorkerTotals, MAX_REPORTED_PATH};
 
@@ -41,6 +41,7 @@ pub(super) fn run(
     #[cfg(sandtar_hostile)]
     crate::sys::hostile::run(socket);
     let limits = options.limits.clone();
+    let parsing = options.parsing;
     let digest = options.digest || options.expected_diff_id.is_some();
     // Pending reports go out whenever the parser waits for input, so that a
     // slow archive still streams its results.
@@ -78,6 +79,7 @@ pub(super) fn run(
         input.reader,
         &mut applier,
         &limits,
+        parsing,
         digest,
         ratio_exceeded,
         &mut sink,
@@ -150,6 +152,7 @@ pub(crate) fn extract<R: Read>(
     reader: R,
     applier: &mut Applier,
     limits: &Limits,
+    parsing: Parsing,
     digest: bool,
     ratio_exceeded: &AtomicBool,
     sink: &mut dyn FnMut(WireReport) -> bool,
@@ -158,7 +161,14 @@ pub(crate) fn extract<R: Read>(
         applier: &mut *applier,
         sink,
     };
-    let end = match archive::read(reader, limits, digest, ratio_exceeded, &mut visitor) {
+    let end = match archive::read(
+        reader,
+        limits,
+        parsing,
+        digest,
+        ratio_exceeded,
+        &mut visitor,
+    ) {
         Ok(end) => end,
         Err(error) => {
             // The job stops, but the directories made so far still get their
@@ -236,6 +246,7 @@ impl Visitor for Apply<'_, '_> {
             kind: meta.kind,
             size,
             outcome,
+            notes: meta.notes.clone(),
         };
         match (self.sink)(report) {
             true => Ok(()),

@@ -82,6 +82,7 @@ mod tests {
             xattrs: Vec::new(),
             size: 0,
             sparse: None,
+            notes: Vec::new(),
         }
     }
 

@@ -6,10 +6,6 @@
 use crate::options::{Limit, Limits};
 use crate::worker::names;
 
-/// Header blocks a parser may read on top of `max_extension_size` to reach an
-/// entry (the first extension header's block, the entry's own, padding).
-const HEADER_SLACK: u64 = 2048;
-
 /// What the archive used so far, against its limits.
 pub(super) struct Counter<'a> {
     limits: &'a Limits,
@@ -38,14 +34,15 @@ impl<'a> Counter<'a> {
         self.limits.get(limit)
     }
 
-    /// What the parser may read to reach the next entry's header.
-    pub(super) fn header_budget(&self) -> u64 {
-        self.limits.max_extension_size.saturating_add(HEADER_SLACK)
+    /// Bytes of extension headers one entry may have (less the first one's
+    /// header block), a PAX global header too.
+    pub(super) fn extension_budget(&self) -> u64 {
+        self.limits.max_extension_size
     }
 
     /// One more entry: `extensions` bytes of extension headers, `size` bytes
     /// of data, `stored` of them in the archive (less for an old-GNU sparse
-    /// file, whose size the `tar` crate gives with its holes).
+    /// file: `size` is its apparent size, holes included).
     pub(super) fn entry(&mut self, extensions: u64, size: u64, stored: u64) -> Result<(), Limit> {
         let limits = self.limits;
         if extensions > limits.max_extension_size {

@@ -1,13 +1,15 @@
 //! An entry's metadata, as the headers give it (ustar, GNU and PAX, with the
 //! PAX global headers seen so far): what the applier needs to know.
 
-use std::io::{self, Read};
+use std::io;
 
 use rustix::fs::Timespec;
 
-use crate::report::EntryKind;
+use crate::options::Parsing;
+use crate::report::{Divergence, EntryKind};
 use crate::worker::names;
 
+use super::headers::Headers;
 use super::pax;
 use super::sparse::{PaxSparse, Sparse};
 
@@ -25,17 +27,30 @@ pub(crate) struct Meta {
     pub size: u64,
     /// How the data maps onto a sparse file.
     pub sparse: Option<Sparse>,
+    /// How GNU-only readings shaped the entry.
+    pub notes: Vec<Divergence>,
 }
 
-/// PAX global header records (`g` entries) that apply to every later entry.
-#[derive(Default)]
+/// PAX global header records (`g` entries) that apply to every later entry,
+/// and how records are read.
 pub(super) struct PaxGlobals {
     mtime: Option<Timespec>,
     uid: Option<u64>,
     gid: Option<u64>,
+    /// An unparseable time is ignored (GNU tar), not refused.
+    lenient: bool,
 }
 
 impl PaxGlobals {
+    pub(super) fn new(parsing: Parsing) -> Self {
+        PaxGlobals {
+            mtime: None,
+            uid: None,
+            gid: None,
+            lenient: parsing == Parsing::GnuTar,
+        }
+    }
+
     /// Takes the data of one global header. `path` and `linkpath` are ignored
     /// (as in Go's archive/tar; GNU tar renames every later member); `size` is
     /// refused (GNU tar frames every later member with it, the `tar` crate and
@@ -44,9 +59,11 @@ impl PaxGlobals {
         for record in pax::parse(data).map_err(|e| e.to_string())? {
             let value = record.value;
             match record.key {
-                b"mtime" => {
-                    self.mtime = Some(parse_pax_time(value).ok_or("invalid PAX mtime record")?)
-                }
+                b"mtime" => match parse_pax_time(value) {
+                    Some(time) => self.mtime = Some(time),
+                    None if self.lenient => self.mtime = time_prefix(value).or(self.mtime),
+                    None => return Err("invalid PAX mtime record".into()),
+                },
                 b"uid" => self.uid = Some(pax::decimal(value).ok_or("invalid PAX uid record")?),
                 b"gid" => self.gid = Some(pax::decimal(value).ok_or("invalid PAX gid record")?),
                 b"size" => return Err("a PAX global header with a size record".into()),
@@ -58,46 +75,56 @@ impl PaxGlobals {
 }
 
 /// The entry's name and link target. A PAX `path` or `linkpath` wins over a
-/// GNU long name (`long_name`, `long_link`: one was read), as in GNU tar; the
-/// `tar` crate's own reading of PAX names is never used.
-pub(super) fn names<R: Read>(
-    entry: &tar::Entry<'_, R>,
-    records: &[pax::Record<'_>],
-    long_name: bool,
-    long_link: bool,
-) -> (Vec<u8>, Option<Vec<u8>>) {
+/// GNU long name, as in GNU tar; a long name's trailing NUL is dropped.
+pub(super) fn names(headers: &Headers, records: &[pax::Record<'_>]) -> (Vec<u8>, Option<Vec<u8>>) {
     let last = |key: &[u8]| records.iter().rev().find(|r| r.key == key).map(|r| r.value);
-    let name = match last(b"path") {
-        Some(path) => path.to_vec(),
-        None if long_name => entry.path_bytes().into_owned(),
-        None => entry.header().path_bytes().into_owned(),
+    let long = |bytes: &Vec<u8>| match bytes.last() {
+        Some(0) => bytes[..bytes.len() - 1].to_vec(),
+        _ => bytes.clone(),
     };
-    let link = match last(b"linkpath") {
-        Some(link) => Some(link.to_vec()),
-        None if long_link => entry.link_name_bytes().map(|l| l.into_owned()),
-        None => entry.header().link_name_bytes().map(|l| l.into_owned()),
+    let header = &headers.header;
+    let name = match (last(b"path"), &headers.long_name) {
+        (Some(path), _) => path.to_vec(),
+        (None, Some(bytes)) => long(bytes),
+        (None, None) => header.path_bytes().into_owned(),
+    };
+    let link = match (last(b"linkpath"), &headers.long_link) {
+        (Some(link), _) => Some(link.to_vec()),
+        (None, Some(bytes)) => Some(long(bytes)),
+        (None, None) => header.link_name_bytes().map(|l| l.into_owned()),
     };
     (name, link)
 }
 
-/// Collects what the applier needs from an entry's headers (ustar, GNU and
-/// PAX): `records` are its PAX records, `name` and `link` the name and link
-/// target they and the GNU long names give.
-pub(super) fn read_meta<R: Read>(
-    entry: &tar::Entry<'_, R>,
+/// Cuts the name and link target at their first NUL byte, as GNU tar reads
+/// them (C strings); whether anything was cut.
+pub(super) fn cut_at_nul(name: &mut Vec<u8>, link: &mut Option<Vec<u8>>) -> bool {
+    let mut cut = |bytes: &mut Vec<u8>| match bytes.iter().position(|b| *b == 0) {
+        Some(at) => {
+            bytes.truncate(at);
+            true
+        }
+        None => false,
+    };
+    let name_cut = cut(name);
+    let link_cut = link.as_mut().is_some_and(&mut cut);
+    name_cut || link_cut
+}
+
+/// Collects what the applier needs from an entry's header and PAX
+/// `records`: `kind` and `link` as the names gave them, `size` its data.
+pub(super) fn read_meta(
+    header: &tar::Header,
     globals: &PaxGlobals,
     records: &[pax::Record<'_>],
-    name: &[u8],
+    kind: EntryKind,
     link: Option<Vec<u8>>,
+    size: u64,
 ) -> io::Result<Meta> {
-    let header = entry.header();
-    let kind = kind_of_named(header.entry_type(), name);
     let mut meta = Meta {
         kind,
         // An empty mode field is mode 0, as GNU tar reads it.
         mode: header.mode().unwrap_or(0),
-        // The `tar` crate wrote the first PAX uid and gid into the header; the
-        // records override them (in `read_records`).
         uid: globals.uid.or(header.uid().ok()).unwrap_or(0),
         gid: globals.gid.or(header.gid().ok()).unwrap_or(0),
         mtime: globals.mtime.or_else(|| {
@@ -109,10 +136,11 @@ pub(super) fn read_meta<R: Read>(
         link,
         device: device(header, kind),
         xattrs: Vec::new(),
-        size: entry.size(),
+        size,
         sparse: None,
+        notes: Vec::new(),
     };
-    let pax_sparse = read_records(&mut meta, records)?;
+    let pax_sparse = read_records(&mut meta, records, globals.lenient)?;
     // Old-GNU sparse entries get their map in the loop.
     if kind == EntryKind::File && header.entry_type() != tar::EntryType::GNUSparse {
         meta.sparse = pax_sparse.finish()?;
@@ -123,7 +151,7 @@ pub(super) fn read_meta<R: Read>(
 /// The entry's kind. Pre-POSIX archives mark directories only by a trailing
 /// slash, as GNU tar reads them (but a "file" named `/` does not get to change
 /// the root).
-fn kind_of_named(t: tar::EntryType, name: &[u8]) -> EntryKind {
+pub(super) fn kind_of_named(t: tar::EntryType, name: &[u8]) -> EntryKind {
     let kind = kind_of(t);
     if kind == EntryKind::File
         && t == tar::EntryType::Regular
@@ -151,8 +179,13 @@ fn device(header: &tar::Header, kind: EntryKind) -> (u32, u32) {
 ///
 /// Be as strict as GNU tar: a value it would not read makes other tools see
 /// something else (the CVE-2025-62518 family). The last record of a key wins,
-/// as in GNU tar.
-fn read_records(meta: &mut Meta, records: &[pax::Record<'_>]) -> io::Result<PaxSparse> {
+/// as in GNU tar. `lenient`: an unparseable time is ignored, as GNU tar
+/// does (noted).
+fn read_records(
+    meta: &mut Meta,
+    records: &[pax::Record<'_>],
+    lenient: bool,
+) -> io::Result<PaxSparse> {
     let malformed = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
     let mut pax_sparse = PaxSparse::default();
     for record in records {
@@ -160,12 +193,15 @@ fn read_records(meta: &mut Meta, records: &[pax::Record<'_>]) -> io::Result<PaxS
         match record.key {
             // The name was taken from the records already (`names`).
             b"path" | b"linkpath" => {}
-            // Unreadable: refused (GNU tar reads a prefix, Go refuses).
-            b"mtime" => {
-                meta.mtime = Some(
-                    parse_pax_time(value).ok_or_else(|| malformed("invalid PAX mtime record"))?,
-                )
-            }
+            // Unreadable: refused (Go refuses; GNU tar warns and ignores it).
+            b"mtime" => match parse_pax_time(value) {
+                Some(time) => meta.mtime = Some(time),
+                None if lenient => {
+                    meta.mtime = time_prefix(value).or(meta.mtime);
+                    meta.notes.push(Divergence::BadPaxTime);
+                }
+                None => return Err(malformed("invalid PAX mtime record")),
+            },
             b"uid" => {
                 meta.uid = pax::decimal(value).ok_or_else(|| malformed("invalid PAX uid record"))?
             }
@@ -182,6 +218,24 @@ fn read_records(meta: &mut Meta, records: &[pax::Record<'_>]) -> io::Result<PaxS
         }
     }
     Ok(pax_sparse)
+}
+
+/// GNU tar's reading of an unparseable PAX time: the number it starts with
+/// (`999xxx` is 999), if any.
+fn time_prefix(v: &[u8]) -> Option<Timespec> {
+    let sign = usize::from(v.first() == Some(&b'-'));
+    let digits = v[sign..].iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut end = sign + digits;
+    if v.get(end) == Some(&b'.') {
+        end += 1 + v[end + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+    }
+    parse_pax_time(&v[..end])
 }
 
 /// Parses a PAX time (`1700000000.25`, possibly negative) into a timespec.
@@ -241,5 +295,11 @@ mod tests {
         assert_eq!((t.tv_sec, t.tv_nsec), (42, 0));
         assert!(parse_pax_time(b"x").is_none());
         assert!(parse_pax_time(b"1.2x").is_none());
+        let t = time_prefix(b"999xxx9324.432432444444").unwrap();
+        assert_eq!((t.tv_sec, t.tv_nsec), (999, 0));
+        let t = time_prefix(b"-12.5e3").unwrap();
+        assert_eq!((t.tv_sec, t.tv_nsec), (-13, 500_000_000));
+        assert!(time_prefix(b"x12").is_none());
+        assert!(time_prefix(b"").is_none());
     }
 }

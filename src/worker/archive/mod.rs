@@ -1,33 +1,34 @@
-//! Bytes -> entries: one parser (the `tar` crate, driven entry by entry)
-//! yields each entry's name, metadata ([`meta`]) and data to a visitor, after
-//! the refusals of ambiguous archives ([`frame`]) and the limits ([`limits`]).
-//! Shared by the worker and the fuzzing harness; it writes nothing.
+//! Bytes -> entries: the stream ([`stream`]) framed member by member
+//! ([`headers`]), each entry's name, metadata ([`meta`]) and data handed to a
+//! visitor, after the refusals of ambiguous archives ([`frame`]) and the
+//! limits ([`limits`]). Shared by the worker and the fuzzing harness; it
+//! writes nothing.
 //!
-//! The `tar` crate frames the archive (headers, sizes, GNU long names, old-GNU
-//! sparse maps); PAX records are read by [`pax`], from the bytes the crate
-//! read to reach each header, because the crate splits them at newlines.
-//! Where the crate's reading of a PAX `size` differs from the records', the
-//! archive is refused: the crate frames the data with its own.
+//! How an archive that tar readers read differently is taken is
+//! [`Parsing`]'s choice: refused, or read as GNU tar reads it and noted.
 
 mod frame;
+mod headers;
 mod limits;
 pub(crate) mod meta;
 mod not_tar;
 pub(crate) mod pax;
 pub(crate) mod sparse;
+mod stream;
 
-use std::io::{self, Read};
+use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::options::{Limit, Limits};
-use crate::report::EntryKind;
+use crate::options::{Limit, Limits, Parsing};
+use crate::report::Divergence;
 use crate::wire::WireError;
 
-use frame::{Counted, Extensions, Framing};
+use headers::{Framer, Headers, Next, Refused};
 use limits::Counter;
 pub(crate) use meta::Meta;
 use meta::PaxGlobals;
-use sparse::{Chunks, Layout, Sparse};
+use sparse::{Layout, Sparse};
+use stream::{Data, Stream};
 
 /// One entry, as the visitor sees it.
 pub(crate) struct Entry<'a> {
@@ -76,37 +77,43 @@ pub(crate) struct End {
 pub(crate) fn read<R: Read>(
     reader: R,
     limits: &Limits,
+    parsing: Parsing,
     digest: bool,
     ratio_exceeded: &AtomicBool,
     visitor: &mut impl Visitor,
 ) -> Result<End, WireError> {
-    let framing = Framing::new();
-    let mut archive = tar::Archive::new(Counted::new(reader, &framing, digest));
+    let mut stream = Stream::new(reader, digest);
     let mut parser = Parser {
-        framing: &framing,
+        framer: Framer::new(parsing),
+        parsing,
         ratio_exceeded,
         counter: Counter::new(limits),
-        globals: PaxGlobals::default(),
-        captured: Vec::new(),
+        globals: PaxGlobals::new(parsing),
         last_name: Vec::new(),
-        scratch: vec![0u8; 8192],
     };
-    let mut entries = archive.entries().map_err(|e| parser.read_error(&e, b""))?;
-    while let Some((mut entry, at)) = parser.next(&mut entries)? {
-        if let Some(parsed) = parser.parse(&mut entry, at)? {
-            parser.visit(&mut entry, parsed, visitor)?;
+    loop {
+        let at = stream.offset();
+        let next = parser
+            .framer
+            .next(&mut stream, parser.counter.extension_budget());
+        match next.map_err(|refused| parser.refused(refused, &stream, at))? {
+            Next::End => break,
+            Next::Global(header, data) => parser.global_header(&header, &data, &stream)?,
+            Next::Member(headers) => {
+                let parsed = parser.parse(headers, &stream)?;
+                parser.visit(&mut stream, parsed, visitor)?;
+            }
         }
     }
-    // Read to the end of the stream: trailing blocks, and the compressed stream's
-    // own checks (gzip's CRC, for example), which come last.
-    let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(|e| parser.read_error(&e, b""))?;
-    if framing.offset() == 0 {
+    stream
+        .drain()
+        .map_err(|e| parser.read_error(&e, b"", &stream))?;
+    if stream.offset() == 0 {
         return Err(WireError::NotTar(crate::error::NotTar::Empty));
     }
     Ok(End {
-        tar_bytes: framing.offset(),
-        diff_id: rest.digest(),
+        tar_bytes: stream.offset(),
+        diff_id: stream.digest(),
         layer_size: parser.counter.layer_size,
     })
 }
@@ -115,42 +122,65 @@ pub(crate) fn read<R: Read>(
 struct Parsed {
     name: Vec<u8>,
     meta: Meta,
-    /// An old-GNU sparse file's map: its data comes through [`Chunks`].
-    old_gnu_map: Option<Vec<(u64, u64)>>,
+    /// Bytes of data in the archive (for an old-GNU sparse file, its chunks).
+    stored: u64,
 }
 
 /// The archive loop's state between entries.
 struct Parser<'a> {
-    framing: &'a Framing,
+    framer: Framer,
+    parsing: Parsing,
     ratio_exceeded: &'a AtomicBool,
     counter: Counter<'a>,
     globals: PaxGlobals,
-    /// What the parser read to reach the current entry.
-    captured: Vec<u8>,
     /// The previous entry's name, for an error in the next header.
     last_name: Vec<u8>,
-    /// For skipping what the visitor did not read.
-    scratch: Vec<u8>,
 }
 
 impl Parser<'_> {
-    /// A read error is a malformed archive, unless the decoder stopped on the
-    /// compression-ratio limit, or the extension headers ran over theirs.
-    fn read_error(&self, e: &dyn std::fmt::Display, entry: &[u8]) -> WireError {
-        if self.framing.over_budget() {
-            // Tripped before the entry's own header was read: no name yet.
-            self.limit(Limit::MaxExtensionSize, b"")
-        } else if self.ratio_exceeded.load(Ordering::Relaxed) {
-            self.limit(Limit::MaxCompressionRatio, entry)
-        } else {
-            self.malformed(frame::explain(&e.to_string()))
+    fn gnu(&self) -> bool {
+        self.parsing == Parsing::GnuTar
+    }
+
+    /// The job's error for headers that could not be read from offset `at`.
+    /// The very first header: say what the input is instead, if it is known.
+    fn refused<R: Read>(&self, refused: Refused, stream: &Stream<R>, at: u64) -> WireError {
+        match refused {
+            Refused::Malformed(message) => self.malformed(message, stream),
+            Refused::TooLarge => self.limit(Limit::MaxExtensionSize, b""),
+            Refused::Read(e) => match self.read_error(&e, &self.last_name, stream) {
+                WireError::Malformed { offset, message }
+                    if at == 0 && not_tar::about_the_header(&e.to_string()) =>
+                {
+                    match not_tar::identify(stream.head()) {
+                        Some(what) => WireError::NotTar(what),
+                        None => WireError::Malformed { offset, message },
+                    }
+                }
+                other => other,
+            },
         }
     }
 
-    /// The archive is refused at the current offset.
-    fn malformed(&self, message: String) -> WireError {
+    /// A read error is a malformed archive, unless the decoder stopped on the
+    /// compression-ratio limit.
+    fn read_error<R: Read>(
+        &self,
+        e: &dyn std::fmt::Display,
+        entry: &[u8],
+        stream: &Stream<R>,
+    ) -> WireError {
+        if self.ratio_exceeded.load(Ordering::Relaxed) {
+            self.limit(Limit::MaxCompressionRatio, entry)
+        } else {
+            self.malformed(frame::explain(&e.to_string()), stream)
+        }
+    }
+
+    /// The archive is refused at the stream's offset.
+    fn malformed<R: Read>(&self, message: String, stream: &Stream<R>) -> WireError {
         WireError::Malformed {
-            offset: self.framing.offset(),
+            offset: stream.offset(),
             message,
         }
     }
@@ -163,138 +193,122 @@ impl Parser<'_> {
         }
     }
 
-    /// The next entry, and the offset from which its headers were captured.
-    /// Padding, extension headers (with their header blocks) and the entry's
-    /// header: reading stops once they exceed the limit.
-    fn next<'e, R: Read>(
-        &mut self,
-        entries: &mut tar::Entries<'e, R>,
-    ) -> Result<Option<(tar::Entry<'e, R>, u64)>, WireError> {
-        let budget = self.counter.header_budget();
-        let (next, at) = self
-            .framing
-            .capture(budget, &mut self.captured, || entries.next());
-        match next {
-            None => Ok(None),
-            Some(Ok(entry)) => Ok(Some((entry, at))),
-            Some(Err(e)) => match self.read_error(&e, &self.last_name) {
-                // The very first header: say what the input is instead.
-                WireError::Malformed { offset, message }
-                    if at == 0 && not_tar::about_the_header(&e.to_string()) =>
-                {
-                    Err(match not_tar::identify(&self.captured) {
-                        Some(what) => WireError::NotTar(what),
-                        None => WireError::Malformed { offset, message },
-                    })
-                }
-                other => Err(other),
-            },
-        }
-    }
-
-    /// Reads an entry's headers (captured from offset `at`): its name and
-    /// metadata, refused where tar readers disagree, counted against the
-    /// limits. `None` for a PAX global header (taken in, not an entry).
-    fn parse<R: Read>(
-        &mut self,
-        entry: &mut tar::Entry<'_, R>,
-        at: u64,
-    ) -> Result<Option<Parsed>, WireError> {
-        let malformed = |message: String| self.malformed(message);
-        let found = Extensions::find(&self.captured, at, entry.raw_header_position())
-            .map_err(|m| malformed(m.into()))?;
-        let records = match found.pax {
-            Some(data) => pax::parse(data).map_err(|e| malformed(e.to_string()))?,
-            None => Vec::new(),
-        };
-        let (name, link) = meta::names(entry, &records, found.long_name, found.long_link);
-        if let Some(data) = found.pax {
-            frame::check_pax_size(entry, &records, data).map_err(malformed)?;
-        }
-        let size = entry.size();
-        let entry_type = entry.header().entry_type();
-        // Old-GNU sparse: `size` is the apparent size, the header's own field
-        // what the archive stores (checked against the map below).
-        let stored = match entry_type == tar::EntryType::GNUSparse {
-            true => entry.header().entry_size().unwrap_or(size),
-            false => size,
-        };
-        self.counter
-            .entry(found.size, size, stored)
-            .map_err(|limit| self.limit(limit, &name))?;
-        frame::check_type(entry_type, size, &name).map_err(|m| self.malformed(m))?;
-        if entry_type.is_pax_global_extensions() {
-            let headers = found.headers;
-            drop(records);
-            self.global_header(entry, headers, &name)?;
-            return Ok(None);
-        }
-        let meta = meta::read_meta(entry, &self.globals, &records, &name, link)
-            .map_err(|e| self.read_error(&e, &name))?;
-        drop(records);
-        self.data_layout(entry, at, name, meta).map(Some)
-    }
-
-    /// Takes in a PAX global header (`headers`: how many extension headers
-    /// came before it).
+    /// Takes in a PAX global header (counted as an entry).
     fn global_header<R: Read>(
         &mut self,
-        entry: &mut tar::Entry<'_, R>,
-        headers: usize,
-        name: &[u8],
+        header: &tar::Header,
+        data: &[u8],
+        stream: &Stream<R>,
     ) -> Result<(), WireError> {
+        let size = data.len() as u64;
         self.counter
-            .global_header(entry.size())
-            .map_err(|limit| self.limit(limit, name))?;
-        // A PAX or GNU extension header before a global header: the `tar`
-        // crate attaches it to the global header, GNU tar to the next member.
-        if headers > 0 {
-            return Err(self
-                .malformed("an extended header (PAX or GNU) precedes a PAX global header".into()));
-        }
-        let mut data = Vec::new();
-        entry
-            .read_to_end(&mut data)
-            .map_err(|e| self.read_error(&e, name))?;
+            .entry(0, size, size)
+            .map_err(|limit| self.limit(limit, b""))?;
+        let name = header.path_bytes();
+        self.counter
+            .global_header(size)
+            .map_err(|limit| self.limit(limit, &name))?;
         self.globals
-            .update(&data)
-            .map_err(|message| self.malformed(message))
+            .update(data)
+            .map_err(|message| self.malformed(message, stream))
     }
 
-    /// Where the entry's data goes: old-GNU sparse maps (read again from the
-    /// header blocks captured from `at`), the real name and size of sparse
-    /// files, checked against the limits with the final name.
-    fn data_layout<R: Read>(
+    /// Reads an entry's headers: its name, data size and metadata, refused
+    /// where tar readers disagree (or read as GNU tar does), counted against
+    /// the limits.
+    fn parse<R: Read>(
         &mut self,
-        entry: &tar::Entry<'_, R>,
-        at: u64,
-        name: Vec<u8>,
-        mut meta: Meta,
+        headers: Headers,
+        stream: &Stream<R>,
     ) -> Result<Parsed, WireError> {
-        let entry_type = entry.header().entry_type();
-        let size = entry.size();
-        // Old-GNU sparse: the visitor gets the stored chunks only (see `Chunks`).
-        let old_gnu_map = if entry_type == tar::EntryType::GNUSparse {
-            let map = sparse::old_gnu_map(entry, &self.captured, at)
-                .map_err(|m| self.malformed(m.into()))?;
-            sparse::check(&map, size).map_err(|e| self.malformed(e.to_string()))?;
+        let records = match &headers.pax {
+            Some(data) => pax::parse(data).map_err(|e| self.malformed(e.to_string(), stream))?,
+            None => Vec::new(),
+        };
+        let mut notes = headers.notes.clone();
+        let (mut name, mut link) = meta::names(&headers, &records);
+        if self.gnu() && meta::cut_at_nul(&mut name, &mut link) {
+            note(&mut notes, Divergence::CutAtNul);
+        }
+        let header = &headers.header;
+        let (mut size, blank) = self
+            .data_size(&headers, &records)
+            .map_err(|refused| self.refused(refused, stream, u64::MAX))?;
+        if blank {
+            note(&mut notes, Divergence::BlankSize);
+        }
+        let entry_type = header.entry_type();
+        let kind = meta::kind_of_named(entry_type, &name);
+        if size > 0 && frame::header_only(entry_type, kind) {
+            if !self.gnu() {
+                return Err(self.malformed(frame::carries_data(kind, &name, size), stream));
+            }
+            // GNU tar (and Go, Python) read the next header right after.
+            size = 0;
+            note(&mut notes, Divergence::SizeIgnored);
+        }
+        // Old-GNU sparse: `real` is the apparent size, `size` what is stored.
+        let real = match entry_type == tar::EntryType::GNUSparse {
+            true => header.as_gnu().map_or(Ok(0), |g| g.real_size()),
+            false => Ok(size),
+        };
+        let real = real.map_err(|e| self.read_error(&e, &name, stream))?;
+        self.counter
+            .entry(headers.extension_size, real, size)
+            .map_err(|limit| self.limit(limit, &name))?;
+        let mut meta = meta::read_meta(header, &self.globals, &records, kind, link, size)
+            .map_err(|e| self.read_error(&e, &name, stream))?;
+        if entry_type == tar::EntryType::GNUSparse {
+            let map = sparse::old_gnu_map(header, &headers.sparse_blocks, size, real)
+                .map_err(|m| self.malformed(m.into(), stream))?;
             meta.sparse = Some(Sparse {
-                layout: Layout::Map(map.clone()),
-                real_size: size,
+                layout: Layout::Map(map),
+                real_size: real,
                 name: None,
             });
-            Some(map)
-        } else {
-            None
-        };
-        if meta.kind == EntryKind::Directory && entry_type == tar::EntryType::Regular && size > 0 {
-            // A pre-POSIX directory (a "file" named with a trailing slash) that
-            // carries data: the same disagreement as for header-only types.
-            return Err(self.malformed(format!(
-                "directory entry {:?} carries {size} bytes of data",
-                String::from_utf8_lossy(&name)
-            )));
         }
+        if let Some(sparse) = &mut meta.sparse {
+            if self.gnu() && sparse.end_at_map() {
+                note(&mut notes, Divergence::SparseEndsWithMap);
+            }
+        }
+        for divergence in notes {
+            note(&mut meta.notes, divergence);
+        }
+        drop(records);
+        self.named(name, meta, size)
+    }
+
+    /// The entry's data size, and whether a blank size field was read as 0.
+    /// A PAX `size` record wins over the header's field (the last one, as
+    /// GNU tar); strictly, the `tar` crate's reading of the records must
+    /// agree (it frames with the first record it can split).
+    fn data_size(
+        &mut self,
+        headers: &Headers,
+        records: &[pax::Record<'_>],
+    ) -> Result<(u64, bool), Refused> {
+        let (field, blank) = headers::size_field(&headers.header, self.parsing)?;
+        let mut size = None;
+        for record in records.iter().filter(|r| r.key == b"size") {
+            size = Some(
+                pax::decimal(record.value)
+                    .ok_or_else(|| Refused::Malformed("invalid PAX size record".into()))?,
+            );
+        }
+        let ours = size.unwrap_or(field);
+        if ours.checked_next_multiple_of(512).is_none() {
+            return Err(Refused::Malformed("size overflow".into()));
+        }
+        if let (Some(data), false) = (&headers.pax, self.gnu()) {
+            frame::check_pax_size(ours, field, data).map_err(Refused::Malformed)?;
+        }
+        Ok((ours, blank))
+    }
+
+    /// The entry's final name (a PAX sparse file's real name), checked
+    /// against the limits.
+    fn named(&mut self, name: Vec<u8>, meta: Meta, stored: u64) -> Result<Parsed, WireError> {
         // PAX sparse files carry their real name and size in records. (The
         // PAX `path`, when there is one, is `name` already.)
         let name = match meta.sparse.as_ref().and_then(|s| s.name.clone()) {
@@ -309,68 +323,83 @@ impl Parser<'_> {
         self.counter
             .name(&name)
             .map_err(|limit| self.limit(limit, &name))?;
-        Ok(Parsed {
-            name,
-            meta,
-            old_gnu_map,
-        })
+        Ok(Parsed { name, meta, stored })
     }
 
     /// Hands the entry to `visitor`, skips what it left unread, and tells it.
     fn visit<R: Read>(
         &mut self,
-        entry: &mut tar::Entry<'_, R>,
+        stream: &mut Stream<R>,
         parsed: Parsed,
         visitor: &mut impl Visitor,
     ) -> Result<(), WireError> {
         let Parsed {
             name,
-            meta,
-            old_gnu_map,
+            mut meta,
+            stored,
         } = parsed;
-        let (visited, name, meta) = match old_gnu_map {
-            Some(map) => {
-                let data = &mut Chunks::new(entry, map);
-                let mut entry = Entry { name, meta, data };
-                (visitor.entry(&mut entry), entry.name, entry.meta)
-            }
-            None => {
-                let data = &mut *entry;
-                let mut entry = Entry { name, meta, data };
-                (visitor.entry(&mut entry), entry.name, entry.meta)
-            }
+        let mut data = Data::new(stream, stored);
+        if let Err(message) = self.map_in_data(&mut meta, &mut data) {
+            return Err(self.stopped(Stop::Data(message), &name, stream));
+        }
+        let mut entry = Entry {
+            name,
+            meta,
+            data: &mut data,
         };
-        let outcome = visited.map_err(|stop| self.stopped(stop, &name))?;
+        let visited = visitor.entry(&mut entry);
+        let Entry { name, meta, .. } = entry;
+        let outcome = match visited {
+            Ok(outcome) => outcome,
+            Err(stop) => return Err(self.stopped(stop, &name, stream)),
+        };
         // Whatever the visitor did not read (skipped and rejected entries).
-        skip_rest(entry, &mut self.scratch).map_err(|e| self.read_error(&e, &name))?;
+        let padding = data
+            .finish()
+            .map_err(|e| self.read_error(&e, &name, stream))?;
         visitor
             .done(&name, &meta, outcome)
-            .map_err(|stop| self.stopped(stop, &name))?;
+            .map_err(|stop| self.stopped(stop, &name, stream))?;
+        stream
+            .skip(padding)
+            .map_err(|e| self.read_error(&e, &name, stream))?;
         self.last_name = name;
         Ok(())
     }
 
+    /// A PAX 1.0 sparse file's map, read from the start of its `data`: the
+    /// applier gets the chunks that follow, with the map.
+    fn map_in_data(&self, meta: &mut Meta, data: &mut impl Read) -> Result<(), String> {
+        let Some(sparse) = &mut meta.sparse else {
+            return Ok(());
+        };
+        if sparse.layout != Layout::MapInData {
+            return Ok(());
+        }
+        let (map, _) = sparse::read_map(data).map_err(|e| e.to_string())?;
+        sparse::check(&map, sparse.real_size).map_err(|e| e.to_string())?;
+        sparse.layout = Layout::Map(map);
+        if self.gnu() && sparse.end_at_map() {
+            note(&mut meta.notes, Divergence::SparseEndsWithMap);
+        }
+        Ok(())
+    }
+
     /// The job's error for a visitor's stop on entry `name`.
-    fn stopped(&self, stop: Stop, name: &[u8]) -> WireError {
+    fn stopped<R: Read>(&self, stop: Stop, name: &[u8], stream: &Stream<R>) -> WireError {
         match stop {
             Stop::Data(message) => {
                 let shown = frame::quoted(&String::from_utf8_lossy(name));
-                self.read_error(&format!("{shown}: {message}"), name)
+                self.read_error(&format!("{shown}: {message}"), name, stream)
             }
             Stop::Fatal(error) => error,
         }
     }
 }
 
-/// Reads `entry` to its end. (`io::copy` would zero its 8 KiB buffer on every
-/// call, that is for every entry, even one already read.)
-fn skip_rest(entry: &mut impl Read, scratch: &mut [u8]) -> io::Result<()> {
-    loop {
-        match entry.read(scratch) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+/// Adds `divergence` to `notes` once.
+fn note(notes: &mut Vec<Divergence>, divergence: Divergence) {
+    if !notes.contains(&divergence) {
+        notes.push(divergence);
     }
 }

@@ -1,9 +1,8 @@
 //! GNU sparse files, written sparse: holes stay holes.
 //!
-//! Three encodings reach the applier. Old-GNU (`S` type flag) files are expanded
-//! by the `tar` crate, holes as zeros; the archive loop reads their map again
-//! from the header blocks (`old_gnu_map`) and hands the applier the stored
-//! chunks only (`Chunks` drops the holes), with the map as a `Map`. PAX 0.0 and 0.1 carry the map
+//! Three encodings reach the applier. Old-GNU (`S` type flag) files carry
+//! their map in the header and its extension blocks (`old_gnu_map`); the
+//! applier gets the stored chunks, with the map as a `Map`. PAX 0.0 and 0.1 carry the map
 //! of data chunks in PAX records
 //! (`GNU.sparse.offset`/`numbytes` pairs, or `GNU.sparse.map`), PAX 1.0 at the
 //! start of the entry's data (decimal numbers, one per line, padded to 512 bytes);
@@ -180,96 +179,64 @@ pub(crate) fn read_map(data: &mut dyn Read) -> io::Result<(Vec<(u64, u64)>, u64)
     Ok((map, consumed + padding))
 }
 
-/// The chunks of an old-GNU sparse entry (`S`), read from the header and its
-/// extension blocks as the `tar` crate read them: (offset, length) in the file.
-pub(super) fn old_gnu_map<R: Read>(
-    entry: &tar::Entry<'_, R>,
-    captured: &[u8],
-    at: u64,
+/// The chunks of an old-GNU sparse entry (`S`): (offset, length) in the
+/// file, from its header and extension `blocks`. The chunks must hold the
+/// `stored` bytes of data exactly, in order, ending at `real` bytes (GNU tar
+/// too fails on a map that ends sooner: Go's `sparse-formats.tar`).
+pub(super) fn old_gnu_map(
+    header: &tar::Header,
+    blocks: &[[u8; 512]],
+    stored: u64,
+    real: u64,
 ) -> Result<Vec<(u64, u64)>, &'static str> {
-    const LOST: &str = "the sparse map of an old-GNU sparse entry could not be read again";
-    let gnu = entry.header().as_gnu().ok_or(LOST)?;
+    const BAD: &str = "invalid old-GNU sparse map";
+    let gnu = header.as_gnu().ok_or(BAD)?;
     let mut map = Vec::new();
-    let mut add = |block: &tar::GnuSparseHeader| -> Result<(), &'static str> {
-        // As the crate: a block whose fields start with NUL is no block.
-        if !block.is_empty() {
+    let mut add = |entry: &tar::GnuSparseHeader| -> Result<(), &'static str> {
+        // As the `tar` crate: an entry whose fields start with NUL is none.
+        if !entry.is_empty() {
             map.push((
-                block.offset().map_err(|_| LOST)?,
-                block.length().map_err(|_| LOST)?,
+                entry.offset().map_err(|_| BAD)?,
+                entry.length().map_err(|_| BAD)?,
             ));
         }
         Ok(())
     };
     gnu.sparse.iter().try_for_each(&mut add)?;
-    let mut extended = gnu.is_extended();
-    let mut pos = entry.raw_header_position() + 512;
-    while extended {
-        let start = usize::try_from(pos - at).map_err(|_| LOST)?;
-        let bytes = captured.get(start..start + 512).ok_or(LOST)?;
+    for block in blocks {
         let mut ext = tar::GnuExtSparseHeader::new();
-        ext.as_mut_bytes().copy_from_slice(bytes);
+        ext.as_mut_bytes().copy_from_slice(block);
         ext.sparse.iter().try_for_each(&mut add)?;
-        extended = ext.is_extended();
-        pos += 512;
+    }
+    check(&map, real).map_err(|_| "old-GNU sparse chunks overlap or exceed the file's size")?;
+    let data = map
+        .iter()
+        .try_fold(0u64, |sum, (_, len)| sum.checked_add(*len));
+    if data != Some(stored) {
+        return Err("mismatch in sparse file chunks and entry size in header");
+    }
+    let end = map.last().map_or(0, |(offset, len)| offset + len);
+    if end != real {
+        return Err("mismatch in sparse file chunks and size in header");
     }
     Ok(map)
 }
 
-/// An old-GNU sparse entry's data as stored: the `tar` crate gives it with
-/// the holes expanded as zeros; they are read into a scratch buffer and
-/// dropped (the crate fills it: a `memset`, not a scan), and only the chunks'
-/// bytes reach the applier, which writes them at their offsets.
-pub(super) struct Chunks<'a, R> {
-    inner: &'a mut R,
-    map: std::vec::IntoIter<(u64, u64)>,
-    /// Position in the expanded data.
-    pos: u64,
-    /// Bytes left in the current chunk.
-    left: u64,
-    scratch: Vec<u8>,
-}
-
-impl<'a, R: Read> Chunks<'a, R> {
-    pub(super) fn new(inner: &'a mut R, map: Vec<(u64, u64)>) -> Self {
-        Chunks {
-            inner,
-            map: map.into_iter(),
-            pos: 0,
-            left: 0,
-            scratch: Vec::new(),
-        }
-    }
-}
-
-impl<R: Read> Read for Chunks<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.left == 0 {
-            let Some((offset, length)) = self.map.next() else {
-                return Ok(0);
-            };
-            // `sparse::check` ordered the chunks.
-            let mut hole = offset - self.pos;
-            if hole > 0 && self.scratch.is_empty() {
-                self.scratch = vec![0; 1 << 16];
+impl Sparse {
+    /// GNU tar's size for a sparse file whose map ends before its real size:
+    /// the end of its last chunk (it writes a trailing hole as an empty
+    /// chunk at the real size). Whether the size changed.
+    pub(crate) fn end_at_map(&mut self) -> bool {
+        let Layout::Map(map) = &self.layout else {
+            return false;
+        };
+        match map.last().map(|(offset, len)| offset + len) {
+            Some(end) if end < self.real_size => {
+                self.real_size = end;
+                true
             }
-            while hole > 0 {
-                let want = hole.min(self.scratch.len() as u64) as usize;
-                let n = self.inner.read(&mut self.scratch[..want])?;
-                if n == 0 {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
-                }
-                hole -= n as u64;
-            }
-            self.pos = offset;
-            self.left = length;
+            _ => false,
         }
-        let want = buf
-            .len()
-            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..want])?;
-        self.left -= n as u64;
-        self.pos += n as u64;
-        Ok(n)
     }
 }
 
