@@ -81,6 +81,10 @@ enum Impl {
     /// Not an extractor: decompressing the archive to nothing, in-process, with
     /// the decoders sandtar's worker uses (the bar for compressed input).
     Decode,
+    /// sandtar, every report taken from the job as it comes (`Job::next`),
+    /// with the lead unbounded (`None`) or bounded (`Options::max_lead`):
+    /// the cost of a bounded lead (small case, plain, tmpfs only).
+    Streamed(Option<u32>),
 }
 
 impl Impl {
@@ -93,6 +97,9 @@ impl Impl {
             Impl::TarCrate => "tar-crate",
             Impl::Astral => "astral-tokio-tar",
             Impl::Decode => "decoding-alone",
+            Impl::Streamed(None) => "sandtar-streamed",
+            Impl::Streamed(Some(1)) => "sandtar-lead-1",
+            Impl::Streamed(Some(_)) => "sandtar-lead-64",
         }
     }
 }
@@ -990,6 +997,21 @@ fn extract_once(
             env.rt.block_on(unpack_astral_from(data, comp, dest));
             started.elapsed()
         }
+        Impl::Streamed(lead) => {
+            let mut options = sandtar::Options::default();
+            options.max_lead = lead;
+            let started = Instant::now();
+            let summary = env.rt.block_on(async {
+                let mut job = env.sandbox.start(data, dest, &options).await?;
+                while let Some(report) = job.next().await {
+                    report?;
+                }
+                job.finish().await
+            });
+            let elapsed = started.elapsed();
+            check_summary(&summary.expect("sandtar: streamed"), manifest, "the input");
+            elapsed
+        }
         Impl::Decode => {
             let started = Instant::now();
             let decoded = decode_alone(data, comp);
@@ -1073,6 +1095,11 @@ fn plan<'c>(cfg: &'c Config, case: &str) -> Vec<(Comp, &'c DestRoot, Impl)> {
                     || (comp == Comp::Plain && case.starts_with("large"));
                 if keep {
                     out.push((comp, dest, which));
+                }
+            }
+            if case.starts_with("small") && comp == Comp::Plain && dest.name == "tmpfs" {
+                for lead in [None, Some(64), Some(1)] {
+                    out.push((comp, dest, Impl::Streamed(lead)));
                 }
             }
         }
@@ -1422,7 +1449,7 @@ fn memory_case<F: FnOnce() -> Input>(cfg: &Config, env: &Env, case: &str, input:
                     let file = BufReader::new(File::open(&path).expect("opening input"));
                     unpack_tar_crate(file, comp, &dir);
                 }
-                Impl::Decode => {}
+                Impl::Decode | Impl::Streamed(_) => {}
                 Impl::Astral => env.rt.block_on(async {
                     match comp {
                         Comp::Plain => {
@@ -1557,6 +1584,29 @@ fn report(cfg: &Config) -> String {
             rate,
             n
         );
+    }
+    let leads: Vec<_> = ["sandtar-streamed", "sandtar-lead-64", "sandtar-lead-1"]
+        .iter()
+        .filter_map(|name| {
+            let (id, r) = results
+                .iter_mut()
+                .find(|(id, _)| id.split('/').nth(1) == Some(*name))?;
+            let n = r.times.len();
+            Some((id.clone(), median(&mut r.times)?, n))
+        })
+        .collect();
+    if !leads.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Bounded lead (every report taken with `Job::next`; ratio to unbounded)\n"
+        );
+        let _ = writeln!(out, "| id | median | ratio | n |");
+        let _ = writeln!(out, "|---|---|---|---|");
+        let base = leads[0].1.as_secs_f64();
+        for (id, m, n) in &leads {
+            let ratio = m.as_secs_f64() / base;
+            let _ = writeln!(out, "| {id} | {} | {ratio:.2} | {n} |", fmt_dur(*m));
+        }
     }
     let tiny: Vec<_> = results
         .iter_mut()

@@ -114,6 +114,24 @@ pub struct Options {
     /// [`Error::Destination`](crate::Error::Destination). Done by the caller,
     /// before the job. Default `false`.
     pub create_destination: bool,
+    /// At most this many entries applied ahead of the reports the caller has
+    /// taken from the [`Job`](crate::Job) (at least 1). Default `None`: the
+    /// worker runs ahead as fast as it can, and the reports wait for the
+    /// caller. With a bound, a caller that looks at each report and drops the
+    /// job stops the extraction within `max_lead` entries; 1 is lockstep.
+    ///
+    /// The cost is a wait whenever the worker is that far ahead, and one
+    /// small message to the worker every `max_lead / 2` reports taken:
+    /// BENCHMARKS.md measures it (lockstep costs a round trip per entry; 64
+    /// costs close to nothing). [`Job::finish`](crate::Job::finish) lifts the
+    /// bound, as does [`Sandbox::extract`](crate::Sandbox::extract), which
+    /// takes no reports.
+    ///
+    /// ```
+    /// let mut options = sandtar::Options::default();
+    /// options.max_lead = Some(16);
+    /// ```
+    pub max_lead: Option<u32>,
 }
 
 /// What happens when an entry's name already exists in the destination
@@ -329,6 +347,7 @@ impl Default for Options {
             select: Selection::default(),
             overwrite: Overwrite::Replace,
             create_destination: false,
+            max_lead: None,
         }
     }
 }

@@ -31,6 +31,7 @@ use tokio::net::UnixStream;
 
 use crate::caller::child::{Exit, Worker};
 use crate::caller::frames::{self, Frames};
+use crate::caller::lead::Lead;
 use crate::caller::overlay::OpaqueMarks;
 use crate::caller::pool::Confined;
 use crate::caller::pump::Pump;
@@ -52,7 +53,9 @@ const SEND_BUFFER: usize = 1024 * 1024;
 ///
 /// Poll it as a [`Stream`](futures_core::Stream) (or with [`Job::next`]) to see each
 /// entry as it is handled, then call [`Job::finish`]; or call `finish` directly.
-/// Dropping a job before it finished kills its worker.
+/// Dropping a job before it finished kills its worker. The worker runs ahead
+/// of the reports taken, unless [`Options::max_lead`](crate::Options::max_lead)
+/// bounds it.
 ///
 /// When the stream ends or [`Job::finish`] returns, the worker process can do
 /// nothing more: it is killed as soon as its result is in, and the job ends
@@ -91,6 +94,8 @@ pub struct Job<R> {
     opaque: Option<OpaqueMarks>,
     /// The rung the worker stands on (for the summary).
     rung: Rung,
+    /// Reports taken, told to the worker (`Options::max_lead`).
+    lead: Option<Lead>,
 }
 
 #[derive(Debug, Default)]
@@ -211,6 +216,7 @@ impl<R> Job<R> {
             expected,
             opaque,
             rung,
+            lead: warm.lead,
         }
     }
 }
@@ -237,6 +243,9 @@ impl<R: AsyncRead + Unpin> Job<R> {
     /// summary (or the error that ended the job). By then the worker process has
     /// been killed and none of its threads is left.
     pub async fn finish(mut self) -> Result<Summary> {
+        if let Some(lead) = &mut self.lead {
+            lead.release();
+        }
         std::future::poll_fn(|cx| loop {
             match self.poll_report(cx) {
                 Poll::Ready(Some(Ok(_))) => continue,
@@ -254,6 +263,9 @@ impl<R: AsyncRead + Unpin> Job<R> {
     fn poll_report(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<EntryReport>>> {
         loop {
             if let Some(report) = self.queue.pop_front() {
+                if let Some(lead) = &mut self.lead {
+                    lead.took();
+                }
                 return Poll::Ready(Some(Ok(report)));
             }
             match self.state {
@@ -710,6 +722,7 @@ mod tests {
         let warm = Confined {
             worker: Worker::new(stand_in.id(), pidfd, Lineage::default()),
             socket: UnixStream::from_std(ours).unwrap(),
+            lead: None,
         };
         let job = Job::new(
             archive,

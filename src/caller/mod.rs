@@ -11,6 +11,7 @@
 pub(crate) mod child;
 pub(crate) mod frames;
 pub(crate) mod job;
+pub(crate) mod lead;
 pub(crate) mod mounts;
 pub(crate) mod overlay;
 pub(crate) mod pool;

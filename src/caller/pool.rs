@@ -47,6 +47,8 @@ pub(crate) struct Warm {
 pub(crate) struct Confined {
     pub worker: Worker,
     pub socket: tokio::net::UnixStream,
+    /// The caller's end of the lead channel (`Options::max_lead`).
+    pub lead: Option<crate::caller::lead::Lead>,
 }
 
 impl std::fmt::Debug for Warm {

@@ -7,7 +7,7 @@
 //! has been read.
 
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ use tokio::net::UnixStream;
 use crate::caller::child::{Lineage, Worker};
 use crate::caller::frames::{self, Frames};
 use crate::caller::job::{Expected, Job};
+use crate::caller::lead;
 use crate::caller::mounts;
 use crate::caller::overlay::OpaqueMarks;
 use crate::caller::pool::{Confined, Pool, Warm};
@@ -41,6 +42,12 @@ pub(crate) async fn start<R: AsyncRead + Unpin>(
     // Before any work: a malformed expectation is the caller's mistake.
     let expected = Expected::from_options(options)?;
     check_selection(options)?;
+    if options.max_lead == Some(0) {
+        return Err(Error::InvalidOption {
+            option: "max_lead",
+            problem: "must be at least 1 (entries applied before their reports are taken)",
+        });
+    }
     if options.whiteouts.is_some() && options.overwrite != crate::Overwrite::Replace {
         return Err(Error::InvalidOption {
             option: "overwrite",
@@ -118,17 +125,26 @@ async fn confined_worker(
     };
     // The caller checks the blob digest itself; the worker need not know it.
     header.options.expected_digest = None;
+    let channel = options.max_lead.map(|_| lead::channel()).transpose()?;
+    let fds = Fds {
+        dir: &dir,
+        lead: channel.as_ref().map(|(_, theirs)| theirs),
+    };
     let warm = warm_worker(pool).await?;
-    let confined = match confine(warm, &header, &dir, dest).await {
+    let confined = match confine(warm, &header, &fds, dest).await {
         Err(Error::DestinationChanged { .. }) => {
             // This worker may predate a mount: try once with a new one.
             tracing::debug!(parent: span, "destination not seen by a warm worker; retrying on a fresh one");
             let fresh = fresh_worker(pool).await?;
-            confine(fresh, &header, &dir, dest).await
+            confine(fresh, &header, &fds, dest).await
         }
         other => other,
     };
-    Ok((confined?, dir))
+    let mut confined = confined?;
+    if let (Some((ours, _)), Some(max)) = (channel, options.max_lead) {
+        confined.lead = Some(lead::Lead::new(ours, max));
+    }
+    Ok((confined, dir))
 }
 
 /// A warm worker: a spare one, or the next from the zygote.
@@ -236,25 +252,35 @@ async fn read_warm(arrival: Arrival) -> Result<Warm> {
     }
 }
 
-/// Sends the job header with the destination's descriptor and waits until the
-/// worker is confined to `dest`.
-async fn confine(warm: Warm, header: &JobHeader, dir: &File, dest: &Path) -> Result<Confined> {
-    let lineage = warm.worker.lineage.clone();
-    judge(send_job(warm, header, dir, dest).await, &lineage)
+/// The descriptors a job's header comes with: the destination, and the
+/// worker's end of the lead channel when the options bound the lead.
+struct Fds<'a> {
+    dir: &'a File,
+    lead: Option<&'a OwnedFd>,
 }
 
-async fn send_job(warm: Warm, header: &JobHeader, dir: &File, dest: &Path) -> Result<Confined> {
+/// Sends the job header with its descriptors and waits until the worker is
+/// confined to `dest`.
+async fn confine(warm: Warm, header: &JobHeader, fds: &Fds<'_>, dest: &Path) -> Result<Confined> {
+    let lineage = warm.worker.lineage.clone();
+    judge(send_job(warm, header, fds, dest).await, &lineage)
+}
+
+async fn send_job(warm: Warm, header: &JobHeader, fds: &Fds<'_>, dest: &Path) -> Result<Confined> {
     let mut message = HEADER_MAGIC.to_vec();
     message.extend_from_slice(&encode_frame(header));
     // Registered with this job's runtime, whichever received the worker.
     let mut confined = Confined {
         socket: UnixStream::from_std(warm.socket).map_err(|e| Error::io("worker socket", e))?,
         worker: warm.worker,
+        lead: None,
     };
+    let mut attached = vec![fds.dir.as_fd()];
+    attached.extend(fds.lead.map(|fd| fd.as_fd()));
     let sent = confined
         .socket
         .async_io(Interest::WRITABLE, || {
-            sys::send_with_fds(confined.socket.as_fd(), &message, &[dir.as_fd()])
+            sys::send_with_fds(confined.socket.as_fd(), &message, &attached)
         })
         .await
         .map_err(|e| Error::io("sending the job", e))?;

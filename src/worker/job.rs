@@ -19,6 +19,7 @@ use crate::wire::{self, WireError, WireReport, WorkerMsg, WorkerTotals, MAX_REPO
 use super::apply::layer::Whiteout;
 use super::apply::{Applier, Fatal, Resolution};
 use super::archive::{self, Entry, Meta, Stop, Visitor};
+use super::lead::Lead;
 use super::reporter::Reporter;
 use super::{input, names, seccomp};
 
@@ -31,6 +32,7 @@ pub(super) fn run(
     mode: SandboxMode,
     program: &seccompiler::BpfProgram,
     mut decoder: input::Decoder,
+    mut lead: Option<Lead>,
 ) -> Result<WorkerTotals, WireError> {
     let internal = |e: std::io::Error| WireError::Internal(e.to_string());
     // Both threads exist (the decoder since the worker was warm): filter them
@@ -68,10 +70,17 @@ pub(super) fn run(
     };
     let mut applier = Applier::new(options, mode, root, resolution)
         .map_err(|problem| WireError::Internal(format!("options: {problem}")))?;
+    let mut applied = 0u64;
     let mut sink = |report: WireReport| {
         let mut reporter = reporter.borrow_mut();
         reporter.push(report);
-        !reporter.is_broken()
+        applied += 1;
+        let waited = match &mut lead {
+            // The caller must take its reports before the next entry.
+            Some(lead) => lead.after(applied, || reporter.flush()).is_ok(),
+            None => true,
+        };
+        waited && !reporter.is_broken()
     };
     let ratio_exceeded = &input.ratio_exceeded;
     let compressed = input.compression != Compression::None;

@@ -15,6 +15,7 @@ pub(crate) mod archive;
 mod confine;
 pub(crate) mod input;
 pub(crate) mod job;
+mod lead;
 mod names;
 mod privileges;
 mod reporter;
@@ -63,7 +64,16 @@ fn serve(start: sys::WorkerStart, mode: SandboxMode) {
     let reporter = Rc::new(RefCell::new(Reporter::new(ready.report_socket)));
     let options = ready.header.options;
     let filter = ready.seccomp.for_modes(options.mode);
-    let last = match job::run(&socket, &reporter, options, mode, filter, ready.decoder) {
+    let lead = ready.lead;
+    let last = match job::run(
+        &socket,
+        &reporter,
+        options,
+        mode,
+        filter,
+        ready.decoder,
+        lead,
+    ) {
         Ok(totals) => WorkerMsg::Done(totals),
         Err(error) => WorkerMsg::Failed(error.bounded()),
     };
@@ -78,6 +88,8 @@ struct Ready {
     decoder: input::Decoder,
     /// The job socket again, for the reports.
     report_socket: UnixStream,
+    /// How far ahead of the caller the worker may run (`Options::max_lead`).
+    lead: Option<lead::Lead>,
 }
 
 /// Warm set-up, then the job header, confinement and shedding. `isolated`: how
@@ -108,7 +120,7 @@ fn prepare(
         false => None,
     };
     send(socket, &WorkerMsg::Warm).map_err(|_| None)?;
-    let (header, dest_fd) = match receive_job(socket) {
+    let (header, dest_fd, lead_fd) = match receive_job(socket) {
         Ok(Some(job)) => job,
         Ok(None) => return Err(None), // the sandbox was dropped before a job came
         Err(e) => return Err(Some(WireError::Internal(format!("bad job header: {e}")))),
@@ -134,17 +146,27 @@ fn prepare(
     let report_socket = socket
         .try_clone()
         .map_err(|e| Some(WireError::Internal(e.to_string())))?;
+    let lead = match (lead_fd, header.options.max_lead) {
+        (Some(fd), Some(max)) => Some(lead::Lead::new(fd, max)),
+        _ => None,
+    };
     Ok(Ready {
         header,
         seccomp,
         decoder,
         report_socket,
+        lead,
     })
 }
 
-/// Reads the job header and the destination descriptor that comes with it.
-/// `None` if the driver closed the socket instead.
-fn receive_job(socket: &UnixStream) -> io::Result<Option<(JobHeader, OwnedFd)>> {
+/// A job: its header, the destination, and the lead channel if the options
+/// bound the lead.
+type Received = (JobHeader, OwnedFd, Option<OwnedFd>);
+
+/// Reads the job header and the descriptors that come with it: the
+/// destination, then the lead channel exactly when `max_lead` is set. `None`
+/// if the driver closed the socket instead.
+fn receive_job(socket: &UnixStream) -> io::Result<Option<Received>> {
     let mut head = [0u8; 8];
     let (n, mut fds) = loop {
         match sys::recv_with_fds(socket.as_fd(), &mut head) {
@@ -157,13 +179,15 @@ fn receive_job(socket: &UnixStream) -> io::Result<Option<(JobHeader, OwnedFd)>> 
     }
     (&*socket).read_exact(&mut head[n..])?;
     let header = read_header(&head, &mut &*socket)?;
-    if fds.len() != 1 {
+    let expected = 1 + usize::from(header.options.max_lead.is_some());
+    if fds.len() != expected {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            "expected one destination descriptor",
+            "expected the destination's descriptor (and the lead channel's with max_lead)",
         ));
     }
-    Ok(Some((header, fds.remove(0))))
+    let lead = (expected == 2).then(|| fds.remove(1));
+    Ok(Some((header, fds.remove(0), lead)))
 }
 
 /// Checks the magic and length in `head`, then reads and decodes the header's
