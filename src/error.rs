@@ -54,6 +54,16 @@ pub enum Error {
         problem: String,
     },
 
+    /// The source of a packing job cannot be used: missing, not a directory,
+    /// not accessible.
+    #[error("source {path:?}: {problem}")]
+    Source {
+        /// The path the caller gave.
+        path: PathBuf,
+        /// What is wrong with it, in words.
+        problem: String,
+    },
+
     /// The destination was replaced by another directory between the moment the
     /// caller opened it and the moment the worker mounted it (a concurrent rename or
     /// mount). Nothing was extracted; retry if the change was expected.

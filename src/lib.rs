@@ -290,6 +290,7 @@ pub mod fuzzing;
 mod host;
 mod mode;
 mod options;
+mod pack;
 mod report;
 mod selection;
 #[allow(unsafe_code)]
@@ -299,6 +300,7 @@ mod worker;
 mod zygote;
 
 pub use caller::job::Job;
+pub use caller::pack::Pack;
 pub use caller::sandbox::{Sandbox, SandboxBuilder};
 pub use caller::subids::SubordinateIds;
 pub use error::{DigestKind, Error, NotTar, Result};
@@ -308,6 +310,7 @@ pub use options::{
     Compression, IdMap, IdRange, Limit, Limits, ModePolicy, Options, Overwrite, Parsing, Selection,
     WhiteoutFormat, XattrPolicy,
 };
+pub use pack::{PackOptions, PackOwners};
 pub use report::{
     is_unsafe_to_show, printable, Divergence, EntryKind, EntryReport, Outcome, RejectReason,
     SkipReason, Summary,

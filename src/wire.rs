@@ -51,11 +51,15 @@ pub(crate) struct JobHeader {
     pub dest: Vec<u8>,
     /// What the job may do.
     pub options: Options,
+    /// A packing job: `dest` is the source, read-only (`options` then only
+    /// say `list_only`).
+    pub pack: Option<crate::pack::PackOptions>,
 }
 
 /// One entry's result as sent on the wire (the path as raw bytes).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct WireReport {
+    #[serde(with = "serde_bytes")]
     pub path: Vec<u8>,
     pub kind: EntryKind,
     pub size: u64,
@@ -229,6 +233,9 @@ pub(crate) enum WorkerMsg {
     Corrections(Vec<(Vec<u8>, String)>),
     Done(WorkerTotals),
     Failed(WireError),
+    /// The next bytes of the archive a packing job makes (as one byte
+    /// string: serde's default is a sequence of numbers, each visited).
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// How the zygote's user namespace gets its id maps.
@@ -277,6 +284,37 @@ fn finish_frame(mut out: Vec<u8>) -> Vec<u8> {
     out
 }
 
+/// The most bytes [`data_frame_head`] returns.
+#[cfg(test)]
+pub(crate) const DATA_HEAD_MAX: usize = 4 + 5 + 10;
+
+/// The start of the frame of `WorkerMsg::Data` holding `len` bytes: what
+/// [`encode_frame`] writes before them (its length, the variant, the byte
+/// string's length), so that a packing job sends its chunks without copying
+/// them into a frame.
+pub(crate) fn data_frame_head(len: usize) -> Vec<u8> {
+    // The variant as postcard writes it: `Data` of no bytes ends with the
+    // length 0, one byte.
+    let empty = postcard::to_stdvec(&WorkerMsg::Data(Vec::new())).expect("serialising");
+    let mut head = vec![0u8; 4];
+    head.extend_from_slice(&empty[..empty.len() - 1]);
+    let mut n = len as u64;
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        match n {
+            0 => {
+                head.push(byte);
+                break;
+            }
+            _ => head.push(byte | 0x80),
+        }
+    }
+    let body = (head.len() - 4 + len) as u32;
+    head[..4].copy_from_slice(&body.to_le_bytes());
+    head
+}
+
 /// Encodes a control message (no length prefix: a datagram is one message).
 pub(crate) fn encode_message<T: Serialize>(msg: &T) -> Vec<u8> {
     postcard::to_stdvec(msg).unwrap_or_default()
@@ -307,6 +345,17 @@ pub(crate) fn frame_at(buf: &[u8], max: usize) -> Result<Option<std::ops::Range<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_frames_without_a_copy() {
+        for len in [0usize, 1, 127, 128, 300, 256 << 10] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut ours = data_frame_head(len);
+            assert!(ours.len() <= DATA_HEAD_MAX);
+            ours.extend_from_slice(&bytes);
+            assert_eq!(ours, encode_frame(&WorkerMsg::Data(bytes)), "{len}");
+        }
+    }
 
     #[test]
     fn frames_round_trip() {

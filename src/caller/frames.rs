@@ -59,7 +59,19 @@ impl Frames {
                 return Poll::Ready(msg.map(Some));
             }
             let len = self.inbox.len();
-            let want = (len + READ_AHEAD).min(MAX_WORKER_FRAME + 4);
+            // The rest of a large frame (a packing job's data) in one read.
+            let frame = match len >= 4 {
+                true => {
+                    4 + u32::from_le_bytes([
+                        self.inbox[0],
+                        self.inbox[1],
+                        self.inbox[2],
+                        self.inbox[3],
+                    ]) as usize
+                }
+                false => 0,
+            };
+            let want = (len + READ_AHEAD).max(frame).min(MAX_WORKER_FRAME + 4);
             self.inbox.resize(want, 0);
             let mut read_buf = ReadBuf::new(&mut self.inbox[len..]);
             let polled = Pin::new(&mut *socket).poll_read(cx, &mut read_buf);
@@ -89,5 +101,6 @@ pub(crate) fn name(msg: &WorkerMsg) -> &'static str {
         WorkerMsg::Corrections(_) => "Corrections",
         WorkerMsg::Done(_) => "Done",
         WorkerMsg::Failed(_) => "Failed",
+        WorkerMsg::Data(_) => "Data",
     }
 }

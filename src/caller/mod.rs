@@ -14,6 +14,7 @@ pub(crate) mod job;
 pub(crate) mod lead;
 pub(crate) mod mounts;
 pub(crate) mod overlay;
+pub(crate) mod pack;
 pub(crate) mod pool;
 pub(crate) mod pump;
 pub(crate) mod sandbox;

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use tokio::io::AsyncRead;
 
 use crate::caller::job::Job;
+use crate::caller::pack::{self, Pack};
 use crate::caller::pool::Pool;
 use crate::caller::start;
 use crate::caller::subids::SubordinateIds;
 use crate::error::Result;
 use crate::mode::{Rung, Rungs, SandboxMode};
 use crate::options::Options;
+use crate::pack::PackOptions;
 use crate::report::Summary;
 
 /// A source of confined workers: start one per process (or per service) and
@@ -269,5 +271,35 @@ impl Sandbox {
         R: AsyncRead + Unpin,
     {
         start::start(&self.pool, reader, dest.as_ref(), options).await
+    }
+
+    /// Packs the tree `source` into an archive, in a worker confined to it,
+    /// read-only: a mount clone of `source` alone on the namespace rung (a
+    /// filesystem mounted below it is not seen: the directory under it is),
+    /// read-only Landlock rights on the Landlock rung. No symlink, hard link
+    /// or concurrent rename can make it read anything outside.
+    ///
+    /// Returns the [`Pack`]: the archive's bytes to read, the entries'
+    /// reports, and the summary. Names are relative to `source`, sorted,
+    /// directories before their contents; see [`PackOptions`].
+    pub async fn pack(&self, source: impl AsRef<Path>, options: &PackOptions) -> Result<Pack> {
+        pack::start(&self.pool, source.as_ref(), options).await
+    }
+
+    /// Copies the tree `source` into the directory `dest` through a tar
+    /// stream between two confined workers (one packing `source`, read-only,
+    /// one extracting into `dest` with `options`), without a temporary file;
+    /// returns the extraction's summary. Docker's `CopyWithTar`.
+    pub async fn copy(
+        &self,
+        source: impl AsRef<Path>,
+        dest: impl AsRef<Path>,
+        pack_options: &PackOptions,
+        options: &Options,
+    ) -> Result<Summary> {
+        let pack = self.pack(source, pack_options).await?;
+        let mut options = options.clone();
+        options.compression = pack_options.compression;
+        self.extract(pack, dest, &options).await
     }
 }

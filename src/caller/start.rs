@@ -122,6 +122,7 @@ async fn confined_worker(
     let mut header = JobHeader {
         dest: canonical.as_os_str().as_bytes().to_vec(),
         options: options.clone(),
+        pack: None,
     };
     // The caller checks the blob digest itself; the worker need not know it.
     header.options.expected_digest = None;
@@ -157,7 +158,7 @@ pub(crate) async fn warm_worker(pool: &Pool) -> Result<Warm> {
 
 /// A warm worker forked after this call: its mount namespace is a copy of the
 /// current one (used when an older worker does not see the destination).
-async fn fresh_worker(pool: &Pool) -> Result<Warm> {
+pub(crate) async fn fresh_worker(pool: &Pool) -> Result<Warm> {
     pool.drop_spares();
     expect_warm(pool.next_arrival(true).await?).await
 }
@@ -254,14 +255,19 @@ async fn read_warm(arrival: Arrival) -> Result<Warm> {
 
 /// The descriptors a job's header comes with: the destination, and the
 /// worker's end of the lead channel when the options bound the lead.
-struct Fds<'a> {
-    dir: &'a File,
-    lead: Option<&'a OwnedFd>,
+pub(crate) struct Fds<'a> {
+    pub dir: &'a File,
+    pub lead: Option<&'a OwnedFd>,
 }
 
 /// Sends the job header with its descriptors and waits until the worker is
 /// confined to `dest`.
-async fn confine(warm: Warm, header: &JobHeader, fds: &Fds<'_>, dest: &Path) -> Result<Confined> {
+pub(crate) async fn confine(
+    warm: Warm,
+    header: &JobHeader,
+    fds: &Fds<'_>,
+    dest: &Path,
+) -> Result<Confined> {
     let lineage = warm.worker.lineage.clone();
     judge(send_job(warm, header, fds, dest).await, &lineage)
 }

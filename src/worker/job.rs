@@ -13,6 +13,7 @@ use std::sync::atomic::AtomicBool;
 use crate::error::NotTar;
 use crate::mode::SandboxMode;
 use crate::options::{Compression, Limits, Options, Parsing};
+use crate::pack::PackOptions;
 use crate::report::{EntryKind, Outcome};
 use crate::wire::{self, WireError, WireReport, WorkerMsg, WorkerTotals, MAX_REPORTED_PATH};
 
@@ -106,6 +107,35 @@ pub(super) fn run(
         layer_size: done.layer_size,
         compression: input.compression,
     })
+}
+
+/// Packs the worker's root (the source, read-only) into an archive sent on
+/// `socket`, reporting each entry.
+pub(super) fn run_pack(
+    socket: &UnixStream,
+    reporter: &Rc<RefCell<Reporter>>,
+    options: &PackOptions,
+    mode: SandboxMode,
+    program: &seccompiler::BpfProgram,
+    mut decoder: input::Decoder,
+) -> Result<WorkerTotals, WireError> {
+    let internal = |e: std::io::Error| WireError::Internal(e.to_string());
+    // The (idle) decoding thread is filtered with this one.
+    decoder.ready().map_err(WireError::Confinement)?;
+    seccomp::install(program).map_err(WireError::Confinement)?;
+    // The caller says go (shuts its side) once it has read `Confined`, so
+    // that the archive's first bytes never come with that message.
+    let mut go = [0u8; 1];
+    let _ = (&*socket).read(&mut go);
+    let socket = socket.try_clone().map_err(internal)?;
+    let mut sink = |report: WireReport| {
+        let mut reporter = reporter.borrow_mut();
+        reporter.push(report);
+        !reporter.is_broken()
+    };
+    let totals = super::pack::run(socket, options, mode, &mut sink);
+    reporter.borrow_mut().flush();
+    totals
 }
 
 /// Decompressed data whose first block is no tar header and no other known

@@ -17,6 +17,7 @@ pub(crate) mod input;
 pub(crate) mod job;
 mod lead;
 mod names;
+mod pack;
 mod privileges;
 mod reporter;
 mod seccomp;
@@ -65,15 +66,19 @@ fn serve(start: sys::WorkerStart, mode: SandboxMode) {
     let options = ready.header.options;
     let filter = ready.seccomp.for_modes(options.mode);
     let lead = ready.lead;
-    let last = match job::run(
-        &socket,
-        &reporter,
-        options,
-        mode,
-        filter,
-        ready.decoder,
-        lead,
-    ) {
+    let done = match ready.header.pack {
+        Some(pack) => job::run_pack(&socket, &reporter, &pack, mode, filter, ready.decoder),
+        None => job::run(
+            &socket,
+            &reporter,
+            options,
+            mode,
+            filter,
+            ready.decoder,
+            lead,
+        ),
+    };
+    let last = match done {
         Ok(totals) => WorkerMsg::Done(totals),
         Err(error) => WorkerMsg::Failed(error.bounded()),
     };
@@ -126,7 +131,8 @@ fn prepare(
         Err(e) => return Err(Some(WireError::Internal(format!("bad job header: {e}")))),
     };
     rustix::process::umask(rustix::fs::Mode::empty());
-    let read_only = header.options.list_only;
+    let packing = header.pack.is_some();
+    let read_only = header.options.list_only || packing;
     let entered = match namespaces {
         true => confine::enter(&header.dest, dest_fd, read_only),
         false => confine::enter_landlock(dest_fd, read_only, mode.chroots()),
@@ -141,7 +147,7 @@ fn prepare(
         Some(decoder) => decoder,
         None => input::Decoder::spawn(privileges::shed_thread).map_err(confinement)?,
     };
-    privileges::shed(&header.options, mode.is_privileged()).map_err(confinement)?;
+    privileges::shed(&header.options, mode.is_privileged(), packing).map_err(confinement)?;
     send(socket, &WorkerMsg::Confined).map_err(|_| None)?;
     let report_socket = socket
         .try_clone()

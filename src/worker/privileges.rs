@@ -34,8 +34,16 @@ const MAX_OPEN_FILES: u64 = 64;
 /// (a set-group-id bit survives for a group the worker is not in),
 /// device nodes add `MKNOD` (only where `devices` are made at all: as root on
 /// the namespace rung), all extended attributes add `SETFCAP`
-/// (`security.capability`). A listing job needs none.
-pub(crate) fn needed_capabilities(options: &Options, devices: bool) -> CapabilitySet {
+/// (`security.capability`). A listing job needs none; a packing job
+/// (`packing`) reads every file of its source, read-only: `DAC_READ_SEARCH`.
+pub(crate) fn needed_capabilities(
+    options: &Options,
+    devices: bool,
+    packing: bool,
+) -> CapabilitySet {
+    if packing {
+        return CapabilitySet::DAC_READ_SEARCH;
+    }
     if options.list_only {
         // A listing writes nothing (and its root is mounted read-only).
         return CapabilitySet::empty();
@@ -57,8 +65,9 @@ pub(crate) fn needed_capabilities(options: &Options, devices: bool) -> Capabilit
 }
 
 /// Limits, capabilities and no-new-privs; call after confinement. `devices`:
-/// whether this sandbox makes device nodes (see [`needed_capabilities`]).
-pub(crate) fn shed(options: &Options, devices: bool) -> Result<(), String> {
+/// whether this sandbox makes device nodes, `packing`: whether the job packs
+/// (see [`needed_capabilities`]).
+pub(crate) fn shed(options: &Options, devices: bool, packing: bool) -> Result<(), String> {
     let fail = |what: &str, e: rustix::io::Errno| format!("{what} failed: {e}");
     set_limits(options)?;
     // What the options need and the process has: on the Landlock rung a
@@ -66,7 +75,7 @@ pub(crate) fn shed(options: &Options, devices: bool) -> Result<(), String> {
     let held = rustix::thread::capabilities(None)
         .map_err(|e| fail("capget", e))?
         .permitted;
-    let keep = needed_capabilities(options, devices) & held;
+    let keep = needed_capabilities(options, devices, packing) & held;
     shrink_bounding_set(keep)?;
     clear_ambient_capability_set().map_err(|e| fail("clearing the ambient capabilities", e))?;
     let sets = CapabilitySets {

@@ -1,0 +1,180 @@
+//! `pack`: pack a directory into a tar archive, inside a sandtar sandbox
+//! confined to that directory, read-only (`untar`'s sibling).
+//!
+//! ```text
+//! cargo run --release --example pack -- /srv/site site.tar.zst --zstd
+//! pack --reproducible 1700000000 --exclude .git src/ - | sha256sum
+//! pack --json build/ out.tar.gz --gzip
+//! ```
+//!
+//! Exit status: 0 when every entry was packed, 1 when the archive is complete
+//! but some entries were skipped or could not be read, 2 on a fatal error.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sandtar::{printable, Compression, Outcome, PackOptions, PackOwners, Sandbox};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Pack a directory into a tar archive inside a confined worker process.
+///
+/// The worker's root is SOURCE, mounted read-only (or held to it by Landlock,
+/// read-only): no symlink, hard link or concurrent rename in SOURCE can make
+/// it read anything outside. Names are sorted, relative to SOURCE.
+#[derive(Parser, Debug)]
+#[command(name = "pack", version)]
+struct Cli {
+    /// The directory to pack.
+    source: PathBuf,
+    /// Where the archive goes (`-`: standard output).
+    out: PathBuf,
+    /// Compress with gzip in the worker.
+    #[arg(short = 'z', long, conflicts_with = "zstd")]
+    gzip: bool,
+    /// Compress with zstd in the worker.
+    #[arg(long)]
+    zstd: bool,
+    /// Leave out names matching this shell pattern (and what is below them);
+    /// a pattern without `/` is tried on every component. Repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    exclude: Vec<String>,
+    /// Pack only names at or below a match of this pattern. Repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    include: Vec<String>,
+    /// Put every entry under this name (`NAME/...`).
+    #[arg(long, value_name = "NAME")]
+    prefix: Option<String>,
+    /// Record owners as 0:0.
+    #[arg(long)]
+    owner_root: bool,
+    /// Byte-identical archives for identical trees: owners 0:0, times after
+    /// EPOCH recorded as EPOCH (default: $SOURCE_DATE_EPOCH).
+    #[arg(long, value_name = "EPOCH", num_args = 0..=1, default_missing_value = "env")]
+    reproducible: Option<String>,
+    /// One JSON object per entry on standard error, then the summary.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar, no summary.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn options(cli: &Cli) -> Result<PackOptions, String> {
+    let mut options = match &cli.reproducible {
+        None => PackOptions::default(),
+        Some(epoch) => {
+            let epoch = match epoch.as_str() {
+                "env" => std::env::var("SOURCE_DATE_EPOCH")
+                    .map_err(|_| "--reproducible without EPOCH needs SOURCE_DATE_EPOCH")?,
+                other => other.to_string(),
+            };
+            let epoch = epoch
+                .parse()
+                .map_err(|_| "the reproducible epoch is not a number of seconds")?;
+            PackOptions::reproducible(epoch)
+        }
+    };
+    options.compression = match (cli.gzip, cli.zstd) {
+        (true, _) => Compression::Gzip,
+        (_, true) => Compression::Zstd,
+        _ => Compression::None,
+    };
+    options.select.exclude = cli.exclude.clone();
+    options.select.include = cli.include.clone();
+    options.prefix = cli.prefix.clone();
+    if cli.owner_root {
+        options.owners = PackOwners::Root;
+    }
+    Ok(options)
+}
+
+async fn run(cli: Cli) -> Result<bool, String> {
+    let options = options(&cli)?;
+    let sandbox = Sandbox::new().await.map_err(|e| e.to_string())?;
+    let mut pack = sandbox
+        .pack(&cli.source, &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out: Box<dyn tokio::io::AsyncWrite + Unpin> = match cli.out.to_str() {
+        Some("-") => Box::new(tokio::io::stdout()),
+        _ => Box::new(
+            tokio::fs::File::create(&cli.out)
+                .await
+                .map_err(|e| format!("{}: {e}", cli.out.display()))?,
+        ),
+    };
+    let bar = progress_bar(&cli);
+    let mut buffer = vec![0u8; 256 << 10];
+    let mut complete = true;
+    loop {
+        let n = pack.read(&mut buffer).await.map_err(|e| e.to_string())?;
+        for report in pack.reports() {
+            complete &= report.outcome == Outcome::Written;
+            if cli.json {
+                let line = serde_json::to_string(&report).unwrap_or_default();
+                bar.suspend(|| eprintln!("{line}"));
+            } else if report.outcome != Outcome::Written {
+                let why = printable(&report.outcome.reason().unwrap_or_default()).into_owned();
+                bar.suspend(|| eprintln!("pack: {}: {why}", report.shown_path()));
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buffer[..n])
+            .await
+            .map_err(|e| format!("writing the archive: {e}"))?;
+        bar.inc(n as u64);
+    }
+    out.flush().await.map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    let summary = pack.finish().await.map_err(|e| e.to_string())?;
+    if cli.json {
+        eprintln!("{}", serde_json::to_string(&summary).unwrap_or_default());
+    } else if !cli.quiet {
+        eprintln!(
+            "pack: {} entries, {} bytes ({} uncompressed), {}, {:?}",
+            summary.written,
+            summary.archive_bytes,
+            summary.tar_bytes,
+            summary.diff_id.as_deref().unwrap_or("-"),
+            summary.elapsed
+        );
+    }
+    Ok(complete)
+}
+
+fn progress_bar(cli: &Cli) -> ProgressBar {
+    if cli.json || cli.quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{elapsed_precise} {spinner} {bytes} {bytes_per_sec}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pack: cannot start the tokio runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("pack: {}", printable(&e));
+            ExitCode::from(2)
+        }
+    }
+}

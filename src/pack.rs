@@ -1,0 +1,90 @@
+//! What a packing job is asked to do ([`Sandbox::pack`](crate::Sandbox::pack)):
+//! [`PackOptions`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::options::{Compression, IdMap, Selection};
+
+/// How a tree is packed into an archive by a worker confined to it,
+/// read-only. The archive is POSIX (ustar headers, PAX records for what does
+/// not fit: long names and link targets, large sizes, ids and times), names
+/// in sorted order, directories before their contents.
+///
+/// ```
+/// let mut options = sandtar::PackOptions::default();
+/// options.compression = sandtar::Compression::Zstd;
+/// options.select.exclude = vec!["*.o".into(), ".git".into()];
+/// options.prefix = Some("release-1.2".into());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PackOptions {
+    /// The archive's compression, done in the worker: [`Compression::None`]
+    /// (the default), [`Compression::Gzip`] or [`Compression::Zstd`]; any
+    /// other is [`Error::InvalidOption`](crate::Error::InvalidOption).
+    pub compression: Compression,
+    /// Which entries are packed, by their names relative to the source
+    /// (include and exclude patterns, kinds; see [`Selection`]). A directory
+    /// left out is left out with everything below it. `strip_components` is
+    /// extraction's only: [`Error::InvalidOption`](crate::Error::InvalidOption).
+    pub select: Selection,
+    /// A name every entry is put under (`prefix/...`), as moby's
+    /// `RebaseNames` renames the top; `None` (the default): names relative to
+    /// the source. No `..` component, no leading `/`.
+    pub prefix: Option<String>,
+    /// The owners recorded. Default [`PackOwners::Numeric`].
+    pub owners: PackOwners,
+    /// Host ids mapped back to container ids (the reverse of extraction's
+    /// [`Options::id_map`](crate::Options::id_map)); an id outside every
+    /// range is recorded as it is. Default: the identity.
+    pub id_map: IdMap,
+    /// Modification times later than this (seconds since the epoch, such as
+    /// `SOURCE_DATE_EPOCH`) are recorded as it. Default `None`.
+    pub mtime_clamp: Option<i64>,
+}
+
+/// The owners a packing job records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum PackOwners {
+    /// Each file's numeric uid and gid (through
+    /// [`PackOptions::id_map`]); no user or group names.
+    #[default]
+    Numeric,
+    /// 0:0 for every entry (GNU tar's `--owner=0 --group=0`).
+    Root,
+}
+
+impl Default for PackOptions {
+    fn default() -> Self {
+        PackOptions {
+            compression: Compression::None,
+            select: Selection::default(),
+            prefix: None,
+            owners: PackOwners::Numeric,
+            id_map: IdMap::default(),
+            mtime_clamp: None,
+        }
+    }
+}
+
+impl PackOptions {
+    /// The reproducible preset: owners 0:0, modification times clamped to
+    /// `epoch` (`SOURCE_DATE_EPOCH`), as always sorted names and no access or
+    /// change times: identical trees give byte-identical archives, listing
+    /// the same as GNU tar's `--sort=name --mtime=@EPOCH --clamp-mtime
+    /// --owner=0 --group=0 --numeric-owner --format=posix`.
+    ///
+    /// ```
+    /// let options = sandtar::PackOptions::reproducible(1_700_000_000);
+    /// assert_eq!(options.owners, sandtar::PackOwners::Root);
+    /// ```
+    pub fn reproducible(epoch: i64) -> Self {
+        PackOptions {
+            owners: PackOwners::Root,
+            mtime_clamp: Some(epoch),
+            ..PackOptions::default()
+        }
+    }
+}

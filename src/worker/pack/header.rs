@@ -1,0 +1,215 @@
+//! One entry's headers, as a POSIX archive writes them: a ustar header, and
+//! before it a PAX extended header with what ustar cannot hold (a long name
+//! or link target, a large size, id or time).
+
+use std::io::{self, Write};
+
+use crate::report::EntryKind;
+
+/// A tar block.
+const BLOCK: usize = 512;
+/// The largest value of an 11-digit octal field (size, mtime).
+const MAX_OCTAL_11: u64 = 0o777_7777_7777;
+/// The largest value of a 7-digit octal field (uid, gid, device numbers).
+const MAX_OCTAL_7: u64 = 0o777_7777;
+
+/// What an entry's header records.
+pub(super) struct Record {
+    /// The name in the archive (a directory's ends with `/`).
+    pub name: Vec<u8>,
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: i64,
+    /// Bytes of data that follow (files only).
+    pub size: u64,
+    /// A symlink's target or a hard link's first name.
+    pub link: Option<Vec<u8>>,
+    pub device: (u32, u32),
+}
+
+/// Writes the headers of `record` (its data is the caller's to write).
+pub(super) fn write(out: &mut impl Write, record: &Record) -> io::Result<()> {
+    let mut pax = Vec::new();
+    let mut header = tar::Header::new_ustar();
+    let split = split_name(&record.name);
+    if split.is_none() {
+        pax_record(&mut pax, b"path", &record.name);
+    }
+    let (prefix, name) = split.unwrap_or((&[][..], cut(&record.name, 100)));
+    {
+        let ustar = header.as_ustar_mut().expect("a ustar header");
+        ustar.name[..name.len()].copy_from_slice(name);
+        ustar.prefix[..prefix.len()].copy_from_slice(prefix);
+    }
+    if let Some(link) = &record.link {
+        if link.len() > 100 {
+            pax_record(&mut pax, b"linkpath", link);
+        }
+        header.as_old_mut().linkname[..link.len().min(100)].copy_from_slice(cut(link, 100));
+    }
+    header.set_entry_type(entry_type(record.kind));
+    header.set_mode(record.mode & 0o7777);
+    header.set_uid(numeric(&mut pax, b"uid", record.uid, MAX_OCTAL_7));
+    header.set_gid(numeric(&mut pax, b"gid", record.gid, MAX_OCTAL_7));
+    header.set_size(numeric(&mut pax, b"size", record.size, MAX_OCTAL_11));
+    let mtime = match u64::try_from(record.mtime) {
+        Ok(t) => numeric(&mut pax, b"mtime", t, MAX_OCTAL_11),
+        Err(_) => {
+            pax_record(&mut pax, b"mtime", record.mtime.to_string().as_bytes());
+            0
+        }
+    };
+    header.set_mtime(mtime);
+    if matches!(record.kind, EntryKind::CharDevice | EntryKind::BlockDevice) {
+        let (major, minor) = record.device;
+        let major = numeric(&mut pax, b"SCHILY.devmajor", major.into(), MAX_OCTAL_7);
+        let minor = numeric(&mut pax, b"SCHILY.devminor", minor.into(), MAX_OCTAL_7);
+        header.set_device_major(major as u32)?;
+        header.set_device_minor(minor as u32)?;
+    }
+    header.set_cksum();
+    if !pax.is_empty() {
+        write_pax(out, &pax, name, mtime)?;
+    }
+    out.write_all(header.as_bytes())
+}
+
+/// `value` for a numeric field of at most `max`; a larger one goes to a PAX
+/// record `key` as well.
+fn numeric(pax: &mut Vec<u8>, key: &[u8], value: u64, max: u64) -> u64 {
+    if value > max {
+        pax_record(pax, key, value.to_string().as_bytes());
+    }
+    value.min(max)
+}
+
+/// The ustar type flag of `kind`.
+fn entry_type(kind: EntryKind) -> tar::EntryType {
+    match kind {
+        EntryKind::Directory => tar::EntryType::Directory,
+        EntryKind::Symlink => tar::EntryType::Symlink,
+        EntryKind::HardLink => tar::EntryType::Link,
+        EntryKind::Fifo => tar::EntryType::Fifo,
+        EntryKind::CharDevice => tar::EntryType::Char,
+        EntryKind::BlockDevice => tar::EntryType::Block,
+        _ => tar::EntryType::Regular,
+    }
+}
+
+/// `name` as ustar's prefix and name fields (split at a `/`), if it fits.
+fn split_name(name: &[u8]) -> Option<(&[u8], &[u8])> {
+    if name.len() <= 100 {
+        return Some((&[], name));
+    }
+    // The last `/` that leaves at most 100 bytes after it and 155 before.
+    let trimmed = name.strip_suffix(b"/").unwrap_or(name);
+    let at = trimmed
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'/')
+        .map(|(i, _)| i)
+        .find(|&i| name.len() - i - 1 <= 100)?;
+    (at <= 155 && at > 0).then(|| (&name[..at], &name[at + 1..]))
+}
+
+/// The first `max` bytes of `bytes`.
+fn cut(bytes: &[u8], max: usize) -> &[u8] {
+    &bytes[..bytes.len().min(max)]
+}
+
+/// Appends one PAX record (`LEN key=value\n`, LEN counting itself).
+fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    let rest = key.len() + value.len() + 3; // ' ', '=', '\n'
+    let mut len = rest + 1;
+    while len.to_string().len() + rest != len {
+        len = len.to_string().len() + rest;
+    }
+    out.extend_from_slice(len.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(key);
+    out.push(b'=');
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+/// A PAX extended header (`x`) holding `records`, named after the entry.
+fn write_pax(out: &mut impl Write, records: &[u8], name: &[u8], mtime: u64) -> io::Result<()> {
+    let mut header = tar::Header::new_ustar();
+    let base = name
+        .rsplit(|b| *b == b'/')
+        .find(|c| !c.is_empty())
+        .unwrap_or(b"entry");
+    let mut pax_name = b"PaxHeaders/".to_vec();
+    pax_name.extend_from_slice(cut(base, 100 - pax_name.len()));
+    header.as_ustar_mut().expect("a ustar header").name[..pax_name.len()]
+        .copy_from_slice(&pax_name);
+    header.set_entry_type(tar::EntryType::XHeader);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(mtime);
+    header.set_size(records.len() as u64);
+    header.set_cksum();
+    out.write_all(header.as_bytes())?;
+    out.write_all(records)?;
+    out.write_all(&[0u8; BLOCK][..padding(records.len() as u64)])
+}
+
+/// The zeros that fill `size` bytes of data to a whole block.
+pub(super) fn padding(size: u64) -> usize {
+    ((BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_count_their_own_length() {
+        let mut out = Vec::new();
+        pax_record(&mut out, b"path", b"x");
+        assert_eq!(out, b"11 path=x\n");
+        let mut out = Vec::new();
+        pax_record(&mut out, b"path", &[b'a'; 95]);
+        assert_eq!(out.len(), 105);
+        assert!(out.starts_with(b"105 path="));
+    }
+
+    #[test]
+    fn names_split_at_a_slash() {
+        let long = [vec![b'd'; 120], b"/".to_vec(), vec![b'f'; 50]].concat();
+        let (prefix, name) = split_name(&long).unwrap();
+        assert_eq!((prefix.len(), name.len()), (120, 50));
+        assert!(split_name(&[b'x'; 101]).is_none());
+        assert!(split_name(&[vec![b'd'; 200], b"/f".to_vec()].concat()).is_none());
+    }
+
+    #[test]
+    fn a_long_name_is_read_back() {
+        let name = [vec![b'n'; 300], b".txt".to_vec()].concat();
+        let record = Record {
+            name: name.clone(),
+            kind: EntryKind::File,
+            mode: 0o644,
+            uid: 1 << 30,
+            gid: 5,
+            mtime: -5,
+            size: 3,
+            link: None,
+            device: (0, 0),
+        };
+        let mut out = Vec::new();
+        write(&mut out, &record).unwrap();
+        out.extend_from_slice(b"abc");
+        out.resize(out.len() + padding(3) + 2 * BLOCK, 0);
+        let mut archive = tar::Archive::new(&out[..]);
+        let mut entries = archive.entries().unwrap();
+        let entry = entries.next().unwrap().unwrap();
+        assert_eq!(&*entry.path_bytes(), &name[..]);
+        assert_eq!(entry.header().uid().unwrap(), 1 << 30);
+        assert_eq!(entry.size(), 3);
+    }
+}

@@ -1,0 +1,425 @@
+//! A packing job, once the worker is confined to the source, read-only: the
+//! tree walked from the worker's root in sorted order, each entry's headers
+//! ([`header`]) and data written to the archive ([`output`]), one report per
+//! entry.
+//!
+//! Every name is opened relative to its directory's descriptor without
+//! following a symlink (`O_NOFOLLOW`, `O_DIRECTORY`), and a file's
+//! descriptor is checked to be the regular file that was listed; a tree
+//! changed while it is read gives a failed entry, never a byte from outside:
+//! that is the mount clone's (or Landlock's) wall, read-only.
+
+mod header;
+mod output;
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+
+use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags, Stat, CWD};
+
+use crate::mode::SandboxMode;
+use crate::pack::{PackOptions, PackOwners};
+use crate::report::{EntryKind, Outcome, SkipReason};
+use crate::selection::Selector;
+use crate::wire::{WireError, WireReport, WorkerTotals};
+
+use header::Record;
+use output::Output;
+
+/// Directories kept open along the walk; deeper ones are opened again from
+/// the nearest open ancestor (the worker may hold 64 descriptors).
+const OPEN_DIRS: usize = 24;
+
+/// Packs the worker's root into the archive sent on `socket`; each entry's
+/// report goes to `report`.
+pub(crate) fn run(
+    socket: UnixStream,
+    options: &PackOptions,
+    mode: SandboxMode,
+    report: &mut dyn FnMut(WireReport) -> bool,
+) -> Result<WorkerTotals, WireError> {
+    let internal = |e: io::Error| WireError::Internal(e.to_string());
+    let selector =
+        Selector::new(&options.select).map_err(|e| WireError::Internal(e.to_string()))?;
+    let root = openat(CWD, ".", dir_flags(), Mode::empty()).map_err(|e| internal(e.into()))?;
+    let mut packer = Packer {
+        out: Output::new(socket, options.compression).map_err(internal)?,
+        options,
+        selector,
+        ids: Ids::new(mode),
+        links: HashMap::new(),
+        report,
+        buffer: vec![0u8; 128 << 10],
+    };
+    let mut dirs = vec![(Vec::new(), Some(root))];
+    packer.directory(&mut dirs)?;
+    packer.out.write_all(&[0u8; 1024]).map_err(lost)?;
+    let (tar_bytes, diff_id) = packer.out.finish().map_err(lost)?;
+    Ok(WorkerTotals {
+        tar_bytes,
+        diff_id: Some(diff_id),
+        layer_size: 0,
+        compression: options.compression,
+    })
+}
+
+/// The archive could not be sent: the caller is gone or stopped reading.
+fn lost(e: io::Error) -> WireError {
+    WireError::Internal(format!("sending the archive: {e}"))
+}
+
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+/// How the ids the worker sees become the ids recorded: in a user namespace
+/// the caller's own ids are 0 inside.
+struct Ids {
+    outside: Option<(u32, u32)>,
+}
+
+impl Ids {
+    fn new(mode: SandboxMode) -> Self {
+        Ids {
+            outside: match mode {
+                SandboxMode::UserNamespace { uid, gid } => Some((uid, gid)),
+                _ => None,
+            },
+        }
+    }
+
+    fn of(&self, stat: &Stat) -> (u64, u64) {
+        match self.outside {
+            Some((uid, gid)) => (
+                if stat.st_uid == 0 { uid } else { stat.st_uid }.into(),
+                if stat.st_gid == 0 { gid } else { stat.st_gid }.into(),
+            ),
+            None => (stat.st_uid.into(), stat.st_gid.into()),
+        }
+    }
+}
+
+struct Packer<'a> {
+    out: Output,
+    options: &'a PackOptions,
+    selector: Selector,
+    ids: Ids,
+    /// Files with more than one link seen so far: (device, inode) -> name.
+    links: HashMap<(u64, u64), Vec<u8>>,
+    report: &'a mut dyn FnMut(WireReport) -> bool,
+    buffer: Vec<u8>,
+}
+
+impl Packer<'_> {
+    /// Packs the contents of the last directory of `dirs` (relative names,
+    /// open descriptors), in sorted order, then its subdirectories' after
+    /// each.
+    fn directory(&mut self, dirs: &mut Vec<(Vec<u8>, Option<OwnedFd>)>) -> Result<(), WireError> {
+        let path = dirs.last().map(|(p, _)| p.clone()).unwrap_or_default();
+        let names = match self.listing(dirs) {
+            Ok(names) => names,
+            Err(e) => return self.failed(&path, EntryKind::Directory, e),
+        };
+        let mut fd = match open_dir(dirs) {
+            Ok(fd) => fd,
+            Err(e) => return self.failed(&path, EntryKind::Directory, e),
+        };
+        for name in names {
+            let child = join(&path, &name);
+            let stat = match statat(&fd, &name[..], AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) => stat,
+                Err(e) => {
+                    self.failed(&child, EntryKind::File, e.into())?;
+                    continue;
+                }
+            };
+            let kind = kind_of(&stat);
+            if let Err(reason) = self.selector.select(&child, kind) {
+                self.skipped(&child, kind, reason)?;
+                continue;
+            }
+            self.entry(&fd, &name, &child, &stat, kind)?;
+            if kind == EntryKind::Directory {
+                // No descriptor of ours held below: the window stays small.
+                drop(fd);
+                self.descend(dirs, child)?;
+                fd = match open_dir(dirs) {
+                    Ok(fd) => fd,
+                    Err(e) => return self.failed(&path, EntryKind::Directory, e),
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// Packs the directory `child` of the last of `dirs`.
+    fn descend(
+        &mut self,
+        dirs: &mut Vec<(Vec<u8>, Option<OwnedFd>)>,
+        child: Vec<u8>,
+    ) -> Result<(), WireError> {
+        // Keep at most `OPEN_DIRS` descriptors along the path.
+        // (The root, first, stays open.)
+        if dirs.len() > OPEN_DIRS {
+            let far = dirs.len() - OPEN_DIRS;
+            dirs[far].1 = None;
+        }
+        dirs.push((child, None));
+        let result = self.directory(dirs);
+        dirs.pop();
+        result
+    }
+
+    /// The names in the last directory of `dirs`, sorted (`.` and `..` left out).
+    fn listing(&mut self, dirs: &mut [(Vec<u8>, Option<OwnedFd>)]) -> io::Result<Vec<Vec<u8>>> {
+        let fd = open_dir(dirs)?;
+        let mut names = Vec::new();
+        let mut dir = rustix::fs::Dir::read_from(&fd)?;
+        while let Some(entry) = dir.read() {
+            let name = entry?.file_name().to_bytes().to_vec();
+            if name != b"." && name != b".." {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Writes one entry (`name` in `dir`, `path` from the root) and reports it.
+    fn entry(
+        &mut self,
+        dir: &OwnedFd,
+        name: &[u8],
+        path: &[u8],
+        stat: &Stat,
+        kind: EntryKind,
+    ) -> Result<(), WireError> {
+        let mut record = self.record(path, stat, kind);
+        if let EntryKind::Other(_) = kind {
+            return self.skipped(path, kind, SkipReason::UnsupportedType(b's'));
+        }
+        if kind == EntryKind::Symlink {
+            match rustix::fs::readlinkat(dir, name, Vec::new()) {
+                Ok(target) => record.link = Some(target.into_bytes()),
+                Err(e) => return self.failed(path, kind, e.into()),
+            }
+        }
+        if kind == EntryKind::File && stat.st_nlink > 1 {
+            let id = (stat.st_dev, stat.st_ino);
+            match self.links.get(&id) {
+                Some(first) => {
+                    record.kind = EntryKind::HardLink;
+                    record.link = Some(first.clone());
+                    record.size = 0;
+                    return self.write(&record, None, path);
+                }
+                None => {
+                    self.links.insert(id, record.name.clone());
+                }
+            }
+        }
+        if kind != EntryKind::File {
+            return self.write(&record, None, path);
+        }
+        let file = match open_file(dir, name, stat) {
+            Ok(file) => file,
+            Err(e) => return self.failed(path, kind, e),
+        };
+        self.write(&record, Some(file), path)
+    }
+
+    /// The header fields of an entry.
+    fn record(&self, path: &[u8], stat: &Stat, kind: EntryKind) -> Record {
+        let mut name = match &self.options.prefix {
+            Some(prefix) => join(prefix.trim_end_matches('/').as_bytes(), path),
+            None => path.to_vec(),
+        };
+        if kind == EntryKind::Directory {
+            name.push(b'/');
+        }
+        let (uid, gid) = match self.options.owners {
+            PackOwners::Root => (0, 0),
+            _ => {
+                let (uid, gid) = self.ids.of(stat);
+                (self.to_container(uid, true), self.to_container(gid, false))
+            }
+        };
+        let mtime = match self.options.mtime_clamp {
+            Some(clamp) => stat.st_mtime.min(clamp),
+            None => stat.st_mtime,
+        };
+        let rdev = stat.st_rdev;
+        Record {
+            name,
+            kind,
+            mode: stat.st_mode & 0o7777,
+            uid,
+            gid,
+            mtime,
+            size: match kind {
+                EntryKind::File => stat.st_size as u64,
+                _ => 0,
+            },
+            link: None,
+            device: (rustix::fs::major(rdev), rustix::fs::minor(rdev)),
+        }
+    }
+
+    /// A host id as the container's, through `id_map` (reversed).
+    fn to_container(&self, id: u64, uid: bool) -> u64 {
+        let map = &self.options.id_map;
+        let ranges = if uid { &map.uids } else { &map.gids };
+        for r in ranges {
+            let host = u64::from(r.host);
+            if id >= host && id - host < u64::from(r.size) {
+                return u64::from(r.container) + (id - host);
+            }
+        }
+        id
+    }
+
+    /// Writes the headers, then the data of `file` (`record.size` bytes: a
+    /// file that shrank is padded with zeros, one that grew is cut, and the
+    /// entry is reported failed, as GNU tar does).
+    fn write(
+        &mut self,
+        record: &Record,
+        file: Option<OwnedFd>,
+        path: &[u8],
+    ) -> Result<(), WireError> {
+        header::write(&mut self.out, record).map_err(lost)?;
+        let mut problem = None;
+        if let Some(file) = file {
+            let copied = self.copy(&file, record.size)?;
+            if copied < record.size {
+                problem = Some(format!(
+                    "the file shrank by {} bytes while it was read; padded with zeros",
+                    record.size - copied
+                ));
+            }
+        }
+        let pad = header::padding(record.size);
+        self.out.write_all(&[0u8; 512][..pad]).map_err(lost)?;
+        let outcome = match problem {
+            Some(message) => Outcome::Failed(message),
+            None => Outcome::Written,
+        };
+        self.send(path, record.kind, record.size, outcome)
+    }
+
+    /// Copies up to `size` bytes of `file`, then zeros up to `size`; returns
+    /// how many came from the file.
+    fn copy(&mut self, file: &OwnedFd, size: u64) -> Result<u64, WireError> {
+        let mut done = 0u64;
+        while done < size {
+            let want = (size - done).min(self.buffer.len() as u64) as usize;
+            let n = match rustix::io::read(file, &mut self.buffer[..want]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            self.out.write_all(&self.buffer[..n]).map_err(lost)?;
+            done += n as u64;
+        }
+        let mut left = size - done;
+        if left > 0 {
+            self.buffer.fill(0);
+        }
+        while left > 0 {
+            let n = left.min(self.buffer.len() as u64) as usize;
+            self.out.write_all(&self.buffer[..n]).map_err(lost)?;
+            left -= n as u64;
+        }
+        Ok(done)
+    }
+
+    fn send(
+        &mut self,
+        path: &[u8],
+        kind: EntryKind,
+        size: u64,
+        outcome: Outcome,
+    ) -> Result<(), WireError> {
+        let size = if kind == EntryKind::File { size } else { 0 };
+        let report = WireReport {
+            path: crate::wire::bounded_path(path.to_vec()),
+            kind,
+            size,
+            outcome,
+            notes: Vec::new(),
+        };
+        match (self.report)(report) {
+            true => Ok(()),
+            false => Err(WireError::Internal("the driver stopped listening".into())),
+        }
+    }
+
+    fn skipped(&mut self, path: &[u8], kind: EntryKind, why: SkipReason) -> Result<(), WireError> {
+        self.send(path, kind, 0, Outcome::Skipped(why))
+    }
+
+    /// An entry that could not be read: reported, left out of the archive.
+    fn failed(&mut self, path: &[u8], kind: EntryKind, e: io::Error) -> Result<(), WireError> {
+        self.send(
+            path,
+            kind,
+            0,
+            Outcome::Failed(format!("cannot be read: {e}")),
+        )
+    }
+}
+
+/// `dir/name` (or `name` at the root).
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    match dir.is_empty() {
+        true => name.to_vec(),
+        false => [dir, b"/", name].concat(),
+    }
+}
+
+/// The descriptor of the last directory of `dirs`, opened again from its
+/// nearest open ancestor, one component at a time, if it was closed.
+fn open_dir(dirs: &mut [(Vec<u8>, Option<OwnedFd>)]) -> io::Result<OwnedFd> {
+    let last = dirs.len() - 1;
+    let open = (0..=last)
+        .rev()
+        .find(|&i| dirs[i].1.is_some())
+        .expect("the root stays open");
+    let mut fd = dirs[open].1.as_ref().expect("open").try_clone()?;
+    for (path, slot) in dirs[open + 1..].iter_mut() {
+        let name = path.rsplit(|b| *b == b'/').next().unwrap_or_default();
+        let next = openat(&fd, name, dir_flags(), Mode::empty())?;
+        *slot = Some(next.try_clone()?);
+        fd = next;
+    }
+    Ok(fd)
+}
+
+/// Opens the regular file `name` in `dir` for reading and checks that it is
+/// the one `listed` (not a FIFO, device or another file swapped in).
+fn open_file(dir: &OwnedFd, name: &[u8], listed: &Stat) -> io::Result<OwnedFd> {
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = openat(dir, name, flags, Mode::empty())?;
+    let stat = rustix::fs::fstat(fd.as_fd())?;
+    let same = FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile
+        && (stat.st_dev, stat.st_ino) == (listed.st_dev, listed.st_ino);
+    match same {
+        true => Ok(fd),
+        false => Err(io::Error::other("it was replaced while the tree was read")),
+    }
+}
+
+/// The kind of entry a file's type makes.
+fn kind_of(stat: &Stat) -> EntryKind {
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile => EntryKind::File,
+        FileType::Directory => EntryKind::Directory,
+        FileType::Symlink => EntryKind::Symlink,
+        FileType::Fifo => EntryKind::Fifo,
+        FileType::CharacterDevice => EntryKind::CharDevice,
+        FileType::BlockDevice => EntryKind::BlockDevice,
+        _ => EntryKind::Other(b's'),
+    }
+}

@@ -1,0 +1,395 @@
+//! Packing (`Sandbox::pack`) and copying (`Sandbox::copy`) in a worker
+//! confined to the source, read-only: round trips through GNU tar, the
+//! reproducible preset against GNU tar's own, and hostile source trees
+//! (symlinks and `..` links out of it, a FIFO, a device node, a mount below
+//! it, a directory swapped with a symlink while it is packed) from which no
+//! byte of anything outside reaches the archive. As root and as `nobody`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::{gnu_tar_available, GNU_TAR};
+use common::{is_root, shape, snapshot, Kind, Scene};
+use sandtar::{Compression, Error, Options, Outcome, PackOptions, Sandbox};
+
+root_and_nobody!(
+    round_trip_through_gnu_tar,
+    reproducible_is_byte_identical_and_lists_as_gnu_tar,
+    compressed_packs_and_copies,
+    nothing_from_outside_reaches_the_archive,
+    a_swapped_directory_leaks_nothing,
+    bad_options_and_sources,
+);
+
+/// A byte string found in no file of the source, only outside it.
+const OUTSIDE: &[u8] = b"outside-the-source-7f3a9c";
+
+/// A source tree with most kinds of entry, names long enough for PAX
+/// records, and links that point out of it.
+fn make_source(scene: &Scene) -> PathBuf {
+    let src = scene.dest.clone();
+    let w = |rel: &str, data: &[u8], mode: u32| {
+        let p = src.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    w("a.txt", b"hello\n", 0o644);
+    w("empty", b"", 0o600);
+    w("bin/run.sh", b"#!/bin/sh\necho hi\n", 0o755);
+    w("data/big.bin", &vec![7u8; 300_000], 0o644);
+    let long_dir = "d".repeat(120);
+    w(
+        &format!("{long_dir}/{}", "f".repeat(90)),
+        b"split name\n",
+        0o644,
+    );
+    w(&format!("deep/{}", "n".repeat(200)), b"pax name\n", 0o644);
+    // Deeper than the directories a worker keeps open (24): opened again.
+    let nested: Vec<&str> = std::iter::repeat_n("n", 40).collect();
+    w(&format!("nest/{}/bottom.txt", nested.join("/")), b"bottom\n", 0o644);
+    std::fs::hard_link(src.join("a.txt"), src.join("bin/hard.txt")).unwrap();
+    symlink("../a.txt", src.join("bin/rel-link")).unwrap();
+    symlink("t".repeat(150), src.join("long-target")).unwrap();
+    // Links out of the source: recorded as links, never followed.
+    std::fs::write(scene.parent().join("outside.txt"), OUTSIDE).unwrap();
+    symlink(scene.parent().join("outside.txt"), src.join("abs-out")).unwrap();
+    symlink("../outside.txt", src.join("dotdot-out")).unwrap();
+    symlink("/etc/passwd", src.join("passwd")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        src.join("pipe"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    std::fs::create_dir(src.join("empty-dir")).unwrap();
+    src
+}
+
+/// Packs `src` whole; returns the archive and the reports.
+async fn pack_all(
+    sandbox: &Sandbox,
+    src: &Path,
+    options: &PackOptions,
+) -> (Vec<u8>, Vec<sandtar::EntryReport>, sandtar::Summary) {
+    let mut pack = sandbox.pack(src, options).await.expect("pack");
+    let mut archive = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut pack, &mut archive)
+        .await
+        .expect("reading the archive");
+    let reports: Vec<_> = pack.reports().collect();
+    let summary = pack.finish().await.expect("summary");
+    (archive, reports, summary)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// GNU tar `args` with `archive` on standard input, in `dir`.
+fn gnu(args: &[&str], dir: &Path, archive: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new(GNU_TAR)
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = archive.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert!(
+        out.status.success(),
+        "GNU tar {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A tree's shape without symlinks' own times (not every tool sets them).
+fn comparable(root: &Path) -> BTreeMap<PathBuf, (Kind, u32, (i64, i64))> {
+    let mut s = shape(&snapshot(root));
+    for value in s.values_mut() {
+        if matches!(value.0, Kind::Symlink(_)) {
+            value.2 = (0, 0);
+        } else {
+            value.2 .1 = 0; // whole seconds: ustar records no more
+        }
+    }
+    s.remove(Path::new(""));
+    s
+}
+
+async fn round_trip_through_gnu_tar(sandbox: Sandbox) {
+    let mut scene = Scene::unsnapshotted();
+    let src = make_source(&scene);
+    scene.snapshot_now();
+    let (archive, reports, summary) = pack_all(&sandbox, &src, &PackOptions::default()).await;
+    assert!(summary.is_complete(), "{summary:?}");
+    assert!(
+        reports.iter().all(|r| r.outcome == Outcome::Written),
+        "{reports:#?}"
+    );
+    assert_eq!(summary.written as usize, reports.len());
+    assert_eq!(summary.archive_bytes, archive.len() as u64);
+    assert!(
+        !contains(&archive, OUTSIDE),
+        "bytes from outside the source"
+    );
+    let hard = reports.iter().find(|r| r.path == Path::new("bin/hard.txt"));
+    assert!(hard.is_some(), "{reports:#?}");
+    if gnu_tar_available() {
+        let out = tempfile::tempdir().unwrap();
+        gnu(&["-xpf", "-"], out.path(), &archive);
+        assert_eq!(comparable(&src), comparable(out.path()));
+        let a = std::fs::metadata(out.path().join("a.txt")).unwrap();
+        let hard = std::fs::metadata(out.path().join("bin/hard.txt")).unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::ino(&a),
+            std::os::unix::fs::MetadataExt::ino(&hard),
+            "the hard link is recorded as one"
+        );
+    }
+    scene.check();
+}
+
+async fn reproducible_is_byte_identical_and_lists_as_gnu_tar(sandbox: Sandbox) {
+    let mut scene = Scene::unsnapshotted();
+    let src = make_source(&scene);
+    scene.snapshot_now();
+    let epoch = 1_000_000_000;
+    let options = PackOptions::reproducible(epoch);
+    let (first, _, _) = pack_all(&sandbox, &src, &options).await;
+    // Touch every file: times after the epoch are clamped to it.
+    let (second, _, _) = pack_all(&sandbox, &src, &options).await;
+    assert_eq!(first, second, "two reproducible packs differ");
+    if gnu_tar_available() {
+        let theirs = gnu(
+            &[
+                "--sort=name",
+                &format!("--mtime=@{epoch}"),
+                "--clamp-mtime",
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+                "--format=posix",
+                "-cf",
+                "-",
+                ".",
+            ],
+            &src,
+            b"",
+        );
+        let list = |archive: &[u8]| -> Vec<String> {
+            let out = gnu(&["-tv", "--numeric-owner", "-f", "-"], &src, archive);
+            String::from_utf8_lossy(&out)
+                .lines()
+                .filter(|l| !l.ends_with(" ./"))
+                .map(|l| l.replace(" ./", " "))
+                .collect()
+        };
+        assert_eq!(list(&first), list(&theirs));
+    }
+    scene.check();
+}
+
+async fn compressed_packs_and_copies(sandbox: Sandbox) {
+    let mut scene = Scene::unsnapshotted();
+    let src = make_source(&scene);
+    scene.snapshot_now();
+    for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
+        let mut options = PackOptions::default();
+        options.compression = compression;
+        let (archive, _, summary) = pack_all(&sandbox, &src, &options).await;
+        assert_eq!(summary.compression, compression);
+        assert!(summary.tar_bytes > 0);
+        if compression != Compression::None {
+            assert!(summary.archive_bytes < summary.tar_bytes, "{summary:?}");
+        }
+        assert!(!contains(&archive, OUTSIDE));
+        // Copy through two workers into a fresh tree.
+        let out = tempfile::tempdir().unwrap();
+        let copied = sandbox
+            .copy(&src, out.path(), &options, &Options::default())
+            .await
+            .expect("copy");
+        assert!(copied.is_complete(), "{copied:?}");
+        let ours = comparable(&src);
+        let theirs = comparable(out.path());
+        assert_eq!(
+            ours.keys().collect::<Vec<_>>(),
+            theirs.keys().collect::<Vec<_>>()
+        );
+        for (path, (kind, _, _)) in &ours {
+            assert_eq!(&theirs[path].0, kind, "{}", path.display());
+        }
+    }
+    // A prefix and a selection.
+    let mut options = PackOptions::default();
+    options.prefix = Some("top/v1".into());
+    options.select.exclude = vec!["*.bin".into(), "deep".into()];
+    let (_, reports, summary) = pack_all(&sandbox, &src, &options).await;
+    assert_eq!(summary.not_selected, 2, "{reports:#?}");
+    let out = tempfile::tempdir().unwrap();
+    sandbox
+        .copy(&src, out.path(), &options, &Options::default())
+        .await
+        .unwrap();
+    assert!(out.path().join("top/v1/a.txt").is_file());
+    assert!(!out.path().join("top/v1/data/big.bin").exists());
+    assert!(!out.path().join("top/v1/deep").exists());
+    scene.check();
+}
+
+async fn nothing_from_outside_reaches_the_archive(sandbox: Sandbox) {
+    let mut scene = Scene::unsnapshotted();
+    let src = make_source(&scene);
+    scene.snapshot_now();
+    std::fs::create_dir(src.join("mnt")).unwrap();
+    let mut mounted = false;
+    if is_root() && common::privileged(&sandbox) {
+        // A filesystem mounted below the source: not packed.
+        mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "tmpfs"])
+            .arg(src.join("mnt"))
+            .status()
+            .is_ok_and(|s| s.success());
+        if mounted {
+            std::fs::write(src.join("mnt/secret"), OUTSIDE).unwrap();
+        }
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            src.join("null"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(1, 3),
+        )
+        .unwrap();
+    }
+    let (archive, reports, summary) = pack_all(&sandbox, &src, &PackOptions::default()).await;
+    if mounted {
+        Command::new("umount")
+            .arg(src.join("mnt"))
+            .status()
+            .unwrap();
+    }
+    assert!(
+        !contains(&archive, OUTSIDE),
+        "bytes from outside the source"
+    );
+    assert!(summary.is_complete(), "{reports:#?}");
+    let paths: Vec<String> = reports.iter().map(|r| r.shown_path()).collect();
+    assert!(paths.contains(&"mnt".to_string()), "{paths:?}");
+    assert!(!paths.iter().any(|p| p.starts_with("mnt/")), "{paths:?}");
+    if gnu_tar_available() {
+        let listing = gnu(&["-tvf", "-"], &src, &archive);
+        let listing = String::from_utf8_lossy(&listing);
+        assert!(listing.contains("abs-out -> "), "{listing}");
+        assert!(listing.contains("passwd -> /etc/passwd"), "{listing}");
+        assert!(
+            listing.contains("dotdot-out -> ../outside.txt"),
+            "{listing}"
+        );
+        assert!(listing
+            .lines()
+            .any(|l| l.starts_with('p') && l.ends_with(" pipe")));
+        if is_root() && common::privileged(&sandbox) {
+            assert!(listing
+                .lines()
+                .any(|l| l.starts_with('c') && l.ends_with(" null")));
+        }
+    }
+    scene.check();
+}
+
+async fn a_swapped_directory_leaks_nothing(sandbox: Sandbox) {
+    let mut scene = Scene::unsnapshotted();
+    let src = scene.dest.clone();
+    let secret = scene.parent().join("secret-dir");
+    std::fs::create_dir(&secret).unwrap();
+    std::fs::write(secret.join("inside.txt"), OUTSIDE).unwrap();
+    scene.snapshot_now();
+    std::fs::create_dir(src.join("d")).unwrap();
+    std::fs::write(src.join("d/inside.txt"), b"fine\n").unwrap();
+    for i in 0..200 {
+        std::fs::write(src.join(format!("f{i:03}")), b"filler\n").unwrap();
+    }
+    // Swap d with a symlink to the secret directory, over and over.
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, src, secret) = (stop.clone(), src.clone(), secret.clone());
+        std::thread::spawn(move || {
+            let (d, aside, link) = (src.join("d"), src.join("d.real"), src.join("d.link"));
+            let _ = symlink(&secret, &link);
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::fs::rename(&d, &aside);
+                let _ = std::fs::rename(&link, &d);
+                let _ = std::fs::rename(&d, &link);
+                let _ = std::fs::rename(&aside, &d);
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let mut packs = 0;
+    for _ in 0..40 {
+        let (archive, _, _) = pack_all(&sandbox, &src, &PackOptions::default()).await;
+        assert!(
+            !contains(&archive, OUTSIDE),
+            "a byte from outside the source"
+        );
+        packs += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    println!("{packs} packs during {swaps} swaps: nothing from outside");
+    assert!(swaps > 0);
+    scene.check();
+}
+
+async fn bad_options_and_sources(sandbox: Sandbox) {
+    let scene = Scene::new();
+    let invalid = |result: Result<sandtar::Pack, Error>, option: &str| match result {
+        Err(Error::InvalidOption { option: o, .. }) if o == option => {}
+        other => panic!("expected an invalid {option}, got {other:?}"),
+    };
+    let mut options = PackOptions::default();
+    options.compression = Compression::Xz;
+    invalid(sandbox.pack(&scene.dest, &options).await, "compression");
+    let mut options = PackOptions::default();
+    options.select.strip_components = 1;
+    invalid(sandbox.pack(&scene.dest, &options).await, "select");
+    for prefix in ["../up", "/abs", "a/./b", ""] {
+        let mut options = PackOptions::default();
+        options.prefix = Some(prefix.into());
+        invalid(sandbox.pack(&scene.dest, &options).await, "prefix");
+    }
+    let missing = sandbox
+        .pack(scene.dest.join("missing"), &PackOptions::default())
+        .await;
+    assert!(
+        matches!(&missing, Err(Error::Source { problem, .. }) if problem == "does not exist"),
+        "{missing:?}"
+    );
+    std::fs::write(scene.dest.join("file"), b"x").unwrap();
+    let file = sandbox
+        .pack(scene.dest.join("file"), &PackOptions::default())
+        .await;
+    assert!(matches!(&file, Err(Error::Source { .. })), "{file:?}");
+    scene.check();
+}
