@@ -171,7 +171,7 @@ mod tests {
     fn records_count_their_own_length() {
         let mut out = Vec::new();
         pax_record(&mut out, b"path", b"x");
-        assert_eq!(out, b"11 path=x\n");
+        assert_eq!(out, b"9 path=x\n");
         let mut out = Vec::new();
         pax_record(&mut out, b"path", &[b'a'; 95]);
         assert_eq!(out.len(), 105);
