@@ -284,6 +284,12 @@ fn finish_frame(mut out: Vec<u8>) -> Vec<u8> {
     out
 }
 
+/// The byte postcard writes for the variant `WorkerMsg::Data` (its index,
+/// a one-byte varint).
+pub(crate) fn data_tag() -> u8 {
+    postcard::to_stdvec(&WorkerMsg::Data(Vec::new())).expect("serialising")[0]
+}
+
 /// The most bytes [`data_frame_head`] returns.
 #[cfg(test)]
 pub(crate) const DATA_HEAD_MAX: usize = 4 + 5 + 10;

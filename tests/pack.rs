@@ -53,7 +53,11 @@ fn make_source(scene: &Scene) -> PathBuf {
     w(&format!("deep/{}", "n".repeat(200)), b"pax name\n", 0o644);
     // Deeper than the directories a worker keeps open (24): opened again.
     let nested: Vec<&str> = std::iter::repeat_n("n", 40).collect();
-    w(&format!("nest/{}/bottom.txt", nested.join("/")), b"bottom\n", 0o644);
+    w(
+        &format!("nest/{}/bottom.txt", nested.join("/")),
+        b"bottom\n",
+        0o644,
+    );
     std::fs::hard_link(src.join("a.txt"), src.join("bin/hard.txt")).unwrap();
     symlink("../a.txt", src.join("bin/rel-link")).unwrap();
     symlink("t".repeat(150), src.join("long-target")).unwrap();
@@ -140,6 +144,10 @@ async fn round_trip_through_gnu_tar(sandbox: Sandbox) {
     scene.snapshot_now();
     let (archive, reports, summary) = pack_all(&sandbox, &src, &PackOptions::default()).await;
     assert!(summary.is_complete(), "{summary:?}");
+    assert_eq!(
+        (summary.digest.as_ref(), summary.diff_id.as_ref()),
+        (None, None)
+    );
     assert!(
         reports.iter().all(|r| r.outcome == Outcome::Written),
         "{reports:#?}"
@@ -214,8 +222,18 @@ async fn compressed_packs_and_copies(sandbox: Sandbox) {
     for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
         let mut options = PackOptions::default();
         options.compression = compression;
+        options.digest = true;
         let (archive, _, summary) = pack_all(&sandbox, &src, &options).await;
         assert_eq!(summary.compression, compression);
+        // The digests: of the bytes read (by the caller), and of the tar
+        // stream (by the worker): the same for a plain archive.
+        let read = format!(
+            "sha256:{:x}",
+            <sha2::Sha256 as sha2::Digest>::digest(&archive)
+        );
+        assert_eq!(summary.digest.as_deref(), Some(read.as_str()));
+        let diff_id = summary.diff_id.clone().expect("a diff_id");
+        assert_eq!(compression == Compression::None, diff_id == read);
         assert!(summary.tar_bytes > 0);
         if compression != Compression::None {
             assert!(summary.archive_bytes < summary.tar_bytes, "{summary:?}");

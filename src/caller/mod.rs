@@ -9,6 +9,7 @@
 //! takes its [`Warm`](pool::Warm) worker from it).
 
 pub(crate) mod child;
+pub(crate) mod data_frames;
 pub(crate) mod frames;
 pub(crate) mod job;
 pub(crate) mod lead;

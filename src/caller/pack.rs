@@ -17,7 +17,8 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::UnixStream;
 
 use crate::caller::child::Worker;
-use crate::caller::frames::{self, Frames};
+use crate::caller::data_frames::{DataFrames, Step};
+use crate::caller::frames;
 use crate::caller::job::check_report;
 use crate::caller::pool::Pool;
 use crate::caller::start::{confine, fresh_worker, warm_worker, Fds};
@@ -52,13 +53,11 @@ use crate::wire::{untrusted_path, untrusted_text, JobHeader, WireReport, WorkerM
 pub struct Pack {
     socket: UnixStream,
     worker: Worker,
-    frames: Frames,
-    /// Archive bytes received and not read yet.
-    data: Vec<u8>,
-    at: usize,
+    frames: DataFrames,
     queue: VecDeque<EntryReport>,
     counts: Counts,
-    digest: Sha256,
+    /// The SHA-256 of the bytes read, when the options ask for digests.
+    digest: Option<Sha256>,
     archive_bytes: u64,
     compression: Compression,
     started: Instant,
@@ -95,8 +94,9 @@ impl Pack {
 
     /// Reads the rest of the archive (dropping it) and returns the summary:
     /// `written` entries packed, `archive_bytes` the archive's size as read,
-    /// `tar_bytes` and `diff_id` the uncompressed stream's size and SHA-256,
-    /// `digest` the SHA-256 of the bytes as read.
+    /// `tar_bytes` the uncompressed stream's size; with
+    /// [`PackOptions::digest`], `diff_id` its SHA-256 and `digest` the
+    /// SHA-256 of the bytes as read.
     pub async fn finish(mut self) -> Result<Summary> {
         let mut sink = tokio::io::sink();
         if let Err(e) = tokio::io::copy(&mut self, &mut sink).await {
@@ -117,18 +117,17 @@ impl Pack {
     /// Handles one frame from the worker.
     fn handle(&mut self, msg: WorkerMsg) -> Result<()> {
         match msg {
-            WorkerMsg::Data(bytes) => {
-                self.digest.update(&bytes);
-                self.archive_bytes += bytes.len() as u64;
-                self.data = bytes;
-                self.at = 0;
-                Ok(())
-            }
             WorkerMsg::Reports(batch) => batch.into_iter().try_for_each(|r| self.accept(r)),
             WorkerMsg::Done(totals) => {
-                let diff_id = totals.diff_id.filter(|d| is_sha256(d)).ok_or_else(|| {
-                    Error::Protocol("no well-formed diff_id at the end of a packing job".into())
-                })?;
+                let diff_id = match (totals.diff_id, &self.digest) {
+                    (Some(d), Some(_)) if is_sha256(&d) => Some(d),
+                    (None, None) => None,
+                    _ => {
+                        return Err(Error::Protocol(
+                            "a diff_id the options did not ask for, or none where they did".into(),
+                        ))
+                    }
+                };
                 let c = &self.counts;
                 let summary = Summary {
                     entries: c.entries,
@@ -143,8 +142,11 @@ impl Pack {
                     tar_bytes: totals.tar_bytes,
                     compression: self.compression,
                     elapsed: self.started.elapsed(),
-                    diff_id: Some(diff_id),
-                    digest: Some(format!("sha256:{:x}", self.digest.clone().finalize())),
+                    diff_id,
+                    digest: self
+                        .digest
+                        .clone()
+                        .map(|d| format!("sha256:{:x}", d.finalize())),
                     layer_size: 0,
                     rung: self.rung,
                 };
@@ -211,27 +213,27 @@ impl AsyncRead for Pack {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if this.at < this.data.len() {
-                let n = buf.remaining().min(this.data.len() - this.at);
-                buf.put_slice(&this.data[this.at..this.at + n]);
-                this.at += n;
-                return Poll::Ready(Ok(()));
-            }
             match &this.state {
-                State::Ended(Ok(_)) => return Poll::Ready(Ok(())),
-                State::Ended(Err(e)) => {
-                    return Poll::Ready(Err(io::Error::other(e.to_string())));
-                }
-                State::Taken => return Poll::Ready(Ok(())),
+                State::Ended(Err(e)) => return Poll::Ready(Err(io::Error::other(e.to_string()))),
+                State::Ended(Ok(_)) | State::Taken => return Poll::Ready(Ok(())),
+                State::Running if buf.remaining() == 0 => return Poll::Ready(Ok(())),
                 State::Running => {}
             }
-            match ready!(this.frames.poll_next(&mut this.socket, cx)) {
-                Ok(Some(msg)) => {
+            let before = buf.filled().len();
+            match ready!(this.frames.poll_step(&mut this.socket, cx, buf)) {
+                Ok(Step::Data(n)) => {
+                    if let Some(digest) = &mut this.digest {
+                        digest.update(&buf.filled()[before..]);
+                    }
+                    this.archive_bytes += n as u64;
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Step::Message(msg)) => {
                     if let Err(e) = this.handle(msg) {
                         this.fail(e);
                     }
                 }
-                Ok(None) => this.fail(Error::WorkerDied {
+                Ok(Step::Closed) => this.fail(Error::WorkerDied {
                     pid: this.worker.pid,
                     how: "closed its socket before the end of the archive".into(),
                 }),
@@ -288,12 +290,10 @@ pub(crate) async fn start(pool: &Pool, source: &Path, options: &PackOptions) -> 
     Ok(Pack {
         socket,
         worker: confined.worker,
-        frames: Frames::with_buffer(),
-        data: Vec::new(),
-        at: 0,
+        frames: DataFrames::default(),
         queue: VecDeque::new(),
         counts: Counts::default(),
-        digest: Sha256::new(),
+        digest: options.digest.then(Sha256::new),
         archive_bytes: 0,
         compression: options.compression,
         started,

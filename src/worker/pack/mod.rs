@@ -45,7 +45,7 @@ pub(crate) fn run(
         Selector::new(&options.select).map_err(|e| WireError::Internal(e.to_string()))?;
     let root = openat(CWD, ".", dir_flags(), Mode::empty()).map_err(|e| internal(e.into()))?;
     let mut packer = Packer {
-        out: Output::new(socket, options.compression).map_err(internal)?,
+        out: Output::new(socket, options.compression, options.digest).map_err(internal)?,
         options,
         selector,
         ids: Ids::new(mode),
@@ -59,7 +59,7 @@ pub(crate) fn run(
     let (tar_bytes, diff_id) = packer.out.finish().map_err(lost)?;
     Ok(WorkerTotals {
         tar_bytes,
-        diff_id: Some(diff_id),
+        diff_id,
         layer_size: 0,
         compression: options.compression,
     })

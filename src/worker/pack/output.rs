@@ -73,12 +73,17 @@ enum Encoder {
 pub(super) struct Output {
     encoder: Encoder,
     tar_bytes: u64,
-    digest: Sha256,
+    digest: Option<Sha256>,
 }
 
 impl Output {
-    /// `compression`: `None`, `Gzip` or `Zstd` (the caller checked).
-    pub(super) fn new(socket: UnixStream, compression: Compression) -> io::Result<Self> {
+    /// `compression`: `None`, `Gzip` or `Zstd` (the caller checked);
+    /// `digest`: whether to hash the tar stream.
+    pub(super) fn new(
+        socket: UnixStream,
+        compression: Compression,
+        digest: bool,
+    ) -> io::Result<Self> {
         let frames = Frames::new(socket);
         let encoder = match compression {
             Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
@@ -91,23 +96,21 @@ impl Output {
         Ok(Output {
             encoder,
             tar_bytes: 0,
-            digest: Sha256::new(),
+            digest: digest.then(Sha256::new),
         })
     }
 
     /// Ends the compressed stream and sends the last frame: the tar
-    /// stream's size and `sha256:` digest.
-    pub(super) fn finish(self) -> io::Result<(u64, String)> {
+    /// stream's size and `sha256:` digest (when asked for).
+    pub(super) fn finish(self) -> io::Result<(u64, Option<String>)> {
         let mut frames = match self.encoder {
             Encoder::Plain(frames) => frames,
             Encoder::Gzip(gzip) => gzip.finish()?,
             Encoder::Zstd(zstd) => zstd.finish()?,
         };
         frames.flush()?;
-        Ok((
-            self.tar_bytes,
-            format!("sha256:{:x}", self.digest.finalize()),
-        ))
+        let digest = self.digest.map(|d| format!("sha256:{:x}", d.finalize()));
+        Ok((self.tar_bytes, digest))
     }
 }
 
@@ -118,7 +121,9 @@ impl Write for Output {
             Encoder::Gzip(w) => w.write(buf)?,
             Encoder::Zstd(w) => w.write(buf)?,
         };
-        self.digest.update(&buf[..n]);
+        if let Some(digest) = &mut self.digest {
+            digest.update(&buf[..n]);
+        }
         self.tar_bytes += n as u64;
         Ok(n)
     }
