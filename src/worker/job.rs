@@ -110,17 +110,17 @@ pub(super) fn run(
 }
 
 /// Packs the worker's root (the source, read-only) into an archive sent on
-/// `socket`, reporting each entry.
+/// `socket`, with each entry's report; the compression, if any, runs on
+/// `decoder`'s thread.
 pub(super) fn run_pack(
     socket: &UnixStream,
-    reporter: &Rc<RefCell<Reporter>>,
     options: &PackOptions,
     mode: SandboxMode,
     program: &seccompiler::BpfProgram,
     mut decoder: input::Decoder,
 ) -> Result<WorkerTotals, WireError> {
     let internal = |e: std::io::Error| WireError::Internal(e.to_string());
-    // The (idle) decoding thread is filtered with this one.
+    // The (parked) second thread is filtered with this one.
     decoder.ready().map_err(WireError::Confinement)?;
     seccomp::install(program).map_err(WireError::Confinement)?;
     // The caller says go (shuts its side) once it has read `Confined`, so
@@ -128,14 +128,7 @@ pub(super) fn run_pack(
     let mut go = [0u8; 1];
     let _ = (&*socket).read(&mut go);
     let socket = socket.try_clone().map_err(internal)?;
-    let mut sink = |report: WireReport| {
-        let mut reporter = reporter.borrow_mut();
-        reporter.push(report);
-        !reporter.is_broken()
-    };
-    let totals = super::pack::run(socket, options, mode, &mut sink);
-    reporter.borrow_mut().flush();
-    totals
+    super::pack::run(socket, options, mode, decoder)
 }
 
 /// Decompressed data whose first block is no tar header and no other known

@@ -54,9 +54,16 @@ struct Go {
     recycle: Receiver<Vec<u8>>,
 }
 
+/// What the parked thread is given: a decoding job, or other work of the
+/// job's (a packing job's compression).
+enum Task {
+    Decode(Go),
+    Run(Box<dyn FnOnce() + Send>),
+}
+
 /// The decoding thread, parked until a job needs it.
 pub(crate) struct Decoder {
-    gate: Sender<Go>,
+    gate: Sender<Task>,
     handle: JoinHandle<()>,
     ready: Receiver<Result<(), String>>,
 }
@@ -74,7 +81,7 @@ impl Decoder {
     /// Starts the thread (while the worker is warm). `shed` runs on it first, to
     /// drop whatever it will never need; [`Decoder::ready`] says how that went.
     pub(crate) fn spawn(shed: fn() -> Result<(), String>) -> Result<Decoder, String> {
-        let (gate, gate_rx) = mpsc::channel::<Go>();
+        let (gate, gate_rx) = mpsc::channel::<Task>();
         let (ready_tx, ready) = mpsc::sync_channel::<Result<(), String>>(1);
         let handle = std::thread::Builder::new()
             .name("sandtar-decode".into())
@@ -87,8 +94,10 @@ impl Decoder {
                 }
                 // No job (the worker exits) or a plain one (the sender stays
                 // alive as long as the job's `Input`): this just waits.
-                if let Ok(go) = gate_rx.recv() {
-                    decode(go)
+                match gate_rx.recv() {
+                    Ok(Task::Decode(go)) => decode(go),
+                    Ok(Task::Run(work)) => work(),
+                    Err(_) => {}
                 }
             })
             .map_err(|e| format!("starting the decoding thread failed: {e}"))?;
@@ -107,6 +116,15 @@ impl Decoder {
             Ok(result) => result,
             Err(_) => Err("the decoding thread ended at start-up".into()),
         }
+    }
+
+    /// Runs `work` on the thread (privileges shed, filtered with the rest of
+    /// the worker); join the result to wait for it.
+    pub(crate) fn run(self, work: impl FnOnce() + Send + 'static) -> Decoding {
+        // If the thread is gone, `work` is dropped; whatever it was to
+        // report never comes, and the caller sees that.
+        let _ = self.gate.send(Task::Run(Box::new(work)));
+        Decoding(self.handle)
     }
 
     /// Hands the rest of `input` (after `head`, already read) to the thread, to
@@ -135,7 +153,7 @@ impl Decoder {
         };
         // If the thread is gone, `rx` reports the end at once and the parser
         // finds the archive truncated; the join reports the panic.
-        let _ = self.gate.send(go);
+        let _ = self.gate.send(Task::Decode(go));
         let channel = Channel {
             rx,
             recycle: recycle_tx,

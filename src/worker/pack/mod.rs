@@ -23,7 +23,8 @@ use crate::mode::SandboxMode;
 use crate::pack::{PackOptions, PackOwners};
 use crate::report::{EntryKind, Outcome, SkipReason};
 use crate::selection::Selector;
-use crate::wire::{WireError, WireReport, WorkerTotals};
+use crate::wire::{WireError, WireReport, WorkerTotals, REPORT_BATCH_BYTES, REPORT_BATCH_ENTRIES};
+use crate::worker::input::Decoder;
 
 use header::Record;
 use output::Output;
@@ -38,23 +39,25 @@ pub(crate) fn run(
     socket: UnixStream,
     options: &PackOptions,
     mode: SandboxMode,
-    report: &mut dyn FnMut(WireReport) -> bool,
+    decoder: Decoder,
 ) -> Result<WorkerTotals, WireError> {
     let internal = |e: io::Error| WireError::Internal(e.to_string());
     let selector =
         Selector::new(&options.select).map_err(|e| WireError::Internal(e.to_string()))?;
     let root = openat(CWD, ".", dir_flags(), Mode::empty()).map_err(|e| internal(e.into()))?;
     let mut packer = Packer {
-        out: Output::new(socket, options.compression, options.digest).map_err(internal)?,
+        out: Output::new(socket, options.compression, options.digest, decoder).map_err(internal)?,
         options,
         selector,
         ids: Ids::new(mode),
         links: HashMap::new(),
-        report,
+        batch: Vec::new(),
+        batch_bytes: 0,
         buffer: vec![0u8; 128 << 10],
     };
     let mut dirs = vec![(Vec::new(), Some(root))];
     packer.directory(&mut dirs)?;
+    packer.flush_reports()?;
     packer.out.write_all(&[0u8; 1024]).map_err(lost)?;
     let (tar_bytes, diff_id) = packer.out.finish().map_err(lost)?;
     Ok(WorkerTotals {
@@ -108,7 +111,9 @@ struct Packer<'a> {
     ids: Ids,
     /// Files with more than one link seen so far: (device, inode) -> name.
     links: HashMap<(u64, u64), Vec<u8>>,
-    report: &'a mut dyn FnMut(WireReport) -> bool,
+    /// Reports not sent yet, and their size (as the extraction's reporter).
+    batch: Vec<WireReport>,
+    batch_bytes: usize,
     buffer: Vec<u8>,
 }
 
@@ -349,10 +354,24 @@ impl Packer<'_> {
             outcome,
             notes: Vec::new(),
         };
-        match (self.report)(report) {
-            true => Ok(()),
-            false => Err(WireError::Internal("the driver stopped listening".into())),
+        self.batch_bytes += report.path.len() + 24;
+        self.batch.push(report);
+        if self.batch_bytes >= REPORT_BATCH_BYTES || self.batch.len() >= REPORT_BATCH_ENTRIES {
+            self.flush_reports()?;
         }
+        Ok(())
+    }
+
+    /// Sends the reports gathered, as one frame, through the archive's
+    /// writer (the socket has one writer: the compressing thread, if any).
+    fn flush_reports(&mut self) -> Result<(), WireError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        let frame = crate::wire::encode_frame(&crate::wire::WorkerMsg::Reports(batch));
+        self.out.frame(frame).map_err(lost)
     }
 
     fn skipped(&mut self, path: &[u8], kind: EntryKind, why: SkipReason) -> Result<(), WireError> {

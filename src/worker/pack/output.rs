@@ -1,14 +1,17 @@
 //! Where a packing job's archive goes: counted and hashed (the tar stream's
-//! `diff_id`), compressed in the worker when asked, and sent to the caller
-//! in `Data` frames on the job socket, between the report batches.
+//! `diff_id`), compressed in the worker when asked (on its second thread),
+//! and sent to the caller in `Data` frames on the job socket, between the
+//! report batches.
 
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::mpsc::{self, Receiver, SyncSender};
 
 use sha2::{Digest, Sha256};
 
 use crate::options::Compression;
 use crate::wire::data_frame_head;
+use crate::worker::input::{Decoder, Decoding};
 
 /// Archive bytes per `Data` frame (frames are at most `MAX_WORKER_FRAME`).
 const CHUNK: usize = 256 << 10;
@@ -62,12 +65,124 @@ impl Write for Frames {
     }
 }
 
+impl Frames {
+    /// Writes a whole frame of another kind (a batch of reports) now; the
+    /// data gathered so far stays for its own frame.
+    fn frame(&mut self, frame: &[u8]) -> io::Result<()> {
+        self.socket.write_all(frame)
+    }
+}
+
 /// The compressor in front of the frames.
 enum Encoder {
     Plain(Frames),
-    Gzip(flate2::write::GzEncoder<Frames>),
-    Zstd(zstd::stream::write::Encoder<'static, Frames>),
+    /// On the worker's second thread, fed chunks of the tar stream.
+    Threaded(Compressor),
 }
+
+/// Compression on the worker's parked second thread (started warm, every
+/// privilege shed, filtered with this one), so that reading the tree and
+/// compressing it overlap, as GNU tar's separate compressor process does.
+struct Compressor {
+    chunk: Vec<u8>,
+    tx: SyncSender<Piece>,
+    done: Receiver<io::Result<()>>,
+    thread: Decoding,
+}
+
+/// What the compressing thread is sent: the tar stream's next chunk, or a
+/// whole frame to write as it is (the thread is the socket's one writer).
+enum Piece {
+    Tar(Vec<u8>),
+    Frame(Vec<u8>),
+}
+
+impl Compressor {
+    fn start(decoder: Decoder, frames: Frames, compression: Compression) -> io::Result<Self> {
+        let mut reports = frames.socket.try_clone()?;
+        let encoder: Box<dyn Finish> = match compression {
+            Compression::Gzip => Box::new(flate2::write::GzEncoder::new(
+                frames,
+                flate2::Compression::new(6),
+            )),
+            _ => Box::new(zstd::stream::write::Encoder::new(frames, 3)?),
+        };
+        let (tx, rx) = mpsc::sync_channel::<Piece>(IN_FLIGHT);
+        let (done_tx, done) = mpsc::sync_channel(1);
+        let thread = decoder.run(move || {
+            let mut encoder = encoder;
+            let compressed = rx
+                .iter()
+                .try_for_each(|piece| match piece {
+                    Piece::Tar(chunk) => encoder.write_all(&chunk),
+                    Piece::Frame(frame) => reports.write_all(&frame),
+                })
+                .and_then(|()| encoder.finish());
+            let _ = done_tx.send(compressed);
+        });
+        Ok(Compressor {
+            chunk: Vec::with_capacity(CHUNK),
+            tx,
+            done,
+            thread,
+        })
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(CHUNK - self.chunk.len());
+        self.chunk.extend_from_slice(&buf[..n]);
+        if self.chunk.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+        self.piece(Piece::Tar(chunk))
+    }
+
+    fn piece(&mut self, piece: Piece) -> io::Result<()> {
+        self.tx
+            .send(piece)
+            .map_err(|_| io::Error::other("the compressing thread stopped"))
+    }
+
+    fn finish(mut self) -> io::Result<()> {
+        if !self.chunk.is_empty() {
+            self.send()?;
+        }
+        drop(self.tx);
+        let result = self
+            .done
+            .recv()
+            .unwrap_or_else(|_| Err(io::Error::other("the compressing thread ended early")));
+        self.thread
+            .join()
+            .map_err(|_| io::Error::other("the compressing thread panicked"))?;
+        result
+    }
+}
+
+/// An encoder that can end its stream and flush the frames under it.
+trait Finish: Write + Send {
+    fn finish(self: Box<Self>) -> io::Result<()>;
+}
+
+impl Finish for flate2::write::GzEncoder<Frames> {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        (*self).finish()?.flush()
+    }
+}
+
+impl Finish for zstd::stream::write::Encoder<'static, Frames> {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        (*self).finish()?.flush()
+    }
+}
+
+/// Chunks in flight to the compressing thread (4 MiB).
+const IN_FLIGHT: usize = 16;
 
 /// The tar stream's sink: counts, hashes, compresses, frames.
 pub(super) struct Output {
@@ -77,20 +192,19 @@ pub(super) struct Output {
 }
 
 impl Output {
-    /// `compression`: `None`, `Gzip` or `Zstd` (the caller checked);
-    /// `digest`: whether to hash the tar stream.
+    /// `compression`: `None`, `Gzip` or `Zstd` (the caller checked), on
+    /// `decoder`'s thread; `digest`: whether to hash the tar stream.
     pub(super) fn new(
         socket: UnixStream,
         compression: Compression,
         digest: bool,
+        decoder: Decoder,
     ) -> io::Result<Self> {
         let frames = Frames::new(socket);
         let encoder = match compression {
-            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
-                frames,
-                flate2::Compression::new(6),
-            )),
-            Compression::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(frames, 3)?),
+            Compression::Gzip | Compression::Zstd => {
+                Encoder::Threaded(Compressor::start(decoder, frames, compression)?)
+            }
             _ => Encoder::Plain(frames),
         };
         Ok(Output {
@@ -100,15 +214,22 @@ impl Output {
         })
     }
 
+    /// Sends a whole frame of another kind (a batch of reports) through
+    /// the socket's one writer.
+    pub(super) fn frame(&mut self, frame: Vec<u8>) -> io::Result<()> {
+        match &mut self.encoder {
+            Encoder::Plain(frames) => frames.frame(&frame),
+            Encoder::Threaded(compressor) => compressor.piece(Piece::Frame(frame)),
+        }
+    }
+
     /// Ends the compressed stream and sends the last frame: the tar
     /// stream's size and `sha256:` digest (when asked for).
     pub(super) fn finish(self) -> io::Result<(u64, Option<String>)> {
-        let mut frames = match self.encoder {
-            Encoder::Plain(frames) => frames,
-            Encoder::Gzip(gzip) => gzip.finish()?,
-            Encoder::Zstd(zstd) => zstd.finish()?,
-        };
-        frames.flush()?;
+        match self.encoder {
+            Encoder::Plain(mut frames) => frames.flush()?,
+            Encoder::Threaded(compressor) => compressor.finish()?,
+        }
         let digest = self.digest.map(|d| format!("sha256:{:x}", d.finalize()));
         Ok((self.tar_bytes, digest))
     }
@@ -118,8 +239,7 @@ impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = match &mut self.encoder {
             Encoder::Plain(w) => w.write(buf)?,
-            Encoder::Gzip(w) => w.write(buf)?,
-            Encoder::Zstd(w) => w.write(buf)?,
+            Encoder::Threaded(w) => w.write(buf)?,
         };
         if let Some(digest) = &mut self.digest {
             digest.update(&buf[..n]);
