@@ -113,8 +113,9 @@ pub enum Divergence {
     /// A directory, link, device or FIFO whose size field is not 0: read as
     /// carrying no data (the `tar` crate reads that many bytes as its data).
     SizeIgnored,
-    /// The size field was blank or started with a NUL byte: read as 0 (Go
-    /// reads the digits after the NULs).
+    /// The size field is one the `tar` crate reads otherwise (or not at
+    /// all): read as GNU tar reads it (one leading NUL skipped, then white
+    /// space; no digits: 0). Go reads the digits after the NULs.
     BlankSize,
     /// Its name or link target held a NUL byte: cut there.
     CutAtNul,
@@ -161,7 +162,7 @@ impl fmt::Display for Divergence {
         f.write_str(match self {
             Divergence::RepeatedExtension => "repeated extension headers: the last one was used",
             Divergence::SizeIgnored => "a size on a header-only entry: read as no data",
-            Divergence::BlankSize => "a blank size field: read as 0",
+            Divergence::BlankSize => "an unusual size field: read as GNU tar reads it",
             Divergence::CutAtNul => "a NUL byte in the name or link target: cut there",
             Divergence::BadPaxTime => "an unparseable PAX time: its leading number used",
             Divergence::ExtensionAcrossGlobal => {

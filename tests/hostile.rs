@@ -710,9 +710,11 @@ async fn empty_names(sandbox: Sandbox) {
     let scene = Scene::new();
     let archive = Tar::new()
         .file("", b"empty name")
-        .file("/", b"slash")
-        .file("./", b"dot slash")
-        .file("//././/", b"mixed")
+        // Files named with a trailing `/` are directories to GNU tar: no
+        // data (with data, the archive is refused: tests/breakouts.rs).
+        .file("/", b"")
+        .file("./", b"")
+        .file("//././/", b"")
         .symlink("", "/")
         .hardlink(".", "ok.txt")
         .fifo("/.", 0o644)

@@ -22,15 +22,17 @@ pub(super) fn check_pax_size(ours: u64, field: u64, data: &[u8]) -> Result<(), S
     Ok(())
 }
 
-/// Whether an entry of type `t` (of `kind`, by its name) has no data to
-/// GNU tar, Go and Python, whatever its size field says: links, nodes,
-/// directories (a pre-POSIX one too: a "file" named with a trailing slash;
-/// not GNU's dumpdir `D`, whose data is its listing). The `tar` crate reads
-/// `size` bytes of data after them.
-pub(super) fn header_only(t: tar::EntryType, kind: EntryKind) -> bool {
+/// Whether an entry of type `t` named `name` has no data to GNU tar, Go and
+/// Python, whatever its size field says: links, nodes, directories, and a
+/// regular or contiguous file whose name (read as GNU tar reads it: up to a
+/// NUL byte) ends with `/`, which GNU tar makes a directory (not GNU's
+/// dumpdir `D`, whose data is its listing). The `tar` crate reads `size`
+/// bytes of data after them.
+pub(super) fn header_only(t: tar::EntryType, name: &[u8]) -> bool {
     use tar::EntryType::*;
+    let name = &name[..name.iter().position(|b| *b == 0).unwrap_or(name.len())];
     matches!(t, Link | Symlink | Char | Block | Directory | Fifo)
-        || (t == Regular && kind == EntryKind::Directory)
+        || (matches!(t, Regular | Continuous) && name.ends_with(b"/"))
 }
 
 /// The refusal of a header-only entry that carries `size` bytes of data.

@@ -227,6 +227,19 @@ impl Framer {
         )))
     }
 
+    /// An old-GNU sparse header's "more blocks follow" flag: GNU tar tests
+    /// it against 0, the `tar` crate against 1; anything else is refused
+    /// strictly (readers would frame the data apart).
+    fn extended_flag(&self, flag: u8) -> Result<bool, Refused> {
+        match (flag, self.gnu()) {
+            (0, _) => Ok(false),
+            (1, _) | (_, true) => Ok(true),
+            _ => Err(Refused::Malformed(
+                "an old-GNU sparse header's extension flag is neither 0 nor 1".into(),
+            )),
+        }
+    }
+
     /// A member's header, with the extension headers that came before it.
     fn member<R: Read>(
         &mut self,
@@ -236,12 +249,12 @@ impl Framer {
     ) -> Result<Headers, Refused> {
         let mut sparse_blocks = Vec::new();
         if header.entry_type() == tar::EntryType::GNUSparse {
-            let gnu = header.as_gnu().ok_or_else(|| {
-                Refused::Read(io::Error::other(
+            if header.as_gnu().is_none() {
+                return Err(Refused::Read(io::Error::other(
                     "sparse entry type listed but not GNU header",
-                ))
-            })?;
-            let mut extended = gnu.is_extended();
+                )));
+            }
+            let mut extended = self.extended_flag(header.as_bytes()[482])?;
             while extended {
                 self.pending.size = self.pending.size.saturating_add(BLOCK as u64);
                 if self.pending.size > budget {
@@ -250,7 +263,7 @@ impl Framer {
                 let block = stream
                     .block()?
                     .ok_or_else(|| io::Error::other("failed to read extension"))?;
-                extended = block[504] != 0;
+                extended = self.extended_flag(block[504])?;
                 sparse_blocks.push(block);
             }
         }
@@ -310,32 +323,100 @@ impl Extension {
     }
 }
 
-/// The header's size field, and whether it was blank. Blank, or starting
-/// with a NUL byte: GNU tar reads 0, Go the digits after the NULs; refused
-/// when strict.
+/// The header's size field, and whether the `tar` crate would have read
+/// it otherwise (noted). The size frames the rest of the archive, so only
+/// what every reader reads alike passes `Strict`: spaces, octal digits, then
+/// NULs or spaces; or a positive base-256 number below 2^63. `GnuTar` reads
+/// it as GNU tar's `from_header` does (one leading NUL skipped, then
+/// spaces; nothing but blanks refused; no digits at all is 0).
 pub(super) fn size_field(header: &tar::Header, parsing: Parsing) -> Result<(u64, bool), Refused> {
     let field = &header.as_bytes()[124..136];
-    // Base-256 with bits above the low 64: the `tar` crate reads the low 8
-    // bytes only, GNU tar refuses the value (Go's `issue12435.tar`).
-    let base256 = field[0] & 0x80 != 0 && field[0] != 0xff;
-    if base256 && (field[0] & 0x7f != 0 || field[1..4].iter().any(|b| *b != 0)) {
-        return Err(Refused::Malformed(
-            "the size field is a base-256 number past 64 bits".into(),
-        ));
+    if field[0] & 0x80 != 0 {
+        return base256(field).map(|size| (size, false));
     }
-    match header.entry_size() {
-        Ok(size) => Ok((size, false)),
-        Err(_) if parsing == Parsing::GnuTar && is_blank(&header.as_bytes()[124..136]) => {
-            Ok((0, true))
+    match parsing {
+        Parsing::Strict => {
+            // The crate's own errors first (they name the field): blank,
+            // not a number.
+            let size = header.entry_size()?;
+            match plain_octal(field) == Some(size) {
+                true => Ok((size, false)),
+                false => Err(Refused::Malformed(
+                    "the size field is not plain octal (a sign, other blanks than spaces, \
+                     or bytes after the number): tar readers read it differently"
+                        .into(),
+                )),
+            }
         }
-        Err(e) => Err(Refused::Read(e)),
+        Parsing::GnuTar => {
+            let size = gnu_octal(field).ok_or_else(|| {
+                Refused::Malformed("the size field is not a number GNU tar reads".into())
+            })?;
+            Ok((size, header.entry_size().ok() != Some(size)))
+        }
     }
 }
 
-/// Whether a numeric field is blank: spaces, then a NUL byte or the end.
-fn is_blank(field: &[u8]) -> bool {
-    let rest = field.iter().skip_while(|b| **b == b' ');
-    rest.clone().next().is_none_or(|b| *b == 0)
+/// A base-256 size: positive, below 2^63 (GNU tar refuses the rest as out
+/// of `off_t`'s range; the `tar` crate kept the low 64 bits of anything).
+fn base256(field: &[u8]) -> Result<u64, Refused> {
+    let fits = field[0] == 0x80 && field[1..4].iter().all(|b| *b == 0) && field[4] & 0x80 == 0;
+    if !fits {
+        return Err(Refused::Malformed(
+            "the size field is a base-256 number that is negative or past 2^63".into(),
+        ));
+    }
+    let mut low = [0u8; 8];
+    low.copy_from_slice(&field[4..12]);
+    Ok(u64::from_be_bytes(low))
+}
+
+/// `field` as the plain octal every reader reads: spaces, digits, then only
+/// NULs and spaces.
+fn plain_octal(field: &[u8]) -> Option<u64> {
+    let start = field.iter().position(|b| *b != b' ')?;
+    let digits = field[start..]
+        .iter()
+        .take_while(|b| (b'0'..=b'7').contains(b))
+        .count();
+    let end = start + digits;
+    if digits == 0 || !field[end..].iter().all(|b| *b == 0 || *b == b' ') {
+        return None;
+    }
+    octal(&field[start..end])
+}
+
+/// `field` as GNU tar 1.34's `from_header` reads a size: one leading NUL
+/// skipped, then white space; blanks to the end are refused; the octal
+/// digits that follow (none: 0), ended by a NUL or white space.
+fn gnu_octal(field: &[u8]) -> Option<u64> {
+    let space = |b: &u8| matches!(*b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+    let mut at = usize::from(field[0] == 0);
+    while at < field.len() && space(&field[at]) {
+        at += 1;
+    }
+    if at == field.len() {
+        return None;
+    }
+    let digits = field[at..]
+        .iter()
+        .take_while(|b| (b'0'..=b'7').contains(b))
+        .count();
+    let value = octal(&field[at..at + digits])?;
+    let end = at + digits;
+    match field.get(end) {
+        None => Some(value),
+        Some(b) if *b == 0 || space(b) => Some(value),
+        // A sign (GNU tar's obsolete base-64) or another byte: refused.
+        Some(_) => None,
+    }
+}
+
+/// The value of octal `digits` (none: 0), if it fits.
+fn octal(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |v, d| {
+        v.checked_mul(8)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 #[cfg(test)]
@@ -343,11 +424,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn blank_fields() {
-        assert!(is_blank(&[0; 12]));
-        assert!(is_blank(b"           \0"));
-        assert!(is_blank(b"\0\0\0\0\0\0\x000016\0"));
-        assert!(!is_blank(b"00000000012\0"));
-        assert!(!is_blank(b"  x\0"));
+    fn size_fields_as_each_reader_reads_them() {
+        // (field, strict, GNU tar)
+        let cases: [(&[u8; 12], Option<u64>, Option<u64>); 9] = [
+            (b"00000001000\0", Some(512), Some(512)),
+            (b"   1000  \0\0\0", Some(512), Some(512)),
+            (&[0; 12], None, Some(0)),
+            (b"\x0000000001000", None, Some(512)),
+            (b"\0\0\0\0\0\0\x000016\0", None, Some(0)),
+            (b"            ", None, None),
+            (b"+0000001000\0", None, None),
+            (b"0001000\0x\0\0\0", None, Some(512)),
+            (b"00000001000\t", None, Some(512)),
+        ];
+        for (field, strict, gnu) in cases {
+            assert_eq!(plain_octal(field), strict, "{field:?}");
+            assert_eq!(gnu_octal(field), gnu, "{field:?}");
+        }
+        let mut big = [0u8; 12];
+        big[0] = 0x80;
+        big[11] = 2;
+        assert_eq!(base256(&big).ok(), Some(2));
+        big[4] = 0x80;
+        assert!(base256(&big).is_err());
+        assert!(base256(&[0xff; 12]).is_err());
     }
 }

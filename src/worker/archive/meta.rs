@@ -154,7 +154,7 @@ pub(super) fn read_meta(
 pub(super) fn kind_of_named(t: tar::EntryType, name: &[u8]) -> EntryKind {
     let kind = kind_of(t);
     if kind == EntryKind::File
-        && t == tar::EntryType::Regular
+        && matches!(t, tar::EntryType::Regular | tar::EntryType::Continuous)
         && name.ends_with(b"/")
         && names::normalize(name).is_ok_and(|p| !p.is_empty())
     {

@@ -239,7 +239,7 @@ impl Parser<'_> {
         }
         let entry_type = header.entry_type();
         let kind = meta::kind_of_named(entry_type, &name);
-        if size > 0 && frame::header_only(entry_type, kind) {
+        if size > 0 && frame::header_only(entry_type, &name) {
             if !self.gnu() {
                 return Err(self.malformed(frame::carries_data(kind, &name, size), stream));
             }

@@ -62,10 +62,14 @@ impl<R: Read> Stream<R> {
     }
 
     /// `size` bytes of an extension header's data, and its padding.
+    /// The buffer grows with the bytes that arrive, never ahead of them by
+    /// more than 64 KiB: a size field alone allocates nothing.
     pub(super) fn data_whole(&mut self, size: u64) -> io::Result<Vec<u8>> {
-        let len = usize::try_from(size).map_err(|_| io::Error::other("size overflow"))?;
-        let mut data = vec![0u8; len];
-        self.read_exact(&mut data).map_err(ended_early)?;
+        let mut data = Vec::with_capacity(size.min(64 << 10) as usize);
+        self.by_ref().take(size).read_to_end(&mut data)?;
+        if (data.len() as u64) < size {
+            return Err(ended_early(io::ErrorKind::UnexpectedEof.into()));
+        }
         self.skip(padding(size))?;
         Ok(data)
     }
