@@ -30,16 +30,14 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use common::raw::{Header, Magic, Tar, BLOCK};
 use common::{
-    assert_absent, assert_file, assert_limit, assert_symlink, gnu_tar_available, Kind, Run, Scene,
-    Snapshot, GNU_TAR,
+    assert_absent, assert_file, assert_limit, assert_symlink, gnu_tar, gnu_tar_available, Kind,
+    Run, Scene, Snapshot,
 };
 use sandtar::{
     Divergence, EntryKind, Limits, Options, Outcome, Parsing, RejectReason, Sandbox, SkipReason,
@@ -417,30 +415,6 @@ struct Gnu {
     members: Vec<String>,
     ok: bool,
     stderr: String,
-}
-
-fn gnu_tar(args: &[&str], dir: Option<&Path>, archive: &[u8]) -> (Vec<u8>, bool, String) {
-    let mut cmd = Command::new(GNU_TAR);
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(dir) = dir {
-        cmd.arg("-C").arg(dir);
-    }
-    let mut child = cmd.spawn().expect("running GNU tar");
-    let mut stdin = child.stdin.take().unwrap();
-    let data = archive.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
-    });
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    (
-        out.stdout,
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// `tar -tf -`: the member names, in order.

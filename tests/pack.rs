@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use common::{gnu_tar_available, GNU_TAR};
+use common::{gnu_tar, gnu_tar_available};
 use common::{is_root, shape, snapshot, Kind, Scene};
 use sandtar::{Compression, Error, Options, Outcome, PackOptions, Sandbox};
 
@@ -98,30 +98,11 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// GNU tar `args` with `archive` on standard input, in `dir`.
+/// GNU tar `args` with `archive` on standard input, in `dir`; it must succeed.
 fn gnu(args: &[&str], dir: &Path, archive: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut child = Command::new(GNU_TAR)
-        .args(args)
-        .current_dir(dir)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let data = archive.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
-    });
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    assert!(
-        out.status.success(),
-        "GNU tar {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    let (out, ok, stderr) = gnu_tar(args, Some(dir), archive);
+    assert!(ok, "GNU tar {args:?}: {stderr}");
+    out
 }
 
 /// A tree's shape without symlinks' own times (not every tool sets them).
@@ -182,7 +163,13 @@ async fn reproducible_is_byte_identical_and_lists_as_gnu_tar(sandbox: Sandbox) {
     let epoch = 1_000_000_000;
     let options = PackOptions::reproducible(epoch);
     let (first, _, _) = pack_all(&sandbox, &src, &options).await;
-    // Touch every file: times after the epoch are clamped to it.
+    // Touch every file and directory: times after the epoch are clamped to it.
+    for (path, node) in snapshot(&src) {
+        if !matches!(node.kind, Kind::Symlink(_) | Kind::Special { .. }) {
+            let file = std::fs::File::open(src.join(&path)).unwrap();
+            file.set_modified(std::time::SystemTime::now()).unwrap();
+        }
+    }
     let (second, _, _) = pack_all(&sandbox, &src, &options).await;
     assert_eq!(first, second, "two reproducible packs differ");
     if gnu_tar_available() {

@@ -4,7 +4,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::UnixStream;
@@ -57,20 +57,12 @@ impl DataFrames {
                 continue;
             }
             // More of the frame's start is needed.
-            let have = self.head.len();
-            self.head.resize(HEAD, 0);
-            let mut read = ReadBuf::new(&mut self.head[have..]);
-            let polled = Pin::new(&mut *socket).poll_read(cx, &mut read);
-            let n = read.filled().len();
-            self.head.truncate(have + n);
-            match polled {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => return Poll::Ready(closed_or(e)),
-                Poll::Ready(Ok(())) if n == 0 && have == 0 => return Poll::Ready(Ok(Step::Closed)),
-                Poll::Ready(Ok(())) if n == 0 => {
-                    return Poll::Ready(Err(Error::Protocol("a frame cut short".into())))
-                }
-                Poll::Ready(Ok(())) => {}
+            let had = self.head.len();
+            match ready!(poll_fill(socket, cx, &mut self.head, HEAD)) {
+                Err(e) => return Poll::Ready(closed_or(e)),
+                Ok(0) if had == 0 => return Poll::Ready(Ok(Step::Closed)),
+                Ok(0) => return Poll::Ready(Err(Error::Protocol("a frame cut short".into()))),
+                Ok(_) => {}
             }
         }
     }
@@ -149,19 +141,10 @@ impl DataFrames {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Step>> {
         while self.message.len() < self.message_len {
-            let have = self.message.len();
-            self.message.resize(self.message_len, 0);
-            let mut read = ReadBuf::new(&mut self.message[have..]);
-            let polled = Pin::new(&mut *socket).poll_read(cx, &mut read);
-            let n = read.filled().len();
-            self.message.truncate(have + n);
-            match polled {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => return Poll::Ready(closed_or(e)),
-                Poll::Ready(Ok(())) if n == 0 => {
-                    return Poll::Ready(Err(Error::Protocol("a frame cut short".into())))
-                }
-                Poll::Ready(Ok(())) => {}
+            match ready!(poll_fill(socket, cx, &mut self.message, self.message_len)) {
+                Err(e) => return Poll::Ready(closed_or(e)),
+                Ok(0) => return Poll::Ready(Err(Error::Protocol("a frame cut short".into()))),
+                Ok(_) => {}
             }
         }
         let message = std::mem::take(&mut self.message);
@@ -172,6 +155,22 @@ impl DataFrames {
                 .map_err(Error::Protocol),
         )
     }
+}
+
+/// Reads into `buf` up to `upto` bytes in all; how many came (0: the end).
+fn poll_fill(
+    socket: &mut UnixStream,
+    cx: &mut Context<'_>,
+    buf: &mut Vec<u8>,
+    upto: usize,
+) -> Poll<io::Result<usize>> {
+    let had = buf.len();
+    buf.resize(upto, 0);
+    let mut read = ReadBuf::new(&mut buf[had..]);
+    let polled = Pin::new(&mut *socket).poll_read(cx, &mut read);
+    let n = read.filled().len();
+    buf.truncate(had + n);
+    polled.map_ok(|()| n)
 }
 
 /// A reset socket is a closed one; any other error is the caller's I/O error.

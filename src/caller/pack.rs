@@ -6,7 +6,6 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -21,7 +20,7 @@ use crate::caller::data_frames::{DataFrames, Step};
 use crate::caller::frames;
 use crate::caller::job::check_report;
 use crate::caller::pool::Pool;
-use crate::caller::start::{confine, fresh_worker, warm_worker, Fds};
+use crate::caller::start::{confine, fresh_worker, open_directory, warm_worker, Fds};
 use crate::error::{Error, Result};
 use crate::mode::Rung;
 use crate::options::{Compression, Options};
@@ -337,25 +336,11 @@ fn check(options: &PackOptions) -> Result<()> {
 }
 
 /// Opens `source` as a directory and finds its absolute path. A filesystem
-/// mounted below it is not packed (the worker sees the directory under it).
+/// mounted below it is not packed on the namespace rung (the worker sees the
+/// directory under it).
 fn open_source(source: &Path) -> Result<(std::fs::File, PathBuf)> {
-    let problem = |problem: String| Error::Source {
+    open_directory(source, |problem| Error::Source {
         path: source.to_path_buf(),
         problem,
-    };
-    let dir = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(source)
-        .map_err(|e| {
-            problem(match e.raw_os_error() {
-                Some(libc::ENOENT) => "does not exist".into(),
-                Some(libc::ENOTDIR) => "is not a directory".into(),
-                Some(libc::EACCES) => "cannot be opened: permission denied".into(),
-                _ => format!("cannot be opened: {e}"),
-            })
-        })?;
-    let link = std::fs::canonicalize(source)
-        .map_err(|e| problem(format!("cannot resolve its absolute path: {e}")))?;
-    Ok((dir, link))
+    })
 }

@@ -177,27 +177,10 @@ fn open_destination(dest: &Path) -> Result<(File, PathBuf)> {
         path: dest.to_path_buf(),
         problem,
     };
-    let dir = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(dest)
-        .map_err(|e| {
-            problem(match e.raw_os_error() {
-                Some(libc::ENOENT) => "does not exist".into(),
-                Some(libc::ENOTDIR) => "is not a directory".into(),
-                Some(libc::EACCES) => "cannot be opened: permission denied".into(),
-                _ => format!("cannot be opened: {e}"),
-            })
-        })?;
+    let (dir, link) = open_directory(dest, problem)?;
     let stat = rustix::fs::fstatvfs(&dir).map_err(|e| problem(format!("statvfs failed: {e}")))?;
     if stat.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
         return Err(problem("is on a read-only filesystem".into()));
-    }
-    let link = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
-        .or_else(|_| std::fs::canonicalize(dest))
-        .map_err(|e| problem(format!("cannot resolve its absolute path: {e}")))?;
-    if link.as_os_str().as_bytes().ends_with(b" (deleted)") {
-        return Err(problem("was deleted".into()));
     }
     match mounts::first_mount_below(&link) {
         Ok(None) => Ok((dir, link)),
@@ -210,6 +193,34 @@ fn open_destination(dest: &Path) -> Result<(File, PathBuf)> {
             "cannot be checked for mounts below it (/proc/self/mountinfo: {e})"
         ))),
     }
+}
+
+/// Opens `path` as a directory and finds its absolute path (that of the
+/// directory opened, which the worker checks its mount against); what is
+/// wrong with it is said through `problem` (a destination's, a source's).
+pub(crate) fn open_directory(
+    path: &Path,
+    problem: impl Fn(String) -> Error,
+) -> Result<(File, PathBuf)> {
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            problem(match e.raw_os_error() {
+                Some(libc::ENOENT) => "does not exist".into(),
+                Some(libc::ENOTDIR) => "is not a directory".into(),
+                Some(libc::EACCES) => "cannot be opened: permission denied".into(),
+                _ => format!("cannot be opened: {e}"),
+            })
+        })?;
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+        .or_else(|_| std::fs::canonicalize(path))
+        .map_err(|e| problem(format!("cannot resolve its absolute path: {e}")))?;
+    if link.as_os_str().as_bytes().ends_with(b" (deleted)") {
+        return Err(problem("was deleted".into()));
+    }
+    Ok((dir, link))
 }
 
 /// Reads the `Warm` message a new worker sends once it is set up.

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::pin::Pin;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -76,4 +76,32 @@ pub fn gnu_tar_available() -> bool {
         println!("NOTE: no GNU tar at {GNU_TAR}: comparison skipped");
     }
     found
+}
+
+/// Runs GNU tar with `args` (in `dir`, given first as `-C`, so that it applies
+/// to the files of `-c` as to `-x`, if given) and `archive`
+/// on its standard input: its standard output, whether it succeeded, and its
+/// standard error.
+pub fn gnu_tar(args: &[&str], dir: Option<&Path>, archive: &[u8]) -> (Vec<u8>, bool, String) {
+    let mut cmd = Command::new(GNU_TAR);
+    if let Some(dir) = dir {
+        cmd.arg("-C").arg(dir);
+    }
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("running GNU tar");
+    let mut stdin = child.stdin.take().unwrap();
+    let data = archive.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    (
+        out.stdout,
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -33,7 +33,7 @@ use crate::options::{Options, Overwrite, WhiteoutFormat};
 use crate::report::{EntryKind, Outcome, RejectReason, SkipReason};
 use crate::selection::Selector;
 
-use crate::worker::archive::sparse::{self, Layout, Sparse};
+use crate::worker::archive::sparse::{Layout, Sparse};
 use crate::worker::archive::Meta;
 use crate::worker::names::{cpath, normalize, split};
 use layer::Whiteout;
@@ -362,12 +362,9 @@ impl Applier {
                     self.copy(file, data, length, Some(offset))?;
                 }
             }
+            // The parser reads a PAX 1.0 map before the entry comes here.
             Layout::MapInData => {
-                let (map, _) = sparse::read_map(data).map_err(bad)?;
-                sparse::check(&map, sparse.real_size).map_err(bad)?;
-                for (offset, length) in map {
-                    self.copy(file, data, length, Some(offset))?;
-                }
+                return Err(bad(std::io::Error::other("a sparse map left unread")));
             }
         }
         rustix::fs::ftruncate(file, sparse.real_size).map_err(|e| os("ftruncate", e))

@@ -123,12 +123,9 @@ impl Packer<'_> {
     /// each.
     fn directory(&mut self, dirs: &mut Vec<(Vec<u8>, Option<OwnedFd>)>) -> Result<(), WireError> {
         let path = dirs.last().map(|(p, _)| p.clone()).unwrap_or_default();
-        let names = match self.listing(dirs) {
-            Ok(names) => names,
-            Err(e) => return self.failed(&path, EntryKind::Directory, e),
-        };
-        let mut fd = match open_dir(dirs) {
-            Ok(fd) => fd,
+        let listed = open_dir(dirs).and_then(|fd| Ok((listing(&fd)?, fd)));
+        let (names, mut fd) = match listed {
+            Ok(listed) => listed,
             Err(e) => return self.failed(&path, EntryKind::Directory, e),
         };
         for name in names {
@@ -175,21 +172,6 @@ impl Packer<'_> {
         let result = self.directory(dirs);
         dirs.pop();
         result
-    }
-
-    /// The names in the last directory of `dirs`, sorted (`.` and `..` left out).
-    fn listing(&mut self, dirs: &mut [(Vec<u8>, Option<OwnedFd>)]) -> io::Result<Vec<Vec<u8>>> {
-        let fd = open_dir(dirs)?;
-        let mut names = Vec::new();
-        let mut dir = rustix::fs::Dir::read_from(&fd)?;
-        while let Some(entry) = dir.read() {
-            let name = entry?.file_name().to_bytes().to_vec();
-            if name != b"." && name != b".." {
-                names.push(name);
-            }
-        }
-        names.sort();
-        Ok(names)
     }
 
     /// Writes one entry (`name` in `dir`, `path` from the root) and reports it.
@@ -387,6 +369,20 @@ impl Packer<'_> {
             Outcome::Failed(format!("cannot be read: {e}")),
         )
     }
+}
+
+/// The names in the directory `fd`, sorted (`.` and `..` left out).
+fn listing(fd: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+    let mut names = Vec::new();
+    let mut dir = rustix::fs::Dir::read_from(fd)?;
+    while let Some(entry) = dir.read() {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// `dir/name` (or `name` at the root).

@@ -50,11 +50,17 @@ impl Frames {
     }
 }
 
+/// Adds to `chunk` what fits of `buf`: how much, and whether it is full.
+fn gather(chunk: &mut Vec<u8>, buf: &[u8]) -> (usize, bool) {
+    let n = buf.len().min(CHUNK - chunk.len());
+    chunk.extend_from_slice(&buf[..n]);
+    (n, chunk.len() == CHUNK)
+}
+
 impl Write for Frames {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(CHUNK - self.chunk.len());
-        self.chunk.extend_from_slice(&buf[..n]);
-        if self.chunk.len() == CHUNK {
+        let (n, full) = gather(&mut self.chunk, buf);
+        if full {
             self.send()?;
         }
         Ok(n)
@@ -129,9 +135,8 @@ impl Compressor {
     }
 
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(CHUNK - self.chunk.len());
-        self.chunk.extend_from_slice(&buf[..n]);
-        if self.chunk.len() == CHUNK {
+        let (n, full) = gather(&mut self.chunk, buf);
+        if full {
             self.send()?;
         }
         Ok(n)
