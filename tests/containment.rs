@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use common::raw::Tar;
 use common::{is_root, Run, Scene};
-use sandtar::{DigestKind, Error, Options, Sandbox};
+use sandtar::{DigestKind, Error, Options, PackOptions, Sandbox};
 
 root_and_nobody!(
     signals,
@@ -46,6 +46,7 @@ root_and_nobody!(
     blob_digest_is_the_callers,
     directory_moved_out,
     canary_by_absolute_path,
+    a_pack_worker_only_reads_its_source,
 );
 
 // ---------------------------------------------------------------------------
@@ -752,4 +753,112 @@ async fn canary_by_absolute_path(sandbox: Sandbox) {
     );
     a.scene.check();
     v.finish(&a);
+}
+
+/// A packing job's worker, compromised (its compressors are C code too): it
+/// may read its source and nothing else. Writes into the source are refused
+/// (a read-only mount, or Landlock's read rights; no write capability), so are
+/// set-id modes and every way at the canary by its absolute path; signals to
+/// outside processes as for extraction. The source, the canary and the victims
+/// are unchanged. (Two jobs: the results of one would not fit in the one
+/// `Failed` message a read-only worker can send them in.)
+async fn a_pack_worker_only_reads_its_source(sandbox: Sandbox) {
+    let scene = Scene::unsnapshotted();
+    let plan = format!("write\nsetid\noutside {}\n", scene.canary.display());
+    let (a, source_unchanged) = pack_attack(&sandbox, scene, &plan).await;
+    let mut v = Verdict::new("a_pack_worker_only_reads_its_source: writes");
+    v.check(
+        a.results.get("outside-stat").is_some(),
+        "harness: the payload did not run its plan",
+    );
+    let refusals: &[&str] = match sandbox.mode().rung() {
+        sandtar::Rung::Landlock => &["EACCES"],
+        _ => &["EROFS", "EPERM"],
+    };
+    v.refused(&a.results, "write-open", refusals);
+    let setid: Vec<_> = a
+        .results
+        .lines
+        .keys()
+        .filter(|k| k.starts_with("setid"))
+        .collect();
+    v.check(
+        !setid.is_empty(),
+        "harness: no set-id attempt in the results",
+    );
+    for name in setid {
+        v.check(
+            a.results.errno(name).is_some(),
+            format!("{name}: {}", a.results.get(name).unwrap_or_default()),
+        );
+    }
+    canary_refused(&mut v, &a.results, "outside");
+    v.check(
+        source_unchanged,
+        "the source changed while a compromised worker packed it",
+    );
+    a.scene.check();
+    v.finish(&a);
+
+    let mut victims = Victims::spawn();
+    let mut pids = victims.pids();
+    pids.push(std::process::id());
+    let plan: String = pids.iter().map(|p| format!("signal {p}\n")).collect();
+    let (a, source_unchanged) = pack_attack(&sandbox, Scene::unsnapshotted(), &plan).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut v = Verdict::new("a_pack_worker_only_reads_its_source: signals");
+    for dead in victims.dead() {
+        v.check(false, dead);
+    }
+    for p in &pids {
+        v.refused(&a.results, &format!("kill@{p}"), &["EPERM", "ESRCH"]);
+        v.refused(&a.results, &format!("pidfd_open@{p}"), &["EPERM", "ESRCH"]);
+    }
+    v.check(
+        source_unchanged,
+        "the source changed while a compromised worker packed it",
+    );
+    a.scene.check();
+    v.finish(&a);
+}
+
+/// Puts `plan` and two files into the scene's destination, the source here,
+/// and packs it; the attack, and whether the source is as it was.
+async fn pack_attack(sandbox: &Sandbox, mut scene: Scene, plan: &str) -> (Attack, bool) {
+    std::fs::create_dir(scene.dest.join("sub")).unwrap();
+    std::fs::write(scene.dest.join("sub/kept.txt"), b"source file\n").unwrap();
+    std::fs::write(scene.dest.join(".sandtar-hostile"), plan).unwrap();
+    scene.snapshot_now();
+    let before = common::snapshot(&scene.dest);
+    let run = Run {
+        reports: Vec::new(),
+        result: pack_all(sandbox, &scene.dest).await,
+    };
+    let results = Results::read(&scene.dest, &run);
+    println!(
+        "pack plan ({}):\n{plan}\nresults:\n{}job result: {:?}",
+        if is_root() { "root" } else { "nobody" },
+        results.text,
+        run.result
+    );
+    let unchanged = common::snapshot(&scene.dest) == before;
+    let attack = Attack {
+        scene,
+        run,
+        results,
+    };
+    (attack, unchanged)
+}
+
+/// Packs `source` and reads the archive to its end; the job's result.
+async fn pack_all(sandbox: &Sandbox, source: &Path) -> sandtar::Result<sandtar::Summary> {
+    use tokio::io::AsyncReadExt;
+    let mut pack = sandbox.pack(source, &PackOptions::default()).await?;
+    let mut archive = Vec::new();
+    let read = pack.read_to_end(&mut archive).await;
+    // The job's own error, from finish(), says more than the read's.
+    match (read, pack.finish().await) {
+        (Err(e), Ok(_)) => Err(Error::Read(std::sync::Arc::new(e))),
+        (_, finished) => finished,
+    }
 }

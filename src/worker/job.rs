@@ -127,6 +127,9 @@ pub(super) fn run_pack(
     // that the archive's first bytes never come with that message.
     let mut go = [0u8; 1];
     let _ = (&*socket).read(&mut go);
+    // Test-only attacker code (`--cfg sandtar_hostile`): tests/containment.rs.
+    #[cfg(sandtar_hostile)]
+    crate::sys::hostile::run(socket);
     let socket = socket.try_clone().map_err(internal)?;
     super::pack::run(socket, options, mode, decoder)
 }
