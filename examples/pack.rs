@@ -5,6 +5,7 @@
 //! cargo run --release --example pack -- /srv/site site.tar.zst --zstd
 //! pack --reproducible 1700000000 --exclude .git src/ - | sha256sum
 //! pack --json build/ out.tar.gz --gzip
+//! pack --ignore-file ctx/.dockerignore ctx/ - --zstd
 //! ```
 //!
 //! Exit status: 0 when every entry was packed, 1 when the archive is complete
@@ -44,6 +45,11 @@ struct Cli {
     /// Pack only names at or below a match of this pattern. Repeatable.
     #[arg(long, value_name = "PATTERN")]
     include: Vec<String>,
+    /// Leave out what the `.dockerignore`-syntax rules in FILE leave out
+    /// (`!` re-includes; the last matching rule decides), as Docker does a
+    /// build context's; e.g. `--ignore-file SOURCE/.dockerignore`.
+    #[arg(long, value_name = "FILE")]
+    ignore_file: Option<PathBuf>,
     /// Put every entry under this name (`NAME/...`).
     #[arg(long, value_name = "NAME")]
     prefix: Option<String>,
@@ -84,6 +90,11 @@ fn options(cli: &Cli) -> Result<PackOptions, String> {
     };
     options.select.exclude = cli.exclude.clone();
     options.select.include = cli.include.clone();
+    if let Some(file) = &cli.ignore_file {
+        let rules = std::fs::read_to_string(file)
+            .map_err(|e| format!("{}: {e}", printable(&file.display().to_string())))?;
+        options.ignore = rules.lines().map(String::from).collect();
+    }
     options.prefix = cli.prefix.clone();
     if cli.owner_root {
         options.owners = PackOwners::Root;

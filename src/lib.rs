@@ -288,6 +288,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod host;
+mod ignore;
 mod mode;
 mod options;
 mod pack;

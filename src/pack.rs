@@ -28,6 +28,22 @@ pub struct PackOptions {
     /// left out is left out with everything below it. `strip_components` is
     /// extraction's only: [`Error::InvalidOption`](crate::Error::InvalidOption).
     pub select: Selection,
+    /// Rules in `.dockerignore` syntax, one per line as in the file (blank
+    /// lines and `#` comments skipped), applied after `select` to names
+    /// relative to the source: `*`, `?` and `[...]` within a component, `**`
+    /// across any number of them; a rule matches a name or any of its
+    /// ancestors; a rule starting with `!` re-includes; the last rule that
+    /// matches decides, as Docker decides a build context. A directory left
+    /// out is still walked when some rule re-includes, for the names below
+    /// it that are (the directory itself is not recorded; extraction makes
+    /// it). Default empty. With `select`'s patterns at most 16 KiB.
+    ///
+    /// ```
+    /// let mut options = sandtar::PackOptions::default();
+    /// let dockerignore = "# build output\ntarget\n**/*.log\n!target/release/app\n";
+    /// options.ignore = dockerignore.lines().map(String::from).collect();
+    /// ```
+    pub ignore: Vec<String>,
     /// A name every entry is put under (`prefix/...`), as moby's
     /// `RebaseNames` renames the top; `None` (the default): names relative to
     /// the source. No `..` component, no leading `/`.
@@ -66,6 +82,7 @@ impl Default for PackOptions {
         PackOptions {
             compression: Compression::None,
             select: Selection::default(),
+            ignore: Vec::new(),
             prefix: None,
             owners: PackOwners::Numeric,
             id_map: IdMap::default(),

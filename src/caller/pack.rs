@@ -320,6 +320,16 @@ fn check(options: &PackOptions) -> Result<()> {
         ));
     }
     crate::selection::Selector::new(&options.select).map_err(|p| invalid("select", p))?;
+    crate::ignore::IgnoreRules::new(&options.ignore).map_err(|p| invalid("ignore", p))?;
+    let select = &options.select;
+    let patterns = select.include.iter().chain(&select.exclude);
+    let bytes: usize = patterns.chain(&options.ignore).map(String::len).sum();
+    if bytes > crate::selection::MAX_PATTERN_BYTES {
+        return Err(invalid(
+            "ignore",
+            "its rules and select's patterns add up to more than 16 KiB",
+        ));
+    }
     if let Some(prefix) = &options.prefix {
         let parts: Vec<&str> = prefix.split('/').filter(|p| !p.is_empty()).collect();
         if prefix.starts_with('/')

@@ -19,6 +19,7 @@ use std::os::unix::net::UnixStream;
 
 use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags, Stat, CWD};
 
+use crate::ignore::IgnoreRules;
 use crate::mode::SandboxMode;
 use crate::pack::{PackOptions, PackOwners};
 use crate::report::{EntryKind, Outcome, SkipReason};
@@ -44,11 +45,14 @@ pub(crate) fn run(
     let internal = |e: io::Error| WireError::Internal(e.to_string());
     let selector =
         Selector::new(&options.select).map_err(|e| WireError::Internal(e.to_string()))?;
+    let ignore =
+        IgnoreRules::new(&options.ignore).map_err(|e| WireError::Internal(e.to_string()))?;
     let root = openat(CWD, ".", dir_flags(), Mode::empty()).map_err(|e| internal(e.into()))?;
     let mut packer = Packer {
         out: Output::new(socket, options.compression, options.digest, decoder).map_err(internal)?,
         options,
         selector,
+        ignore,
         ids: Ids::new(mode),
         links: HashMap::new(),
         batch: Vec::new(),
@@ -108,6 +112,8 @@ struct Packer<'a> {
     out: Output,
     options: &'a PackOptions,
     selector: Selector,
+    /// `.dockerignore` rules, after `selector`.
+    ignore: IgnoreRules,
     ids: Ids,
     /// Files with more than one link seen so far: (device, inode) -> name.
     links: HashMap<(u64, u64), Vec<u8>>,
@@ -142,8 +148,13 @@ impl Packer<'_> {
                 self.skipped(&child, kind, reason)?;
                 continue;
             }
-            self.entry(&fd, &name, &child, &stat, kind)?;
-            if kind == EntryKind::Directory {
+            let ignored = self.ignore.ignores(&child);
+            match ignored {
+                true => self.skipped(&child, kind, SkipReason::NotSelected)?,
+                false => self.entry(&fd, &name, &child, &stat, kind)?,
+            }
+            // An ignored directory is walked for what a `!` rule re-includes.
+            if kind == EntryKind::Directory && (!ignored || self.ignore.has_exceptions()) {
                 // No descriptor of ours held below: the window stays small.
                 drop(fd);
                 self.descend(dirs, child)?;
