@@ -70,7 +70,14 @@ pub struct PackOptions {
 #[non_exhaustive]
 pub enum PackOwners {
     /// Each file's numeric uid and gid (through
-    /// [`PackOptions::id_map`]); no user or group names.
+    /// [`PackOptions::id_map`]); no user or group names. The ids are those
+    /// the worker sees: on the host (`Privileged`, Landlock) the host's; in
+    /// a user namespace of the caller's ids alone
+    /// ([`SandboxMode::UserNamespace`](crate::SandboxMode::UserNamespace))
+    /// the caller's own, and the overflow id 65534 for every other owner,
+    /// which the kernel does not name there; with subordinate ids
+    /// ([`SandboxMode::SubordinateIds`](crate::SandboxMode::SubordinateIds))
+    /// the namespace's, the ids an extraction by the same sandbox gives back.
     #[default]
     Numeric,
     /// 0:0 for every entry (GNU tar's `--owner=0 --group=0`).
