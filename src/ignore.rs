@@ -10,6 +10,8 @@
 
 use glob::{MatchOptions, Pattern};
 
+use crate::selection::{ancestors_and_self, clean_pattern};
+
 /// What is wrong with a rule, as said to the user.
 pub(crate) const BAD_RULE: &str = "a rule is not valid (an unclosed `[`, a `**` that is not a \
      whole component, a `..` component, or a `!` with no pattern)";
@@ -49,7 +51,8 @@ impl IgnoreRules {
                 Some(rest) => (true, rest.trim()),
                 None => (false, line),
             };
-            let clean = clean(pattern).ok_or(BAD_RULE)?;
+            // Cleaned as Docker cleans it: no leading `/`, no empty or `.` components.
+            let clean = clean_pattern(pattern).ok_or(BAD_RULE)?;
             let pattern = Pattern::new(&clean).map_err(|_| BAD_RULE)?;
             rules.push(Rule { pattern, exception });
         }
@@ -81,25 +84,7 @@ impl IgnoreRules {
 
 /// Whether `pattern` matches `name` or one of its ancestors.
 fn matches_or_ancestor(pattern: &Pattern, name: &str) -> bool {
-    let ends = name
-        .match_indices('/')
-        .map(|(i, _)| i)
-        .chain(std::iter::once(name.len()));
-    let mut prefixes = ends.map(|end| &name[..end]);
-    prefixes.any(|prefix| pattern.matches_with(prefix, MATCHING))
-}
-
-/// A pattern cleaned as Docker cleans it: no leading `/`, no empty or `.`
-/// components; `None` with a `..` component or nothing left.
-fn clean(pattern: &str) -> Option<String> {
-    let parts: Vec<&str> = pattern
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect();
-    match parts.is_empty() || parts.contains(&"..") {
-        true => None,
-        false => Some(parts.join("/")),
-    }
+    ancestors_and_self(name).any(|prefix| pattern.matches_with(prefix, MATCHING))
 }
 
 #[cfg(test)]

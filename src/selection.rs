@@ -152,17 +152,21 @@ impl Selector {
 
 /// Whether one of `patterns` matches `name` or one of its ancestors.
 fn any_prefix(name: &str, patterns: &[Pattern]) -> bool {
+    ancestors_and_self(name).any(|prefix| patterns.iter().any(|p| p.matches_with(prefix, MATCHING)))
+}
+
+/// `a`, `a/b`, `a/b/c` for `a/b/c`.
+pub(crate) fn ancestors_and_self(name: &str) -> impl Iterator<Item = &str> {
     let ends = name
         .match_indices('/')
         .map(|(i, _)| i)
         .chain(std::iter::once(name.len()));
-    let mut prefixes = ends.map(|end| &name[..end]);
-    prefixes.any(|prefix| patterns.iter().any(|p| p.matches_with(prefix, MATCHING)))
+    ends.map(|end| &name[..end])
 }
 
 /// A pattern cleaned as names are: no leading `/`, no empty or `.`
 /// components, no trailing `/`; `None` with a `..` component or nothing left.
-fn clean_pattern(pattern: &str) -> Option<String> {
+pub(crate) fn clean_pattern(pattern: &str) -> Option<String> {
     let parts: Vec<&str> = pattern
         .split('/')
         .filter(|c| !c.is_empty() && *c != ".")
