@@ -1,9 +1,11 @@
 //! Packing (`Sandbox::pack`) and copying (`Sandbox::copy`) in a worker
 //! confined to the source, read-only: round trips through GNU tar, the
-//! reproducible preset against GNU tar's own, and hostile source trees
-//! (symlinks and `..` links out of it, a FIFO, a device node, a mount below
-//! it, a directory swapped with a symlink while it is packed) from which no
-//! byte of anything outside reaches the archive. As root and as `nobody`.
+//! reproducible preset against GNU tar's own, extended attributes (and file
+//! capabilities, as root) extracted by GNU tar and by sandtar, and hostile
+//! source trees (symlinks and `..` links out of it, a FIFO, a device node,
+//! a mount below it, a directory swapped with a symlink while it is packed)
+//! from which no byte of anything outside reaches the archive. As root and
+//! as `nobody`.
 
 mod common;
 
@@ -14,9 +16,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use common::{get_xattr, is_root, set_xattr, shape, snapshot, Kind, Scene};
 use common::{gnu_tar, gnu_tar_available};
-use common::{is_root, shape, snapshot, Kind, Scene};
-use sandtar::{Compression, Error, Options, Outcome, PackOptions, Sandbox};
+use sandtar::{Compression, Error, Options, Outcome, PackOptions, Sandbox, XattrPolicy};
 
 root_and_nobody!(
     round_trip_through_gnu_tar,
@@ -25,6 +27,7 @@ root_and_nobody!(
     nothing_from_outside_reaches_the_archive,
     a_swapped_directory_leaks_nothing,
     bad_options_and_sources,
+    extended_attributes_round_trip,
 );
 
 /// A byte string found in no file of the source, only outside it.
@@ -396,5 +399,123 @@ async fn bad_options_and_sources(sandbox: Sandbox) {
         .pack(scene.dest.join("file"), &PackOptions::default())
         .await;
     assert!(matches!(&file, Err(Error::Source { .. })), "{file:?}");
+    scene.check();
+}
+
+/// A file capability as the kernel stores it (`vfs_cap_data`, revision 2):
+/// `cap_net_bind_service` permitted and effective.
+const CAPABILITY: [u8; 20] = [
+    1, 0, 0, 2, // VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE
+    0, 4, 0, 0, // permitted, low word: bit 10
+    0, 0, 0, 0, // inheritable, low word
+    0, 0, 0, 0, // permitted, high word
+    0, 0, 0, 0, // inheritable, high word
+];
+
+/// A binary value: NUL bytes, a newline, bytes that are no UTF-8.
+const BINARY: &[u8] = b"\0bin\nary\xff\xfe=\0";
+
+/// The attributes set on the source, by file and name.
+fn attributes(capability: bool) -> Vec<(&'static str, &'static str, &'static [u8])> {
+    let mut set = vec![
+        ("f.txt", "user.zz", &b"last"[..]),
+        ("f.txt", "user.mime_type", b"text/plain"),
+        ("f.txt", "user.binary", BINARY),
+        ("d", "user.dir", b"yes"),
+        ("d/inner.txt", "user.big", &[0x5a; 3000][..]),
+    ];
+    if capability {
+        set.push(("bin/ping", "security.capability", &CAPABILITY[..]));
+    }
+    set
+}
+
+/// A tree with extended attributes, and one that must not be recorded
+/// (`user.overlay.*`); `false` if the filesystem holds no user attributes.
+fn make_xattr_source(src: &Path, capability: bool) -> bool {
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::create_dir_all(src.join("bin")).unwrap();
+    std::fs::write(src.join("f.txt"), b"attributes\n").unwrap();
+    std::fs::write(src.join("d/inner.txt"), b"inner\n").unwrap();
+    std::fs::write(src.join("bin/ping"), b"#!/bin/sh\n").unwrap();
+    symlink("f.txt", src.join("link")).unwrap();
+    if set_xattr(&src.join("f.txt"), "user.overlay.redirect", b"/elsewhere").is_err() {
+        println!("NOTE: no user extended attributes on this filesystem: skipped");
+        return false;
+    }
+    // Set in an order that is not the sorted one (and after the data: a
+    // write clears a file capability).
+    for (file, name, value) in attributes(capability) {
+        set_xattr(&src.join(file), name, value).unwrap();
+    }
+    true
+}
+
+/// Asserts that `root` carries the attributes of [`attributes`] and no
+/// `user.overlay.*` one.
+fn assert_attributes(root: &Path, capability: bool, who: &str) {
+    for (file, name, value) in attributes(capability) {
+        let got = get_xattr(&root.join(file), name).unwrap();
+        assert_eq!(got.as_deref(), Some(value), "{who}: {file} {name}");
+    }
+    let overlay = get_xattr(&root.join("f.txt"), "user.overlay.redirect").unwrap();
+    assert_eq!(overlay, None, "{who}: user.overlay.* is never recorded");
+}
+
+async fn extended_attributes_round_trip(sandbox: Sandbox) {
+    let mut scene = Scene::unsnapshotted();
+    let src = scene.dest.clone();
+    // File capabilities: as root, who may set them.
+    let capability = is_root();
+    if !make_xattr_source(&src, capability) {
+        return;
+    }
+    scene.snapshot_now();
+    // The default records none, as GNU tar without --xattrs.
+    let (plain, _, summary) = pack_all(&sandbox, &src, &PackOptions::default()).await;
+    assert!(summary.is_complete(), "{summary:?}");
+    assert!(!contains(&plain, b"SCHILY.xattr"), "attributes by default");
+    let mut options = PackOptions::reproducible(1_000_000_000);
+    options.xattrs = XattrPolicy::All;
+    let (archive, reports, summary) = pack_all(&sandbox, &src, &options).await;
+    assert!(summary.is_complete(), "{reports:#?}");
+    assert!(contains(&archive, b"SCHILY.xattr.user.binary="));
+    assert!(
+        !contains(&archive, b"user.overlay"),
+        "user.overlay.* recorded"
+    );
+    assert_eq!(
+        contains(&archive, b"SCHILY.xattr.security.capability="),
+        capability
+    );
+    // Sorted by name, whatever order they were set in.
+    let at = |needle: &[u8]| archive.windows(needle.len()).position(|w| w == needle);
+    assert!(
+        at(b"user.binary=") < at(b"user.mime_type=") && at(b"user.mime_type=") < at(b"user.zz=")
+    );
+    let (again, _, _) = pack_all(&sandbox, &src, &options).await;
+    assert_eq!(archive, again, "two reproducible packs differ");
+    // `user.*` only: no capability.
+    options.xattrs = XattrPolicy::User;
+    let (user_only, _, _) = pack_all(&sandbox, &src, &options).await;
+    assert!(contains(&user_only, b"SCHILY.xattr.user.dir="));
+    assert!(!contains(&user_only, b"security.capability"));
+    // Extracted by sandtar, which applies them all.
+    let out = tempfile::tempdir().unwrap();
+    let mut extract = Options::default();
+    extract.xattrs = XattrPolicy::All;
+    let run = common::run(&sandbox, &archive, out.path(), &extract).await;
+    assert!(run.summary().is_complete(), "{:#?}", run.reports);
+    assert_attributes(out.path(), capability, "sandtar");
+    // And by GNU tar.
+    if gnu_tar_available() {
+        let out = tempfile::tempdir().unwrap();
+        gnu(
+            &["--xattrs", "--xattrs-include=*", "-xf", "-"],
+            out.path(),
+            &archive,
+        );
+        assert_attributes(out.path(), capability, "GNU tar");
+    }
     scene.check();
 }

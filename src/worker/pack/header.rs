@@ -1,6 +1,6 @@
 //! One entry's headers, as a POSIX archive writes them: a ustar header, and
 //! before it a PAX extended header with what ustar cannot hold (a long name
-//! or link target, a large size, id or time).
+//! or link target, a large size, id or time, extended attributes).
 
 use std::io::{self, Write};
 
@@ -27,6 +27,8 @@ pub(super) struct Record {
     /// A symlink's target or a hard link's first name.
     pub link: Option<Vec<u8>>,
     pub device: (u32, u32),
+    /// Extended attributes (name, value), sorted by name.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Writes the headers of `record` (its data is the caller's to write).
@@ -68,6 +70,9 @@ pub(super) fn write(out: &mut impl Write, record: &Record) -> io::Result<()> {
         let minor = numeric(&mut pax, b"SCHILY.devminor", minor.into(), MAX_OCTAL_7);
         header.set_device_major(major as u32)?;
         header.set_device_minor(minor as u32)?;
+    }
+    for (key, value) in &record.xattrs {
+        pax_record(&mut pax, &[&b"SCHILY.xattr."[..], key].concat(), value);
     }
     header.set_cksum();
     if !pax.is_empty() {
@@ -200,6 +205,7 @@ mod tests {
             size: 3,
             link: None,
             device: (0, 0),
+            xattrs: Vec::new(),
         };
         let mut out = Vec::new();
         write(&mut out, &record).unwrap();
@@ -211,5 +217,31 @@ mod tests {
         assert_eq!(&*entry.path_bytes(), &name[..]);
         assert_eq!(entry.header().uid().unwrap(), 1 << 30);
         assert_eq!(entry.size(), 3);
+    }
+
+    #[test]
+    fn xattr_records() {
+        let record = Record {
+            name: b"f.txt".to_vec(),
+            kind: EntryKind::File,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            size: 512,
+            link: None,
+            device: (0, 0),
+            xattrs: vec![(b"user.k".to_vec(), b"v\0\n".to_vec())],
+        };
+        let mut out = Vec::new();
+        write(&mut out, &record).unwrap();
+        let records = &out[BLOCK..2 * BLOCK];
+        let expected: &[u8] = b"27 SCHILY.xattr.user.k=v\0\n\n\0";
+        assert!(
+            records.starts_with(expected),
+            "{:?}",
+            String::from_utf8_lossy(records)
+        );
+        assert!(out[2 * BLOCK..].starts_with(b"f.txt\0"));
     }
 }
