@@ -8,7 +8,10 @@ use crate::options::{Compression, IdMap, Selection, XattrPolicy};
 /// How a tree is packed into an archive by a worker confined to it,
 /// read-only. The archive is POSIX (ustar headers, PAX records for what does
 /// not fit: long names and link targets, large sizes, ids and times), names
-/// in sorted order, directories before their contents.
+/// in sorted order, directories before their contents. A file with holes is
+/// packed sparse, in GNU tar's PAX format 1.0 (its data regions only, found
+/// with `SEEK_DATA`/`SEEK_HOLE`), as `tar --sparse --format=posix` packs it;
+/// GNU tar, bsdtar, Go and sandtar extract it with its holes.
 ///
 /// ```
 /// let mut options = sandtar::PackOptions::default();

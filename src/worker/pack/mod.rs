@@ -1,7 +1,8 @@
 //! A packing job, once the worker is confined to the source, read-only: the
 //! tree walked from the worker's root in sorted order, each entry's headers
 //! ([`header`]) and data written to the archive ([`output`]), one report per
-//! entry; extended attributes recorded as the options allow ([`xattrs`]).
+//! entry; files with holes packed sparse ([`sparse`]), extended attributes
+//! recorded as the options allow ([`xattrs`]).
 //!
 //! Every name is opened relative to its directory's descriptor without
 //! following a symlink (`O_NOFOLLOW`, `O_DIRECTORY`), and a file's
@@ -11,6 +12,7 @@
 
 mod header;
 mod output;
+mod sparse;
 mod xattrs;
 
 use std::collections::HashMap;
@@ -126,6 +128,8 @@ enum Body {
     Nothing,
     /// A regular file's bytes, all of them.
     Whole(OwnedFd),
+    /// A sparse file's map, then its data regions.
+    Sparse(OwnedFd, Vec<(u64, u64)>),
 }
 
 impl Packer<'_> {
@@ -231,7 +235,12 @@ impl Packer<'_> {
             Err(e) => return self.failed(path, kind, e),
         };
         let left_out = self.read_xattrs(file.as_fd(), &mut record);
-        self.write(record, Body::Whole(file), path, left_out)
+        let body = match sparse::regions(&file, stat) {
+            Ok(Some(map)) => Body::Sparse(file, map),
+            Ok(None) => Body::Whole(file),
+            Err(e) => return self.failed(path, kind, e),
+        };
+        self.write(record, body, path, left_out)
     }
 
     /// Puts the allowed attributes of the file open as `fd` in `record`;
@@ -296,6 +305,7 @@ impl Packer<'_> {
             link: None,
             device: (rustix::fs::major(rdev), rustix::fs::minor(rdev)),
             xattrs: Vec::new(),
+            sparse: None,
         }
     }
 
@@ -318,15 +328,21 @@ impl Packer<'_> {
     /// grew is cut), as GNU tar does.
     fn write(
         &mut self,
-        record: Record,
+        mut record: Record,
         body: Body,
         path: &[u8],
         left_out: Option<String>,
     ) -> Result<(), WireError> {
+        let real_size = record.size;
+        if let Body::Sparse(_, map) = &body {
+            record.sparse = Some(real_size);
+            record.size = sparse::map_size(map) + sparse::data_size(map);
+        }
         header::write(&mut self.out, &record).map_err(lost)?;
         let missing = match &body {
             Body::Nothing => 0,
             Body::Whole(file) => record.size - self.copy(file, record.size)?,
+            Body::Sparse(file, map) => self.copy_sparse(file, map, real_size)?,
         };
         let pad = header::padding(record.size);
         self.out.write_all(&[0u8; 512][..pad]).map_err(lost)?;
@@ -337,7 +353,29 @@ impl Packer<'_> {
                 "the file shrank by {missing} bytes while it was read; padded with zeros"
             )),
         };
-        self.send(path, record.kind, record.size, outcome)
+        self.send(path, record.kind, real_size, outcome)
+    }
+
+    /// Writes a sparse file's map and data regions; returns how many bytes
+    /// of `real_size` were missing (at least 1 if the file is now shorter:
+    /// its holes would have hidden that).
+    fn copy_sparse(
+        &mut self,
+        file: &OwnedFd,
+        map: &[(u64, u64)],
+        real_size: u64,
+    ) -> Result<u64, WireError> {
+        sparse::write_map(&mut self.out, map).map_err(lost)?;
+        let mut missing = 0;
+        for &(offset, len) in map.iter().filter(|(_, len)| *len > 0) {
+            let copied = match rustix::fs::seek(file, rustix::fs::SeekFrom::Start(offset)) {
+                Ok(_) => self.copy(file, len)?,
+                Err(_) => self.zeros(len).map(|()| 0)?,
+            };
+            missing += len - copied;
+        }
+        let now = rustix::fs::fstat(file).map_or(real_size, |stat| stat.st_size as u64);
+        Ok(missing.max(real_size.saturating_sub(now)))
     }
 
     /// Copies up to `size` bytes of `file`, then zeros up to `size`; returns
