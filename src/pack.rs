@@ -10,8 +10,9 @@ use crate::options::{Compression, IdMap, Selection, XattrPolicy};
 /// not fit: long names and link targets, large sizes, ids and times), names
 /// in sorted order, directories before their contents. A file with holes is
 /// packed sparse, in GNU tar's PAX format 1.0 (its data regions only, found
-/// with `SEEK_DATA`/`SEEK_HOLE`), as `tar --sparse --format=posix` packs it;
-/// GNU tar, bsdtar, Go and sandtar extract it with its holes.
+/// with `SEEK_DATA`/`SEEK_HOLE`), as `tar --sparse --format=posix` packs it:
+/// GNU tar and sandtar extract it with its holes (bsdtar, Go and Python's
+/// `tarfile` know the format too).
 ///
 /// ```
 /// let mut options = sandtar::PackOptions::default();
