@@ -6,6 +6,7 @@
 //! pack --reproducible 1700000000 --exclude .git src/ - | sha256sum
 //! pack --json build/ out.tar.gz --gzip
 //! pack --ignore-file ctx/.dockerignore ctx/ - --zstd
+//! pack --xattrs rootfs/ rootfs.tar          # with file capabilities and ACLs
 //! ```
 //!
 //! Exit status: 0 when every entry was packed, 1 when the archive is complete
@@ -15,9 +16,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sandtar::{printable, Compression, Outcome, PackOptions, PackOwners, Sandbox};
+use sandtar::{printable, Compression, Outcome, PackOptions, PackOwners, Sandbox, XattrPolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Pack a directory into a tar archive inside a confined worker process.
@@ -56,6 +57,11 @@ struct Cli {
     /// Record owners as 0:0.
     #[arg(long)]
     owner_root: bool,
+    /// Record extended attributes, as GNU tar's --xattrs: `all` (the
+    /// default) is user.* (but user.overlay.*), file capabilities and POSIX
+    /// ACLs; `user` is user.* only. Without it, none.
+    #[arg(long, value_enum, value_name = "WHICH", num_args = 0..=1, require_equals = true, default_missing_value = "all")]
+    xattrs: Option<XattrsArg>,
     /// Byte-identical archives for identical trees: owners 0:0, times after
     /// EPOCH recorded as EPOCH (default: $SOURCE_DATE_EPOCH).
     #[arg(long, value_name = "EPOCH", num_args = 0..=1, default_missing_value = "env")]
@@ -66,6 +72,13 @@ struct Cli {
     /// No progress bar, no summary.
     #[arg(short, long)]
     quiet: bool,
+}
+
+/// The attributes `--xattrs` records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum XattrsArg {
+    User,
+    All,
 }
 
 fn options(cli: &Cli) -> Result<PackOptions, String> {
@@ -99,6 +112,11 @@ fn options(cli: &Cli) -> Result<PackOptions, String> {
     if cli.owner_root {
         options.owners = PackOwners::Root;
     }
+    options.xattrs = match cli.xattrs {
+        None => XattrPolicy::None,
+        Some(XattrsArg::User) => XattrPolicy::User,
+        Some(XattrsArg::All) => XattrPolicy::All,
+    };
     Ok(options)
 }
 

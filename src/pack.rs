@@ -3,18 +3,23 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::options::{Compression, IdMap, Selection};
+use crate::options::{Compression, IdMap, Selection, XattrPolicy};
 
 /// How a tree is packed into an archive by a worker confined to it,
 /// read-only. The archive is POSIX (ustar headers, PAX records for what does
 /// not fit: long names and link targets, large sizes, ids and times), names
-/// in sorted order, directories before their contents.
+/// in sorted order, directories before their contents. A file with holes is
+/// packed sparse, in GNU tar's PAX format 1.0 (its data regions only, found
+/// with `SEEK_DATA`/`SEEK_HOLE`), as `tar --sparse --format=posix` packs it:
+/// GNU tar and sandtar extract it with its holes (bsdtar, Go and Python's
+/// `tarfile` know the format too).
 ///
 /// ```
 /// let mut options = sandtar::PackOptions::default();
 /// options.compression = sandtar::Compression::Zstd;
 /// options.select.exclude = vec!["*.o".into(), ".git".into()];
 /// options.prefix = Some("release-1.2".into());
+/// options.xattrs = sandtar::XattrPolicy::User;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -57,6 +62,23 @@ pub struct PackOptions {
     /// Modification times later than this (seconds since the epoch, such as
     /// `SOURCE_DATE_EPOCH`) are recorded as it. Default `None`.
     pub mtime_clamp: Option<i64>,
+    /// The extended attributes recorded, as `SCHILY.xattr.NAME` PAX records
+    /// (what GNU tar's `--xattrs` writes and reads): the names the policy
+    /// allows, as extraction's [`Options::xattrs`](crate::Options::xattrs)
+    /// ([`XattrPolicy::User`]: `user.*` but `user.overlay.*`;
+    /// [`XattrPolicy::All`]: with file capabilities and POSIX ACLs), sorted
+    /// by name. Those of regular files and directories only (symlinks,
+    /// FIFOs and devices are never opened; a hard link's are its first
+    /// name's), read through the worker's descriptors; at most 256 KiB of
+    /// values per entry, and no name holding `=` or `%` (readers disagree
+    /// on those): an attribute left out fails its entry, which is still
+    /// packed. A filesystem without attributes has none.
+    ///
+    /// Default [`XattrPolicy::None`], as GNU tar records none without
+    /// `--xattrs`: archives stay the same whatever attributes a tree picked
+    /// up (a desktop's `user.xdg.*`, a scanner's marks), and the
+    /// reproducible preset matches GNU tar's listing.
+    pub xattrs: XattrPolicy,
     /// Compute the archive's digests: the SHA-256 of the uncompressed tar
     /// stream (an OCI layer's `diff_id`), by the worker, and of the bytes as
     /// read (the blob's), by the caller, into the summary's `diff_id` and
@@ -95,6 +117,7 @@ impl Default for PackOptions {
             id_map: IdMap::default(),
             mtime_clamp: None,
             digest: false,
+            xattrs: XattrPolicy::None,
         }
     }
 }

@@ -1,22 +1,24 @@
 //! Packing (`Sandbox::pack`) and copying (`Sandbox::copy`) in a worker
 //! confined to the source, read-only: round trips through GNU tar, the
-//! reproducible preset against GNU tar's own, and hostile source trees
-//! (symlinks and `..` links out of it, a FIFO, a device node, a mount below
-//! it, a directory swapped with a symlink while it is packed) from which no
-//! byte of anything outside reaches the archive. As root and as `nobody`.
+//! reproducible preset against GNU tar's own, extended attributes (and file
+//! capabilities, as root) and sparse files extracted by GNU tar and by
+//! sandtar, and hostile source trees (symlinks and `..` links out of it, a
+//! FIFO, a device node, a mount below it, a directory swapped with a
+//! symlink while it is packed) from which no byte of anything outside
+//! reaches the archive. As root and as `nobody`.
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{symlink, FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use common::{get_xattr, is_root, set_xattr, shape, snapshot, Kind, Scene};
 use common::{gnu_tar, gnu_tar_available};
-use common::{is_root, shape, snapshot, Kind, Scene};
-use sandtar::{Compression, Error, Options, Outcome, PackOptions, Sandbox};
+use sandtar::{Compression, EntryKind, Error, Options, Outcome, PackOptions, Sandbox, XattrPolicy};
 
 root_and_nobody!(
     round_trip_through_gnu_tar,
@@ -25,6 +27,8 @@ root_and_nobody!(
     nothing_from_outside_reaches_the_archive,
     a_swapped_directory_leaks_nothing,
     bad_options_and_sources,
+    extended_attributes_round_trip,
+    sparse_files_keep_their_holes,
 );
 
 /// A byte string found in no file of the source, only outside it.
@@ -396,5 +400,282 @@ async fn bad_options_and_sources(sandbox: Sandbox) {
         .pack(scene.dest.join("file"), &PackOptions::default())
         .await;
     assert!(matches!(&file, Err(Error::Source { .. })), "{file:?}");
+    scene.check();
+}
+
+/// A file capability as the kernel stores it (`vfs_cap_data`, revision 2):
+/// `cap_net_bind_service` permitted and effective.
+const CAPABILITY: [u8; 20] = [
+    1, 0, 0, 2, // VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE
+    0, 4, 0, 0, // permitted, low word: bit 10
+    0, 0, 0, 0, // inheritable, low word
+    0, 0, 0, 0, // permitted, high word
+    0, 0, 0, 0, // inheritable, high word
+];
+
+/// A binary value: NUL bytes, a newline, bytes that are no UTF-8.
+const BINARY: &[u8] = b"\0bin\nary\xff\xfe=\0";
+
+/// The attributes set on the source, by file and name.
+fn attributes(capability: bool) -> Vec<(&'static str, &'static str, &'static [u8])> {
+    let mut set = vec![
+        ("f.txt", "user.zz", &b"last"[..]),
+        ("f.txt", "user.mime_type", b"text/plain"),
+        ("f.txt", "user.binary", BINARY),
+        ("d", "user.dir", b"yes"),
+        ("d/inner.txt", "user.big", &[0x5a; 3000][..]),
+    ];
+    if capability {
+        set.push(("bin/ping", "security.capability", &CAPABILITY[..]));
+    }
+    set
+}
+
+/// A tree with extended attributes, and one that must not be recorded
+/// (`user.overlay.*`); `false` if the filesystem holds no user attributes.
+fn make_xattr_source(src: &Path, capability: bool) -> bool {
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::create_dir_all(src.join("bin")).unwrap();
+    std::fs::write(src.join("f.txt"), b"attributes\n").unwrap();
+    std::fs::write(src.join("d/inner.txt"), b"inner\n").unwrap();
+    std::fs::write(src.join("bin/ping"), b"#!/bin/sh\n").unwrap();
+    symlink("f.txt", src.join("link")).unwrap();
+    if set_xattr(&src.join("f.txt"), "user.overlay.redirect", b"/elsewhere").is_err() {
+        println!("NOTE: no user extended attributes on this filesystem: skipped");
+        return false;
+    }
+    // Set in an order that is not the sorted one (and after the data: a
+    // write clears a file capability).
+    for (file, name, value) in attributes(capability) {
+        set_xattr(&src.join(file), name, value).unwrap();
+    }
+    true
+}
+
+/// Asserts that `root` carries the attributes of [`attributes`] and no
+/// `user.overlay.*` one.
+fn assert_attributes(root: &Path, capability: bool, who: &str) {
+    for (file, name, value) in attributes(capability) {
+        let got = get_xattr(&root.join(file), name).unwrap();
+        assert_eq!(got.as_deref(), Some(value), "{who}: {file} {name}");
+    }
+    let overlay = get_xattr(&root.join("f.txt"), "user.overlay.redirect").unwrap();
+    assert_eq!(overlay, None, "{who}: user.overlay.* is never recorded");
+}
+
+async fn extended_attributes_round_trip(sandbox: Sandbox) {
+    let mut scene = Scene::unsnapshotted();
+    let src = scene.dest.clone();
+    // File capabilities: as root, who may set them.
+    let capability = is_root();
+    if !make_xattr_source(&src, capability) {
+        return;
+    }
+    scene.snapshot_now();
+    // The default records none, as GNU tar without --xattrs.
+    let (plain, _, summary) = pack_all(&sandbox, &src, &PackOptions::default()).await;
+    assert!(summary.is_complete(), "{summary:?}");
+    assert!(!contains(&plain, b"SCHILY.xattr"), "attributes by default");
+    let mut options = PackOptions::reproducible(1_000_000_000);
+    options.xattrs = XattrPolicy::All;
+    let (archive, reports, summary) = pack_all(&sandbox, &src, &options).await;
+    assert!(summary.is_complete(), "{reports:#?}");
+    assert!(contains(&archive, b"SCHILY.xattr.user.binary="));
+    assert!(
+        !contains(&archive, b"user.overlay"),
+        "user.overlay.* recorded"
+    );
+    assert_eq!(
+        contains(&archive, b"SCHILY.xattr.security.capability="),
+        capability
+    );
+    // Sorted by name, whatever order they were set in.
+    let at = |needle: &[u8]| archive.windows(needle.len()).position(|w| w == needle);
+    assert!(
+        at(b"user.binary=") < at(b"user.mime_type=") && at(b"user.mime_type=") < at(b"user.zz=")
+    );
+    let (again, _, _) = pack_all(&sandbox, &src, &options).await;
+    assert_eq!(archive, again, "two reproducible packs differ");
+    // `user.*` only: no capability.
+    options.xattrs = XattrPolicy::User;
+    let (user_only, _, _) = pack_all(&sandbox, &src, &options).await;
+    assert!(contains(&user_only, b"SCHILY.xattr.user.dir="));
+    assert!(!contains(&user_only, b"security.capability"));
+    // Extracted by sandtar, which applies them all.
+    let out = tempfile::tempdir().unwrap();
+    let mut extract = Options::default();
+    extract.xattrs = XattrPolicy::All;
+    let run = common::run(&sandbox, &archive, out.path(), &extract).await;
+    assert!(run.summary().is_complete(), "{:#?}", run.reports);
+    assert_attributes(out.path(), capability, "sandtar");
+    // And by GNU tar.
+    if gnu_tar_available() {
+        let out = tempfile::tempdir().unwrap();
+        gnu(
+            &["--xattrs", "--xattrs-include=*", "-xf", "-"],
+            out.path(),
+            &archive,
+        );
+        assert_attributes(out.path(), capability, "GNU tar");
+    }
+    scene.check();
+}
+
+/// Bytes of `len` at `offset` that are not zero.
+fn region(offset: u64, len: usize, seed: u64) -> (u64, Vec<u8>) {
+    (offset, common::noise(len, seed))
+}
+
+/// A file of `size` bytes, holes but for `regions`.
+fn sparse_file(path: &Path, size: u64, regions: &[(u64, Vec<u8>)]) {
+    let file = std::fs::File::create(path).unwrap();
+    file.set_len(size).unwrap();
+    for (offset, data) in regions {
+        file.write_all_at(data, *offset).unwrap();
+    }
+}
+
+/// Whether `path` takes fewer blocks than its size (it has holes).
+fn is_sparse(path: &Path) -> bool {
+    let meta = std::fs::metadata(path).unwrap();
+    meta.blocks() * 512 < meta.size()
+}
+
+/// A mebibyte.
+const MIB: u64 = 1 << 20;
+
+async fn sparse_files_keep_their_holes(sandbox: Sandbox) {
+    let mut scene = Scene::unsnapshotted();
+    let src = scene.dest.clone();
+    // Data at the start, in the middle and at the very end.
+    let disk = [
+        region(0, 4096, 1),
+        region(20 * MIB, 100_000, 2),
+        region(64 * MIB - 4096, 4096, 3),
+    ];
+    sparse_file(&src.join("disk.img"), 64 * MIB, &disk);
+    // Nothing but a hole.
+    sparse_file(&src.join("holes.img"), 16 * MIB, &[]);
+    // Data, then a hole to the end.
+    sparse_file(
+        &src.join("tail-hole.img"),
+        32 * MIB,
+        &[region(0, MIB as usize, 4)],
+    );
+    std::fs::hard_link(src.join("disk.img"), src.join("link-to-disk.img")).unwrap();
+    std::fs::write(src.join("plain.txt"), b"not sparse\n").unwrap();
+    // A name past ustar's fields: the header's (GNUSparseFile.0) is cut.
+    let long = format!("{}/deep.img", "l".repeat(120));
+    std::fs::create_dir(src.join("l".repeat(120))).unwrap();
+    sparse_file(&src.join(&long), 8 * MIB, &[region(4 * MIB, 4096, 5)]);
+    for name in ["disk.img", "holes.img", "tail-hole.img", "plain.txt", &long] {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(src.join(name))
+            .unwrap();
+        let whole_second = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        file.set_modified(whole_second).unwrap();
+    }
+    scene.snapshot_now();
+    if !is_sparse(&src.join("disk.img")) {
+        println!("NOTE: this filesystem makes no holes: skipped");
+        return;
+    }
+    let (archive, reports, summary) = pack_all(&sandbox, &src, &PackOptions::default()).await;
+    assert!(summary.is_complete(), "{reports:#?}");
+    // 184 MiB of files, about 1.2 MiB of data.
+    assert!(archive.len() < 2 * MIB as usize, "{} bytes", archive.len());
+    let report = |name: &str| reports.iter().find(|r| r.path == Path::new(name)).unwrap();
+    assert_eq!(
+        report("disk.img").size,
+        64 * MIB,
+        "the real size is reported"
+    );
+    assert_eq!(report("link-to-disk.img").kind, EntryKind::HardLink);
+    assert!(contains(&archive, b"GNU.sparse.major=1"));
+    assert!(contains(&archive, b"./GNUSparseFile.0/disk.img"));
+    // The hard link is a link, not a second copy of the data.
+    assert!(!contains(&archive, b"GNU.sparse.name=link-to-disk.img"));
+    let (again, _, _) = pack_all(&sandbox, &src, &PackOptions::reproducible(1)).await;
+    let (twice, _, _) = pack_all(&sandbox, &src, &PackOptions::reproducible(1)).await;
+    assert_eq!(again, twice, "two reproducible packs differ");
+    let names = [
+        "disk.img",
+        "holes.img",
+        "tail-hole.img",
+        "link-to-disk.img",
+        &long,
+    ];
+    let same_files = |out: &Path, who: &str| {
+        for name in names {
+            let ours = std::fs::read(src.join(name)).unwrap();
+            let theirs = std::fs::read(out.join(name)).unwrap();
+            assert!(ours == theirs, "{who}: {name} differs");
+            assert!(is_sparse(&out.join(name)), "{who}: {name} has no holes");
+        }
+        let ino = |name: &str| std::fs::metadata(out.join(name)).unwrap().ino();
+        assert_eq!(
+            ino("disk.img"),
+            ino("link-to-disk.img"),
+            "{who}: the hard link"
+        );
+        assert_eq!(
+            std::fs::read(out.join("plain.txt")).unwrap(),
+            b"not sparse\n"
+        );
+    };
+    // sandtar's extraction.
+    let out = tempfile::tempdir().unwrap();
+    let run = common::run(&sandbox, &archive, out.path(), &Options::default()).await;
+    assert!(run.summary().is_complete(), "{:#?}", run.reports);
+    same_files(out.path(), "sandtar");
+    if gnu_tar_available() {
+        let out = tempfile::tempdir().unwrap();
+        gnu(&["-xf", "-"], out.path(), &archive);
+        same_files(out.path(), "GNU tar");
+        // The source compares equal, holes and all.
+        // (GNU tar compares a sparse file's time to the nanosecond, even
+        // with its own archives, which record whole seconds without a PAX
+        // `mtime`: the sources' times are whole seconds.)
+        let (out, ok, stderr) = gnu_tar(&["--compare", "-f", "-"], Some(&src), &archive);
+        assert!(ok, "--compare: {} {stderr}", String::from_utf8_lossy(&out));
+        // Listed with real names and sizes, as GNU tar lists its own.
+        let listing = String::from_utf8(gnu(&["--list", "-v", "-f", "-"], &src, &archive)).unwrap();
+        let size_of = |name: &str| {
+            let line = listing.lines().find(|l| l.ends_with(&format!(" {name}")));
+            let line = line.unwrap_or_else(|| panic!("{name} not listed: {listing}"));
+            line.split_whitespace().nth(2).unwrap().to_string()
+        };
+        assert_eq!(size_of("disk.img"), (64 * MIB).to_string());
+        assert_eq!(size_of("holes.img"), (16 * MIB).to_string());
+        assert_eq!(size_of("tail-hole.img"), (32 * MIB).to_string());
+        assert!(!listing.contains("GNUSparseFile"), "{listing}");
+        let theirs = gnu(
+            &[
+                "--sparse",
+                "--sort=name",
+                "--mtime=@1",
+                "--clamp-mtime",
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+                "--format=posix",
+                "-cf",
+                "-",
+                ".",
+            ],
+            &src,
+            b"",
+        );
+        let list = |archive: &[u8]| -> Vec<String> {
+            let out = gnu(&["-tv", "--numeric-owner", "-f", "-"], &src, archive);
+            String::from_utf8_lossy(&out)
+                .lines()
+                .filter(|l| !l.ends_with(" ./"))
+                .map(|l| l.replace(" ./", " "))
+                .collect()
+        };
+        assert_eq!(list(&again), list(&theirs));
+    }
     scene.check();
 }

@@ -67,7 +67,13 @@ fn serve(start: sys::WorkerStart, mode: SandboxMode) {
     let filter = ready.seccomp.for_modes(options.mode);
     let lead = ready.lead;
     let done = match ready.header.pack {
-        Some(pack) => job::run_pack(&socket, &pack, mode, filter, ready.decoder),
+        Some(pack) => job::run_pack(
+            &socket,
+            &pack,
+            mode,
+            ready.seccomp.for_packing(),
+            ready.decoder,
+        ),
         None => job::run(
             &socket,
             &reporter,

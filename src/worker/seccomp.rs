@@ -31,9 +31,6 @@ fn allowed() -> Vec<libc::c_long> {
         libc::SYS_readv,
         libc::SYS_writev,
         libc::SYS_lseek,
-        // A packing job's file data to the job socket without a copy
-        // through the worker (it could read and write the same bytes).
-        libc::SYS_sendfile,
         libc::SYS_ftruncate,
         libc::SYS_fallocate,
         // Creating entries (those taking a mode are in `checked`).
@@ -69,6 +66,24 @@ fn allowed() -> Vec<libc::c_long> {
         libc::SYS_clock_gettime,
         libc::SYS_exit,
         libc::SYS_exit_group,
+    ]
+}
+
+/// What a packing job adds: `sendfile` (a file's data to the job socket
+/// without a copy through the worker, bytes it could read and write
+/// itself), and reading extended attributes through the
+/// descriptors of the files and directories it opened. Never the calls that
+/// take a path (`getxattr`, `lgetxattr`, `listxattr`, `llistxattr`,
+/// `getxattrat`, `listxattrat`): on the Landlock rung without `chroot` a
+/// path can name a file outside the source (a symlink's own attributes
+/// would be read so), and Landlock does not govern reading attributes. An
+/// `O_PATH` descriptor, which needs no Landlock right, takes neither call
+/// (`EBADF`). Extraction workers, which parse hostile archives, get neither.
+fn pack_reads() -> [libc::c_long; 3] {
+    [
+        libc::SYS_sendfile,
+        libc::SYS_flistxattr,
+        libc::SYS_fgetxattr,
     ]
 }
 
@@ -176,22 +191,29 @@ fn checked(
     calls
 }
 
-/// The worker's two filters, built while it is warm (a job only pays for
-/// installing one): `openat2` is on neither, since its mode lies behind a
-/// pointer no filter can read (the applier opens with `openat` inside the
-/// sandbox, whose root already is the destination).
+/// The worker's three filters, built while it is warm (a job only pays for
+/// installing one): one per mode policy for extraction, and the packing
+/// job's (safe modes, and [`pack_reads`]). `openat2` is on none, since its
+/// mode lies behind a pointer no filter can read (the applier opens with
+/// `openat` inside the sandbox, whose root already is the destination).
 pub(crate) struct Programs {
     safe: seccompiler::BpfProgram,
     exact: seccompiler::BpfProgram,
+    pack: seccompiler::BpfProgram,
 }
 
 impl Programs {
-    /// The filter for a job with this mode policy.
+    /// The filter for an extracting job with this mode policy.
     pub(crate) fn for_modes(&self, modes: ModePolicy) -> &seccompiler::BpfProgram {
         match modes {
             ModePolicy::Safe => &self.safe,
             ModePolicy::Exact => &self.exact,
         }
+    }
+
+    /// The filter for a packing job.
+    pub(crate) fn for_packing(&self) -> &seccompiler::BpfProgram {
+        &self.pack
     }
 }
 
@@ -218,20 +240,36 @@ impl Programs {
 pub(crate) fn build(job_socket: BorrowedFd<'_>, naming: Naming) -> Result<Programs, String> {
     let pid = getpid().as_raw_nonzero().get() as u32;
     let job_socket = job_socket.as_raw_fd() as u32;
-    let one = |safe_modes| {
-        compile(policy(pid, job_socket, safe_modes, naming), AUDIT_ARCH)
-            .map_err(|e| format!("building the seccomp filter failed: {e}"))
+    let one = |safe_modes, packing| {
+        compile(
+            policy(pid, job_socket, safe_modes, naming, packing),
+            AUDIT_ARCH,
+        )
+        .map_err(|e| format!("building the seccomp filter failed: {e}"))
     };
     Ok(Programs {
-        safe: one(true)?,
-        exact: one(false)?,
+        safe: one(true, false)?,
+        exact: one(false, false)?,
+        pack: one(true, true)?,
     })
 }
 
-/// The whole allow-list, as the compiler takes it.
-fn policy(pid: u32, job_socket: u32, safe_modes: bool, naming: Naming) -> Vec<(u32, Leaf)> {
+/// The whole allow-list, as the compiler takes it; `packing` adds
+/// [`pack_reads`].
+fn policy(
+    pid: u32,
+    job_socket: u32,
+    safe_modes: bool,
+    naming: Naming,
+    packing: bool,
+) -> Vec<(u32, Leaf)> {
+    let reads = match packing {
+        true => pack_reads().to_vec(),
+        false => Vec::new(),
+    };
     allowed()
         .into_iter()
+        .chain(reads)
         .map(|nr| (nr, Leaf::Allow))
         .chain(checked(pid, job_socket, safe_modes, naming))
         .map(|(nr, leaf)| (nr as u32, leaf))
@@ -465,7 +503,12 @@ mod tests {
     }
 
     /// The same policy as `seccompiler` compiles it (a linear chain).
-    fn reference(pid: u32, safe_modes: bool, naming: Naming) -> seccompiler::BpfProgram {
+    fn reference(
+        pid: u32,
+        safe_modes: bool,
+        naming: Naming,
+        packing: bool,
+    ) -> seccompiler::BpfProgram {
         use seccompiler::{
             SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
             SeccompRule, TargetArch,
@@ -485,20 +528,21 @@ mod tests {
             };
             SeccompCondition::new(arg, len, op, value).unwrap()
         };
-        let rules: BTreeMap<i64, Vec<SeccompRule>> = policy(pid, JOB_SOCKET, safe_modes, naming)
-            .into_iter()
-            .map(|(nr, leaf)| {
-                let rules = match leaf {
-                    Leaf::Allow => Vec::new(),
-                    Leaf::Any(alternatives) => alternatives
-                        .iter()
-                        .map(|tests| SeccompRule::new(tests.iter().map(condition).collect()))
-                        .collect::<Result<_, _>>()
-                        .unwrap(),
-                };
-                (i64::from(nr), rules)
-            })
-            .collect();
+        let rules: BTreeMap<i64, Vec<SeccompRule>> =
+            policy(pid, JOB_SOCKET, safe_modes, naming, packing)
+                .into_iter()
+                .map(|(nr, leaf)| {
+                    let rules = match leaf {
+                        Leaf::Allow => Vec::new(),
+                        Leaf::Any(alternatives) => alternatives
+                            .iter()
+                            .map(|tests| SeccompRule::new(tests.iter().map(condition).collect()))
+                            .collect::<Result<_, _>>()
+                            .unwrap(),
+                    };
+                    (i64::from(nr), rules)
+                })
+                .collect();
         #[cfg(target_arch = "x86_64")]
         let arch = TargetArch::x86_64;
         #[cfg(target_arch = "aarch64")]
@@ -547,16 +591,24 @@ mod tests {
     fn the_search_tree_decides_like_the_linear_filter() {
         let pid = getpid().as_raw_nonzero().get() as u32;
         let values = interesting(pid);
+        // (naming, safe modes, packing): the packing job's filter has safe modes.
         let cases = [Naming::Paths, Naming::Descriptors]
             .into_iter()
-            .flat_map(|naming| [(naming, true), (naming, false)]);
-        for (naming, safe_modes) in cases {
-            let programs = build(naming).unwrap();
-            let program = programs.for_modes(match safe_modes {
-                true => ModePolicy::Safe,
-                false => ModePolicy::Exact,
+            .flat_map(|naming| {
+                [
+                    (naming, true, false),
+                    (naming, false, false),
+                    (naming, true, true),
+                ]
             });
-            let linear = reference(pid, safe_modes, naming);
+        for (naming, safe_modes, packing) in cases {
+            let programs = build(naming).unwrap();
+            let program = match (packing, safe_modes) {
+                (true, _) => programs.for_packing(),
+                (false, true) => programs.for_modes(ModePolicy::Safe),
+                (false, false) => programs.for_modes(ModePolicy::Exact),
+            };
+            let linear = reference(pid, safe_modes, naming, packing);
             assert!(
                 program.len() < linear.len() / 2,
                 "{} instructions",
@@ -578,7 +630,7 @@ mod tests {
             }
             // With all-zero arguments everything but tgkill (to pid 0), fcntl
             // (F_DUPFD) and close (of descriptor 0, the job socket) passes.
-            let all = policy(pid, JOB_SOCKET, safe_modes, naming).len();
+            let all = policy(pid, JOB_SOCKET, safe_modes, naming, packing).len();
             assert_eq!(allowed_seen, all - 3);
         }
     }
@@ -748,6 +800,57 @@ mod tests {
         for path in [pointer, 1 << 32, pointer & 0xffff_ffff] {
             let verdict = run(Naming::Descriptors, libc::SYS_utimensat, times(path));
             assert_eq!(verdict, RET_EPERM, "path {path:#x}");
+        }
+    }
+
+    /// `getxattrat` and `listxattrat` (Linux 6.13, the same number on every
+    /// architecture; not in the `libc` crate yet).
+    const SYS_GETXATTRAT: libc::c_long = 464;
+    const SYS_LISTXATTRAT: libc::c_long = 465;
+
+    /// A packing job reads extended attributes through its descriptors,
+    /// never by path (a path may name a file outside the source on the
+    /// Landlock rung), and sends files with `sendfile`; an extracting job
+    /// does neither.
+    #[test]
+    fn extended_attributes_by_descriptor_and_only_when_packing() {
+        let by_path = [
+            libc::SYS_getxattr,
+            libc::SYS_lgetxattr,
+            libc::SYS_listxattr,
+            libc::SYS_llistxattr,
+            SYS_GETXATTRAT,
+            SYS_LISTXATTRAT,
+        ];
+        let by_fd = [
+            libc::SYS_fgetxattr,
+            libc::SYS_flistxattr,
+            libc::SYS_sendfile,
+        ];
+        for naming in [Naming::Paths, Naming::Descriptors] {
+            let programs = build(naming).unwrap();
+            let call = |program: &[seccompiler::sock_filter], nr: libc::c_long| {
+                run(program, nr as u32, AUDIT_ARCH, [3, 0x7ffd_0000, 0, 0, 0, 0])
+            };
+            for nr in by_fd {
+                assert_eq!(call(programs.for_packing(), nr), RET_ALLOW, "nr {nr}");
+            }
+            let extracting = [ModePolicy::Safe, ModePolicy::Exact].map(|m| programs.for_modes(m));
+            for program in extracting {
+                for nr in by_fd.into_iter().chain(by_path) {
+                    assert_eq!(call(program, nr), RET_EPERM, "nr {nr}");
+                }
+            }
+            for nr in by_path {
+                assert_eq!(call(programs.for_packing(), nr), RET_EPERM, "nr {nr}");
+            }
+            // Set-id modes stay refused to a packing job.
+            let open = [0, 0, libc::O_CREAT as u64, 0o4755, 0, 0];
+            let packing = programs.for_packing();
+            assert_eq!(
+                run(packing, libc::SYS_openat as u32, AUDIT_ARCH, open),
+                RET_EPERM
+            );
         }
     }
 

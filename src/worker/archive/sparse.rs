@@ -11,8 +11,8 @@
 
 use std::io::{self, Read};
 
-/// The most chunks a sparse map may list.
-const MAX_CHUNKS: u64 = 1 << 20;
+/// The most chunks a sparse map may list (packing writes no more).
+pub(crate) const MAX_CHUNKS: u64 = 1 << 20;
 
 /// How a sparse entry's data maps onto its file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! One entry's headers, as a POSIX archive writes them: a ustar header, and
 //! before it a PAX extended header with what ustar cannot hold (a long name
-//! or link target, a large size, id or time).
+//! or link target, a large size, id or time, a sparse file's real name and
+//! size, extended attributes).
 
 use std::io::{self, Write};
 
@@ -22,22 +23,32 @@ pub(super) struct Record {
     pub uid: u64,
     pub gid: u64,
     pub mtime: i64,
-    /// Bytes of data that follow (files only).
+    /// Bytes of data that follow (files only; a sparse file's map and
+    /// data regions).
     pub size: u64,
     /// A symlink's target or a hard link's first name.
     pub link: Option<Vec<u8>>,
     pub device: (u32, u32),
+    /// Extended attributes (name, value), sorted by name.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// A sparse file's real size (its data: the map, then the regions).
+    pub sparse: Option<u64>,
 }
 
 /// Writes the headers of `record` (its data is the caller's to write).
 pub(super) fn write(out: &mut impl Write, record: &Record) -> io::Result<()> {
     let mut pax = Vec::new();
     let mut header = tar::Header::new_ustar();
-    let split = split_name(&record.name);
+    // A sparse file's real name is a record; its header's fits in ustar.
+    let full_name = match record.sparse {
+        Some(_) => sparse_name(&record.name),
+        None => record.name.clone(),
+    };
+    let split = split_name(&full_name);
     if split.is_none() {
-        pax_record(&mut pax, b"path", &record.name);
+        pax_record(&mut pax, b"path", &full_name);
     }
-    let (prefix, name) = split.unwrap_or((&[][..], cut(&record.name, 100)));
+    let (prefix, name) = split.unwrap_or((&[][..], cut(&full_name, 100)));
     {
         let ustar = header.as_ustar_mut().expect("a ustar header");
         ustar.name[..name.len()].copy_from_slice(name);
@@ -69,11 +80,45 @@ pub(super) fn write(out: &mut impl Write, record: &Record) -> io::Result<()> {
         header.set_device_major(major as u32)?;
         header.set_device_minor(minor as u32)?;
     }
+    if let Some(real_size) = record.sparse {
+        sparse_records(&mut pax, &record.name, real_size);
+    }
+    for (key, value) in &record.xattrs {
+        pax_record(&mut pax, &[&b"SCHILY.xattr."[..], key].concat(), value);
+    }
     header.set_cksum();
     if !pax.is_empty() {
         write_pax(out, &pax, name, mtime)?;
     }
     out.write_all(header.as_bytes())
+}
+
+/// The records of GNU tar's sparse format 1.0 (the map is in the data).
+fn sparse_records(pax: &mut Vec<u8>, name: &[u8], real_size: u64) {
+    pax_record(pax, b"GNU.sparse.major", b"1");
+    pax_record(pax, b"GNU.sparse.minor", b"0");
+    pax_record(pax, b"GNU.sparse.name", name);
+    pax_record(
+        pax,
+        b"GNU.sparse.realsize",
+        real_size.to_string().as_bytes(),
+    );
+}
+
+/// The header name of a sparse file `name`, as GNU tar makes it
+/// (`%d/GNUSparseFile.%p/%f`, cut to the 100 bytes of ustar's name field),
+/// with 0 for the process id so that archives are reproducible: readers
+/// that know no sparse format extract the map and the regions there, not
+/// over `name`.
+fn sparse_name(name: &[u8]) -> Vec<u8> {
+    let trimmed = name.strip_suffix(b"/").unwrap_or(name);
+    let (dir, base) = match trimmed.iter().rposition(|b| *b == b'/') {
+        Some(at) => (&trimmed[..at], &trimmed[at + 1..]),
+        None => (&b"."[..], trimmed),
+    };
+    let mut sparse = [dir, b"/GNUSparseFile.0/", base].concat();
+    sparse.truncate(100);
+    sparse
 }
 
 /// `value` for a numeric field of at most `max`; a larger one goes to a PAX
@@ -200,6 +245,8 @@ mod tests {
             size: 3,
             link: None,
             device: (0, 0),
+            xattrs: Vec::new(),
+            sparse: None,
         };
         let mut out = Vec::new();
         write(&mut out, &record).unwrap();
@@ -211,5 +258,45 @@ mod tests {
         assert_eq!(&*entry.path_bytes(), &name[..]);
         assert_eq!(entry.header().uid().unwrap(), 1 << 30);
         assert_eq!(entry.size(), 3);
+    }
+
+    #[test]
+    fn sparse_names_as_gnu_tar_makes_them() {
+        assert_eq!(sparse_name(b"a.img"), b"./GNUSparseFile.0/a.img");
+        assert_eq!(sparse_name(b"d/e/a.img"), b"d/e/GNUSparseFile.0/a.img");
+        let long = [vec![b'd'; 90], b"/".to_vec(), vec![b'f'; 90]].concat();
+        assert_eq!(sparse_name(&long).len(), 100);
+    }
+
+    #[test]
+    fn sparse_and_xattr_records() {
+        let record = Record {
+            name: b"disk.img".to_vec(),
+            kind: EntryKind::File,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            size: 512,
+            link: None,
+            device: (0, 0),
+            xattrs: vec![(b"user.k".to_vec(), b"v\0\n".to_vec())],
+            sparse: Some(1 << 30),
+        };
+        let mut out = Vec::new();
+        write(&mut out, &record).unwrap();
+        let records = &out[BLOCK..2 * BLOCK];
+        let expected: &[u8] = b"22 GNU.sparse.major=1\n22 GNU.sparse.minor=0\n\
+            28 GNU.sparse.name=disk.img\n34 GNU.sparse.realsize=1073741824\n\
+            27 SCHILY.xattr.user.k=v\0\n\n";
+        assert!(
+            records.starts_with(expected),
+            "{:?}",
+            String::from_utf8_lossy(records)
+        );
+        let ustar = &out[2 * BLOCK..3 * BLOCK];
+        assert!(ustar.starts_with(b"./GNUSparseFile.0/disk.img\0"));
+        // The size field is the stored size, not the real one.
+        assert_eq!(&ustar[124..136], b"00000001000\0");
     }
 }

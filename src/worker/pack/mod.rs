@@ -1,7 +1,8 @@
 //! A packing job, once the worker is confined to the source, read-only: the
 //! tree walked from the worker's root in sorted order, each entry's headers
 //! ([`header`]) and data written to the archive ([`output`]), one report per
-//! entry.
+//! entry; files with holes packed sparse ([`sparse`]), extended attributes
+//! recorded as the options allow ([`xattrs`]).
 //!
 //! Every name is opened relative to its directory's descriptor without
 //! following a symlink (`O_NOFOLLOW`, `O_DIRECTORY`), and a file's
@@ -11,10 +12,12 @@
 
 mod header;
 mod output;
+mod sparse;
+mod xattrs;
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags, Stat, CWD};
@@ -66,6 +69,7 @@ pub(crate) fn run(
         batch: Vec::new(),
         batch_bytes: 0,
         buffer: vec![0u8; 128 << 10],
+        xattrs: xattrs::Reader::new(options.xattrs),
     };
     let mut dirs = vec![(Vec::new(), Some(root))];
     packer.directory(&mut dirs)?;
@@ -129,6 +133,17 @@ struct Packer<'a> {
     batch: Vec<WireReport>,
     batch_bytes: usize,
     buffer: Vec<u8>,
+    /// Reads the attributes `PackOptions::xattrs` allows (none: no reader).
+    xattrs: Option<xattrs::Reader>,
+}
+
+/// What follows an entry's headers.
+enum Body {
+    Nothing,
+    /// A regular file's bytes, all of them.
+    Whole(OwnedFd),
+    /// A sparse file's map, then its data regions.
+    Sparse(OwnedFd, Vec<(u64, u64)>),
 }
 
 impl Packer<'_> {
@@ -219,21 +234,59 @@ impl Packer<'_> {
                     record.kind = EntryKind::HardLink;
                     record.link = Some(first.clone());
                     record.size = 0;
-                    return self.write(&record, None, path);
+                    return self.write(record, Body::Nothing, path, None);
                 }
                 None => {
                     self.links.insert(id, record.name.clone());
                 }
             }
         }
+        if kind == EntryKind::Directory {
+            let left_out = self.directory_xattrs(dir, name, stat, &mut record);
+            return self.write(record, Body::Nothing, path, left_out);
+        }
         if kind != EntryKind::File {
-            return self.write(&record, None, path);
+            // Symlinks, FIFOs and devices are not opened: no attributes.
+            return self.write(record, Body::Nothing, path, None);
         }
         let file = match open_file(dir, name, stat) {
             Ok(file) => file,
             Err(e) => return self.failed(path, kind, e),
         };
-        self.write(&record, Some(file), path)
+        let left_out = self.read_xattrs(file.as_fd(), &mut record);
+        let body = match sparse::regions(&file, stat) {
+            Ok(Some(map)) => Body::Sparse(file, map),
+            Ok(None) => Body::Whole(file),
+            Err(e) => return self.failed(path, kind, e),
+        };
+        self.write(record, body, path, left_out)
+    }
+
+    /// Puts the allowed attributes of the file open as `fd` in `record`;
+    /// says why one was left out, if one was.
+    fn read_xattrs(&mut self, fd: BorrowedFd<'_>, record: &mut Record) -> Option<String> {
+        let found = self.xattrs.as_mut()?.read(fd);
+        record.xattrs = found.list;
+        found.left_out
+    }
+
+    /// A directory's attributes, through a descriptor of its own opened for
+    /// them (the walk opens it again below, after its header). One that
+    /// cannot be opened now gets none: its walk reports it.
+    fn directory_xattrs(
+        &mut self,
+        dir: &OwnedFd,
+        name: &[u8],
+        listed: &Stat,
+        record: &mut Record,
+    ) -> Option<String> {
+        self.xattrs.as_ref()?;
+        let fd = openat(dir, name, dir_flags(), Mode::empty()).ok()?;
+        let stat = rustix::fs::fstat(&fd).ok()?;
+        if (stat.st_dev, stat.st_ino) != (listed.st_dev, listed.st_ino) {
+            return None;
+        }
+        self.read_xattrs(fd.as_fd(), record)
     }
 
     /// The header fields of an entry.
@@ -270,6 +323,8 @@ impl Packer<'_> {
             },
             link: None,
             device: (rustix::fs::major(rdev), rustix::fs::minor(rdev)),
+            xattrs: Vec::new(),
+            sparse: None,
         }
     }
 
@@ -286,33 +341,60 @@ impl Packer<'_> {
         id
     }
 
-    /// Writes the headers, then the data of `file` (`record.size` bytes: a
-    /// file that shrank is padded with zeros, one that grew is cut, and the
-    /// entry is reported failed, as GNU tar does).
+    /// Writes the headers, then the body, and reports the entry: failed if
+    /// an attribute was `left_out`, or if the file shrank while it was read
+    /// (the missing bytes are zeros, so the archive stays whole; a file that
+    /// grew is cut), as GNU tar does.
     fn write(
         &mut self,
-        record: &Record,
-        file: Option<OwnedFd>,
+        mut record: Record,
+        body: Body,
         path: &[u8],
+        left_out: Option<String>,
     ) -> Result<(), WireError> {
-        header::write(&mut self.out, record).map_err(lost)?;
-        let mut problem = None;
-        if let Some(file) = file {
-            let copied = self.copy(&file, record.size)?;
-            if copied < record.size {
-                problem = Some(format!(
-                    "the file shrank by {} bytes while it was read; padded with zeros",
-                    record.size - copied
-                ));
-            }
+        let real_size = record.size;
+        if let Body::Sparse(_, map) = &body {
+            record.sparse = Some(real_size);
+            record.size = sparse::map_size(map) + sparse::data_size(map);
         }
+        header::write(&mut self.out, &record).map_err(lost)?;
+        let missing = match &body {
+            Body::Nothing => 0,
+            Body::Whole(file) => record.size - self.copy(file, record.size)?,
+            Body::Sparse(file, map) => self.copy_sparse(file, map, real_size)?,
+        };
         let pad = header::padding(record.size);
         self.out.write_all(&[0u8; 512][..pad]).map_err(lost)?;
-        let outcome = match problem {
-            Some(message) => Outcome::Failed(message),
-            None => Outcome::Written,
+        let outcome = match (missing, left_out) {
+            (0, None) => Outcome::Written,
+            (0, Some(message)) => Outcome::Failed(message),
+            (missing, _) => Outcome::Failed(format!(
+                "the file shrank by {missing} bytes while it was read; padded with zeros"
+            )),
         };
-        self.send(path, record.kind, record.size, outcome)
+        self.send(path, record.kind, real_size, outcome)
+    }
+
+    /// Writes a sparse file's map and data regions; returns how many bytes
+    /// of `real_size` were missing (at least 1 if the file is now shorter:
+    /// its holes would have hidden that).
+    fn copy_sparse(
+        &mut self,
+        file: &OwnedFd,
+        map: &[(u64, u64)],
+        real_size: u64,
+    ) -> Result<u64, WireError> {
+        sparse::write_map(&mut self.out, map).map_err(lost)?;
+        let mut missing = 0;
+        for &(offset, len) in map.iter().filter(|(_, len)| *len > 0) {
+            let copied = match rustix::fs::seek(file, rustix::fs::SeekFrom::Start(offset)) {
+                Ok(_) => self.copy(file, len)?,
+                Err(_) => self.zeros(len).map(|()| 0)?,
+            };
+            missing += len - copied;
+        }
+        let now = rustix::fs::fstat(file).map_or(real_size, |stat| stat.st_size as u64);
+        Ok(missing.max(real_size.saturating_sub(now)))
     }
 
     /// Copies up to `size` bytes of `file`, then zeros up to `size`; returns
