@@ -1,9 +1,8 @@
 //! Files that shrink while they are packed: the entry keeps the size its
 //! header promised (the rest padded with zeros, as GNU tar does), is
 //! reported failed, and the archive stays framed: every later member is read
-//! whole. Both ways a file's data leaves the worker are raced: a large file
-//! (sent by the kernel, `sendfile`) and a small one (read through the
-//! worker). As root and as `nobody`.
+//! whole. A large file (read in many pieces) and a small one (in one read)
+//! are raced. As root and as `nobody`.
 
 mod common;
 

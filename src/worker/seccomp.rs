@@ -69,9 +69,7 @@ fn allowed() -> Vec<libc::c_long> {
     ]
 }
 
-/// What a packing job adds: `sendfile` (a file's data to the job socket
-/// without a copy through the worker, bytes it could read and write
-/// itself), and reading extended attributes through the
+/// What a packing job adds: reading extended attributes through the
 /// descriptors of the files and directories it opened. Never the calls that
 /// take a path (`getxattr`, `lgetxattr`, `listxattr`, `llistxattr`,
 /// `getxattrat`, `listxattrat`): on the Landlock rung without `chroot` a
@@ -79,12 +77,8 @@ fn allowed() -> Vec<libc::c_long> {
 /// would be read so), and Landlock does not govern reading attributes. An
 /// `O_PATH` descriptor, which needs no Landlock right, takes neither call
 /// (`EBADF`). Extraction workers, which parse hostile archives, get neither.
-fn pack_reads() -> [libc::c_long; 3] {
-    [
-        libc::SYS_sendfile,
-        libc::SYS_flistxattr,
-        libc::SYS_fgetxattr,
-    ]
+fn pack_reads() -> [libc::c_long; 2] {
+    [libc::SYS_flistxattr, libc::SYS_fgetxattr]
 }
 
 /// The set-user-id, set-group-id and sticky bits.
@@ -810,8 +804,7 @@ mod tests {
 
     /// A packing job reads extended attributes through its descriptors,
     /// never by path (a path may name a file outside the source on the
-    /// Landlock rung), and sends files with `sendfile`; an extracting job
-    /// does neither.
+    /// Landlock rung); an extracting job reads none.
     #[test]
     fn extended_attributes_by_descriptor_and_only_when_packing() {
         let by_path = [
@@ -822,11 +815,7 @@ mod tests {
             SYS_GETXATTRAT,
             SYS_LISTXATTRAT,
         ];
-        let by_fd = [
-            libc::SYS_fgetxattr,
-            libc::SYS_flistxattr,
-            libc::SYS_sendfile,
-        ];
+        let by_fd = [libc::SYS_fgetxattr, libc::SYS_flistxattr];
         for naming in [Naming::Paths, Naming::Descriptors] {
             let programs = build(naming).unwrap();
             let call = |program: &[seccompiler::sock_filter], nr: libc::c_long| {

@@ -33,14 +33,6 @@ use crate::worker::input::Decoder;
 use header::Record;
 use output::Output;
 
-/// Files this large or larger go from the file to the socket by
-/// `sendfile`, not through the worker's buffer: below it, the two more
-/// system calls per file cost more than the copy saved.
-const SEND_FILE_FROM: u64 = 64 << 10;
-/// Archive bytes per `Data` frame sent that way (frames are at most
-/// `MAX_WORKER_FRAME`).
-const SEND_FILE_FRAME: usize = 512 << 10;
-
 /// Directories kept open along the walk; deeper ones are opened again from
 /// the nearest open ancestor (the worker may hold 64 descriptors).
 const OPEN_DIRS: usize = 24;
@@ -400,9 +392,6 @@ impl Packer<'_> {
     /// Copies up to `size` bytes of `file`, then zeros up to `size`; returns
     /// how many came from the file.
     fn copy(&mut self, file: &OwnedFd, size: u64) -> Result<u64, WireError> {
-        if size >= SEND_FILE_FROM && self.out.sends_files() {
-            return self.send_file(file, size);
-        }
         let mut done = 0u64;
         while done < size {
             let want = (size - done).min(self.buffer.len() as u64) as usize;
@@ -415,23 +404,6 @@ impl Packer<'_> {
         }
         self.zeros(size - done)?;
         Ok(done)
-    }
-
-    /// [`Packer::copy`] by the kernel, in frames of at most
-    /// `SEND_FILE_FRAME` bytes; how many came from the file.
-    fn send_file(&mut self, file: &OwnedFd, size: u64) -> Result<u64, WireError> {
-        let mut done = 0u64;
-        while done < size {
-            let n = (size - done).min(SEND_FILE_FRAME as u64) as usize;
-            let sent = self.out.send_file(file, n).map_err(lost)?;
-            if sent < n {
-                // The file ended early: its frame was completed with zeros.
-                self.zeros(size - done - n as u64)?;
-                return Ok(done + sent as u64);
-            }
-            done += n as u64;
-        }
-        Ok(size)
     }
 
     /// `n` zeros into the archive (the copy buffer is zeroed only here: a

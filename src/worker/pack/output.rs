@@ -4,7 +4,6 @@
 //! report batches.
 
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
@@ -77,34 +76,6 @@ impl Frames {
     /// data gathered so far stays for its own frame.
     fn frame(&mut self, frame: &[u8]) -> io::Result<()> {
         self.socket.write_all(frame)
-    }
-
-    /// Sends the data gathered so far, then `n` bytes of `file` (from its
-    /// offset) as one `Data` frame, moved by the kernel (`sendfile`: no copy
-    /// through the worker); returns how many came from the file. A file
-    /// that ends early (it shrank, or failed) completes the frame with
-    /// zeros, so that the stream stays framed.
-    fn send_file(&mut self, file: &OwnedFd, n: usize) -> io::Result<usize> {
-        self.send()?;
-        self.socket.write_all(&data_frame_head(n))?;
-        let mut sent = 0;
-        while sent < n {
-            match rustix::fs::sendfile(&self.socket, file, None, n - sent) {
-                Ok(0) => break,
-                Ok(k) => sent += k,
-                Err(rustix::io::Errno::INTR) => {}
-                // The socket's own failure shows in the zeros' write below.
-                Err(_) => break,
-            }
-        }
-        let zeros = [0u8; 4096];
-        let mut left = n - sent;
-        while left > 0 {
-            let k = left.min(zeros.len());
-            self.socket.write_all(&zeros[..k])?;
-            left -= k;
-        }
-        Ok(sent)
     }
 }
 
@@ -246,24 +217,6 @@ impl Output {
             tar_bytes: 0,
             digest: digest.then(Sha256::new),
         })
-    }
-
-    /// Whether a file's data can go to the socket without passing through
-    /// the worker ([`Output::send_file`]): a plain archive, no digest.
-    pub(super) fn sends_files(&self) -> bool {
-        matches!(self.encoder, Encoder::Plain(_)) && self.digest.is_none()
-    }
-
-    /// `n` bytes of `file` into the archive, moved by the kernel (only when
-    /// [`Output::sends_files`]); how many came from the file (the rest are
-    /// zeros).
-    pub(super) fn send_file(&mut self, file: &OwnedFd, n: usize) -> io::Result<usize> {
-        let Encoder::Plain(frames) = &mut self.encoder else {
-            unreachable!("send_file on a compressed or hashed archive");
-        };
-        let sent = frames.send_file(file, n)?;
-        self.tar_bytes += n as u64;
-        Ok(sent)
     }
 
     /// Sends a whole frame of another kind (a batch of reports) through
