@@ -101,10 +101,6 @@ pub(super) fn run(
             .join()
             .map_err(|_| WireError::Internal("the decoding thread panicked".into()))?;
     }
-    // A parked decoding thread is left asleep: the worker exits right after
-    // `Done`, and the thread with it. Waking it to end now would put a
-    // thread switch (and its exit) in front of `Done`, on every plain job.
-    std::mem::forget(input.parked);
     Ok(WorkerTotals {
         tar_bytes: done.tar_bytes,
         diff_id: done.diff_id,

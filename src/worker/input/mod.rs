@@ -174,8 +174,8 @@ pub(crate) struct Input {
     /// The decoding thread, when it runs.
     pub decoding: Option<Decoding>,
     /// The decoding thread, when plain input leaves it parked: it waits as
-    /// long as this lives, then ends.
-    pub parked: Option<Decoder>,
+    /// long as this lives (the job's whole life), then ends.
+    _parked: Option<Decoder>,
 }
 
 /// Reads the first bytes from `socket`, recognises the compression (unless
@@ -204,7 +204,7 @@ pub(crate) fn open(
                 compression,
                 ratio_exceeded: Arc::new(AtomicBool::new(false)),
                 decoding: None,
-                parked: Some(decoder),
+                _parked: Some(decoder),
             }
         }
         compression => {
@@ -215,7 +215,7 @@ pub(crate) fn open(
                 reader: Box::new(reader),
                 compression,
                 decoding: Some(decoding),
-                parked: None,
+                _parked: None,
             }
         }
     })
