@@ -48,7 +48,10 @@ pub enum SandboxMode {
     /// are resolved below the destination in user space and Landlock alone
     /// keeps every access inside, while `stat` and `readlink` of outside paths
     /// remain possible for code running in the worker. Device nodes are not
-    /// created on this rung.
+    /// created on this rung, and a symlink keeps the worker's owner and the
+    /// time it was made: owners and times are set through descriptors only
+    /// (Landlock does not govern them), and a symlink cannot be opened for
+    /// that.
     Landlock {
         /// The caller's effective uid (0: owners from the archive can be kept).
         uid: u32,
