@@ -764,18 +764,19 @@ async fn canary_by_absolute_path(sandbox: Sandbox) {
 /// `Failed` message a read-only worker can send them in.)
 async fn a_pack_worker_only_reads_its_source(sandbox: Sandbox) {
     let scene = Scene::unsnapshotted();
-    let plan = format!("write\nsetid\noutside {}\n", scene.canary.display());
+    let plan = format!(
+        "write\nsetid\nchange sub/kept.txt\noutside {}\n",
+        scene.canary.display()
+    );
     let (a, source_unchanged) = pack_attack(&sandbox, scene, &plan).await;
     let mut v = Verdict::new("a_pack_worker_only_reads_its_source: writes");
     v.check(
         a.results.get("outside-stat").is_some(),
         "harness: the payload did not run its plan",
     );
-    let refusals: &[&str] = match sandbox.mode().rung() {
-        sandtar::Rung::Landlock => &["EACCES"],
-        _ => &["EROFS", "EPERM"],
-    };
-    v.refused(&a.results, "write-open", refusals);
+    // Seccomp refuses any open for writing first (EPERM); behind it the
+    // read-only mount (EROFS) or Landlock's read rights (EACCES).
+    v.refused(&a.results, "write-open", &["EPERM"]);
     let setid: Vec<_> = a
         .results
         .lines
@@ -793,6 +794,23 @@ async fn a_pack_worker_only_reads_its_source(sandbox: Sandbox) {
         );
     }
     canary_refused(&mut v, &a.results, "outside");
+    v.check(
+        a.results.get("change-open") == Some("ok"),
+        "harness: the payload could not open the source file to read",
+    );
+    // The seccomp filter (no call that changes a file, no write or
+    // truncating open): on the Landlock rung the only wall against a
+    // worker that owns the source.
+    for name in [
+        "change-fchmod",
+        "change-fchown",
+        "change-futimens",
+        "change-fsetxattr",
+        "change-ftruncate",
+        "change-open-trunc",
+    ] {
+        v.refused(&a.results, name, &["EPERM"]);
+    }
     v.check(
         source_unchanged,
         "the source changed while a compromised worker packed it",

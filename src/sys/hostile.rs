@@ -71,6 +71,7 @@ pub(crate) fn run(socket: &UnixStream) {
             "oob" => oob(&mut out, socket),
             "fcntl-misc" => fcntl_misc(&mut out),
             "write" => write(&mut out),
+            "change" => change(&mut out, arg(0)),
             "moved-out" => moved_out(&mut out),
             "outside" => reach_through(&mut out, libc::AT_FDCWD, arg(0), "outside"),
             other => out.line(&format!("{other} unknown-attack")),
@@ -693,6 +694,49 @@ fn write(out: &mut Results) {
         // SAFETY: a live buffer.
         let r = unsafe { libc::write(fd as i32, b"payload\n".as_ptr().cast(), 8) };
         out.call("write", r as i64);
+        close(fd);
+    }
+}
+
+/// `change FILE`: every change to an existing file that needs no write
+/// access to open it: owner, mode, times, an attribute and the size through
+/// a read-only descriptor, and truncation at open. Lines start `change-`.
+fn change(out: &mut Results, file: &str) {
+    let path = c(file);
+    // SAFETY: the path is NUL-terminated; the descriptor is closed below.
+    let fd = unsafe {
+        libc::openat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    let Some(fd) = out.call("change-open", i64::from(fd)) else {
+        return;
+    };
+    let fd = fd as i32;
+    // SAFETY (every call below): our own descriptor, live buffers and a
+    // NUL-terminated name.
+    let r = unsafe { libc::fchmod(fd, 0o777) };
+    out.call("change-fchmod", i64::from(r));
+    let r = unsafe { libc::fchown(fd, u32::MAX, libc::getgid()) };
+    out.call("change-fchown", i64::from(r));
+    let times = [libc::timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    }; 2];
+    let r = unsafe { libc::futimens(fd, times.as_ptr()) };
+    out.call("change-futimens", i64::from(r));
+    let name = c("user.planted");
+    let r = unsafe { libc::fsetxattr(fd, name.as_ptr(), b"x".as_ptr().cast(), 1, 0) };
+    out.call("change-fsetxattr", i64::from(r));
+    let r = unsafe { libc::ftruncate(fd, 0) };
+    out.call("change-ftruncate", i64::from(r));
+    close(fd.into());
+    let flags = libc::O_RDONLY | libc::O_TRUNC | libc::O_CLOEXEC;
+    // SAFETY: as above.
+    let fd = unsafe { libc::openat(libc::AT_FDCWD, path.as_ptr(), flags) };
+    if let Some(fd) = out.call("change-open-trunc", i64::from(fd)) {
         close(fd);
     }
 }

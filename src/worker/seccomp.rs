@@ -248,8 +248,40 @@ pub(crate) fn build(job_socket: BorrowedFd<'_>, naming: Naming) -> Result<Progra
     })
 }
 
-/// The whole allow-list, as the compiler takes it; `packing` adds
-/// [`pack_reads`].
+/// What a packing job may not do that an extracting one may: change any
+/// file. On the Landlock rung these are walls of their own: Landlock does
+/// not govern owners, modes, times or attributes, and the worker runs as
+/// the user who usually owns the source.
+const PACK_REFUSES: [libc::c_long; 13] = [
+    libc::SYS_pwrite64,
+    libc::SYS_ftruncate,
+    libc::SYS_fallocate,
+    libc::SYS_unlinkat,
+    libc::SYS_symlinkat,
+    libc::SYS_linkat,
+    libc::SYS_fchown,
+    libc::SYS_fsetxattr,
+    libc::SYS_mkdirat,
+    libc::SYS_mknodat,
+    libc::SYS_fchmod,
+    libc::SYS_fchownat,
+    libc::SYS_utimensat,
+];
+
+/// `O_TMPFILE` without the `O_DIRECTORY` bit it includes.
+const O_TMPFILE_ONLY: u32 = 0o20_000_000;
+
+/// A packing job's `openat`: for reading only, nothing created, truncated
+/// or appended to (Landlock below ABI 3 does not stop `O_TRUNC` on a
+/// read-only open).
+fn openat_for_reading() -> Leaf {
+    let writes = libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND;
+    Leaf::Any(vec![vec![Test::Clear(2, writes as u32 | O_TMPFILE_ONLY)]])
+}
+
+/// The whole allow-list, as the compiler takes it. A packing job's is the
+/// extracting job's (safe modes) without [`PACK_REFUSES`], with `openat`
+/// for reading only, plus [`pack_reads`].
 fn policy(
     pid: u32,
     job_socket: u32,
@@ -266,6 +298,11 @@ fn policy(
         .chain(reads)
         .map(|nr| (nr, Leaf::Allow))
         .chain(checked(pid, job_socket, safe_modes, naming))
+        .filter(|(nr, _)| !(packing && PACK_REFUSES.contains(nr)))
+        .map(|(nr, leaf)| match (packing, nr) {
+            (true, libc::SYS_openat) => (nr, openat_for_reading()),
+            _ => (nr, leaf),
+        })
         .map(|(nr, leaf)| (nr as u32, leaf))
         .collect()
 }
@@ -833,13 +870,29 @@ mod tests {
             for nr in by_path {
                 assert_eq!(call(programs.for_packing(), nr), RET_EPERM, "nr {nr}");
             }
-            // Set-id modes stay refused to a packing job.
-            let open = [0, 0, libc::O_CREAT as u64, 0o4755, 0, 0];
+            // A packing job changes no file: no creation, no write access,
+            // no owner, mode, time, size or attribute change.
             let packing = programs.for_packing();
-            assert_eq!(
-                run(packing, libc::SYS_openat as u32, AUDIT_ARCH, open),
-                RET_EPERM
-            );
+            let open = |flags: libc::c_int| {
+                let args = [3, 0x7ffd_0000, flags as u64, 0o644, 0, 0];
+                run(packing, libc::SYS_openat as u32, AUDIT_ARCH, args)
+            };
+            let reading = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+            assert_eq!(open(reading), RET_ALLOW);
+            assert_eq!(open(libc::O_RDONLY | libc::O_NONBLOCK), RET_ALLOW);
+            for flags in [
+                libc::O_WRONLY,
+                libc::O_RDWR,
+                libc::O_CREAT,
+                libc::O_RDONLY | libc::O_TRUNC,
+                libc::O_APPEND,
+                libc::O_TMPFILE | libc::O_RDWR,
+            ] {
+                assert_eq!(open(flags), RET_EPERM, "openat flags {flags:#o}");
+            }
+            for nr in PACK_REFUSES {
+                assert_eq!(call(packing, nr), RET_EPERM, "nr {nr}");
+            }
         }
     }
 
