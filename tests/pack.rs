@@ -29,6 +29,7 @@ root_and_nobody!(
     bad_options_and_sources,
     extended_attributes_round_trip,
     sparse_files_keep_their_holes,
+    deep_trees_pack_whole,
 );
 
 /// A byte string found in no file of the source, only outside it.
@@ -677,5 +678,43 @@ async fn sparse_files_keep_their_holes(sandbox: Sandbox) {
         };
         assert_eq!(list(&again), list(&theirs));
     }
+    scene.check();
+}
+
+/// A tree far deeper than the directories a worker keeps open (24) and than
+/// its descriptors (64): a file 70 levels down beside a 40-level subtree,
+/// and a file after that subtree. Every entry is packed; before, coming back
+/// up from the subtree reopened every level and the rest of the directory
+/// was lost to `EMFILE`.
+async fn deep_trees_pack_whole(sandbox: Sandbox) {
+    let scene = Scene::new();
+    let src = scene.dest.clone();
+    let mut mid = src.clone();
+    for _ in 0..70 {
+        mid.push("d");
+    }
+    let mut bottom = mid.join("a-sub");
+    for _ in 0..40 {
+        bottom.push("s");
+    }
+    std::fs::create_dir_all(&bottom).unwrap();
+    std::fs::write(bottom.join("bottom.txt"), b"bottom\n").unwrap();
+    std::fs::write(mid.join("z-after.txt"), b"after\n").unwrap();
+    let (archive, reports, summary) = pack_all(&sandbox, &src, &PackOptions::default()).await;
+    let failed: Vec<_> = reports
+        .iter()
+        .filter(|r| r.outcome != Outcome::Written)
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    // 70 + 1 + 40 directories, two files.
+    assert_eq!(summary.written, 113, "{summary:?}");
+    let out = tempfile::tempdir().unwrap();
+    let run = common::run(&sandbox, &archive, out.path(), &Options::default()).await;
+    run.summary();
+    let rel = mid.strip_prefix(&src).unwrap();
+    assert_eq!(
+        std::fs::read(out.path().join(rel).join("z-after.txt")).unwrap(),
+        b"after\n"
+    );
     scene.check();
 }

@@ -501,10 +501,15 @@ fn open_dir(dirs: &mut [(Vec<u8>, Option<OwnedFd>)]) -> io::Result<OwnedFd> {
         .find(|&i| dirs[i].1.is_some())
         .expect("the root stays open");
     let mut fd = dirs[open].1.as_ref().expect("open").try_clone()?;
-    for (path, slot) in dirs[open + 1..].iter_mut() {
+    // Only the last `OPEN_DIRS` levels keep what is opened again: deeper
+    // in a tree, keeping every level would run out of descriptors.
+    let kept_from = dirs.len().saturating_sub(OPEN_DIRS);
+    for (i, (path, slot)) in dirs.iter_mut().enumerate().skip(open + 1) {
         let name = path.rsplit(|b| *b == b'/').next().unwrap_or_default();
         let next = openat(&fd, name, dir_flags(), Mode::empty())?;
-        *slot = Some(next.try_clone()?);
+        if i >= kept_from {
+            *slot = Some(next.try_clone()?);
+        }
         fd = next;
     }
     Ok(fd)
