@@ -118,6 +118,10 @@ fn sparse_name(name: &[u8]) -> Vec<u8> {
     };
     let mut sparse = [dir, b"/GNUSparseFile.0/", base].concat();
     sparse.truncate(100);
+    // Cut after a `/`, the name would read as a directory's: no data.
+    while sparse.len() > 1 && sparse.ends_with(b"/") {
+        sparse.pop();
+    }
     sparse
 }
 
@@ -266,6 +270,13 @@ mod tests {
         assert_eq!(sparse_name(b"d/e/a.img"), b"d/e/GNUSparseFile.0/a.img");
         let long = [vec![b'd'; 90], b"/".to_vec(), vec![b'f'; 90]].concat();
         assert_eq!(sparse_name(&long).len(), 100);
+        // A directory of 83 bytes: the cut would end with the `/`.
+        let cut = [vec![b'd'; 83], b"/f".to_vec()].concat();
+        let name = sparse_name(&cut);
+        assert_eq!(
+            name,
+            [vec![b'd'; 83], b"/GNUSparseFile.0".to_vec()].concat()
+        );
     }
 
     #[test]

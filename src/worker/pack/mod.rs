@@ -219,19 +219,18 @@ impl Packer<'_> {
                 Err(e) => return self.failed(path, kind, e.into()),
             }
         }
+        // A file with more names: later names link to the first one packed
+        // with its data (one that could not be read is no target).
+        let mut first_name = None;
         if kind == EntryKind::File && stat.st_nlink > 1 {
             let id = (stat.st_dev, stat.st_ino);
-            match self.links.get(&id) {
-                Some(first) => {
-                    record.kind = EntryKind::HardLink;
-                    record.link = Some(first.clone());
-                    record.size = 0;
-                    return self.write(record, Body::Nothing, path, None);
-                }
-                None => {
-                    self.links.insert(id, record.name.clone());
-                }
+            if let Some(first) = self.links.get(&id) {
+                record.kind = EntryKind::HardLink;
+                record.link = Some(first.clone());
+                record.size = 0;
+                return self.write(record, Body::Nothing, path, None);
             }
+            first_name = Some(id);
         }
         if kind == EntryKind::Directory {
             let left_out = self.directory_xattrs(dir, name, stat, &mut record);
@@ -251,6 +250,9 @@ impl Packer<'_> {
             Ok(None) => Body::Whole(file),
             Err(e) => return self.failed(path, kind, e),
         };
+        if let Some(id) = first_name {
+            self.links.insert(id, record.name.clone());
+        }
         self.write(record, body, path, left_out)
     }
 
