@@ -43,6 +43,16 @@ pub struct PackOptions {
     /// it that are (the directory itself is not recorded; extraction makes
     /// it). Default empty. With `select`'s patterns at most 16 KiB.
     ///
+    /// Where it differs from Docker: patterns are shell globs (the `glob`
+    /// crate), not moby's regular expressions, so a `\` is a literal
+    /// character, not an escape (`\#x` matches `\#x`), and `[!a]` is a
+    /// negated class (in moby it is `!` or `a`); a `!` rule re-includes
+    /// below any ignored directory (moby walks into one only when an
+    /// exception's text starts with that directory's name); forms moby
+    /// accepts and this refuses (`a**b`, `a/../b`, `.`) are
+    /// [`Error::InvalidOption`](crate::Error::InvalidOption), never a silent
+    /// difference.
+    ///
     /// ```
     /// let mut options = sandtar::PackOptions::default();
     /// let dockerignore = "# build output\ntarget\n**/*.log\n!target/release/app\n";
@@ -127,7 +137,10 @@ impl PackOptions {
     /// `epoch` (`SOURCE_DATE_EPOCH`), as always sorted names and no access or
     /// change times: identical trees give byte-identical archives, listing
     /// the same as GNU tar's `--sort=name --mtime=@EPOCH --clamp-mtime
-    /// --owner=0 --group=0 --numeric-owner --format=posix`.
+    /// --owner=0 --group=0 --numeric-owner --format=posix`. A file's holes
+    /// are part of the tree here: the same bytes stored without holes (as
+    /// `cp --sparse=never` leaves them) are packed whole, not sparse, and
+    /// give another archive.
     ///
     /// ```
     /// let options = sandtar::PackOptions::reproducible(1_700_000_000);

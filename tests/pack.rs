@@ -30,6 +30,7 @@ root_and_nobody!(
     extended_attributes_round_trip,
     sparse_files_keep_their_holes,
     deep_trees_pack_whole,
+    the_deepest_directories_are_reported,
 );
 
 /// A byte string found in no file of the source, only outside it.
@@ -716,5 +717,41 @@ async fn deep_trees_pack_whole(sandbox: Sandbox) {
         std::fs::read(out.path().join(rel).join("z-after.txt")).unwrap(),
         b"after\n"
     );
+    scene.check();
+}
+
+/// Past 1,024 levels a directory is reported failed and not walked (the
+/// walk recurses once per level; the worker's stack ends past about 6,000
+/// in a release build, sooner in a debug one): the worker lives, the
+/// archive holds the 1,023 levels above, and the job reports the rest.
+async fn the_deepest_directories_are_reported(sandbox: Sandbox) {
+    use rustix::fs::{mkdirat, openat, Mode, OFlags};
+    let scene = Scene::new();
+    let mut dir = openat(
+        rustix::fs::CWD,
+        &scene.dest,
+        OFlags::DIRECTORY,
+        Mode::empty(),
+    )
+    .unwrap();
+    for _ in 0..1100 {
+        mkdirat(&dir, "d", Mode::from_raw_mode(0o755)).unwrap();
+        dir = openat(&dir, "d", OFlags::DIRECTORY, Mode::empty()).unwrap();
+    }
+    let (archive, reports, summary) =
+        pack_all(&sandbox, &scene.dest, &PackOptions::default()).await;
+    assert_eq!(summary.written, 1023, "{summary:?}");
+    assert_eq!(summary.failed, 1, "{summary:?}");
+    let failed = reports
+        .iter()
+        .find(|r| r.outcome != Outcome::Written)
+        .unwrap();
+    assert!(
+        matches!(&failed.outcome, Outcome::Failed(m) if m.contains("1024 directories deep")),
+        "{:?}",
+        failed.outcome
+    );
+    assert_eq!(failed.path.components().count(), 1024);
+    assert!(!archive.is_empty());
     scene.check();
 }

@@ -36,6 +36,10 @@ use output::Output;
 /// Directories kept open along the walk; deeper ones are opened again from
 /// the nearest open ancestor (the worker may hold 64 descriptors).
 const OPEN_DIRS: usize = 24;
+/// The deepest directory whose contents are packed: the walk recurses once
+/// per level, and the worker's stack (8 MiB) ends past about 6,000 levels
+/// in a release build and far sooner in a debug one.
+const MAX_DEPTH: usize = 1024;
 
 /// Packs the worker's root into the archive sent on `socket`; each entry's
 /// report goes to `report`.
@@ -161,6 +165,12 @@ impl Packer<'_> {
             let kind = kind_of(&stat);
             if let Err(reason) = self.selector.select(&child, kind) {
                 self.skipped(&child, kind, reason)?;
+                continue;
+            }
+            if kind == EntryKind::Directory && dirs.len() >= MAX_DEPTH {
+                // The walk recurses once per level.
+                let problem = format!("more than {MAX_DEPTH} directories deep: not packed");
+                self.send(&child, kind, 0, Outcome::Failed(problem))?;
                 continue;
             }
             let ignored = self.ignore.ignores(&child);
