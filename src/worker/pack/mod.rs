@@ -369,10 +369,19 @@ impl Packer<'_> {
         };
         let pad = header::padding(record.size);
         self.out.write_all(&[0u8; 512][..pad]).map_err(lost)?;
-        let outcome = match (missing, left_out) {
-            (0, None) => Outcome::Written,
-            (0, Some(message)) => Outcome::Failed(message),
-            (missing, _) => Outcome::Failed(format!(
+        let grew = match &body {
+            Body::Whole(file) | Body::Sparse(file, _) if missing == 0 => {
+                grown_past(file, real_size)
+            }
+            _ => None,
+        };
+        let outcome = match (missing, grew, left_out) {
+            (0, None, None) => Outcome::Written,
+            (0, None, Some(message)) => Outcome::Failed(message),
+            (0, Some(size), _) => Outcome::Failed(format!(
+                "the file grew to {size} bytes while it was read; cut at {real_size}"
+            )),
+            (missing, _, _) => Outcome::Failed(format!(
                 "the file shrank by {missing} bytes while it was read; padded with zeros"
             )),
         };
@@ -480,6 +489,13 @@ impl Packer<'_> {
             Outcome::Failed(format!("cannot be read: {e}")),
         )
     }
+}
+
+/// The size of the file open as `file` if it is now larger than `listed`,
+/// the size its header promised (GNU tar: "file changed as we read it").
+fn grown_past(file: &OwnedFd, listed: u64) -> Option<u64> {
+    let size = rustix::fs::fstat(file).ok()?.st_size as u64;
+    (size > listed).then_some(size)
 }
 
 /// The names in the directory `fd`, sorted (`.` and `..` left out).
