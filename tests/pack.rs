@@ -111,6 +111,34 @@ fn gnu(args: &[&str], dir: &Path, archive: &[u8]) -> Vec<u8> {
     out
 }
 
+/// GNU tar's reproducible pack of `src` (`--sparse` too when asked).
+fn gnu_reproducible(src: &Path, epoch: i64, sparse: bool) -> Vec<u8> {
+    let mtime = format!("--mtime=@{epoch}");
+    let mut args = vec![
+        "--sort=name",
+        &mtime,
+        "--clamp-mtime",
+        "--owner=0",
+        "--group=0",
+    ];
+    args.extend(["--numeric-owner", "--format=posix", "-cf", "-", "."]);
+    if sparse {
+        args.insert(0, "--sparse");
+    }
+    gnu(&args, src, b"")
+}
+
+/// `tar -tv` of `archive` (run in `src`), without the top `./` and its
+/// prefix on names.
+fn gnu_listing(src: &Path, archive: &[u8]) -> Vec<String> {
+    let out = gnu(&["-tv", "--numeric-owner", "-f", "-"], src, archive);
+    String::from_utf8_lossy(&out)
+        .lines()
+        .filter(|l| !l.ends_with(" ./"))
+        .map(|l| l.replace(" ./", " "))
+        .collect()
+}
+
 /// A tree's shape without symlinks' own times (not every tool sets them).
 fn comparable(root: &Path) -> BTreeMap<PathBuf, (Kind, u32, (i64, i64))> {
     let mut s = shape(&snapshot(root));
@@ -179,30 +207,8 @@ async fn reproducible_is_byte_identical_and_lists_as_gnu_tar(sandbox: Sandbox) {
     let (second, _, _) = pack_all(&sandbox, &src, &options).await;
     assert_eq!(first, second, "two reproducible packs differ");
     if gnu_tar_available() {
-        let theirs = gnu(
-            &[
-                "--sort=name",
-                &format!("--mtime=@{epoch}"),
-                "--clamp-mtime",
-                "--owner=0",
-                "--group=0",
-                "--numeric-owner",
-                "--format=posix",
-                "-cf",
-                "-",
-                ".",
-            ],
-            &src,
-            b"",
-        );
-        let list = |archive: &[u8]| -> Vec<String> {
-            let out = gnu(&["-tv", "--numeric-owner", "-f", "-"], &src, archive);
-            String::from_utf8_lossy(&out)
-                .lines()
-                .filter(|l| !l.ends_with(" ./"))
-                .map(|l| l.replace(" ./", " "))
-                .collect()
-        };
+        let theirs = gnu_reproducible(&src, epoch, false);
+        let list = |archive: &[u8]| gnu_listing(&src, archive);
         assert_eq!(list(&first), list(&theirs));
     }
     scene.check();
@@ -652,31 +658,8 @@ async fn sparse_files_keep_their_holes(sandbox: Sandbox) {
         assert_eq!(size_of("holes.img"), (16 * MIB).to_string());
         assert_eq!(size_of("tail-hole.img"), (32 * MIB).to_string());
         assert!(!listing.contains("GNUSparseFile"), "{listing}");
-        let theirs = gnu(
-            &[
-                "--sparse",
-                "--sort=name",
-                "--mtime=@1",
-                "--clamp-mtime",
-                "--owner=0",
-                "--group=0",
-                "--numeric-owner",
-                "--format=posix",
-                "-cf",
-                "-",
-                ".",
-            ],
-            &src,
-            b"",
-        );
-        let list = |archive: &[u8]| -> Vec<String> {
-            let out = gnu(&["-tv", "--numeric-owner", "-f", "-"], &src, archive);
-            String::from_utf8_lossy(&out)
-                .lines()
-                .filter(|l| !l.ends_with(" ./"))
-                .map(|l| l.replace(" ./", " "))
-                .collect()
-        };
+        let theirs = gnu_reproducible(&src, 1, true);
+        let list = |archive: &[u8]| gnu_listing(&src, archive);
         assert_eq!(list(&again), list(&theirs));
     }
     scene.check();
