@@ -39,14 +39,18 @@ async fn check_live_worker(options: Options, expected_caps: u64) -> SandboxMode 
         std::thread::sleep(Duration::from_millis(5));
     }
     // Every thread of the worker (capabilities, no_new_privs and seccomp are
-    // per thread): the applier (the process's main thread), with the job's
+    // per thread): the applier (the process's main thread) and the writer
+    // (which writes files the applier hands it), with the job's
     // capabilities, and the decoder, with none at all.
     let tasks: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .collect();
-    assert_eq!(tasks.len(), 2, "threads: {tasks:?}");
+    assert_eq!(tasks.len(), 3, "threads: {tasks:?}");
+    let mut names = Vec::new();
     for tid in tasks {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap();
+        names.push(comm.trim().to_string());
         let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
         let field = |name: &str| {
             status
@@ -55,9 +59,9 @@ async fn check_live_worker(options: Options, expected_caps: u64) -> SandboxMode 
                 .unwrap()
         };
         let hex = |name: &str| u64::from_str_radix(&field(name), 16).unwrap();
-        let expected_caps = match tid == pid.to_string() {
-            true => expected_caps,
-            false => 0,
+        let expected_caps = match comm.trim() {
+            "sandtar-decode" => 0,
+            _ => expected_caps,
         };
         assert_eq!(field("NoNewPrivs:"), "1", "thread {tid}");
         assert_eq!(field("Seccomp:"), "2", "thread {tid}");
@@ -79,6 +83,8 @@ async fn check_live_worker(options: Options, expected_caps: u64) -> SandboxMode 
         assert_eq!(hex("CapAmb:"), 0, "ambient set of thread {tid}");
         assert_eq!(hex("CapInh:"), 0, "inheritable set of thread {tid}");
     }
+    names.sort();
+    assert_eq!(names[1..], ["sandtar-decode", "sandtar-write"], "{names:?}");
 
     // The worker's mount table: its root (the destination) and nothing else.
     let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
@@ -101,7 +107,7 @@ async fn check_live_worker(options: Options, expected_caps: u64) -> SandboxMode 
         .unwrap()
         .count();
     assert!(fds <= 10, "worker holds {fds} descriptors");
-    assert_eq!(status_field(pid, "Threads:").as_deref(), Some("2"));
+    assert_eq!(status_field(pid, "Threads:").as_deref(), Some("3"));
     // First in line for the OOM killer; alone in its PID namespace (pid 1 there).
     let oom = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap();
     assert_eq!(oom.trim(), "1000");

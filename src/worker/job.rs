@@ -4,6 +4,7 @@
 //! metadata and the totals.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -18,7 +19,8 @@ use crate::report::{EntryKind, Outcome};
 use crate::wire::{self, WireError, WireReport, WorkerMsg, WorkerTotals, MAX_REPORTED_PATH};
 
 use super::apply::layer::Whiteout;
-use super::apply::{Applier, Fatal, Resolution};
+use super::apply::writers::Writers;
+use super::apply::{Applied, Applier, Fatal, Resolution};
 use super::archive::{self, Entry, Meta, Stop, Visitor};
 use super::lead::Lead;
 use super::reporter::Reporter;
@@ -33,12 +35,14 @@ pub(super) fn run(
     mode: SandboxMode,
     program: &seccompiler::BpfProgram,
     mut decoder: input::Decoder,
+    mut writers: Writers,
     mut lead: Option<Lead>,
 ) -> Result<WorkerTotals, WireError> {
     let internal = |e: std::io::Error| WireError::Internal(e.to_string());
-    // Both threads exist (the decoder since the worker was warm): filter them
-    // together before the first byte of the archive is read.
+    // Every thread exists (the decoder and the writers since the worker was
+    // warm): filter them together before the first byte of the archive is read.
     decoder.ready().map_err(WireError::Confinement)?;
+    writers.ready().map_err(WireError::Confinement)?;
     seccomp::install(program).map_err(WireError::Confinement)?;
     // Test-only attacker code (`--cfg sandtar_hostile`): tests/containment.rs.
     #[cfg(sandtar_hostile)]
@@ -69,8 +73,14 @@ pub(super) fn run(
         true => Resolution::ProcessRoot,
         false => Resolution::Walked,
     };
+    // Files are written on more threads unless the caller takes each report
+    // before the next entry (a bounded lead) or nothing is written.
+    let parallel = lead.is_none() && !options.list_only;
     let mut applier = Applier::new(options, mode, root, resolution)
         .map_err(|problem| WireError::Internal(format!("options: {problem}")))?;
+    if parallel {
+        applier.write_on(writers);
+    }
     let mut applied = 0u64;
     let mut sink = |report: WireReport| {
         let mut reporter = reporter.borrow_mut();
@@ -118,10 +128,13 @@ pub(super) fn run_pack(
     mode: SandboxMode,
     program: &seccompiler::BpfProgram,
     mut decoder: input::Decoder,
+    mut writers: Writers,
 ) -> Result<WorkerTotals, WireError> {
     let internal = |e: std::io::Error| WireError::Internal(e.to_string());
-    // The (parked) second thread is filtered with this one.
+    // The (parked) other threads are filtered with this one; the writers,
+    // without a capability, stay idle.
     decoder.ready().map_err(WireError::Confinement)?;
+    writers.ready().map_err(WireError::Confinement)?;
     seccomp::install(program).map_err(WireError::Confinement)?;
     // The caller says go (shuts its side) once it has read `Confined`, so
     // that the archive's first bytes never come with that message.
@@ -195,15 +208,19 @@ pub(crate) fn extract<R: Read>(
     let mut visitor = Apply {
         applier: &mut *applier,
         sink,
+        waiting: VecDeque::new(),
     };
-    let end = match archive::read(
+    let read = archive::read(
         reader,
         limits,
         parsing,
         digest,
         ratio_exceeded,
         &mut visitor,
-    ) {
+    );
+    // Every queued file written and reported, also before an error.
+    let sent = visitor.send_ready(true);
+    let end = match read.and_then(|end| sent.map(|()| end).map_err(stopped_after)) {
         Ok(end) => end,
         Err(error) => {
             // The job stops, but the directories made so far still get their
@@ -225,6 +242,14 @@ pub(crate) fn extract<R: Read>(
     })
 }
 
+/// A queued file's fatal error, met once the archive was read to its end.
+fn stopped_after(stop: Stop) -> WireError {
+    match stop {
+        Stop::Data(message) => WireError::Malformed { offset: 0, message },
+        Stop::Fatal(error) => error,
+    }
+}
+
 /// The name a report carries: the archive's, unless it is too long to report
 /// whole; then the name as written (`docs/././…/evil.sh` as `docs/evil.sh`), so
 /// that padding cut at the limit never hides what was written. A name that
@@ -240,54 +265,98 @@ fn reported_name(raw: &[u8]) -> Vec<u8> {
     wire::bounded_path(raw.to_vec())
 }
 
-/// Applies each entry the archive yields, then reports it.
+/// Applies each entry the archive yields, then reports it. Reports go out
+/// in archive order: one for a file still with a writer thread waits, and
+/// so do those after it.
 struct Apply<'a, 's> {
     applier: &'a mut Applier,
     sink: &'s mut dyn FnMut(WireReport) -> bool,
+    /// Reports not sent yet: the entry's raw name, its report, and its
+    /// place in the writers' queue when its outcome is still to come.
+    waiting: VecDeque<(Vec<u8>, WireReport, Option<u64>)>,
+}
+
+impl Apply<'_, '_> {
+    /// Sends the reports whose outcomes are known, in order; with `wait`,
+    /// all of them. A queued file's fatal error stops the job here.
+    fn send_ready(&mut self, wait: bool) -> Result<(), Stop> {
+        while let Some((_, _, queued)) = self.waiting.front() {
+            if let Some(seq) = *queued {
+                let taken = self.applier.take(seq, wait);
+                let (raw, report, _) = self.waiting.front_mut().expect("a front entry");
+                match taken {
+                    Some(Ok(outcome)) => report.outcome = outcome,
+                    Some(Err(fatal)) => return Err(stop(fatal, raw)),
+                    None if wait => {
+                        return Err(Stop::Fatal(WireError::Internal(
+                            "a writer thread ended before its file was written".into(),
+                        )))
+                    }
+                    None => return Ok(()),
+                }
+            }
+            let (_, report, _) = self.waiting.pop_front().expect("a front entry");
+            if !(self.sink)(report) {
+                return Err(Stop::Fatal(WireError::Internal(
+                    "the driver stopped listening".into(),
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The error that ends the job for `fatal`, met applying the entry `raw`.
+fn stop(fatal: Fatal, raw: &[u8]) -> Stop {
+    match fatal {
+        Fatal::Read(message) => Stop::Data(message),
+        Fatal::Unmapped(message) => Stop::Fatal(WireError::Unmapped {
+            entry: raw.to_vec(),
+            message,
+        }),
+        Fatal::Write(message) => Stop::Fatal(WireError::Write {
+            entry: raw.to_vec(),
+            message,
+        }),
+    }
 }
 
 impl Visitor for Apply<'_, '_> {
-    type Outcome = Outcome;
+    type Outcome = Applied;
 
-    fn entry(&mut self, entry: &mut Entry<'_>) -> Result<Outcome, Stop> {
+    fn entry(&mut self, entry: &mut Entry<'_>) -> Result<Applied, Stop> {
+        if self.applier.stopped() {
+            // A queued file's error ends the job: its report comes first,
+            // so this stops there, and nothing after it is written.
+            self.send_ready(true)?;
+        }
         let whiteout = self.applier.classify(&entry.name);
         if whiteout != Whiteout::None {
             entry.meta.kind = EntryKind::Whiteout;
         }
-        let applied = self
-            .applier
-            .apply(&entry.name, &entry.meta, whiteout, entry.data);
-        applied.map_err(|fatal| match fatal {
-            Fatal::Read(message) => Stop::Data(message),
-            Fatal::Unmapped(message) => Stop::Fatal(WireError::Unmapped {
-                entry: entry.name.clone(),
-                message,
-            }),
-            Fatal::Write(message) => Stop::Fatal(WireError::Write {
-                entry: entry.name.clone(),
-                message,
-            }),
-        })
+        self.applier
+            .apply(&entry.name, &entry.meta, whiteout, entry.data)
+            .map_err(|fatal| stop(fatal, &entry.name))
     }
 
-    fn done(&mut self, name: &[u8], meta: &Meta, outcome: Outcome) -> Result<(), Stop> {
+    fn done(&mut self, name: &[u8], meta: &Meta, applied: Applied) -> Result<(), Stop> {
         let size = match meta.kind {
             EntryKind::File => meta.sparse.as_ref().map_or(meta.size, |s| s.real_size),
             _ => 0,
         };
-        let path = reported_name(name);
+        let (outcome, queued) = match applied {
+            Applied::Now(outcome) => (outcome, None),
+            // Filled in when the writer is done.
+            Applied::Queued(seq) => (Outcome::Written, Some(seq)),
+        };
         let report = WireReport {
-            path,
+            path: reported_name(name),
             kind: meta.kind,
             size,
             outcome,
             notes: meta.notes.clone(),
         };
-        match (self.sink)(report) {
-            true => Ok(()),
-            false => Err(Stop::Fatal(WireError::Internal(
-                "the driver stopped listening".into(),
-            ))),
-        }
+        self.waiting.push_back((name.to_vec(), report, queued));
+        self.send_ready(false)
     }
 }

@@ -35,7 +35,12 @@ use crate::wire::{
     MAX_HEADER_FRAME,
 };
 
+use apply::writers::Writers;
 use reporter::Reporter;
+use rustix::thread::CapabilitySet;
+
+/// Threads that write files besides the applying one (see `apply::writers`).
+const WRITER_THREADS: usize = 1;
 
 /// The worker's whole life; never returns.
 pub(crate) fn run(start: sys::WorkerStart, mode: SandboxMode) -> ! {
@@ -73,6 +78,7 @@ fn serve(start: sys::WorkerStart, mode: SandboxMode) {
             mode,
             ready.seccomp.for_packing(),
             ready.decoder,
+            ready.writers,
         ),
         None => job::run(
             &socket,
@@ -81,6 +87,7 @@ fn serve(start: sys::WorkerStart, mode: SandboxMode) {
             mode,
             filter,
             ready.decoder,
+            ready.writers,
             lead,
         ),
     };
@@ -97,6 +104,9 @@ struct Ready {
     header: JobHeader,
     seccomp: seccomp::Programs,
     decoder: input::Decoder,
+    /// The writer threads, set up with the applying thread's capabilities
+    /// (none for a listing or packing job).
+    writers: Writers,
     /// The job socket again, for the reports.
     report_socket: UnixStream,
     /// How far ahead of the caller the worker may run (`Options::max_lead`).
@@ -130,6 +140,11 @@ fn prepare(
         true => Some(input::Decoder::spawn(privileges::shed_thread).map_err(confinement)?),
         false => None,
     };
+    // The writer threads likewise (see `apply::writers`).
+    let mut writers = match namespaces {
+        true => Some(Writers::spawn(WRITER_THREADS).map_err(confinement)?),
+        false => None,
+    };
     send(socket, &WorkerMsg::Warm).map_err(|_| None)?;
     let (header, dest_fd, lead_fd) = match receive_job(socket) {
         Ok(Some(job)) => job,
@@ -153,7 +168,23 @@ fn prepare(
         Some(decoder) => decoder,
         None => input::Decoder::spawn(privileges::shed_thread).map_err(confinement)?,
     };
-    privileges::shed(&header.options, mode.is_privileged(), packing).map_err(confinement)?;
+    let mut writers = match writers.take() {
+        Some(writers) => writers,
+        None => Writers::spawn(WRITER_THREADS).map_err(confinement)?,
+    };
+    // The writers take the applying thread's capabilities (none where
+    // nothing is written); the job waits for them before its filter.
+    let devices = mode.is_privileged();
+    let keep = match read_only {
+        true => CapabilitySet::empty(),
+        false => {
+            privileges::kept_capabilities(&header.options, devices, false).map_err(confinement)?
+        }
+    };
+    writers
+        .set_up(|| Box::new(move || privileges::shed_thread_to(keep)))
+        .map_err(confinement)?;
+    privileges::shed(&header.options, devices, packing).map_err(confinement)?;
     send(socket, &WorkerMsg::Confined).map_err(|_| None)?;
     let report_socket = socket
         .try_clone()
@@ -166,6 +197,7 @@ fn prepare(
         header,
         seccomp,
         decoder,
+        writers,
         report_socket,
         lead,
     })

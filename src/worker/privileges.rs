@@ -68,14 +68,28 @@ pub(crate) fn needed_capabilities(
 /// whether this sandbox makes device nodes, `packing`: whether the job packs
 /// (see [`needed_capabilities`]).
 pub(crate) fn shed(options: &Options, devices: bool, packing: bool) -> Result<(), String> {
-    let fail = |what: &str, e: rustix::io::Errno| format!("{what} failed: {e}");
     set_limits(options)?;
-    // What the options need and the process has: on the Landlock rung a
-    // container may have dropped some (the entries that need it then fail).
+    shed_thread_to(kept_capabilities(options, devices, packing)?)
+}
+
+/// What the options need and the calling thread has: on the Landlock rung a
+/// container may have dropped some (the entries that need it then fail).
+pub(crate) fn kept_capabilities(
+    options: &Options,
+    devices: bool,
+    packing: bool,
+) -> Result<CapabilitySet, String> {
     let held = rustix::thread::capabilities(None)
-        .map_err(|e| fail("capget", e))?
+        .map_err(|e| format!("capget failed: {e}"))?
         .permitted;
-    let keep = needed_capabilities(options, devices, packing) & held;
+    Ok(needed_capabilities(options, devices, packing) & held)
+}
+
+/// Keeps only `keep` of the calling thread's capabilities (every set), and
+/// sets no_new_privs: for the applying thread and the writer threads, which
+/// hold the same.
+pub(crate) fn shed_thread_to(keep: CapabilitySet) -> Result<(), String> {
+    let fail = |what: &str, e: rustix::io::Errno| format!("{what} failed: {e}");
     shrink_bounding_set(keep)?;
     clear_ambient_capability_set().map_err(|e| fail("clearing the ambient capabilities", e))?;
     let sets = CapabilitySets {
@@ -139,17 +153,7 @@ fn set_cpu_limit(seconds: u64) -> Result<(), String> {
 /// decoding thread, which needs none. Capabilities are per thread: the
 /// applier's own set is [`shed`]'s business.
 pub(crate) fn shed_thread() -> Result<(), String> {
-    let fail = |what: &str, e: rustix::io::Errno| format!("{what} failed: {e}");
-    shrink_bounding_set(CapabilitySet::empty())?;
-    clear_ambient_capability_set().map_err(|e| fail("clearing the ambient capabilities", e))?;
-    let none = CapabilitySets {
-        effective: CapabilitySet::empty(),
-        permitted: CapabilitySet::empty(),
-        inheritable: CapabilitySet::empty(),
-    };
-    set_capabilities(None, none).map_err(|e| fail("capset", e))?;
-    set_no_new_privs(true).map_err(|e| fail("prctl(PR_SET_NO_NEW_PRIVS)", e))?;
-    Ok(())
+    shed_thread_to(CapabilitySet::empty())
 }
 
 /// Drops every capability but `keep` from the bounding set. A thread without

@@ -13,12 +13,14 @@
 
 pub(crate) mod layer;
 pub(crate) mod policy;
+mod queue;
 mod resolve;
+pub(crate) mod writers;
 
 use std::collections::HashSet;
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::rc::Rc;
+use std::sync::Arc as Rc;
 
 use rustix::fs::{
     chownat, fchmod, fchown, fsetxattr, futimens, linkat, makedev, mkdirat, mknodat, openat,
@@ -38,6 +40,7 @@ use crate::worker::archive::Meta;
 use crate::worker::names::{cpath, normalize, split};
 use layer::Whiteout;
 use policy::Decision;
+pub(crate) use queue::Applied;
 
 /// How a whiteout's directory is opened.
 const WHITEOUT_DIR: OFlags = OFlags::RDONLY
@@ -73,6 +76,35 @@ fn os(call: &str, e: Errno) -> Fail {
         Errno::NOSPC | Errno::DQUOT | Errno::ROFS | Errno::IO => Fail::Fatal(Fatal::Write(msg)),
         _ => Fail::Entry(msg),
     }
+}
+
+/// What a regular file is given after its data.
+pub(crate) struct FileMeta {
+    /// Its mode, after [`Options::mode`].
+    mode: u32,
+    /// The (mapped) owner, when owners are kept.
+    owner: Option<(u64, u64)>,
+    /// The extended attributes the options allow.
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    mtime: Option<Timespec>,
+}
+
+/// Gives a file whose data is written its owner, set-id bits, extended
+/// attributes and time, through its descriptor. Says which attribute the
+/// filesystem could not hold, if one: the file stays, complete.
+fn finish_file(file: &OwnedFd, meta: &FileMeta) -> Result<Option<String>, Fail> {
+    if let Some((u, g)) = meta.owner {
+        fchown(file, Some(uid(u)), Some(gid(g))).map_err(|e| os("fchown", e))?;
+    }
+    // Writing data and chown both clear setuid/setgid: put them back.
+    if meta.mode & 0o7000 != 0 {
+        fchmod(file, Mode::from_raw_mode(meta.mode)).map_err(|e| os("fchmod", e))?;
+    }
+    let lost = set_xattrs(file, &meta.xattrs).map_err(|e| os("fsetxattr", e))?;
+    if let Some(mtime) = meta.mtime {
+        futimens(file, &times(mtime)).map_err(|e| os("futimens", e))?;
+    }
+    Ok(lost)
 }
 
 struct DirFixup {
@@ -138,6 +170,8 @@ pub(crate) struct Applier {
     /// The (mapped) owner to give the current entry, when owners are kept.
     owner: Option<(u64, u64)>,
     buffer: Vec<u8>,
+    /// The writer threads, when files are written on them ([`queue`]).
+    queue: Option<Box<queue::Queue>>,
 }
 
 impl Applier {
@@ -172,6 +206,7 @@ impl Applier {
             owner: None,
             buffer: vec![0; COPY_BUFFER],
             selector,
+            queue: None,
         })
     }
 
@@ -186,22 +221,40 @@ impl Applier {
 
     /// Applies one entry whose raw name is `raw`, whose name means `whiteout`
     /// in a layer (from [`Applier::classify`]), and whose data can be read
-    /// from `data`. Returns its outcome, or a fatal error that ends the job.
+    /// from `data`. Returns its outcome (or its place in the writers' queue,
+    /// see [`Applier::take`]), or a fatal error that ends the job.
     pub(crate) fn apply(
         &mut self,
         raw: &[u8],
         meta: &Meta,
         whiteout: Whiteout<'_>,
         data: &mut dyn Read,
-    ) -> Result<Outcome, Fatal> {
+    ) -> Result<Applied, Fatal> {
+        self.apply_entry(raw, meta, whiteout, data)
+            .map(|applied| match applied {
+                Ok(seq) => Applied::Queued(seq),
+                Err(outcome) => Applied::Now(outcome),
+            })
+    }
+
+    /// [`Applier::apply`]: `Ok(place)` for a queued file, `Err(outcome)`
+    /// for an entry applied here.
+    fn apply_entry(
+        &mut self,
+        raw: &[u8],
+        meta: &Meta,
+        whiteout: Whiteout<'_>,
+        data: &mut dyn Read,
+    ) -> Result<Result<u64, Outcome>, Fatal> {
+        let now = |outcome| Ok(Err(outcome));
         let path = match normalize(raw) {
             Ok(p) => p,
-            Err(reason) => return Ok(Outcome::Rejected(reason)),
+            Err(reason) => return now(Outcome::Rejected(reason)),
         };
         // What is selected is a suffix of the name (leading components stripped).
         let kept = match self.selector.select(&path, meta.kind) {
             Ok(selected) => selected.len(),
-            Err(reason) => return Ok(Outcome::Skipped(reason)),
+            Err(reason) => return now(Outcome::Skipped(reason)),
         };
         let path = match kept == path.len() {
             true => path,
@@ -216,22 +269,33 @@ impl Applier {
         }
         let decision = policy::decide(&path, meta, whiteout, &self.options, self.privileged);
         let result = match decision {
-            Decision::Skip(reason) => return Ok(Outcome::Skipped(reason)),
-            Decision::Reject(reason) => return Ok(Outcome::Rejected(reason)),
-            _ if self.options.list_only => return Ok(Outcome::Listed),
+            Decision::Skip(reason) => return now(Outcome::Skipped(reason)),
+            Decision::Reject(reason) => return now(Outcome::Rejected(reason)),
+            _ if self.options.list_only => return now(Outcome::Listed),
+            Decision::Write if self.queues(&path, meta) => {
+                return match self.enqueue(&path, meta, data) {
+                    Ok(seq) => Ok(Ok(seq)),
+                    Err(fail) => settle_fail(Err(fail)).map(Err),
+                }
+            }
             Decision::HardLink(target) => match self.selector.strip(&target) {
-                Some(target) => self.hard_link(&path, target),
-                None => return Ok(Outcome::Rejected(RejectReason::BadLinkTarget)),
+                Some(target) => {
+                    self.settle_before(&path);
+                    self.settle_before(target);
+                    self.hard_link(&path, target)
+                }
+                None => return now(Outcome::Rejected(RejectReason::BadLinkTarget)),
             },
-            Decision::Whiteout(whiteout) => self.whiteout(&path, whiteout),
-            Decision::Write => self.write(raw, &path, meta, data),
+            Decision::Whiteout(whiteout) => {
+                self.drain();
+                self.whiteout(&path, whiteout)
+            }
+            Decision::Write => {
+                self.settle_before(&path);
+                self.write(raw, &path, meta, data)
+            }
         };
-        match result {
-            Ok(outcome) => Ok(outcome),
-            Err(Fail::Entry(message)) => Ok(Outcome::Failed(message)),
-            Err(Fail::Kept) => Ok(Outcome::Skipped(SkipReason::Exists)),
-            Err(Fail::Fatal(f)) => Err(f),
-        }
+        settle_fail(result).map(Err)
     }
 
     /// Remembers a directory this job made, where what exists is kept.
@@ -290,12 +354,13 @@ impl Applier {
     }
 
     fn file(&mut self, path: &[u8], meta: &Meta, data: &mut dyn Read) -> Result<Outcome, Fail> {
-        let mode = self.options.mode.apply(meta.mode);
+        let finish = self.file_meta(meta);
         let (parent, name) = split(path);
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mode = Mode::from_raw_mode(finish.mode);
         let file = self.create(parent, name, |dir, name| {
-            openat(dir, cpath(name), flags, Mode::from_raw_mode(mode))
+            openat(dir, cpath(name), flags, mode)
         })?;
         let copied = match &meta.sparse {
             None => self.copy(&file, data, meta.size, None),
@@ -311,20 +376,24 @@ impl Applier {
             return Err(Fail::Fatal(fatal));
         }
         copied?;
-        if let Some((u, g)) = self.owner {
-            fchown(&file, Some(uid(u)), Some(gid(g))).map_err(|e| os("fchown", e))?;
-        }
-        // Writing data and chown both clear setuid/setgid: put them back.
-        if mode & 0o7000 != 0 {
-            fchmod(&file, Mode::from_raw_mode(mode)).map_err(|e| os("fchmod", e))?;
-        }
-        // An attribute the filesystem cannot hold fails the entry, but the
-        // file stays complete and gets its time like any other.
-        let lost = self.xattrs(&file, meta)?;
-        if let Some(mtime) = self.mtime(meta) {
-            futimens(&file, &times(mtime)).map_err(|e| os("futimens", e))?;
-        }
+        let lost = finish_file(&file, &finish)?;
         Ok(lost.map_or(Outcome::Written, Outcome::Failed))
+    }
+
+    /// What a file of `meta` is given after its data.
+    fn file_meta(&self, meta: &Meta) -> FileMeta {
+        let policy = self.options.xattrs;
+        FileMeta {
+            mode: self.options.mode.apply(meta.mode),
+            owner: self.owner,
+            xattrs: meta
+                .xattrs
+                .iter()
+                .filter(|(name, _)| policy.allows(name))
+                .cloned()
+                .collect(),
+            mtime: self.mtime(meta),
+        }
     }
 
     /// Copies `len` bytes of `data` into `file`: at its current position, or at
@@ -443,6 +512,7 @@ impl Applier {
                 return Ok(fd.clone());
             }
         }
+        self.settle_above(path);
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let fd = Rc::new(
             self.resolve(path, flags)
@@ -536,14 +606,24 @@ impl Applier {
         &mut self,
         parent: &[u8],
         name: &[u8],
-        mut make: impl FnMut(BorrowedFd<'_>, &[u8]) -> Result<T, Errno>,
+        make: impl FnMut(BorrowedFd<'_>, &[u8]) -> Result<T, Errno>,
     ) -> Result<T, Fail> {
         let dir = self.parent_dir(parent)?;
+        self.create_in(&dir, name, make)
+    }
+
+    /// [`Applier::create`] in the directory `dir`.
+    fn create_in<T>(
+        &mut self,
+        dir: &OwnedFd,
+        name: &[u8],
+        mut make: impl FnMut(BorrowedFd<'_>, &[u8]) -> Result<T, Errno>,
+    ) -> Result<T, Fail> {
         match make(dir.as_fd(), name) {
             Ok(t) => Ok(t),
             Err(Errno::EXIST) => {
                 self.may_replace()?;
-                self.remove(&dir, name)?;
+                self.remove(dir, name)?;
                 make(dir.as_fd(), name).map_err(|e| os("create", e))
             }
             Err(e) => Err(os("create", e)),
@@ -633,6 +713,9 @@ impl Applier {
     /// Removes `name` (not following symlinks); directories only when empty,
     /// except in layer mode, where whatever is in the way goes.
     fn remove(&mut self, dir: &OwnedFd, name: &[u8]) -> Result<(), Fail> {
+        // A directory is removed only if empty: as it would be with every
+        // file before this entry written.
+        self.drain();
         // Whatever we remove may be the cached parent of later entries.
         self.forget_dirs();
         if self.options.whiteouts.is_some() {
@@ -664,6 +747,7 @@ impl Applier {
                 return Ok(fd.clone());
             }
         }
+        self.settle_above(parent);
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let fd = match self.resolve(parent, flags) {
             Ok(fd) => fd,
@@ -762,6 +846,7 @@ impl Applier {
     /// Applies directory modes, owners, extended attributes and times, deepest
     /// first. Returns the failures as (raw name, message).
     pub(crate) fn finish(&mut self) -> Vec<(Vec<u8>, String)> {
+        self.drain();
         let mut failures = Vec::new();
         let mut fixups = std::mem::take(&mut self.fixups);
         fixups.sort_by_key(|f| {
@@ -872,13 +957,15 @@ impl Applier {
             None
         }
     }
+}
 
-    /// Sets the entry's allowed extended attributes; says which one the
-    /// filesystem could not hold, if any.
-    fn xattrs(&self, file: &OwnedFd, meta: &Meta) -> Result<Option<String>, Fail> {
-        let policy = self.options.xattrs;
-        let allowed = meta.xattrs.iter().filter(|(name, _)| policy.allows(name));
-        set_xattrs(file, allowed).map_err(|e| os("fsetxattr", e))
+/// An entry's failure as its outcome, or the error that ends the job.
+fn settle_fail(result: Result<Outcome, Fail>) -> Result<Outcome, Fatal> {
+    match result {
+        Ok(outcome) => Ok(outcome),
+        Err(Fail::Entry(message)) => Ok(Outcome::Failed(message)),
+        Err(Fail::Kept) => Ok(Outcome::Skipped(SkipReason::Exists)),
+        Err(Fail::Fatal(f)) => Err(f),
     }
 }
 

@@ -1,0 +1,268 @@
+//! Regular files written on more threads than the parser's.
+//!
+//! GNU tar creates one file at a time; most of that time is the kernel's
+//! (`openat`, `write`, `utimensat`, `close`). Here the applying thread parses,
+//! resolves each file's parent directory and reads its data, then hands the
+//! rest to a writer thread: create the name in that directory (`O_CREAT |
+//! O_EXCL | O_NOFOLLOW`, one component, through the descriptor the applier
+//! resolved), write, give owner, mode, attributes and time, close.
+//!
+//! A writer only ever *creates* a new name; whatever removes or replaces
+//! something, and every other kind of entry, stays on the applying thread,
+//! in archive order (see [`Applier`](super::Applier)'s queue). A name that
+//! exists comes back as [`Written::Conflict`], with its data, for the
+//! applying thread to handle as it handles any other entry.
+//!
+//! The threads are started before the seccomp filter (which refuses `clone`)
+//! and take the same capabilities as the applying thread; on the Landlock
+//! rung they start after confinement, to inherit the Landlock domain (a
+//! restriction applies to the calling thread only). They share the worker's
+//! address space, so they are no wall from each other: the kernel's walls
+//! (root, Landlock, seccomp, rlimits) hold for all of them alike.
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::Arc;
+
+use rustix::fs::{openat, unlinkat, AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::report::Outcome;
+use crate::worker::names::{cpath, split};
+
+use super::{finish_file, os, write_all, Fail, Fatal, FileMeta};
+
+/// Files waiting per writer: with the byte budget, bounds memory and how far
+/// reports lag behind the parser.
+const QUEUE: usize = 512;
+
+/// One file for a writer: its name in a directory the applying thread
+/// resolved, its data and what to give it.
+pub(crate) struct Task {
+    /// The entry's place in the archive (the order of its report).
+    pub seq: u64,
+    pub dir: Arc<OwnedFd>,
+    /// The file's normalised path (its last component is created in `dir`).
+    pub path: Vec<u8>,
+    pub data: Vec<u8>,
+    pub meta: FileMeta,
+}
+
+/// What a writer did with a [`Task`].
+pub(crate) enum Written {
+    /// Written, or failed for this entry alone.
+    Done(Outcome),
+    /// The name exists: the applying thread decides (replace, keep, refuse).
+    Conflict(Box<Task>),
+    /// The job stops (the disk is full, read-only, failing).
+    Fatal(Fatal),
+    /// Not written: an earlier file's error stops the job.
+    Dropped,
+}
+
+/// How a writer thread sets itself up before its first task: the
+/// capabilities to keep (the applying thread's), or nothing to change.
+pub(crate) type Setup = Box<dyn FnOnce() -> Result<(), String> + Send>;
+
+/// A task's place, its data's size, and what became of it.
+type Finished = (u64, usize, Written);
+
+enum Message {
+    Setup(Setup),
+    Task(Box<Task>),
+}
+
+/// The writer threads of one worker.
+pub(crate) struct Writers {
+    lanes: Vec<SyncSender<Message>>,
+    results: Receiver<Finished>,
+    ready: Receiver<Result<(), String>>,
+    /// Tasks handed out whose result has not been received.
+    outstanding: usize,
+    /// Bytes of data in those tasks.
+    outstanding_bytes: usize,
+    /// Set by a writer whose file met an error that ends the job: the
+    /// writers write no more, and the applying thread stops.
+    stopped: Arc<AtomicBool>,
+}
+
+impl Writers {
+    /// Starts `count` writer threads, idle until [`Writers::set_up`].
+    pub(crate) fn spawn(count: usize) -> Result<Writers, String> {
+        let (results_tx, results) = mpsc::channel();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready) = mpsc::channel();
+        let mut lanes = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (tx, rx) = mpsc::sync_channel(QUEUE);
+            let (results_tx, ready_tx) = (results_tx.clone(), ready_tx.clone());
+            let stopped = stopped.clone();
+            std::thread::Builder::new()
+                .name("sandtar-write".into())
+                .spawn(move || serve(rx, results_tx, ready_tx, &stopped))
+                .map_err(|e| format!("starting a writer thread failed: {e}"))?;
+            lanes.push(tx);
+        }
+        Ok(Writers {
+            lanes,
+            results,
+            ready,
+            outstanding: 0,
+            outstanding_bytes: 0,
+            stopped,
+        })
+    }
+
+    /// Has every writer thread run a `setup()` made by `make` (to take the
+    /// applying thread's capabilities): [`Writers::ready`] waits for them.
+    pub(crate) fn set_up(&mut self, make: impl Fn() -> Setup) -> Result<(), String> {
+        for lane in &self.lanes {
+            lane.send(Message::Setup(make()))
+                .map_err(|_| "a writer thread ended at start-up".to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every writer thread has set itself up; the first error if
+    /// one failed. Call before installing the seccomp filter, which would
+    /// forbid setting up.
+    pub(crate) fn ready(&mut self) -> Result<(), String> {
+        for _ in &self.lanes {
+            match self.ready.recv() {
+                Ok(result) => result?,
+                Err(_) => return Err("a writer thread ended at start-up".into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands `task` to its lane: the same path always to the same lane, so
+    /// that two entries of one name are written in archive order.
+    pub(crate) fn send(&mut self, task: Box<Task>) -> Result<(), Box<Task>> {
+        let lane = lane_of(&task.path, self.lanes.len());
+        let bytes = task.data.len();
+        match self.lanes[lane].send(Message::Task(task)) {
+            Ok(()) => {
+                self.outstanding += 1;
+                self.outstanding_bytes += bytes;
+                Ok(())
+            }
+            Err(mpsc::SendError(Message::Task(task))) => Err(task),
+            Err(_) => unreachable!("only a task was sent"),
+        }
+    }
+
+    /// Whether a writer met an error that ends the job.
+    pub(crate) fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Tasks whose result has not been received.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.outstanding
+    }
+
+    /// Bytes of data in those tasks.
+    pub(crate) fn outstanding_bytes(&self) -> usize {
+        self.outstanding_bytes
+    }
+
+    /// The next result (the task's place and what became of it): waiting
+    /// for it when `wait`, else only if one is in. `None` when none is
+    /// outstanding (or, without `wait`, none is in yet).
+    pub(crate) fn receive(&mut self, wait: bool) -> Option<(u64, Written)> {
+        if self.outstanding == 0 {
+            return None;
+        }
+        let received = match wait {
+            true => self.results.recv().ok(),
+            false => self.results.try_recv().ok(),
+        };
+        let Some((seq, bytes, written)) = received else {
+            if wait {
+                // Every writer is gone: nothing more will come.
+                self.outstanding = 0;
+                self.outstanding_bytes = 0;
+            }
+            return None;
+        };
+        self.outstanding -= 1;
+        self.outstanding_bytes = self.outstanding_bytes.saturating_sub(bytes);
+        Some((seq, written))
+    }
+}
+
+/// A writer thread: its set-up, then tasks until the worker is done.
+fn serve(
+    rx: Receiver<Message>,
+    results: Sender<Finished>,
+    ready: Sender<Result<(), String>>,
+    stopped: &AtomicBool,
+) {
+    match rx.recv() {
+        Ok(Message::Setup(setup)) => {
+            let result = setup();
+            let failed = result.is_err();
+            let _ = ready.send(result);
+            if failed {
+                return;
+            }
+        }
+        _ => return,
+    }
+    while let Ok(Message::Task(task)) = rx.recv() {
+        let (seq, bytes) = (task.seq, task.data.len());
+        let written = match stopped.load(Ordering::Acquire) {
+            true => Written::Dropped,
+            false => write(task),
+        };
+        if let Written::Fatal(_) = written {
+            stopped.store(true, Ordering::Release);
+        }
+        if results.send((seq, bytes, written)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Creates and writes the task's file.
+fn write(task: Box<Task>) -> Written {
+    let name = split(&task.path).1;
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mode = Mode::from_raw_mode(task.meta.mode);
+    let file = match openat(&*task.dir, cpath(name), flags, mode) {
+        Ok(file) => file,
+        Err(Errno::EXIST) => return Written::Conflict(task),
+        Err(e) => return failed(os("create", e)),
+    };
+    if let Err(fail) = write_all(&file, &task.data) {
+        if let Fail::Fatal(_) = fail {
+            // No truncated file is left looking complete.
+            drop(file);
+            let _ = unlinkat(&*task.dir, cpath(name), AtFlags::empty());
+        }
+        return failed(fail);
+    }
+    match finish_file(&file, &task.meta) {
+        Ok(lost) => Written::Done(lost.map_or(Outcome::Written, Outcome::Failed)),
+        Err(fail) => failed(fail),
+    }
+}
+
+fn failed(fail: Fail) -> Written {
+    match fail {
+        Fail::Entry(message) => Written::Done(Outcome::Failed(message)),
+        Fail::Kept => Written::Done(Outcome::Skipped(crate::report::SkipReason::Exists)),
+        Fail::Fatal(fatal) => Written::Fatal(fatal),
+    }
+}
+
+/// The lane of `path` among `lanes` (FNV-1a).
+fn lane_of(path: &[u8], lanes: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in path {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % lanes as u64) as usize
+}
