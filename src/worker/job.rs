@@ -20,11 +20,19 @@ use crate::wire::{self, WireError, WireReport, WorkerMsg, WorkerTotals, MAX_REPO
 
 use super::apply::layer::Whiteout;
 use super::apply::writers::Writers;
-use super::apply::{Applied, Applier, Fatal, Resolution};
+use super::apply::{Applied, Applier, Fatal, Resolution, Settled};
 use super::archive::{self, Entry, Meta, Stop, Visitor};
 use super::lead::Lead;
 use super::reporter::Reporter;
 use super::{input, names, seccomp};
+
+/// The worker's other threads, started before the job.
+pub(super) struct Threads {
+    /// The decoding thread (a packing job's compression).
+    pub decoder: input::Decoder,
+    /// The writer threads (idle in a packing or listing job).
+    pub writers: Writers,
+}
 
 /// Decodes, parses and applies the archive from `socket`; returns the totals
 /// or a fatal error.
@@ -34,10 +42,13 @@ pub(super) fn run(
     options: Options,
     mode: SandboxMode,
     program: &seccompiler::BpfProgram,
-    mut decoder: input::Decoder,
-    mut writers: Writers,
+    threads: Threads,
     mut lead: Option<Lead>,
 ) -> Result<WorkerTotals, WireError> {
+    let Threads {
+        mut decoder,
+        mut writers,
+    } = threads;
     let internal = |e: std::io::Error| WireError::Internal(e.to_string());
     // Every thread exists (the decoder and the writers since the worker was
     // warm): filter them together before the first byte of the archive is read.
@@ -127,9 +138,12 @@ pub(super) fn run_pack(
     options: &PackOptions,
     mode: SandboxMode,
     program: &seccompiler::BpfProgram,
-    mut decoder: input::Decoder,
-    mut writers: Writers,
+    threads: Threads,
 ) -> Result<WorkerTotals, WireError> {
+    let Threads {
+        mut decoder,
+        mut writers,
+    } = threads;
     let internal = |e: std::io::Error| WireError::Internal(e.to_string());
     // The (parked) other threads are filtered with this one; the writers,
     // without a capability, stay idle.
@@ -209,6 +223,7 @@ pub(crate) fn extract<R: Read>(
         applier: &mut *applier,
         sink,
         waiting: VecDeque::new(),
+        fatal: None,
     };
     let read = archive::read(
         reader,
@@ -274,19 +289,33 @@ struct Apply<'a, 's> {
     /// Reports not sent yet: the entry's raw name, its report, and its
     /// place in the writers' queue when its outcome is still to come.
     waiting: VecDeque<(Vec<u8>, WireReport, Option<u64>)>,
+    /// A queued file's error that ends the job, met while sending reports.
+    fatal: Option<Stop>,
 }
 
 impl Apply<'_, '_> {
     /// Sends the reports whose outcomes are known, in order; with `wait`,
-    /// all of them. A queued file's fatal error stops the job here.
+    /// all of them. A queued file's fatal error stops the job, once every
+    /// entry applied before the writers stopped is reported: what is on
+    /// disk is what was reported written.
     fn send_ready(&mut self, wait: bool) -> Result<(), Stop> {
         while let Some((_, _, queued)) = self.waiting.front() {
             if let Some(seq) = *queued {
+                let wait = wait || self.fatal.is_some();
                 let taken = self.applier.take(seq, wait);
                 let (raw, report, _) = self.waiting.front_mut().expect("a front entry");
                 match taken {
-                    Some(Ok(outcome)) => report.outcome = outcome,
-                    Some(Err(fatal)) => return Err(stop(fatal, raw)),
+                    Some(Settled::Done(outcome)) => report.outcome = outcome,
+                    Some(Settled::Fatal(fatal)) => {
+                        let stopped = stop(fatal, raw);
+                        self.fatal.get_or_insert(stopped);
+                        self.waiting.pop_front();
+                        continue;
+                    }
+                    Some(Settled::Dropped) => {
+                        self.waiting.pop_front();
+                        continue;
+                    }
                     None if wait => {
                         return Err(Stop::Fatal(WireError::Internal(
                             "a writer thread ended before its file was written".into(),
@@ -302,7 +331,10 @@ impl Apply<'_, '_> {
                 )));
             }
         }
-        Ok(())
+        match self.fatal.take() {
+            Some(stopped) => Err(stopped),
+            None => Ok(()),
+        }
     }
 }
 

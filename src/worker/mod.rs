@@ -77,8 +77,7 @@ fn serve(start: sys::WorkerStart, mode: SandboxMode) {
             &pack,
             mode,
             ready.seccomp.for_packing(),
-            ready.decoder,
-            ready.writers,
+            ready.threads,
         ),
         None => job::run(
             &socket,
@@ -86,8 +85,7 @@ fn serve(start: sys::WorkerStart, mode: SandboxMode) {
             options,
             mode,
             filter,
-            ready.decoder,
-            ready.writers,
+            ready.threads,
             lead,
         ),
     };
@@ -103,10 +101,9 @@ fn serve(start: sys::WorkerStart, mode: SandboxMode) {
 struct Ready {
     header: JobHeader,
     seccomp: seccomp::Programs,
-    decoder: input::Decoder,
-    /// The writer threads, set up with the applying thread's capabilities
-    /// (none for a listing or packing job).
-    writers: Writers,
+    /// The decoding thread, and the writer threads, set up with the applying
+    /// thread's capabilities (none for a listing or packing job).
+    threads: job::Threads,
     /// The job socket again, for the reports.
     report_socket: UnixStream,
     /// How far ahead of the caller the worker may run (`Options::max_lead`).
@@ -196,8 +193,7 @@ fn prepare(
     Ok(Ready {
         header,
         seccomp,
-        decoder,
-        writers,
+        threads: job::Threads { decoder, writers },
         report_socket,
         lead,
     })

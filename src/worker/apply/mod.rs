@@ -40,7 +40,7 @@ use crate::worker::archive::Meta;
 use crate::worker::names::{cpath, normalize, split};
 use layer::Whiteout;
 use policy::Decision;
-pub(crate) use queue::Applied;
+pub(crate) use queue::{Applied, Settled};
 
 /// How a whiteout's directory is opened.
 const WHITEOUT_DIR: OFlags = OFlags::RDONLY

@@ -66,12 +66,23 @@ pub(super) struct Queue {
     /// Results received, not yet settled.
     arrived: BTreeMap<u64, Written>,
     /// Results settled, not yet taken for the reports.
-    outcomes: HashMap<u64, Result<Outcome, Fatal>>,
+    outcomes: HashMap<u64, Settled>,
     /// Files written here so far (the first ones always are).
     serial_files: u32,
     /// Settling (a replacement may wait for the writers: it must not settle
     /// later results before the one it is settling).
     settling: bool,
+}
+
+/// What became of a queued file.
+pub(crate) enum Settled {
+    /// Written, or failed for this entry alone.
+    Done(Outcome),
+    /// An error that ends the job.
+    Fatal(Fatal),
+    /// Not written, because an earlier file's error ends the job: never
+    /// reported.
+    Dropped,
 }
 
 /// What became of an entry: its outcome, or its place in the writers' queue
@@ -167,7 +178,7 @@ impl Applier {
 
     /// The outcome of the queued file at `seq`, once settled: waiting for it
     /// when `wait`. `None` if it is not in yet (or, waiting, never comes).
-    pub(crate) fn take(&mut self, seq: u64, wait: bool) -> Option<Result<Outcome, Fatal>> {
+    pub(crate) fn take(&mut self, seq: u64, wait: bool) -> Option<Settled> {
         loop {
             let queue = self.queue.as_mut()?;
             if let Some(outcome) = queue.outcomes.remove(&seq) {
@@ -254,11 +265,13 @@ impl Applier {
                 break;
             };
             let outcome = match written {
-                Written::Done(outcome) => Ok(outcome),
-                Written::Fatal(fatal) => Err(fatal),
-                // Never reported: the error before it ends the job first.
-                Written::Dropped => Ok(Outcome::Failed("not written: the job stopped".into())),
-                Written::Conflict(task) => self.write_here(*task),
+                Written::Done(outcome) => Settled::Done(outcome),
+                Written::Fatal(fatal) => Settled::Fatal(fatal),
+                Written::Dropped => Settled::Dropped,
+                Written::Conflict(task) => match self.write_here(*task) {
+                    Ok(outcome) => Settled::Done(outcome),
+                    Err(fatal) => Settled::Fatal(fatal),
+                },
             };
             let Some(queue) = self.queue.as_mut() else {
                 return;
