@@ -163,6 +163,11 @@ struct Cli {
     #[arg(long, value_name = "PATTERN")]
     exclude: Vec<String>,
 
+    /// Flush DEST's filesystem to its disk (syncfs) before reporting
+    /// success: what was written survives a crash.
+    #[arg(long)]
+    sync: bool,
+
     /// Keep files that exist in DEST and skip their entries (GNU tar's
     /// --skip-old-files).
     #[arg(long, conflicts_with = "keep_old_files")]
@@ -373,6 +378,7 @@ async fn run(cli: Cli) -> Result<Done, Fatal> {
     if cli.keep_old_files {
         options.overwrite = Overwrite::Refuse;
     }
+    options.sync = cli.sync;
     options.select.strip_components = cli.strip_components;
     options.select.include = cli.include.clone();
     options.select.exclude = cli.exclude.clone();

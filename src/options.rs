@@ -137,6 +137,20 @@ pub struct Options {
     /// options.max_lead = Some(16);
     /// ```
     pub max_lead: Option<u32>,
+    /// Flush the destination's filesystem to its disk (`syncfs`) once every
+    /// entry and every directory's metadata is written, before the job
+    /// succeeds: when [`Job::finish`](crate::Job::finish) returns `Ok`, what
+    /// the job wrote survives a crash or power loss (as after GNU tar and
+    /// `sync -f DEST`). A failure to flush fails the job with
+    /// [`Error::Write`](crate::Error::Write). Default `false`: the data is
+    /// in the page cache, written back when the kernel sees fit. The cost is
+    /// the disk's (BENCHMARKS.md measures it on ext4); on tmpfs none.
+    ///
+    /// ```
+    /// let mut options = sandtar::Options::default();
+    /// options.sync = true;
+    /// ```
+    pub sync: bool,
 }
 
 /// What happens when an entry's name already exists in the destination
@@ -353,6 +367,7 @@ impl Default for Options {
             overwrite: Overwrite::Replace,
             create_destination: false,
             max_lead: None,
+            sync: false,
         }
     }
 }

@@ -61,6 +61,7 @@ pub(super) fn run(
     let limits = options.limits.clone();
     let parsing = options.parsing;
     let digest = options.digest || options.expected_diff_id.is_some();
+    let sync = options.sync && !options.list_only;
     // Pending reports go out whenever the parser waits for input, so that a
     // slow archive still streams its results.
     let flush = {
@@ -124,6 +125,12 @@ pub(super) fn run(
     )
     .map_err(|e| corrupt_rather_than_not_tar(e, compressed))?;
     send_corrections(&mut reporter.borrow_mut(), &done.corrections);
+    if sync {
+        sync_destination().map_err(|e| WireError::Write {
+            entry: b".".to_vec(),
+            message: format!("flushing the destination to its disk (syncfs) failed: {e}"),
+        })?;
+    }
     if let Some(decoding) = input.decoding {
         decoding
             .join()
@@ -189,6 +196,16 @@ fn open_root() -> std::io::Result<OwnedFd> {
     use rustix::fs::{openat, Mode, OFlags, CWD};
     let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
     Ok(openat(CWD, ".", flags, Mode::empty())?)
+}
+
+/// `syncfs` of the destination's filesystem (`Options::sync`), through a
+/// descriptor of the root opened for reading (`syncfs` takes no `O_PATH`
+/// descriptor).
+fn sync_destination() -> std::io::Result<()> {
+    use rustix::fs::{openat, Mode, OFlags, CWD};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let root = openat(CWD, ".", flags, Mode::empty())?;
+    Ok(rustix::fs::syncfs(&root)?)
 }
 
 /// Directories whose deferred metadata failed, after the reports.

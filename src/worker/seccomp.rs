@@ -33,6 +33,8 @@ fn allowed() -> Vec<libc::c_long> {
         libc::SYS_lseek,
         libc::SYS_ftruncate,
         libc::SYS_fallocate,
+        // `Options::sync`: the destination's filesystem flushed.
+        libc::SYS_syncfs,
         // Creating entries (those taking a mode are in `checked`).
         libc::SYS_getdents64,
         libc::SYS_unlinkat,
