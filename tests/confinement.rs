@@ -39,9 +39,9 @@ async fn check_live_worker(options: Options, expected_caps: u64) -> SandboxMode 
         std::thread::sleep(Duration::from_millis(5));
     }
     // Every thread of the worker (capabilities, no_new_privs and seccomp are
-    // per thread): the applier (the process's main thread) and the writer
-    // (which writes files the applier hands it), with the job's
-    // capabilities, and the decoder, with none at all.
+    // per thread): the applier (the process's main thread), with the job's
+    // capabilities, and the decoder and the writer (which writes files the
+    // applier hands it), with none at all.
     let tasks: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
@@ -59,9 +59,9 @@ async fn check_live_worker(options: Options, expected_caps: u64) -> SandboxMode 
                 .unwrap()
         };
         let hex = |name: &str| u64::from_str_radix(&field(name), 16).unwrap();
-        let expected_caps = match comm.trim() {
-            "sandtar-decode" => 0,
-            _ => expected_caps,
+        let expected_caps = match tid == pid.to_string() {
+            true => expected_caps,
+            false => 0,
         };
         assert_eq!(field("NoNewPrivs:"), "1", "thread {tid}");
         assert_eq!(field("Seccomp:"), "2", "thread {tid}");

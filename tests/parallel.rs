@@ -119,11 +119,15 @@ fn tangled() -> Vec<u8> {
     tar.finish()
 }
 
+/// A node's kind, mode, owner, link count and (where it is the archive's)
+/// time.
+type Shape = (Kind, u32, (u32, u32), u64, Option<i64>);
+
 /// What two extractions of one archive must share: each node's kind,
-/// contents, mode and link count, and files' and listed directories' times
+/// contents, mode, owner and link count, and files' and listed directories' times
 /// (an implied directory's time is when it was made, and so is a symlink's
 /// on the Landlock rung).
-fn tree(dest: &Path) -> BTreeMap<PathBuf, (Kind, u32, u64, Option<i64>)> {
+fn tree(dest: &Path) -> BTreeMap<PathBuf, Shape> {
     snapshot(dest)
         .into_iter()
         .map(|(path, node)| {
@@ -137,7 +141,8 @@ fn tree(dest: &Path) -> BTreeMap<PathBuf, (Kind, u32, u64, Option<i64>)> {
                 Kind::Dir => 0,
                 _ => node.nlink,
             };
-            (path, (node.kind, node.mode, nlink, time))
+            let owner = (node.uid, node.gid);
+            (path, (node.kind, node.mode, owner, nlink, time))
         })
         .collect()
 }
@@ -331,5 +336,49 @@ async fn a_queued_file_that_fills_the_disk_ends_the_job() {
     assert_eq!(
         files, written,
         "on disk: exactly the files reported written"
+    );
+}
+
+/// As root, files the writer thread (which holds no capability) may not
+/// write come back to the applying thread: a destination owned by another
+/// user (creating in it needs `CAP_DAC_OVERRIDE`), owners kept (another
+/// owner needs `CAP_CHOWN`), and a file with an extended attribute. The
+/// result is that of applying one entry at a time.
+#[tokio::test]
+async fn what_the_writer_may_not_do_the_applier_does() {
+    if !common::needs_root("give the destination to another user") {
+        return;
+    }
+    let sandbox = common::sandbox().await;
+    let mut tar = Tar::new();
+    for i in 0..40 {
+        let header = Header::new(format!("top{i:02}"), b'0', 4)
+            .mode(0o640)
+            .owner(1000 + i, 2000)
+            .mtime(5000);
+        tar.entry(header, b"top\n");
+    }
+    // In a directory the job makes (the writer may create there), owned
+    // by others.
+    for i in 0..40 {
+        let header = Header::new(format!("sub/f{i:02}"), b'0', 4)
+            .mode(0o644)
+            .owner(3000 + i, 3000)
+            .mtime(6000);
+        tar.entry(header, b"sub\n");
+    }
+    tar.pax(&[(b"SCHILY.xattr.user.note", b"kept")])
+        .file("noted", b"with an attribute\n");
+    let prepare = |dest: &Path| {
+        std::os::unix::fs::chown(dest, Some(65534), Some(65534)).unwrap();
+        std::fs::set_permissions(dest, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    };
+    let mut options = Options::full_fidelity();
+    options.overwrite = Overwrite::Replace;
+    let reports = both_ways(&sandbox, &tar.finish(), &options, prepare).await;
+    assert!(
+        reports.iter().all(|(_, o)| *o == sandtar::Outcome::Written),
+        "{reports:?}"
     );
 }

@@ -37,7 +37,6 @@ use crate::wire::{
 
 use apply::writers::Writers;
 use reporter::Reporter;
-use rustix::thread::CapabilitySet;
 
 /// Threads that write files besides the applying one (see `apply::writers`).
 const WRITER_THREADS: usize = 1;
@@ -101,8 +100,7 @@ fn serve(start: sys::WorkerStart, mode: SandboxMode) {
 struct Ready {
     header: JobHeader,
     seccomp: seccomp::Programs,
-    /// The decoding thread, and the writer threads, set up with the applying
-    /// thread's capabilities (none for a listing or packing job).
+    /// The decoding thread and the writer threads (without capabilities).
     threads: job::Threads,
     /// The job socket again, for the reports.
     report_socket: UnixStream,
@@ -139,7 +137,7 @@ fn prepare(
     };
     // The writer threads likewise (see `apply::writers`).
     let mut writers = match namespaces {
-        true => Some(Writers::spawn(WRITER_THREADS).map_err(confinement)?),
+        true => Some(Writers::spawn(WRITER_THREADS, privileges::shed_thread).map_err(confinement)?),
         false => None,
     };
     send(socket, &WorkerMsg::Warm).map_err(|_| None)?;
@@ -165,23 +163,11 @@ fn prepare(
         Some(decoder) => decoder,
         None => input::Decoder::spawn(privileges::shed_thread).map_err(confinement)?,
     };
-    let mut writers = match writers.take() {
+    let writers = match writers.take() {
         Some(writers) => writers,
-        None => Writers::spawn(WRITER_THREADS).map_err(confinement)?,
+        None => Writers::spawn(WRITER_THREADS, privileges::shed_thread).map_err(confinement)?,
     };
-    // The writers take the applying thread's capabilities (none where
-    // nothing is written); the job waits for them before its filter.
-    let devices = mode.is_privileged();
-    let keep = match read_only {
-        true => CapabilitySet::empty(),
-        false => {
-            privileges::kept_capabilities(&header.options, devices, false).map_err(confinement)?
-        }
-    };
-    writers
-        .set_up(|| Box::new(move || privileges::shed_thread_to(keep)))
-        .map_err(confinement)?;
-    privileges::shed(&header.options, devices, packing).map_err(confinement)?;
+    privileges::shed(&header.options, mode.is_privileged(), packing).map_err(confinement)?;
     send(socket, &WorkerMsg::Confined).map_err(|_| None)?;
     let report_socket = socket
         .try_clone()

@@ -74,7 +74,7 @@ pub(crate) fn shed(options: &Options, devices: bool, packing: bool) -> Result<()
 
 /// What the options need and the calling thread has: on the Landlock rung a
 /// container may have dropped some (the entries that need it then fail).
-pub(crate) fn kept_capabilities(
+fn kept_capabilities(
     options: &Options,
     devices: bool,
     packing: bool,
@@ -86,9 +86,8 @@ pub(crate) fn kept_capabilities(
 }
 
 /// Keeps only `keep` of the calling thread's capabilities (every set), and
-/// sets no_new_privs: for the applying thread and the writer threads, which
-/// hold the same.
-pub(crate) fn shed_thread_to(keep: CapabilitySet) -> Result<(), String> {
+/// sets no_new_privs.
+fn shed_thread_to(keep: CapabilitySet) -> Result<(), String> {
     let fail = |what: &str, e: rustix::io::Errno| format!("{what} failed: {e}");
     shrink_bounding_set(keep)?;
     clear_ambient_capability_set().map_err(|e| fail("clearing the ambient capabilities", e))?;
@@ -150,7 +149,7 @@ fn set_cpu_limit(seconds: u64) -> Result<(), String> {
 
 /// Drops every capability of the calling thread (bounding, ambient,
 /// effective, permitted and inheritable sets) and sets no_new_privs: for the
-/// decoding thread, which needs none. Capabilities are per thread: the
+/// decoding thread and the writer threads, which need none. Capabilities are per thread: the
 /// applier's own set is [`shed`]'s business.
 pub(crate) fn shed_thread() -> Result<(), String> {
     shed_thread_to(CapabilitySet::empty())

@@ -115,10 +115,13 @@ impl Applier {
         let Some(queue) = self.queue.as_mut() else {
             return false;
         };
+        let policy = self.options.xattrs;
         if meta.kind != EntryKind::File
             || meta.sparse.is_some()
             || meta.size > MAX_QUEUED_FILE
             || path.is_empty()
+            // Attributes may need a capability (`security.capability`).
+            || meta.xattrs.iter().any(|(name, _)| policy.allows(name))
         {
             return false;
         }

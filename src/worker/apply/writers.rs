@@ -13,12 +13,15 @@
 //! exists comes back as [`Written::Conflict`], with its data, for the
 //! applying thread to handle as it handles any other entry.
 //!
-//! The threads are started before the seccomp filter (which refuses `clone`)
-//! and take the same capabilities as the applying thread; on the Landlock
-//! rung they start after confinement, to inherit the Landlock domain (a
-//! restriction applies to the calling thread only). They share the worker's
-//! address space, so they are no wall from each other: the kernel's walls
-//! (root, Landlock, seccomp, rlimits) hold for all of them alike.
+//! The threads are started while the worker is warm, before the seccomp
+//! filter (which refuses `clone`), and at once drop every capability, as the
+//! decoding thread does: what a file needs beyond that (a directory the
+//! worker may not write without `CAP_DAC_OVERRIDE`, another owner) is handed
+//! back to the applying thread. On the Landlock rung they start after
+//! confinement, to inherit the Landlock domain (a restriction applies to the
+//! calling thread only). They share the worker's address space, so they are
+//! no wall from the applying thread: the kernel's walls (root, Landlock,
+//! seccomp, rlimits) hold for all threads alike.
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,7 +34,9 @@ use rustix::io::Errno;
 use crate::report::Outcome;
 use crate::worker::names::{cpath, split};
 
-use super::{finish_file, os, write_all, Fail, Fatal, FileMeta};
+use rustix::process::{Gid, Uid};
+
+use super::{os, write_all, Fail, Fatal, FileMeta};
 
 /// Files waiting per writer: with the byte budget, bounds memory and how far
 /// reports lag behind the parser.
@@ -53,7 +58,9 @@ pub(crate) struct Task {
 pub(crate) enum Written {
     /// Written, or failed for this entry alone.
     Done(Outcome),
-    /// The name exists: the applying thread decides (replace, keep, refuse).
+    /// The name exists (the applying thread decides: replace, keep,
+    /// refuse), or the writer may not do what the file needs: handed back,
+    /// nothing left of it, for the applying thread to write.
     Conflict(Box<Task>),
     /// The job stops (the disk is full, read-only, failing).
     Fatal(Fatal),
@@ -61,21 +68,12 @@ pub(crate) enum Written {
     Dropped,
 }
 
-/// How a writer thread sets itself up before its first task: the
-/// capabilities to keep (the applying thread's), or nothing to change.
-pub(crate) type Setup = Box<dyn FnOnce() -> Result<(), String> + Send>;
-
 /// A task's place, its data's size, and what became of it.
 type Finished = (u64, usize, Written);
 
-enum Message {
-    Setup(Setup),
-    Task(Box<Task>),
-}
-
 /// The writer threads of one worker.
 pub(crate) struct Writers {
-    lanes: Vec<SyncSender<Message>>,
+    lanes: Vec<SyncSender<Box<Task>>>,
     results: Receiver<Finished>,
     ready: Receiver<Result<(), String>>,
     /// Tasks handed out whose result has not been received.
@@ -88,8 +86,9 @@ pub(crate) struct Writers {
 }
 
 impl Writers {
-    /// Starts `count` writer threads, idle until [`Writers::set_up`].
-    pub(crate) fn spawn(count: usize) -> Result<Writers, String> {
+    /// Starts `count` writer threads; each runs `shed` first (to drop every
+    /// capability: [`Writers::ready`] says how that went).
+    pub(crate) fn spawn(count: usize, shed: fn() -> Result<(), String>) -> Result<Writers, String> {
         let (results_tx, results) = mpsc::channel();
         let stopped = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready) = mpsc::channel();
@@ -100,7 +99,7 @@ impl Writers {
             let stopped = stopped.clone();
             std::thread::Builder::new()
                 .name("sandtar-write".into())
-                .spawn(move || serve(rx, results_tx, ready_tx, &stopped))
+                .spawn(move || serve(shed, rx, results_tx, ready_tx, &stopped))
                 .map_err(|e| format!("starting a writer thread failed: {e}"))?;
             lanes.push(tx);
         }
@@ -114,19 +113,10 @@ impl Writers {
         })
     }
 
-    /// Has every writer thread run a `setup()` made by `make` (to take the
-    /// applying thread's capabilities): [`Writers::ready`] waits for them.
-    pub(crate) fn set_up(&mut self, make: impl Fn() -> Setup) -> Result<(), String> {
-        for lane in &self.lanes {
-            lane.send(Message::Setup(make()))
-                .map_err(|_| "a writer thread ended at start-up".to_string())?;
-        }
-        Ok(())
-    }
-
-    /// Waits until every writer thread has set itself up; the first error if
+    /// Waits until every writer thread has shed its privileges (they have,
+    /// unless the job came before a thread first ran); the first error if
     /// one failed. Call before installing the seccomp filter, which would
-    /// forbid setting up.
+    /// forbid shedding.
     pub(crate) fn ready(&mut self) -> Result<(), String> {
         for _ in &self.lanes {
             match self.ready.recv() {
@@ -142,14 +132,13 @@ impl Writers {
     pub(crate) fn send(&mut self, task: Box<Task>) -> Result<(), Box<Task>> {
         let lane = lane_of(&task.path, self.lanes.len());
         let bytes = task.data.len();
-        match self.lanes[lane].send(Message::Task(task)) {
+        match self.lanes[lane].send(task) {
             Ok(()) => {
                 self.outstanding += 1;
                 self.outstanding_bytes += bytes;
                 Ok(())
             }
-            Err(mpsc::SendError(Message::Task(task))) => Err(task),
-            Err(_) => unreachable!("only a task was sent"),
+            Err(mpsc::SendError(task)) => Err(task),
         }
     }
 
@@ -195,23 +184,19 @@ impl Writers {
 
 /// A writer thread: its set-up, then tasks until the worker is done.
 fn serve(
-    rx: Receiver<Message>,
+    shed: fn() -> Result<(), String>,
+    rx: Receiver<Box<Task>>,
     results: Sender<Finished>,
     ready: Sender<Result<(), String>>,
     stopped: &AtomicBool,
 ) {
-    match rx.recv() {
-        Ok(Message::Setup(setup)) => {
-            let result = setup();
-            let failed = result.is_err();
-            let _ = ready.send(result);
-            if failed {
-                return;
-            }
-        }
-        _ => return,
+    let shed = shed();
+    let failed = shed.is_err();
+    let _ = ready.send(shed);
+    if failed {
+        return;
     }
-    while let Ok(Message::Task(task)) = rx.recv() {
+    while let Ok(task) = rx.recv() {
         let (seq, bytes) = (task.seq, task.data.len());
         let written = match stopped.load(Ordering::Acquire) {
             true => Written::Dropped,
@@ -226,14 +211,17 @@ fn serve(
     }
 }
 
-/// Creates and writes the task's file.
+/// Creates and writes the task's file. The thread holds no capability: what
+/// it may not do (create in a directory it may not write, give another
+/// owner, set a time on a file it does not own) it hands back, having
+/// removed what it made, for the applying thread to do with its own.
 fn write(task: Box<Task>) -> Written {
     let name = split(&task.path).1;
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let mode = Mode::from_raw_mode(task.meta.mode);
     let file = match openat(&*task.dir, cpath(name), flags, mode) {
         Ok(file) => file,
-        Err(Errno::EXIST) => return Written::Conflict(task),
+        Err(Errno::EXIST | Errno::ACCESS | Errno::PERM) => return Written::Conflict(task),
         Err(e) => return failed(os("create", e)),
     };
     if let Err(fail) = write_all(&file, &task.data) {
@@ -244,10 +232,32 @@ fn write(task: Box<Task>) -> Written {
         }
         return failed(fail);
     }
-    match finish_file(&file, &task.meta) {
-        Ok(lost) => Written::Done(lost.map_or(Outcome::Written, Outcome::Failed)),
-        Err(fail) => failed(fail),
+    match finish(&file, &task.meta) {
+        Ok(()) => Written::Done(Outcome::Written),
+        Err(Errno::PERM | Errno::ACCESS) => {
+            drop(file);
+            let _ = unlinkat(&*task.dir, cpath(name), AtFlags::empty());
+            Written::Conflict(task)
+        }
+        Err(e) => failed(os("finishing the file", e)),
     }
+}
+
+/// [`finish_file`](super::finish_file) without extended attributes (files
+/// with some are not queued), saying which error came.
+fn finish(file: &OwnedFd, meta: &FileMeta) -> Result<(), Errno> {
+    if let Some((u, g)) = meta.owner {
+        let (u, g) = (Uid::from_raw(u as u32), Gid::from_raw(g as u32));
+        rustix::fs::fchown(file, Some(u), Some(g))?;
+    }
+    // Writing data and chown both clear setuid/setgid: put them back.
+    if meta.mode & 0o7000 != 0 {
+        rustix::fs::fchmod(file, Mode::from_raw_mode(meta.mode))?;
+    }
+    if let Some(mtime) = meta.mtime {
+        rustix::fs::futimens(file, &super::times(mtime))?;
+    }
+    Ok(())
 }
 
 fn failed(fail: Fail) -> Written {
