@@ -128,9 +128,10 @@ pub struct Options {
     /// takes no reports.
     ///
     /// With a bound, every entry is applied on the worker's applying thread
-    /// (without one, most regular files are handed to a writer thread, with
-    /// the same effects in the same order): the bound is exact, and many
-    /// small files cost about as much as GNU tar's again (BENCHMARKS.md).
+    /// (without one, and for plain input, most regular files are handed to
+    /// a second thread, with the same effects in the same order): the bound
+    /// is exact, and many small files cost about as much as GNU tar's again
+    /// (BENCHMARKS.md).
     ///
     /// ```
     /// let mut options = sandtar::Options::default();

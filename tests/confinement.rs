@@ -40,13 +40,13 @@ async fn check_live_worker(options: Options, expected_caps: u64) -> SandboxMode 
     }
     // Every thread of the worker (capabilities, no_new_privs and seccomp are
     // per thread): the applier (the process's main thread), with the job's
-    // capabilities, and the decoder and the writer (which writes files the
-    // applier hands it), with none at all.
+    // capabilities, and the decoder (which writes files the applier hands it
+    // when the input is plain), with none at all.
     let tasks: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .collect();
-    assert_eq!(tasks.len(), 3, "threads: {tasks:?}");
+    assert_eq!(tasks.len(), 2, "threads: {tasks:?}");
     let mut names = Vec::new();
     for tid in tasks {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap();
@@ -84,7 +84,7 @@ async fn check_live_worker(options: Options, expected_caps: u64) -> SandboxMode 
         assert_eq!(hex("CapInh:"), 0, "inheritable set of thread {tid}");
     }
     names.sort();
-    assert_eq!(names[1..], ["sandtar-decode", "sandtar-write"], "{names:?}");
+    assert_eq!(names[1..], ["sandtar-decode"], "{names:?}");
 
     // The worker's mount table: its root (the destination) and nothing else.
     let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
@@ -107,7 +107,7 @@ async fn check_live_worker(options: Options, expected_caps: u64) -> SandboxMode 
         .unwrap()
         .count();
     assert!(fds <= 10, "worker holds {fds} descriptors");
-    assert_eq!(status_field(pid, "Threads:").as_deref(), Some("3"));
+    assert_eq!(status_field(pid, "Threads:").as_deref(), Some("2"));
     // First in line for the OOM killer; alone in its PID namespace (pid 1 there).
     let oom = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap();
     assert_eq!(oom.trim(), "1000");

@@ -26,14 +26,6 @@ use super::lead::Lead;
 use super::reporter::Reporter;
 use super::{input, names, seccomp};
 
-/// The worker's other threads, started before the job.
-pub(super) struct Threads {
-    /// The decoding thread (a packing job's compression).
-    pub decoder: input::Decoder,
-    /// The writer threads (idle in a packing or listing job).
-    pub writers: Writers,
-}
-
 /// Decodes, parses and applies the archive from `socket`; returns the totals
 /// or a fatal error.
 pub(super) fn run(
@@ -42,18 +34,13 @@ pub(super) fn run(
     options: Options,
     mode: SandboxMode,
     program: &seccompiler::BpfProgram,
-    threads: Threads,
+    mut decoder: input::Decoder,
     mut lead: Option<Lead>,
 ) -> Result<WorkerTotals, WireError> {
-    let Threads {
-        mut decoder,
-        mut writers,
-    } = threads;
     let internal = |e: std::io::Error| WireError::Internal(e.to_string());
-    // Every thread exists (the decoder and the writers since the worker was
-    // warm): filter them together before the first byte of the archive is read.
+    // Both threads exist (the decoder since the worker was warm): filter them
+    // together before the first byte of the archive is read.
     decoder.ready().map_err(WireError::Confinement)?;
-    writers.ready().map_err(WireError::Confinement)?;
     seccomp::install(program).map_err(WireError::Confinement)?;
     // Test-only attacker code (`--cfg sandtar_hostile`): tests/containment.rs.
     #[cfg(sandtar_hostile)]
@@ -74,31 +61,31 @@ pub(super) fn run(
     };
     let socket = socket.try_clone().map_err(internal)?;
     let ratio = limits.max_compression_ratio;
-    let input = input::open(socket, decoder, options.compression, ratio, flush).map_err(|e| {
-        WireError::Malformed {
-            offset: 0,
-            message: e.to_string(),
-        }
-    })?;
+    let mut input =
+        input::open(socket, decoder, options.compression, ratio, flush).map_err(|e| {
+            WireError::Malformed {
+                offset: 0,
+                message: e.to_string(),
+            }
+        })?;
     let root = open_root().map_err(internal)?;
     let resolution = match mode.chroots() {
         true => Resolution::ProcessRoot,
         false => Resolution::Walked,
     };
-    // Files are written on more threads unless the caller takes each report
-    // before the next entry (a bounded lead), nothing is written, or the
-    // decoder needs a core of its own (gzip, xz, bzip2 decode slower than
-    // the applying thread writes: a third busy thread on two cores took
-    // CPU from it, and the Linux tree as .tar.gz came 6% slower).
-    let slow_decoder = matches!(
-        input.compression,
-        Compression::Gzip | Compression::Xz | Compression::Bzip2
-    );
-    let parallel = lead.is_none() && !options.list_only && !slow_decoder;
+    // For plain input the decoding thread is idle: it writes files instead,
+    // unless the caller takes each report before the next entry (a bounded
+    // lead) or nothing is written. Compressed input keeps it decoding (a
+    // second writer thread, started while warm, made one-file jobs 8–18%
+    // slower; see BENCHMARKS.md).
+    let spare = match lead.is_none() && !options.list_only {
+        true => input.parked.take(),
+        false => None,
+    };
     let mut applier = Applier::new(options, mode, root, resolution)
         .map_err(|problem| WireError::Internal(format!("options: {problem}")))?;
-    if parallel {
-        applier.write_on(writers);
+    if let Some(thread) = spare {
+        applier.write_on(Writers::start(thread));
     }
     let mut applied = 0u64;
     let mut sink = |report: WireReport| {
@@ -152,17 +139,11 @@ pub(super) fn run_pack(
     options: &PackOptions,
     mode: SandboxMode,
     program: &seccompiler::BpfProgram,
-    threads: Threads,
+    mut decoder: input::Decoder,
 ) -> Result<WorkerTotals, WireError> {
-    let Threads {
-        mut decoder,
-        mut writers,
-    } = threads;
     let internal = |e: std::io::Error| WireError::Internal(e.to_string());
-    // The (parked) other threads are filtered with this one; the writers,
-    // without a capability, stay idle.
+    // The (parked) second thread is filtered with this one.
     decoder.ready().map_err(WireError::Confinement)?;
-    writers.ready().map_err(WireError::Confinement)?;
     seccomp::install(program).map_err(WireError::Confinement)?;
     // The caller says go (shuts its side) once it has read `Confined`, so
     // that the archive's first bytes never come with that message.

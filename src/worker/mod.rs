@@ -35,11 +35,7 @@ use crate::wire::{
     MAX_HEADER_FRAME,
 };
 
-use apply::writers::Writers;
 use reporter::Reporter;
-
-/// Threads that write files besides the applying one (see `apply::writers`).
-const WRITER_THREADS: usize = 1;
 
 /// The worker's whole life; never returns.
 pub(crate) fn run(start: sys::WorkerStart, mode: SandboxMode) -> ! {
@@ -76,7 +72,7 @@ fn serve(start: sys::WorkerStart, mode: SandboxMode) {
             &pack,
             mode,
             ready.seccomp.for_packing(),
-            ready.threads,
+            ready.decoder,
         ),
         None => job::run(
             &socket,
@@ -84,7 +80,7 @@ fn serve(start: sys::WorkerStart, mode: SandboxMode) {
             options,
             mode,
             filter,
-            ready.threads,
+            ready.decoder,
             lead,
         ),
     };
@@ -100,8 +96,9 @@ fn serve(start: sys::WorkerStart, mode: SandboxMode) {
 struct Ready {
     header: JobHeader,
     seccomp: seccomp::Programs,
-    /// The decoding thread and the writer threads (without capabilities).
-    threads: job::Threads,
+    /// The decoding thread (without capabilities; for plain input, it
+    /// writes files instead: `apply::writers`).
+    decoder: input::Decoder,
     /// The job socket again, for the reports.
     report_socket: UnixStream,
     /// How far ahead of the caller the worker may run (`Options::max_lead`).
@@ -135,11 +132,6 @@ fn prepare(
         true => Some(input::Decoder::spawn(privileges::shed_thread).map_err(confinement)?),
         false => None,
     };
-    // The writer threads likewise (see `apply::writers`).
-    let mut writers = match namespaces {
-        true => Some(Writers::spawn(WRITER_THREADS, privileges::shed_thread).map_err(confinement)?),
-        false => None,
-    };
     send(socket, &WorkerMsg::Warm).map_err(|_| None)?;
     let (header, dest_fd, lead_fd) = match receive_job(socket) {
         Ok(Some(job)) => job,
@@ -163,10 +155,6 @@ fn prepare(
         Some(decoder) => decoder,
         None => input::Decoder::spawn(privileges::shed_thread).map_err(confinement)?,
     };
-    let writers = match writers.take() {
-        Some(writers) => writers,
-        None => Writers::spawn(WRITER_THREADS, privileges::shed_thread).map_err(confinement)?,
-    };
     privileges::shed(&header.options, mode.is_privileged(), packing).map_err(confinement)?;
     send(socket, &WorkerMsg::Confined).map_err(|_| None)?;
     let report_socket = socket
@@ -179,7 +167,7 @@ fn prepare(
     Ok(Ready {
         header,
         seccomp,
-        threads: job::Threads { decoder, writers },
+        decoder,
         report_socket,
         lead,
     })

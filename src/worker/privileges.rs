@@ -149,7 +149,7 @@ fn set_cpu_limit(seconds: u64) -> Result<(), String> {
 
 /// Drops every capability of the calling thread (bounding, ambient,
 /// effective, permitted and inheritable sets) and sets no_new_privs: for the
-/// decoding thread and the writer threads, which need none. Capabilities are per thread: the
+/// decoding thread (also the writer of plain input), which needs none. Capabilities are per thread: the
 /// applier's own set is [`shed`]'s business.
 pub(crate) fn shed_thread() -> Result<(), String> {
     shed_thread_to(CapabilitySet::empty())

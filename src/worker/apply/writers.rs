@@ -13,15 +13,15 @@
 //! exists comes back as [`Written::Conflict`], with its data, for the
 //! applying thread to handle as it handles any other entry.
 //!
-//! The threads are started while the worker is warm, before the seccomp
-//! filter (which refuses `clone`), and at once drop every capability, as the
-//! decoding thread does: what a file needs beyond that (a directory the
-//! worker may not write without `CAP_DAC_OVERRIDE`, another owner) is handed
-//! back to the applying thread. On the Landlock rung they start after
-//! confinement, to inherit the Landlock domain (a restriction applies to the
-//! calling thread only). They share the worker's address space, so they are
-//! no wall from the applying thread: the kernel's walls (root, Landlock,
-//! seccomp, rlimits) hold for all threads alike.
+//! The writer is the decoding thread, idle when the input is plain tar: it
+//! was started before the seccomp filter (which refuses `clone`) and holds
+//! no capability, so what a file needs beyond that (a directory the worker
+//! may not write without `CAP_DAC_OVERRIDE`, another owner) is handed back
+//! to the applying thread. A thread of its own would serve compressed input
+//! too, but made every one-file job pay for it (BENCHMARKS.md). The threads
+//! share the worker's address space, so the writer is no wall from the
+//! applying thread: the kernel's walls (root, Landlock, seccomp, rlimits)
+//! hold for both alike.
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +32,7 @@ use rustix::fs::{openat, unlinkat, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::report::Outcome;
+use crate::worker::input::Decoder;
 use crate::worker::names::{cpath, split};
 
 use rustix::process::{Gid, Uid};
@@ -71,11 +72,11 @@ pub(crate) enum Written {
 /// A task's place, its data's size, and what became of it.
 type Finished = (u64, usize, Written);
 
-/// The writer threads of one worker.
+/// The writer thread of one job (one lane; the lanes keep two files of one
+/// path on one thread, should there be more).
 pub(crate) struct Writers {
     lanes: Vec<SyncSender<Box<Task>>>,
     results: Receiver<Finished>,
-    ready: Receiver<Result<(), String>>,
     /// Tasks handed out whose result has not been received.
     outstanding: usize,
     /// Bytes of data in those tasks.
@@ -86,45 +87,23 @@ pub(crate) struct Writers {
 }
 
 impl Writers {
-    /// Starts `count` writer threads; each runs `shed` first (to drop every
-    /// capability: [`Writers::ready`] says how that went).
-    pub(crate) fn spawn(count: usize, shed: fn() -> Result<(), String>) -> Result<Writers, String> {
+    /// Makes `thread` (the parked decoding thread, without capabilities) the
+    /// writer, until the applier drops this.
+    pub(crate) fn start(thread: Decoder) -> Writers {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
         let (results_tx, results) = mpsc::channel();
         let stopped = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready) = mpsc::channel();
-        let mut lanes = Vec::with_capacity(count);
-        for _ in 0..count {
-            let (tx, rx) = mpsc::sync_channel(QUEUE);
-            let (results_tx, ready_tx) = (results_tx.clone(), ready_tx.clone());
-            let stopped = stopped.clone();
-            std::thread::Builder::new()
-                .name("sandtar-write".into())
-                .spawn(move || serve(shed, rx, results_tx, ready_tx, &stopped))
-                .map_err(|e| format!("starting a writer thread failed: {e}"))?;
-            lanes.push(tx);
-        }
-        Ok(Writers {
-            lanes,
+        let flag = stopped.clone();
+        // Not joined: the worker ends with the job, and a writer that never
+        // answers is an internal error of the job (`Applier::take`).
+        drop(thread.run(move || serve(rx, results_tx, &flag)));
+        Writers {
+            lanes: vec![tx],
             results,
-            ready,
             outstanding: 0,
             outstanding_bytes: 0,
             stopped,
-        })
-    }
-
-    /// Waits until every writer thread has shed its privileges (they have,
-    /// unless the job came before a thread first ran); the first error if
-    /// one failed. Call before installing the seccomp filter, which would
-    /// forbid shedding.
-    pub(crate) fn ready(&mut self) -> Result<(), String> {
-        for _ in &self.lanes {
-            match self.ready.recv() {
-                Ok(result) => result?,
-                Err(_) => return Err("a writer thread ended at start-up".into()),
-            }
         }
-        Ok(())
     }
 
     /// Hands `task` to its lane: the same path always to the same lane, so
@@ -183,19 +162,7 @@ impl Writers {
 }
 
 /// A writer thread: its set-up, then tasks until the worker is done.
-fn serve(
-    shed: fn() -> Result<(), String>,
-    rx: Receiver<Box<Task>>,
-    results: Sender<Finished>,
-    ready: Sender<Result<(), String>>,
-    stopped: &AtomicBool,
-) {
-    let shed = shed();
-    let failed = shed.is_err();
-    let _ = ready.send(shed);
-    if failed {
-        return;
-    }
+fn serve(rx: Receiver<Box<Task>>, results: Sender<Finished>, stopped: &AtomicBool) {
     while let Ok(task) = rx.recv() {
         let (seq, bytes) = (task.seq, task.data.len());
         let written = match stopped.load(Ordering::Acquire) {

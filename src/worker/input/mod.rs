@@ -173,9 +173,10 @@ pub(crate) struct Input {
     pub ratio_exceeded: Arc<AtomicBool>,
     /// The decoding thread, when it runs.
     pub decoding: Option<Decoding>,
-    /// The decoding thread, when plain input leaves it parked: it waits as
-    /// long as this lives (the job's whole life), then ends.
-    _parked: Option<Decoder>,
+    /// The decoding thread, when plain input leaves it parked: the job may
+    /// give it other work ([`Decoder::run`]); else it waits as long as this
+    /// lives (the job's whole life), then ends.
+    pub parked: Option<Decoder>,
 }
 
 /// Reads the first bytes from `socket`, recognises the compression (unless
@@ -204,7 +205,7 @@ pub(crate) fn open(
                 compression,
                 ratio_exceeded: Arc::new(AtomicBool::new(false)),
                 decoding: None,
-                _parked: Some(decoder),
+                parked: Some(decoder),
             }
         }
         compression => {
@@ -215,7 +216,7 @@ pub(crate) fn open(
                 reader: Box::new(reader),
                 compression,
                 decoding: Some(decoding),
-                _parked: None,
+                parked: None,
             }
         }
     })
