@@ -13,14 +13,22 @@ use tokio::net::UnixStream;
 
 use crate::error::{Error, Result};
 
-/// Bytes read from the caller's reader at a time.
+/// Bytes read from the caller's reader at a time, at most.
 const PUMP_BUFFER: usize = 256 * 1024;
+
+/// The buffer a job starts with: a small archive (a tiny job's is a few KiB)
+/// is never copied through more, and allocating and zeroing 256 KiB for it was
+/// a measurable share of a tiny job's CPU. A read that fills the buffer makes
+/// the next one four times larger, up to [`PUMP_BUFFER`].
+const FIRST_BUFFER: usize = 16 * 1024;
 
 /// One buffer of the archive in flight (memory stays bounded whatever the
 /// archive's size), and how far the archive got.
 #[derive(Debug)]
 pub(crate) struct Pump {
     buf: Box<[u8]>,
+    /// The last read filled `buf`: the next one gets a larger buffer.
+    grow: bool,
     /// `buf[start..end]` is read and not yet sent.
     start: usize,
     end: usize,
@@ -39,7 +47,8 @@ impl Pump {
     /// A pump; with `hash`, it computes the digest of what it reads.
     pub(crate) fn new(hash: bool) -> Self {
         Pump {
-            buf: vec![0; PUMP_BUFFER].into_boxed_slice(),
+            buf: vec![0; FIRST_BUFFER].into_boxed_slice(),
+            grow: false,
             start: 0,
             end: 0,
             reader_done: false,
@@ -126,6 +135,11 @@ impl Pump {
         reader: &mut R,
         cx: &mut Context<'_>,
     ) -> Result<Poll<()>> {
+        if self.grow {
+            let len = (self.buf.len() * 4).min(PUMP_BUFFER);
+            self.buf = vec![0; len].into_boxed_slice();
+            self.grow = false;
+        }
         let mut read_buf = ReadBuf::new(&mut self.buf);
         match Pin::new(reader).poll_read(cx, &mut read_buf) {
             Poll::Ready(Ok(())) => {
@@ -136,6 +150,7 @@ impl Pump {
                     if let Some(hasher) = &mut self.hasher {
                         hasher.update(read_buf.filled());
                     }
+                    self.grow = n == self.buf.len() && n < PUMP_BUFFER;
                     self.start = 0;
                     self.end = n;
                     self.bytes += n as u64;
@@ -145,5 +160,52 @@ impl Pump {
             Poll::Pending => return Ok(Poll::Pending),
         }
         Ok(Poll::Ready(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// Pumps `archive` through a socket pair; returns what the other end
+    /// read and the buffer the pump ended with.
+    async fn pump_through(archive: Vec<u8>) -> (Vec<u8>, usize) {
+        let (mut ours, mut theirs) = UnixStream::pair().expect("socket pair");
+        let reading = tokio::spawn(async move {
+            let mut got = Vec::new();
+            theirs
+                .read_to_end(&mut got)
+                .await
+                .expect("reading the pump");
+            got
+        });
+        let mut pump = Pump::new(false);
+        let mut reader = &archive[..];
+        std::future::poll_fn(|cx| {
+            pump.poll(&mut reader, &mut ours, cx).expect("pumping");
+            match pump.shut {
+                true => Poll::Ready(()),
+                false => Poll::Pending,
+            }
+        })
+        .await;
+        (reading.await.expect("reader task"), pump.buf.len())
+    }
+
+    #[tokio::test]
+    async fn a_small_archive_keeps_the_small_buffer() {
+        let archive: Vec<u8> = (0..2560u32).map(|i| i as u8).collect();
+        let (got, buffer) = pump_through(archive.clone()).await;
+        assert_eq!(got, archive);
+        assert_eq!(buffer, FIRST_BUFFER);
+    }
+
+    #[tokio::test]
+    async fn a_large_archive_grows_the_buffer_and_loses_nothing() {
+        let archive: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let (got, buffer) = pump_through(archive.clone()).await;
+        assert_eq!(got, archive);
+        assert_eq!(buffer, PUMP_BUFFER);
     }
 }

@@ -198,7 +198,7 @@ pub(crate) fn open(
     Ok(match compression {
         Compression::None | Compression::Auto => {
             let len = head.len();
-            let mut reader = Reader::new(Socket(socket), head, len);
+            let mut reader = Reader::new(Socket::new(socket), head, len);
             reader.on_wait(on_wait);
             Input {
                 reader: Box::new(reader),

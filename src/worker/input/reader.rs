@@ -89,24 +89,51 @@ impl<S: Source> Read for Reader<S> {
     }
 }
 
+/// The socket's first buffered read, at most; each later one may be four
+/// times larger, up to a chunk. A small archive (a tiny job's is a few KiB)
+/// never touches more memory than this.
+const FIRST_REFILL: usize = 16 * 1024;
+
 /// Plain tar, read from the socket on the parsing thread itself: no thread
 /// hand-off and one copy less. Reads of a chunk or more go straight into the
 /// caller's buffer; smaller ones (headers) through a buffer of one chunk.
-pub(crate) struct Socket(pub(crate) UnixStream);
+pub(crate) struct Socket {
+    socket: UnixStream,
+    /// The last buffered read filled the buffer: the next may be larger.
+    filled: bool,
+}
+
+impl Socket {
+    /// Plain tar from `socket`.
+    pub(crate) fn new(socket: UnixStream) -> Self {
+        Socket {
+            socket,
+            filled: true,
+        }
+    }
+}
 
 impl Source for Socket {
     const DIRECT: usize = CHUNK;
 
     fn refill(&mut self, buf: &mut Vec<u8>, wait: &mut dyn FnMut()) -> io::Result<usize> {
-        buf.resize(CHUNK, 0);
-        self.read_into(buf, wait)
+        if buf.len() < CHUNK && self.filled {
+            // Grown a step at a time, while reads fill it: zeroing a whole
+            // chunk at once (and faulting in its pages) was a measurable
+            // share of a tiny job.
+            let grown = (buf.len() * 4).clamp(FIRST_REFILL, CHUNK);
+            buf.resize(grown, 0);
+        }
+        let n = self.read_into(buf, wait)?;
+        self.filled = n == buf.len();
+        Ok(n)
     }
 
     /// One read from the socket: without waiting if possible, else after `wait`.
     fn read_into(&mut self, into: &mut [u8], wait: &mut dyn FnMut()) -> io::Result<usize> {
         use rustix::net::{recv, RecvFlags};
         loop {
-            match recv(&self.0, &mut *into, RecvFlags::DONTWAIT) {
+            match recv(&self.socket, &mut *into, RecvFlags::DONTWAIT) {
                 Ok((n, _)) => return Ok(n),
                 Err(rustix::io::Errno::INTR) => {}
                 Err(rustix::io::Errno::AGAIN) => break,
@@ -115,7 +142,7 @@ impl Source for Socket {
         }
         wait();
         loop {
-            match self.0.read(into) {
+            match self.socket.read(into) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 other => return other,
             }
@@ -164,5 +191,45 @@ impl Source for Channel {
 
     fn read_into(&mut self, _: &mut [u8], _: &mut dyn FnMut()) -> io::Result<usize> {
         unreachable!("a channel is read through its chunks")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Reads `input` through a socket in 512-byte reads (tar's header size);
+    /// returns what came out and the buffer's final length.
+    fn read_through_socket(input: Vec<u8>) -> (Vec<u8>, usize) {
+        let (mut ours, theirs) = UnixStream::pair().expect("socket pair");
+        let writer = std::thread::spawn(move || ours.write_all(&input));
+        let mut reader = Reader::new(Socket::new(theirs), Vec::new(), 0);
+        let mut out = Vec::new();
+        let mut block = [0u8; 512];
+        loop {
+            match reader.read(&mut block).expect("reading") {
+                0 => break,
+                n => out.extend_from_slice(&block[..n]),
+            }
+        }
+        writer.join().expect("writer").expect("writing");
+        (out, reader.buf.len())
+    }
+
+    #[test]
+    fn a_small_input_touches_only_the_first_buffer() {
+        let input: Vec<u8> = (0..2560u32).map(|i| i as u8).collect();
+        let (out, buffer) = read_through_socket(input.clone());
+        assert_eq!(out, input);
+        assert_eq!(buffer, FIRST_REFILL);
+    }
+
+    #[test]
+    fn a_large_input_grows_the_buffer_to_a_chunk_and_loses_nothing() {
+        let input: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let (out, buffer) = read_through_socket(input.clone());
+        assert_eq!(out, input);
+        assert_eq!(buffer, CHUNK);
     }
 }
