@@ -11,8 +11,13 @@ use tokio::net::UnixStream;
 use crate::error::{Error, Result};
 use crate::wire::{decode, frame_at, WorkerMsg, MAX_WORKER_FRAME};
 
-/// How much more the reader asks the socket for at a time.
+/// How much more the reader asks the socket for at a time, at most.
 const READ_AHEAD: usize = 64 * 1024;
+
+/// The buffer's first size: a job's `Warm`, `Confined` and `Done` frames are
+/// a few bytes, and zeroing 64 KiB for each was a measurable share of a
+/// tiny job.
+const FIRST_READ: usize = 4 * 1024;
 
 /// The bytes received from a worker and not yet decoded. The worker is
 /// untrusted: a frame longer than [`MAX_WORKER_FRAME`] or that does not decode
@@ -26,7 +31,8 @@ pub(crate) struct Frames {
 }
 
 impl Frames {
-    /// A reader that allocates its buffer on first use.
+    /// A reader that allocates its buffer on first use, and grows it as
+    /// frames need.
     pub(crate) fn new() -> Self {
         Frames {
             inbox: Vec::new(),
@@ -34,11 +40,15 @@ impl Frames {
         }
     }
 
-    /// A reader with its buffer allocated up front (for a job's many frames).
-    pub(crate) fn with_buffer() -> Self {
-        Frames {
-            inbox: vec![0; READ_AHEAD],
-            end: 0,
+    /// Makes room for the next read when the buffer is full or shorter than
+    /// the frame being received: four times larger (at least
+    /// [`FIRST_READ`], at least `frame`), never past `want`. A job's few
+    /// small frames never make it grow past its first size.
+    fn grow(&mut self, frame: usize, want: usize) {
+        let len = self.inbox.len();
+        if len < want && (self.end == len || frame > len) {
+            let grown = (len * 4).max(FIRST_READ).max(frame).min(want);
+            self.inbox.resize(grown, 0);
         }
     }
 
@@ -73,10 +83,9 @@ impl Frames {
                 _ => 0,
             };
             let want = (self.end + READ_AHEAD).max(frame).min(MAX_WORKER_FRAME + 4);
-            if self.inbox.len() < want {
-                self.inbox.resize(want, 0);
-            }
-            let mut read_buf = ReadBuf::new(&mut self.inbox[self.end..want]);
+            self.grow(frame, want);
+            let limit = self.inbox.len().min(want);
+            let mut read_buf = ReadBuf::new(&mut self.inbox[self.end..limit]);
             let polled = Pin::new(&mut *socket).poll_read(cx, &mut read_buf);
             let n = read_buf.filled().len();
             self.end += n;
@@ -105,5 +114,72 @@ pub(crate) fn name(msg: &WorkerMsg) -> &'static str {
         WorkerMsg::Done(_) => "Done",
         WorkerMsg::Failed(_) => "Failed",
         WorkerMsg::Data(_) => "Data",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::encode_frame;
+    use tokio::io::AsyncWriteExt;
+
+    fn data(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn small_and_large_frames_arrive_whole_and_in_order() {
+        let (mut worker, mut ours) = UnixStream::pair().expect("socket pair");
+        // Sizes around the first buffer, the read-ahead and the maximum.
+        let sizes = [0, 10, 4_000, 4_100, 70_000, 3, MAX_WORKER_FRAME - 16, 1];
+        let sent: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| data(len, i as u8))
+            .collect();
+        let mut bytes = encode_frame(&WorkerMsg::Warm);
+        for chunk in &sent {
+            bytes.extend(encode_frame(&WorkerMsg::Data(chunk.clone())));
+        }
+        let writer = tokio::spawn(async move {
+            // In uneven pieces, so frames straddle reads.
+            for piece in bytes.chunks(7_777) {
+                worker.write_all(piece).await.expect("writing");
+            }
+        });
+        let mut frames = Frames::new();
+        let first = frames.next(&mut ours).await.expect("a frame");
+        assert!(matches!(first, Some(WorkerMsg::Warm)));
+        for expected in &sent {
+            match frames.next(&mut ours).await.expect("a frame") {
+                Some(WorkerMsg::Data(got)) => assert_eq!(&got, expected),
+                other => panic!("expected data, got {:?}", other.map(|m| name(&m))),
+            }
+        }
+        writer.await.expect("writer");
+        assert!(frames.next(&mut ours).await.expect("end").is_none());
+        assert!(frames.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_few_small_frames_keep_the_first_buffer() {
+        let (mut worker, mut ours) = UnixStream::pair().expect("socket pair");
+        let mut bytes = encode_frame(&WorkerMsg::Warm);
+        bytes.extend(encode_frame(&WorkerMsg::Confined));
+        worker.write_all(&bytes).await.expect("writing");
+        drop(worker);
+        let mut frames = Frames::new();
+        assert!(matches!(
+            frames.next(&mut ours).await,
+            Ok(Some(WorkerMsg::Warm))
+        ));
+        assert!(matches!(
+            frames.next(&mut ours).await,
+            Ok(Some(WorkerMsg::Confined))
+        ));
+        assert!(matches!(frames.next(&mut ours).await, Ok(None)));
+        assert_eq!(frames.inbox.len(), FIRST_READ);
     }
 }

@@ -207,7 +207,7 @@ impl<R> Job<R> {
             worker: warm.worker,
             exit,
             pump: Pump::new(expected.hash_input),
-            frames: Frames::with_buffer(),
+            frames: Frames::new(),
             queue: VecDeque::new(),
             counts: Counts::default(),
             state: State::Running,
