@@ -339,6 +339,25 @@ async fn a_queued_file_that_fills_the_disk_ends_the_job() {
     );
 }
 
+/// Adds 40 files `{prefix}00`… with `mode` and `mtime`, owned by
+/// `uid + i` and `gid`.
+fn owned_files(
+    tar: &mut Tar,
+    prefix: &str,
+    mode: u32,
+    (uid, gid): (u64, u64),
+    mtime: i64,
+    body: &[u8],
+) {
+    for i in 0..40 {
+        let header = Header::new(format!("{prefix}{i:02}"), b'0', body.len() as u64)
+            .mode(mode)
+            .owner(uid + i, gid)
+            .mtime(mtime);
+        tar.entry(header, body);
+    }
+}
+
 /// As root, files the writer thread (which holds no capability) may not
 /// write come back to the applying thread: a destination owned by another
 /// user (creating in it needs `CAP_DAC_OVERRIDE`), owners kept (another
@@ -351,22 +370,10 @@ async fn what_the_writer_may_not_do_the_applier_does() {
     }
     let sandbox = common::sandbox().await;
     let mut tar = Tar::new();
-    for i in 0..40 {
-        let header = Header::new(format!("top{i:02}"), b'0', 4)
-            .mode(0o640)
-            .owner(1000 + i, 2000)
-            .mtime(5000);
-        tar.entry(header, b"top\n");
-    }
+    owned_files(&mut tar, "top", 0o640, (1000, 2000), 5000, b"top\n");
     // In a directory the job makes (the writer may create there), owned
     // by others.
-    for i in 0..40 {
-        let header = Header::new(format!("sub/f{i:02}"), b'0', 4)
-            .mode(0o644)
-            .owner(3000 + i, 3000)
-            .mtime(6000);
-        tar.entry(header, b"sub\n");
-    }
+    owned_files(&mut tar, "sub/f", 0o644, (3000, 3000), 6000, b"sub\n");
     tar.pax(&[(b"SCHILY.xattr.user.note", b"kept")])
         .file("noted", b"with an attribute\n");
     let prepare = |dest: &Path| {
