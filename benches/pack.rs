@@ -1,5 +1,6 @@
-//! Packing a tree: sandtar's `Sandbox::pack` (a worker confined to the
-//! source, read-only; the archive streamed to the caller, who writes it to a
+//! Packing a tree: sandtar's `Sandbox::pack_into` (a worker confined to the
+//! source, read-only, writing the archive to the file itself) and
+//! `Sandbox::pack` (the archive streamed to the caller, who writes it to the
 //! file) against GNU tar `c` and the `tar` crate's `Builder` (in-process,
 //! unconfined), in one interleaved run, plain and zstd, to files on tmpfs.
 //!
@@ -9,7 +10,9 @@
 //! ```
 //!
 //! Prints the median of `SANDTAR_BENCH_RUNS` (default 5) runs of each and the
-//! ratios sandtar / GNU tar and sandtar / tar crate. Plain timing (no
+//! ratios of `pack_into` ("into") and `pack` ("streamed") to GNU tar, and of
+//! `pack_into` to the tar crate; "paired": the median of the rounds' own
+//! into/GNU ratios. Plain timing (no
 //! criterion): whole runs of seconds, medians and ratios.
 
 use std::fs::File;
@@ -23,6 +26,7 @@ use sandtar::{Compression, PackOptions, Sandbox};
 /// What is timed.
 #[derive(Clone, Copy, Debug)]
 enum Impl {
+    SandtarInto,
     Sandtar,
     GnuTar,
     TarCrate,
@@ -47,18 +51,24 @@ fn main() {
         .build()
         .unwrap();
     let sandbox = rt.block_on(Sandbox::new()).expect("sandbox");
-    println!("| case | compression | sandtar | GNU tar | tar crate | sandtar/GNU | sandtar/tar crate | runs |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| case | compression | sandtar into | sandtar streamed | GNU tar | tar crate | into/GNU (paired) | streamed/GNU | into/tar crate | runs |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for compression in [Compression::None, Compression::Zstd] {
-        let mut times: Vec<(Impl, Vec<Duration>)> = [Impl::Sandtar, Impl::GnuTar, Impl::TarCrate]
-            .into_iter()
-            .map(|i| (i, Vec::new()))
-            .collect();
+        let mut times: Vec<(Impl, Vec<Duration>)> = [
+            Impl::SandtarInto,
+            Impl::Sandtar,
+            Impl::GnuTar,
+            Impl::TarCrate,
+        ]
+        .into_iter()
+        .map(|i| (i, Vec::new()))
+        .collect();
         for run in 0..=runs {
             for (which, spent) in times.iter_mut() {
                 let out = scratch.join("out.tar");
                 let started = Instant::now();
                 match which {
+                    Impl::SandtarInto => rt.block_on(pack_into(&sandbox, &tree, &out, compression)),
                     Impl::Sandtar => rt.block_on(pack_sandtar(&sandbox, &tree, &out, compression)),
                     Impl::GnuTar => pack_gnu(&tree, &out, compression),
                     Impl::TarCrate => pack_tar_crate(&tree, &out, compression),
@@ -70,6 +80,15 @@ fn main() {
                 std::fs::remove_file(&out).unwrap();
             }
         }
+        // Within each round: the machine's moods hit both alike.
+        let paired = median(
+            times[0]
+                .1
+                .iter()
+                .zip(&times[2].1)
+                .map(|(into, gnu)| into.as_secs_f64() / gnu.as_secs_f64())
+                .collect(),
+        );
         let m: Vec<f64> = times
             .iter_mut()
             .map(|(_, t)| {
@@ -78,16 +97,36 @@ fn main() {
             })
             .collect();
         println!(
-            "| {name} | {} | {:.3} s | {:.3} s | {:.3} s | {:.2} | {:.2} | {runs} |",
+            "| {name} | {} | {:.3} s | {:.3} s | {:.3} s | {:.3} s | {:.2} ({paired:.2}) | {:.2} | {:.2} | {runs} |",
             compression.name(),
             m[0],
             m[1],
             m[2],
-            m[0] / m[1],
-            m[0] / m[2]
+            m[3],
+            m[0] / m[2],
+            m[1] / m[2],
+            m[0] / m[3]
         );
     }
     std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+async fn pack_into(sandbox: &Sandbox, tree: &Path, out: &Path, compression: Compression) {
+    let mut options = PackOptions::default();
+    options.compression = compression;
+    let file = File::create(out).unwrap();
+    let mut pack = sandbox
+        .pack_into(tree, &options, file)
+        .await
+        .expect("pack_into");
+    while pack.next().await.is_some() {}
+    let summary = pack.finish().await.expect("summary");
+    assert!(summary.is_complete(), "{summary:?}");
 }
 
 async fn pack_sandtar(sandbox: &Sandbox, tree: &Path, out: &Path, compression: Compression) {

@@ -13,12 +13,16 @@
 //! but some entries were skipped or could not be read, 2 on a fatal error.
 
 use std::io::IsTerminal;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sandtar::{printable, Compression, Outcome, PackOptions, PackOwners, Sandbox, XattrPolicy};
+use sandtar::{
+    printable, Compression, EntryReport, Error, Outcome, Pack, PackInto, PackOptions, PackOwners,
+    Sandbox, Summary, XattrPolicy,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Pack a directory into a tar archive inside a confined worker process.
@@ -123,32 +127,71 @@ fn options(cli: &Cli) -> Result<PackOptions, String> {
 async fn run(cli: Cli) -> Result<bool, String> {
     let options = options(&cli)?;
     let sandbox = Sandbox::new().await.map_err(|e| e.to_string())?;
-    let mut pack = sandbox
-        .pack(&cli.source, &options)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut out: Box<dyn tokio::io::AsyncWrite + Unpin> = match cli.out.to_str() {
-        Some("-") => Box::new(tokio::io::stdout()),
-        _ => Box::new(
-            tokio::fs::File::create(&cli.out)
-                .await
-                .map_err(|e| format!("{}: {e}", cli.out.display()))?,
-        ),
-    };
     let bar = progress_bar(&cli);
+    // A file, or standard output when it is a file or a pipe: the worker
+    // writes the archive there itself. Anything else (a terminal, a
+    // socket) is streamed through this process.
+    let out: OwnedFd = match cli.out.to_str() {
+        Some("-") => std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| format!("standard output: {e}"))?,
+        _ => std::fs::File::create(&cli.out)
+            .map_err(|e| format!("{}: {e}", printable(&cli.out.display().to_string())))?
+            .into(),
+    };
+    let (complete, summary) = match sandbox.pack_into(&cli.source, &options, out).await {
+        Ok(pack) => written_by_the_worker(pack, &cli, &bar).await?,
+        Err(Error::InvalidOption { option: "out", .. }) => {
+            let pack = sandbox.pack(&cli.source, &options).await;
+            streamed(pack.map_err(|e| e.to_string())?, &cli, &bar).await?
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    bar.finish_and_clear();
+    if cli.json {
+        eprintln!("{}", serde_json::to_string(&summary).unwrap_or_default());
+    } else if !cli.quiet {
+        // A pipe's bytes are not counted by this side (the worker wrote them).
+        let size = match summary.archive_bytes {
+            0 => "to a pipe".to_string(),
+            n => format!("{n} bytes"),
+        };
+        eprintln!(
+            "pack: {} entries, {size} ({} uncompressed), {}, {:?}",
+            summary.written,
+            summary.tar_bytes,
+            summary.diff_id.as_deref().unwrap_or("-"),
+            summary.elapsed
+        );
+    }
+    Ok(complete)
+}
+
+/// Packing into the output directly: only the reports come here.
+async fn written_by_the_worker(
+    mut pack: PackInto,
+    cli: &Cli,
+    bar: &ProgressBar,
+) -> Result<(bool, Summary), String> {
+    let mut complete = true;
+    while let Some(report) = pack.next().await {
+        bar.inc(report.size);
+        complete &= show(&report, cli, bar);
+    }
+    let summary = pack.finish().await.map_err(|e| e.to_string())?;
+    Ok((complete, summary))
+}
+
+/// Packing through this process, to standard output.
+async fn streamed(mut pack: Pack, cli: &Cli, bar: &ProgressBar) -> Result<(bool, Summary), String> {
+    let mut out = tokio::io::stdout();
     let mut buffer = vec![0u8; 256 << 10];
     let mut complete = true;
     loop {
         let n = pack.read(&mut buffer).await.map_err(|e| e.to_string())?;
         for report in pack.reports() {
-            complete &= report.outcome == Outcome::Written;
-            if cli.json {
-                let line = serde_json::to_string(&report).unwrap_or_default();
-                bar.suspend(|| eprintln!("{line}"));
-            } else if report.outcome != Outcome::Written {
-                let why = printable(&report.outcome.reason().unwrap_or_default()).into_owned();
-                bar.suspend(|| eprintln!("pack: {}: {why}", report.shown_path()));
-            }
+            complete &= show(&report, cli, bar);
         }
         if n == 0 {
             break;
@@ -159,21 +202,20 @@ async fn run(cli: Cli) -> Result<bool, String> {
         bar.inc(n as u64);
     }
     out.flush().await.map_err(|e| e.to_string())?;
-    bar.finish_and_clear();
     let summary = pack.finish().await.map_err(|e| e.to_string())?;
+    Ok((complete, summary))
+}
+
+/// Prints `report` as asked; whether the entry was packed.
+fn show(report: &EntryReport, cli: &Cli, bar: &ProgressBar) -> bool {
     if cli.json {
-        eprintln!("{}", serde_json::to_string(&summary).unwrap_or_default());
-    } else if !cli.quiet {
-        eprintln!(
-            "pack: {} entries, {} bytes ({} uncompressed), {}, {:?}",
-            summary.written,
-            summary.archive_bytes,
-            summary.tar_bytes,
-            summary.diff_id.as_deref().unwrap_or("-"),
-            summary.elapsed
-        );
+        let line = serde_json::to_string(report).unwrap_or_default();
+        bar.suspend(|| eprintln!("{line}"));
+    } else if report.outcome != Outcome::Written {
+        let why = printable(&report.outcome.reason().unwrap_or_default()).into_owned();
+        bar.suspend(|| eprintln!("pack: {}: {why}", report.shown_path()));
     }
-    Ok(complete)
+    report.outcome == Outcome::Written
 }
 
 fn progress_bar(cli: &Cli) -> ProgressBar {

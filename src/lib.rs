@@ -301,7 +301,7 @@ mod worker;
 mod zygote;
 
 pub use caller::job::Job;
-pub use caller::pack::Pack;
+pub use caller::pack::{Pack, PackInto};
 pub use caller::sandbox::{Sandbox, SandboxBuilder};
 pub use caller::subids::SubordinateIds;
 pub use error::{DigestKind, Error, NotTar, Result};

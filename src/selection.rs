@@ -135,6 +135,13 @@ impl Selector {
         if !self.kinds.is_empty() && !self.kinds.contains(&kind) {
             return Err(SkipReason::NotSelected);
         }
+        // No pattern (the usual case): no name to build, per entry.
+        if self.include.is_empty()
+            && self.exclude_anchored.is_empty()
+            && self.exclude_component.is_empty()
+        {
+            return Ok(path);
+        }
         let name = String::from_utf8_lossy(path);
         let included = self.include.is_empty() || any_prefix(&name, &self.include);
         let excluded = any_prefix(&name, &self.exclude_anchored)

@@ -54,6 +54,17 @@ pub(crate) struct JobHeader {
     /// A packing job: `dest` is the source, read-only (`options` then only
     /// say `list_only`).
     pub pack: Option<crate::pack::PackOptions>,
+    /// A packing job whose archive the worker writes to a descriptor that
+    /// comes with the header (`Sandbox::pack_into`), not in `Data` frames.
+    pub pack_into: bool,
+}
+
+impl JobHeader {
+    /// How many descriptors come with the header: the destination (or
+    /// source), the lead channel with `max_lead`, a packing job's output.
+    pub fn descriptors(&self) -> usize {
+        1 + usize::from(self.options.max_lead.is_some()) + usize::from(self.pack_into)
+    }
 }
 
 /// One entry's result as sent on the wire (the path as raw bytes).

@@ -47,6 +47,7 @@ root_and_nobody!(
     directory_moved_out,
     canary_by_absolute_path,
     a_pack_worker_only_reads_its_source,
+    a_pack_worker_only_writes_its_output,
 );
 
 // ---------------------------------------------------------------------------
@@ -838,6 +839,101 @@ async fn a_pack_worker_only_reads_its_source(sandbox: Sandbox) {
     );
     a.scene.check();
     v.finish(&a);
+}
+
+/// A compromised packing worker that writes its archive itself
+/// (`Sandbox::pack_into`) holds the caller's file: it may write to it at its
+/// offset, nothing else. The packing filter refuses every other change: a
+/// set-id mode (the file is the caller's, root's as root: a setuid-root
+/// file with the attacker's bytes), owner, times, an attribute, its size
+/// (truncated or allocated to 64 GiB), a write at an offset of its own. The
+/// file on disk is checked: mode, owner, times, size and attributes as
+/// before, and the source unchanged.
+async fn a_pack_worker_only_writes_its_output(sandbox: Sandbox) {
+    let mut scene = Scene::unsnapshotted();
+    std::fs::write(scene.dest.join("kept.txt"), b"source file\n").unwrap();
+    std::fs::write(scene.dest.join(".sandtar-hostile"), "output\n").unwrap();
+    scene.snapshot_now();
+    let before = common::snapshot(&scene.dest);
+    let outputs = tempfile::tempdir().unwrap();
+    let path = outputs.path().join("out.tar");
+    let file = std::fs::File::create(&path).unwrap();
+    let meta = |p: &Path| {
+        let m = std::fs::metadata(p).unwrap();
+        (m.mode(), m.uid(), m.gid(), m.mtime(), m.mtime_nsec())
+    };
+    let was = meta(&path);
+    let run = Run {
+        reports: Vec::new(),
+        result: pack_into_all(&sandbox, &scene.dest, file).await,
+    };
+    let results = Results::read(&scene.dest, &run);
+    println!(
+        "pack_into results:\n{}job result: {:?}",
+        results.text, run.result
+    );
+    let source_unchanged = common::snapshot(&scene.dest) == before;
+    let a = Attack {
+        scene,
+        run,
+        results,
+    };
+    let mut v = Verdict::new("a_pack_worker_only_writes_its_output");
+    v.check(
+        a.results
+            .get("output-found")
+            .is_some_and(|l| l.starts_with("ok")),
+        "harness: the payload did not find the output among its descriptors",
+    );
+    for name in [
+        "output-fchmod",
+        "output-fchown",
+        "output-futimens",
+        "output-fsetxattr",
+        "output-ftruncate",
+        "output-fallocate",
+        "output-pwrite",
+        "output-fchmodat2",
+    ] {
+        v.refused(&a.results, name, &["EPERM"]);
+    }
+    let now = meta(&path);
+    v.check(
+        now.0 == was.0 && now.0 & 0o7000 == 0,
+        format!("the output's mode changed: {:o} -> {:o}", was.0, now.0),
+    );
+    v.check(
+        now.1 == was.1 && now.2 == was.2,
+        "the output's owner changed",
+    );
+    let size = std::fs::metadata(&path).unwrap().len();
+    v.check(size < 1 << 20, format!("the output grew to {size} bytes"));
+    v.check(
+        common::get_xattr(&path, "user.planted")
+            .ok()
+            .flatten()
+            .is_none(),
+        "an attribute was set on the output",
+    );
+    v.check(
+        source_unchanged,
+        "the source changed while a compromised worker packed it",
+    );
+    a.scene.check();
+    v.finish(&a);
+}
+
+/// Packs `source` into `out` through the worker; the job's result.
+async fn pack_into_all(
+    sandbox: &Sandbox,
+    source: &Path,
+    out: std::fs::File,
+) -> sandtar::Result<sandtar::Summary> {
+    let mut pack = sandbox
+        .pack_into(source, &PackOptions::default(), out)
+        .await?;
+    while pack.next().await.is_some() {}
+    pack.finish().await
 }
 
 /// Puts `plan` and two files into the scene's destination, the source here,

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use common::{get_xattr, is_root, set_xattr, shape, snapshot, Kind, Scene};
-use common::{gnu_tar, gnu_tar_available};
+use common::{gnu_tar, gnu_tar_available, pack_all};
 use sandtar::{Compression, EntryKind, Error, Options, Outcome, PackOptions, Sandbox, XattrPolicy};
 
 root_and_nobody!(
@@ -82,22 +82,6 @@ fn make_source(scene: &Scene) -> PathBuf {
     .unwrap();
     std::fs::create_dir(src.join("empty-dir")).unwrap();
     src
-}
-
-/// Packs `src` whole; returns the archive and the reports.
-async fn pack_all(
-    sandbox: &Sandbox,
-    src: &Path,
-    options: &PackOptions,
-) -> (Vec<u8>, Vec<sandtar::EntryReport>, sandtar::Summary) {
-    let mut pack = sandbox.pack(src, options).await.expect("pack");
-    let mut archive = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut pack, &mut archive)
-        .await
-        .expect("reading the archive");
-    let reports: Vec<_> = pack.reports().collect();
-    let summary = pack.finish().await.expect("summary");
-    (archive, reports, summary)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

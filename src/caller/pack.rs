@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -51,6 +52,8 @@ use crate::wire::{untrusted_path, untrusted_text, JobHeader, WireReport, WorkerM
 #[derive(Debug)]
 pub struct Pack {
     socket: UnixStream,
+    /// Where the worker writes the archive, when not in `Data` frames.
+    output: Option<Output>,
     worker: Worker,
     frames: DataFrames,
     queue: VecDeque<EntryReport>,
@@ -197,6 +200,37 @@ impl Pack {
         Ok(())
     }
 
+    /// Handles one step that is not archive data for the reader.
+    fn take(&mut self, step: Result<Step>) {
+        match step {
+            Ok(Step::Data(_)) => self.fail(Error::Protocol(
+                "archive data on the socket of a job that writes its archive itself".into(),
+            )),
+            Ok(Step::Message(msg)) => {
+                if let Err(e) = self.handle(msg) {
+                    self.fail(e);
+                }
+            }
+            Ok(Step::Closed) => self.fail(Error::WorkerDied {
+                pid: self.worker.pid,
+                how: "closed its socket before the end of the archive".into(),
+            }),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Reads frames (a job writing its archive itself: reports and the
+    /// last word only) until a report is queued, or, with `to_end`, until
+    /// the job has ended.
+    fn poll_frames(&mut self, cx: &mut Context<'_>, to_end: bool) -> Poll<()> {
+        while matches!(self.state, State::Running) && (to_end || self.queue.is_empty()) {
+            let mut nothing = ReadBuf::new(&mut []);
+            let step = ready!(self.frames.poll_step(&mut self.socket, cx, &mut nothing));
+            self.take(step);
+        }
+        Poll::Ready(())
+    }
+
     /// The job's end with `error`: the worker is killed.
     fn fail(&mut self, error: Error) {
         self.worker.kill();
@@ -220,26 +254,211 @@ impl AsyncRead for Pack {
             }
             let before = buf.filled().len();
             match ready!(this.frames.poll_step(&mut this.socket, cx, buf)) {
-                Ok(Step::Data(n)) => {
+                Ok(Step::Data(n)) if this.output.is_none() => {
                     if let Some(digest) = &mut this.digest {
                         digest.update(&buf.filled()[before..]);
                     }
                     this.archive_bytes += n as u64;
                     return Poll::Ready(Ok(()));
                 }
-                Ok(Step::Message(msg)) => {
-                    if let Err(e) = this.handle(msg) {
-                        this.fail(e);
-                    }
-                }
-                Ok(Step::Closed) => this.fail(Error::WorkerDied {
-                    pid: this.worker.pid,
-                    how: "closed its socket before the end of the archive".into(),
-                }),
-                Err(e) => this.fail(e),
+                step => this.take(step),
             }
         }
     }
+}
+
+/// A running packing job whose worker writes the archive itself, to the
+/// file or pipe given to [`Sandbox::pack_into`](crate::Sandbox::pack_into):
+/// take the entries' reports with [`PackInto::next`] as they come, and call
+/// [`PackInto::finish`] for the summary, which returns once the worker is
+/// gone (nothing is written to the output after it). Dropping it kills the
+/// worker.
+///
+/// ```no_run
+/// # async fn demo(sandbox: sandtar::Sandbox) -> sandtar::Result<()> {
+/// let out = std::fs::File::create("/tmp/site.tar").map_err(|e| sandtar::Error::Read(e.into()))?;
+/// let options = sandtar::PackOptions::default();
+/// let mut pack = sandbox.pack_into("/srv/site", &options, out).await?;
+/// while let Some(report) = pack.next().await {
+///     if report.outcome != sandtar::Outcome::Written {
+///         eprintln!("{}: {}", report.shown_path(), report.outcome.reason().unwrap_or_default());
+///     }
+/// }
+/// let summary = pack.finish().await?;
+/// println!("{} entries, {} bytes", summary.written, summary.archive_bytes);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct PackInto {
+    pack: Pack,
+}
+
+impl PackInto {
+    pub(crate) fn new(pack: Pack) -> Self {
+        PackInto { pack }
+    }
+
+    /// The worker's process id (for logs).
+    pub fn worker_pid(&self) -> u32 {
+        self.pack.worker.pid
+    }
+
+    /// The next entry's report, in the archive's order; `None` once the
+    /// job has ended (its result, failure included, is
+    /// [`PackInto::finish`]'s).
+    pub async fn next(&mut self) -> Option<EntryReport> {
+        let pack = &mut self.pack;
+        std::future::poll_fn(|cx| pack.poll_frames(cx, false)).await;
+        pack.queue.pop_front()
+    }
+
+    /// Waits for the job's end and returns the summary, as
+    /// [`Pack::finish`]'s, once the worker is gone: `archive_bytes` is how
+    /// far the output's offset moved (a regular file; 0 for a pipe), and
+    /// with [`PackOptions::digest`] `digest` is the SHA-256 of those bytes,
+    /// read back from the file. Reports not taken are dropped.
+    pub async fn finish(mut self) -> Result<Summary> {
+        let pack = &mut self.pack;
+        std::future::poll_fn(|cx| pack.poll_frames(cx, true)).await;
+        pack.worker.kill();
+        wait_gone(&mut pack.worker).await;
+        let result = match std::mem::replace(&mut pack.state, State::Taken) {
+            State::Ended(result) => result,
+            _ => Err(Error::Protocol(
+                "the packing job ended without a result".into(),
+            )),
+        };
+        let mut summary = result?;
+        if let Some(output) = &pack.output {
+            summary.archive_bytes = output.written()?;
+            if pack.digest.is_some() {
+                summary.digest = Some(output.digest(summary.archive_bytes)?);
+            }
+        }
+        Ok(summary)
+    }
+}
+
+/// Waits until `worker`, sent SIGKILL, has exited, and reaps it: after this
+/// it writes nothing more anywhere.
+async fn wait_gone(worker: &mut Worker) {
+    let watched = worker
+        .pidfd()
+        .and_then(|fd| fd.try_clone().ok())
+        .and_then(|fd| crate::sys::async_fd(fd, tokio::io::Interest::READABLE).ok());
+    if let Some(fd) = watched {
+        let _ = fd.readable().await;
+    }
+    if worker.try_reap().is_none() {
+        worker.reap_blocking();
+    }
+}
+
+/// A packing job's output, as the caller keeps it: a regular file's
+/// starting offset (to measure and read back what the worker wrote), or a
+/// pipe's nothing.
+#[derive(Debug)]
+struct Output {
+    file: std::fs::File,
+    /// Where the archive starts, in a regular file.
+    start: Option<u64>,
+    /// The same file opened for reading, to hash what was written.
+    reader: Option<std::fs::File>,
+}
+
+impl Output {
+    /// Checks `fd` (a regular file or a pipe, open for writing only) and
+    /// notes where the archive will start.
+    fn new(fd: OwnedFd, digest: bool) -> Result<Self> {
+        use rustix::fs::{fcntl_getfl, fstat, seek, FileType, OFlags, SeekFrom};
+        let invalid = |problem| Error::InvalidOption {
+            option: "out",
+            problem,
+        };
+        let kind = fstat(&fd).map(|st| FileType::from_raw_mode(st.st_mode));
+        let flags = fcntl_getfl(&fd).map_err(|_| invalid("is not an open descriptor"))?;
+        if flags & OFlags::RWMODE != OFlags::WRONLY {
+            return Err(invalid(
+                "must be open for writing only (the worker gets it and must not read it)",
+            ));
+        }
+        let start = match kind {
+            Ok(FileType::RegularFile) if flags.contains(OFlags::APPEND) => {
+                Some(fstat(&fd).map(|st| st.st_size as u64))
+            }
+            Ok(FileType::RegularFile) => Some(seek(&fd, SeekFrom::Current(0))),
+            Ok(FileType::Fifo) => None,
+            _ => return Err(invalid("must be a regular file or a pipe")),
+        };
+        let start = start
+            .transpose()
+            .map_err(|e| Error::io("finding the output's offset", e.into()))?;
+        let reader = match (digest, start) {
+            (false, _) => None,
+            (true, Some(_)) => Some(reopen_for_reading(&fd)?),
+            (true, None) => {
+                return Err(Error::InvalidOption {
+                    option: "digest",
+                    problem: "the caller cannot hash what the worker writes to a pipe \
+                              (use Sandbox::pack, or a regular file)",
+                })
+            }
+        };
+        Ok(Output {
+            file: fd.into(),
+            start,
+            reader,
+        })
+    }
+
+    /// How many bytes the worker wrote (how far the offset moved).
+    fn written(&self) -> Result<u64> {
+        let Some(start) = self.start else {
+            return Ok(0);
+        };
+        let end = rustix::fs::seek(&self.file, rustix::fs::SeekFrom::Current(0))
+            .map_err(|e| Error::io("finding the output's offset", e.into()))?;
+        Ok(end.saturating_sub(start))
+    }
+
+    /// The SHA-256 of the `len` bytes written, read back.
+    fn digest(&self, len: u64) -> Result<String> {
+        use std::os::unix::fs::FileExt;
+        let (Some(reader), Some(start)) = (&self.reader, self.start) else {
+            return Err(Error::Protocol("no output to hash".into()));
+        };
+        let mut hash = Sha256::new();
+        let mut buffer = vec![0u8; 256 << 10];
+        let mut at = 0u64;
+        while at < len {
+            let want = buffer.len().min((len - at) as usize);
+            let n = reader
+                .read_at(&mut buffer[..want], start + at)
+                .map_err(|e| Error::io("reading the archive back", e))?;
+            if n == 0 {
+                return Err(Error::io(
+                    "reading the archive back",
+                    io::ErrorKind::UnexpectedEof.into(),
+                ));
+            }
+            hash.update(&buffer[..n]);
+            at += n as u64;
+        }
+        Ok(format!("sha256:{:x}", hash.finalize()))
+    }
+}
+
+/// The same regular file opened again, for reading (through
+/// `/proc/self/fd`, which names the open file itself, not a path).
+fn reopen_for_reading(fd: &OwnedFd) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    std::fs::File::open(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|_| {
+        Error::InvalidOption {
+            option: "digest",
+            problem: "the output cannot be opened again for reading through /proc/self/fd \
+                      to hash it (use Sandbox::pack)",
+        }
+    })
 }
 
 fn is_sha256(digest: &str) -> bool {
@@ -248,10 +467,19 @@ fn is_sha256(digest: &str) -> bool {
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Checks `options`, opens `source`, and starts a worker packing it.
-pub(crate) async fn start(pool: &Pool, source: &Path, options: &PackOptions) -> Result<Pack> {
+/// Checks `options`, opens `source`, and starts a worker packing it,
+/// writing the archive to `output` itself if there is one.
+pub(crate) async fn start(
+    pool: &Pool,
+    source: &Path,
+    options: &PackOptions,
+    output: Option<OwnedFd>,
+) -> Result<Pack> {
     let started = Instant::now();
     check(options)?;
+    let output = output
+        .map(|fd| Output::new(fd, options.digest))
+        .transpose()?;
     let (dir, canonical) = open_source(source)?;
     let header = JobHeader {
         dest: canonical.as_os_str().as_bytes().to_vec(),
@@ -260,10 +488,12 @@ pub(crate) async fn start(pool: &Pool, source: &Path, options: &PackOptions) -> 
             ..Options::default()
         },
         pack: Some(options.clone()),
+        pack_into: output.is_some(),
     };
     let fds = Fds {
         dir: &dir,
         lead: None,
+        output: output.as_ref().map(|o| o.file.as_fd()),
     };
     let warm = warm_worker(pool).await?;
     let confined = match confine(warm, &header, &fds, source).await {
@@ -288,6 +518,7 @@ pub(crate) async fn start(pool: &Pool, source: &Path, options: &PackOptions) -> 
         .map_err(|e| Error::io("starting the packing job", e))?;
     Ok(Pack {
         socket,
+        output,
         worker: confined.worker,
         frames: DataFrames::default(),
         queue: VecDeque::new(),

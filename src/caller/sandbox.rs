@@ -1,13 +1,14 @@
 //! The public face: [`Sandbox`] and its builder. The workers come from the
 //! [pool](crate::caller::pool); a job starts in [`start`].
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
 
 use tokio::io::AsyncRead;
 
 use crate::caller::job::Job;
-use crate::caller::pack::{self, Pack};
+use crate::caller::pack::{self, Pack, PackInto};
 use crate::caller::pool::Pool;
 use crate::caller::start;
 use crate::caller::subids::SubordinateIds;
@@ -283,7 +284,33 @@ impl Sandbox {
     /// reports, and the summary. Names are relative to `source`, sorted,
     /// directories before their contents; see [`PackOptions`].
     pub async fn pack(&self, source: impl AsRef<Path>, options: &PackOptions) -> Result<Pack> {
-        pack::start(&self.pool, source.as_ref(), options).await
+        pack::start(&self.pool, source.as_ref(), options, None).await
+    }
+
+    /// Packs the tree `source` as [`Sandbox::pack`] does, but the worker
+    /// writes the archive to `out` itself: a regular file or a pipe, open
+    /// for writing only (a [`std::fs::File`] from `File::create`, a pipe's
+    /// write end, a child's standard input), from its current offset. The
+    /// archive's bytes do not pass through the caller (one copy and one
+    /// hop less: the fastest way to pack to a file or a pipe); the caller
+    /// only takes the reports ([`PackInto`]).
+    ///
+    /// The worker holds `out` for the job's duration, with the packing
+    /// job's system-call filter: it can write to it and move its offset,
+    /// never change its size other than by writing, its mode, owner, times
+    /// or attributes, and it is gone when [`PackInto::finish`] returns.
+    /// Anything else (a socket, a terminal, a descriptor open for reading)
+    /// is [`Error::InvalidOption`](crate::Error::InvalidOption); so is
+    /// [`PackOptions::digest`] with a pipe (the caller does not see the
+    /// bytes; with a regular file it reads them back).
+    pub async fn pack_into(
+        &self,
+        source: impl AsRef<Path>,
+        options: &PackOptions,
+        out: impl Into<OwnedFd>,
+    ) -> Result<PackInto> {
+        let pack = pack::start(&self.pool, source.as_ref(), options, Some(out.into())).await?;
+        Ok(PackInto::new(pack))
     }
 
     /// Copies the tree `source` into the directory `dest` through a tar

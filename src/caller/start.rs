@@ -7,7 +7,7 @@
 //! has been read.
 
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -123,6 +123,7 @@ async fn confined_worker(
         dest: canonical.as_os_str().as_bytes().to_vec(),
         options: options.clone(),
         pack: None,
+        pack_into: false,
     };
     // The caller checks the blob digest itself; the worker need not know it.
     header.options.expected_digest = None;
@@ -130,6 +131,7 @@ async fn confined_worker(
     let fds = Fds {
         dir: &dir,
         lead: channel.as_ref().map(|(_, theirs)| theirs),
+        output: None,
     };
     let warm = warm_worker(pool).await?;
     let confined = match confine(warm, &header, &fds, dest).await {
@@ -269,6 +271,8 @@ async fn read_warm(arrival: Arrival) -> Result<Warm> {
 pub(crate) struct Fds<'a> {
     pub dir: &'a File,
     pub lead: Option<&'a OwnedFd>,
+    /// A packing job's output (`Sandbox::pack_into`).
+    pub output: Option<BorrowedFd<'a>>,
 }
 
 /// Sends the job header with its descriptors and waits until the worker is
@@ -294,6 +298,7 @@ async fn send_job(warm: Warm, header: &JobHeader, fds: &Fds<'_>, dest: &Path) ->
     };
     let mut attached = vec![fds.dir.as_fd()];
     attached.extend(fds.lead.map(|fd| fd.as_fd()));
+    attached.extend(fds.output);
     let sent = confined
         .socket
         .async_io(Interest::WRITABLE, || {

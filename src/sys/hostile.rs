@@ -74,6 +74,7 @@ pub(crate) fn run(socket: &UnixStream) {
             "change" => change(&mut out, arg(0)),
             "moved-out" => moved_out(&mut out),
             "outside" => reach_through(&mut out, libc::AT_FDCWD, arg(0), "outside"),
+            "output" => output(&mut out),
             other => out.line(&format!("{other} unknown-attack")),
         }
     }
@@ -739,6 +740,59 @@ fn change(out: &mut Results, file: &str) {
     if let Some(fd) = out.call("change-open-trunc", i64::from(fd)) {
         close(fd);
     }
+}
+
+/// `output`: a packing job that writes its archive itself holds the caller's
+/// file (`Sandbox::pack_into`): found among the open descriptors (a regular
+/// file open for writing only), then every change but writing at its
+/// offset: a set-id mode, owner, times, an attribute, its size (truncated,
+/// allocated), a write at an offset of our choosing. Lines start `output-`.
+fn output(out: &mut Results) {
+    let found = (3..256).find(|&fd| {
+        // SAFETY: fstat and fcntl on any number are harmless; a closed one fails.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let regular =
+            unsafe { libc::fstat(fd, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG;
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        regular && flags >= 0 && flags & libc::O_ACCMODE == libc::O_WRONLY
+    });
+    let Some(fd) = found else {
+        out.line("output-found errno=0 (none)");
+        return;
+    };
+    out.line(&format!("output-found ok {fd}"));
+    // SAFETY (every call below): a descriptor of ours, live buffers and a
+    // NUL-terminated name.
+    let r = unsafe { libc::fchmod(fd, 0o6755) };
+    out.call("output-fchmod", i64::from(r));
+    let r = unsafe { libc::fchown(fd, 0, 0) };
+    out.call("output-fchown", i64::from(r));
+    let times = [libc::timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    }; 2];
+    let r = unsafe { libc::futimens(fd, times.as_ptr()) };
+    out.call("output-futimens", i64::from(r));
+    let name = c("user.planted");
+    let r = unsafe { libc::fsetxattr(fd, name.as_ptr(), b"x".as_ptr().cast(), 1, 0) };
+    out.call("output-fsetxattr", i64::from(r));
+    let r = unsafe { libc::ftruncate(fd, 64 * GIB) };
+    out.call("output-ftruncate", i64::from(r));
+    let r = unsafe { libc::fallocate(fd, 0, 0, GIB) };
+    out.call("output-fallocate", i64::from(r));
+    let r = unsafe { libc::pwrite(fd, b"planted".as_ptr().cast(), 7, 64 * GIB) };
+    out.call("output-pwrite", r as i64);
+    let empty = c("");
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fchmodat2,
+            fd,
+            empty.as_ptr(),
+            0o6755,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    out.call("output-fchmodat2", r);
 }
 
 /// `moved-out`: makes `/mover`, holds it open and waits (up to 20 s) for a

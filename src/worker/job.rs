@@ -132,14 +132,15 @@ pub(super) fn run(
 }
 
 /// Packs the worker's root (the source, read-only) into an archive sent on
-/// `socket`, with each entry's report; the compression, if any, runs on
-/// `decoder`'s thread.
+/// `socket` (or written to `output`), with each entry's report; the
+/// compression, if any, runs on `decoder`'s thread.
 pub(super) fn run_pack(
     socket: &UnixStream,
     options: &PackOptions,
     mode: SandboxMode,
     program: &seccompiler::BpfProgram,
     mut decoder: input::Decoder,
+    output: Option<OwnedFd>,
 ) -> Result<WorkerTotals, WireError> {
     let internal = |e: std::io::Error| WireError::Internal(e.to_string());
     // The (parked) second thread is filtered with this one.
@@ -153,7 +154,7 @@ pub(super) fn run_pack(
     #[cfg(sandtar_hostile)]
     crate::sys::hostile::run(socket);
     let socket = socket.try_clone().map_err(internal)?;
-    super::pack::run(socket, options, mode, decoder)
+    super::pack::run(socket, options, mode, decoder, output)
 }
 
 /// Decompressed data whose first block is no tar header and no other known

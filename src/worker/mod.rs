@@ -73,6 +73,7 @@ fn serve(start: sys::WorkerStart, mode: SandboxMode) {
             mode,
             ready.seccomp.for_packing(),
             ready.decoder,
+            ready.output,
         ),
         None => job::run(
             &socket,
@@ -103,6 +104,8 @@ struct Ready {
     report_socket: UnixStream,
     /// How far ahead of the caller the worker may run (`Options::max_lead`).
     lead: Option<lead::Lead>,
+    /// Where a packing job writes its archive, if not in `Data` frames.
+    output: Option<OwnedFd>,
 }
 
 /// Warm set-up, then the job header, confinement and shedding. `isolated`: how
@@ -133,7 +136,7 @@ fn prepare(
         false => None,
     };
     send(socket, &WorkerMsg::Warm).map_err(|_| None)?;
-    let (header, dest_fd, lead_fd) = match receive_job(socket) {
+    let (header, dest_fd, extra_fd) = match receive_job(socket) {
         Ok(Some(job)) => job,
         Ok(None) => return Err(None), // the sandbox was dropped before a job came
         Err(e) => return Err(Some(WireError::Internal(format!("bad job header: {e}")))),
@@ -160,9 +163,9 @@ fn prepare(
     let report_socket = socket
         .try_clone()
         .map_err(|e| Some(WireError::Internal(e.to_string())))?;
-    let lead = match (lead_fd, header.options.max_lead) {
-        (Some(fd), Some(max)) => Some(lead::Lead::new(fd, max)),
-        _ => None,
+    let (lead, output) = match (extra_fd, header.options.max_lead) {
+        (Some(fd), Some(max)) => (Some(lead::Lead::new(fd, max)), None),
+        (output, _) => (None, output),
     };
     Ok(Ready {
         header,
@@ -170,16 +173,18 @@ fn prepare(
         decoder,
         report_socket,
         lead,
+        output,
     })
 }
 
-/// A job: its header, the destination, and the lead channel if the options
-/// bound the lead.
+/// A job: its header, the destination, and its other descriptor: the lead
+/// channel if the options bound the lead, or a packing job's output.
 type Received = (JobHeader, OwnedFd, Option<OwnedFd>);
 
 /// Reads the job header and the descriptors that come with it: the
-/// destination, then the lead channel exactly when `max_lead` is set. `None`
-/// if the driver closed the socket instead.
+/// destination, then the lead channel exactly when `max_lead` is set, or
+/// the output of a packing job that writes its archive itself. `None` if
+/// the driver closed the socket instead.
 fn receive_job(socket: &UnixStream) -> io::Result<Option<Received>> {
     let mut head = [0u8; 8];
     let (n, mut fds) = loop {
@@ -193,15 +198,16 @@ fn receive_job(socket: &UnixStream) -> io::Result<Option<Received>> {
     }
     (&*socket).read_exact(&mut head[n..])?;
     let header = read_header(&head, &mut &*socket)?;
-    let expected = 1 + usize::from(header.options.max_lead.is_some());
-    if fds.len() != expected {
+    let expected = header.descriptors();
+    if fds.len() != expected || expected > 2 || (header.pack_into && header.pack.is_none()) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            "expected the destination's descriptor (and the lead channel's with max_lead)",
+            "expected the destination's descriptor (and the lead channel's with max_lead, \
+             or a packing job's output)",
         ));
     }
-    let lead = (expected == 2).then(|| fds.remove(1));
-    Ok(Some((header, fds.remove(0), lead)))
+    let extra = (expected == 2).then(|| fds.remove(1));
+    Ok(Some((header, fds.remove(0), extra)))
 }
 
 /// Checks the magic and length in `head`, then reads and decodes the header's

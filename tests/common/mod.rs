@@ -669,3 +669,19 @@ macro_rules! root_and_nobody {
         }
     )*};
 }
+
+/// Packs `src` whole; returns the archive and the reports.
+pub async fn pack_all(
+    sandbox: &sandtar::Sandbox,
+    src: &Path,
+    options: &sandtar::PackOptions,
+) -> (Vec<u8>, Vec<sandtar::EntryReport>, sandtar::Summary) {
+    let mut pack = sandbox.pack(src, options).await.expect("pack");
+    let mut archive = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut pack, &mut archive)
+        .await
+        .expect("reading the archive");
+    let reports: Vec<_> = pack.reports().collect();
+    let summary = pack.finish().await.expect("summary");
+    (archive, reports, summary)
+}

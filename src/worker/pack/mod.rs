@@ -48,6 +48,7 @@ pub(crate) fn run(
     options: &PackOptions,
     mode: SandboxMode,
     decoder: Decoder,
+    output: Option<OwnedFd>,
 ) -> Result<WorkerTotals, WireError> {
     let internal = |e: io::Error| WireError::Internal(e.to_string());
     let selector =
@@ -56,7 +57,8 @@ pub(crate) fn run(
         IgnoreRules::new(&options.ignore).map_err(|e| WireError::Internal(e.to_string()))?;
     let root = openat(CWD, ".", dir_flags(), Mode::empty()).map_err(|e| internal(e.into()))?;
     let mut packer = Packer {
-        out: Output::new(socket, options.compression, options.digest, decoder).map_err(internal)?,
+        out: Output::new(socket, output, options.compression, options.digest, decoder)
+            .map_err(internal)?,
         options,
         selector,
         ignore,
