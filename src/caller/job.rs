@@ -11,8 +11,9 @@
 //! SIGKILL through its pidfd, and the job ends only once the worker can make
 //! no more system calls: its job socket reached end of file (the seccomp
 //! filter lets no call close that socket, so only the kernel does, once the
-//! last thread is gone) or its pidfd says it exited. The rest of its exit (the
-//! namespaces' teardown) and its reaping happen in the background. Whatever
+//! last thread is gone) or its pidfd says it exited. Its reaping and the rest
+//! of its exit (the parent's notification, its PID namespace's end) happen in
+//! the background. Whatever
 //! the worker does after its last message, it cannot change the destination
 //! once the job has ended.
 //!
@@ -361,8 +362,10 @@ impl<R> Job<R> {
     /// end of file proves (`None`: the reaper thread collects its status). Its
     /// seccomp filter lets no call close or shut down its end of the socket,
     /// so only the kernel closes it, after the last thread stopped making
-    /// system calls and before the slower rest of the exit (the namespaces'
-    /// teardown), which the job does not wait for.
+    /// system calls (at the end of its exit's own work: the address space,
+    /// the descriptors and the namespaces go first, and the last reference
+    /// to a file is released after them) and before the parent is told,
+    /// which the job does not wait for.
     fn poll_gone(&mut self, cx: &mut Context<'_>) -> Poll<Option<Exit>> {
         if let Poll::Ready(exit) = self.poll_reaped(cx) {
             return Poll::Ready(Some(exit));
