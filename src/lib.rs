@@ -5,7 +5,8 @@
 //! process that renames directories while you extract. sandtar does not try to
 //! out-think those with path checks. Each extraction runs in a separate worker
 //! process whose root directory *is* the destination (a new mount namespace,
-//! `pivot_root`, and a user namespace when not root), so the kernel resolves
+//! a clone of the destination's mount as its root, and a user namespace when
+//! not root), so the kernel resolves
 //! every name, symlink and `..` inside it. The worker then drops the
 //! capabilities its job does not need, sets `PR_SET_NO_NEW_PRIVS`, and installs
 //! a seccomp allow-list (no `execve`, `socket`, `mount`, `ptrace`, ...).
@@ -24,7 +25,7 @@
 //!                                                                  ▼
 //! sandbox.start(reader, dest, &options)            ┌───────────────────────────────┐
 //!   dest's descriptor ──────── SCM_RIGHTS ───────▶ │ worker: one job, then exits   │
-//!   AsyncRead ─────────────── archive bytes ─────▶ │ pivot_root: `/` is now dest   │
+//!   AsyncRead ─────────────── archive bytes ─────▶ │ its root: a clone of dest     │
 //!   Stream<EntryReport> ◀──── reports ──────────── │ decode ▶ parse tar ▶ write    │
 //!   job.finish(): Summary ◀── summary or error ─── │ spare capabilities dropped,   │
 //!                                                  │ no_new_privs, seccomp         │

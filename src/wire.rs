@@ -3,9 +3,10 @@
 //! Job socket (one `SOCK_STREAM` socketpair per job, the worker is born with its end):
 //!
 //! ```text
-//! worker → driver   Warm                         (set-up done, waiting for a job)
-//! driver → worker   "STR1" frame(JobHeader)      + SCM_RIGHTS(destination fd)
-//! worker → driver   Confined | Failed            (after pivot_root, before any byte)
+//! worker → driver   Warm { awaits_clone }        (set-up done, waiting for a job)
+//! driver → worker   "STR1" frame(JobHeader)      + SCM_RIGHTS(destination fd, or a clone
+//!                                                 of its mount if the worker awaits one)
+//! worker → driver   Confined | Failed            (confined, before any byte)
 //! driver → worker   archive bytes ... shutdown(SHUT_WR)
 //! worker → driver   (Reports(batch) | Corrections(list))* then Done | Failed
 //! ```
@@ -236,7 +237,12 @@ pub(crate) fn untrusted_path(bytes: Vec<u8>) -> std::path::PathBuf {
 /// Worker → driver messages on the job socket.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum WorkerMsg {
-    Warm,
+    /// Set up and waiting for a job. `awaits_clone`: the worker waits in an
+    /// empty root and needs the caller to send a detached clone of the
+    /// destination's mount (`open_tree`) instead of the directory.
+    Warm {
+        awaits_clone: bool,
+    },
     Confined,
     Reports(Vec<WireReport>),
     /// Directories reported written whose metadata could not be set at the end:
@@ -394,7 +400,9 @@ mod tests {
 
     #[test]
     fn partial_and_oversized_frames() {
-        let frame = encode_frame(&WorkerMsg::Warm);
+        let frame = encode_frame(&WorkerMsg::Warm {
+            awaits_clone: false,
+        });
         assert_eq!(frame_at(&frame[..frame.len() - 1], 100).unwrap(), None);
         assert_eq!(frame_at(&[1, 2], 100).unwrap(), None);
         let huge = (u32::MAX).to_le_bytes();

@@ -69,12 +69,15 @@ pub(crate) fn serve(
     if send(control, &ZygoteMsg::Hello(mode)).is_err() {
         return 1;
     }
+    // Root over this mount namespace: the caller can clone each job's
+    // destination mount, and workers wait for it in an empty root.
+    let clones = mode == SandboxMode::Privileged && sys::mounts::may_clone_mounts();
     let mut buf = [0u8; MAX_CONTROL_MESSAGE];
     loop {
         match receive(control, &mut buf) {
             Ok(Some(ZygoteRequest::Spawn(count))) => {
                 for _ in 0..count.min(1024) {
-                    if spawn_worker(control, mode, &single).is_err() {
+                    if spawn_worker(control, mode, clones, &single).is_err() {
                         return 1;
                     }
                 }
@@ -211,6 +214,7 @@ fn enter_namespaces(
 fn spawn_worker(
     control: BorrowedFd<'_>,
     mode: SandboxMode,
+    clones: bool,
     single: &sys::SingleThreaded,
 ) -> io::Result<()> {
     let (driver_end, worker_end) = socketpair(
@@ -221,7 +225,7 @@ fn spawn_worker(
     )?;
     let namespaces = mode.rung() == crate::mode::Rung::Namespaces;
     match sys::clone_worker(single, driver_end, worker_end, namespaces) {
-        Ok(sys::Forked::Child(start)) => crate::worker::run(start, mode),
+        Ok(sys::Forked::Child(start)) => crate::worker::run(start, mode, clones),
         Ok(sys::Forked::Parent { pid, pidfd, socket }) => {
             let msg = encode_message(&ZygoteMsg::Worker { pid });
             sys::send_with_fds(control, &msg, &[pidfd.as_fd(), socket.as_fd()]).map(drop)

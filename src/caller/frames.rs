@@ -107,7 +107,7 @@ impl Frames {
 /// A message's name, for protocol errors (never its untrusted contents).
 pub(crate) fn name(msg: &WorkerMsg) -> &'static str {
     match msg {
-        WorkerMsg::Warm => "Warm",
+        WorkerMsg::Warm { .. } => "Warm",
         WorkerMsg::Confined => "Confined",
         WorkerMsg::Reports(_) => "Reports",
         WorkerMsg::Corrections(_) => "Corrections",
@@ -139,7 +139,9 @@ mod tests {
             .enumerate()
             .map(|(i, &len)| data(len, i as u8))
             .collect();
-        let mut bytes = encode_frame(&WorkerMsg::Warm);
+        let mut bytes = encode_frame(&WorkerMsg::Warm {
+            awaits_clone: false,
+        });
         for chunk in &sent {
             bytes.extend(encode_frame(&WorkerMsg::Data(chunk.clone())));
         }
@@ -151,7 +153,7 @@ mod tests {
         });
         let mut frames = Frames::new();
         let first = frames.next(&mut ours).await.expect("a frame");
-        assert!(matches!(first, Some(WorkerMsg::Warm)));
+        assert!(matches!(first, Some(WorkerMsg::Warm { .. })));
         for expected in &sent {
             match frames.next(&mut ours).await.expect("a frame") {
                 Some(WorkerMsg::Data(got)) => assert_eq!(&got, expected),
@@ -166,14 +168,16 @@ mod tests {
     #[tokio::test]
     async fn a_few_small_frames_keep_the_first_buffer() {
         let (mut worker, mut ours) = UnixStream::pair().expect("socket pair");
-        let mut bytes = encode_frame(&WorkerMsg::Warm);
+        let mut bytes = encode_frame(&WorkerMsg::Warm {
+            awaits_clone: false,
+        });
         bytes.extend(encode_frame(&WorkerMsg::Confined));
         worker.write_all(&bytes).await.expect("writing");
         drop(worker);
         let mut frames = Frames::new();
         assert!(matches!(
             frames.next(&mut ours).await,
-            Ok(Some(WorkerMsg::Warm))
+            Ok(Some(WorkerMsg::Warm { .. }))
         ));
         assert!(matches!(
             frames.next(&mut ours).await,

@@ -862,7 +862,10 @@ mod tests {
         expect_protocol(finish_within(job).await, "size on a directory");
 
         let (job, mut fake, _child) = fake_job(b"");
-        fake.write_all(&encode_frame(&WorkerMsg::Warm)).unwrap();
+        fake.write_all(&encode_frame(&WorkerMsg::Warm {
+            awaits_clone: false,
+        }))
+        .unwrap();
         expect_protocol(finish_within(job).await, "Warm during a job");
 
         // Skips the default options cannot cause: the worker would make an

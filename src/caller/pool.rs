@@ -40,6 +40,9 @@ pub(crate) struct Warm {
     pub worker: Worker,
     /// Non-blocking.
     pub socket: std::os::unix::net::UnixStream,
+    /// The worker waits in an empty root for a clone of its destination's
+    /// mount, made by this side ([`crate::sys::clone_for_worker`]).
+    pub awaits_clone: bool,
 }
 
 /// A worker confined to its job's destination, its socket registered with the

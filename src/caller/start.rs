@@ -251,8 +251,9 @@ async fn read_warm(arrival: Arrival) -> Result<Warm> {
     let mut socket = UnixStream::from_std(std_socket).map_err(|e| Error::io("worker socket", e))?;
     match Frames::new().next(&mut socket).await? {
         // Unregistered again (and still non-blocking), for any runtime.
-        Some(WorkerMsg::Warm) => Ok(Warm {
+        Some(WorkerMsg::Warm { awaits_clone }) => Ok(Warm {
             worker,
+            awaits_clone,
             socket: socket
                 .into_std()
                 .map_err(|e| Error::io("worker socket", e))?,
@@ -296,7 +297,18 @@ async fn send_job(warm: Warm, header: &JobHeader, fds: &Fds<'_>, dest: &Path) ->
         worker: warm.worker,
         lead: None,
     };
-    let mut attached = vec![fds.dir.as_fd()];
+    // A worker waiting in an empty root gets a clone of the destination's
+    // mount, made here from the descriptor (no path resolved again).
+    let read_only = header.options.list_only || header.pack.is_some();
+    let clone = match warm.awaits_clone {
+        true => Some(
+            sys::clone_for_worker(fds.dir.as_fd(), read_only)
+                .map_err(|e| Error::io("cloning the destination's mount (open_tree)", e))?,
+        ),
+        false => None,
+    };
+    let dest_fd = clone.as_ref().map_or(fds.dir.as_fd(), |tree| tree.as_fd());
+    let mut attached = vec![dest_fd];
     attached.extend(fds.lead.map(|fd| fd.as_fd()));
     attached.extend(fds.output);
     let sent = confined

@@ -9,7 +9,7 @@
 //! By process: [`startup`] (before `main`: becoming the zygote), [`process`]
 //! (the zygote forks workers and enters a user namespace; zygote and worker end
 //! at once), [`fds`] (the worker's descriptor table), [`mounts`] (the worker's
-//! read-only root for listing jobs), [`socket`] (descriptors
+//! read-only root for listing jobs; the caller's clone of a destination's mount), [`socket`] (descriptors
 //! over Unix sockets: all three; tokio registration: the caller), [`users`]
 //! (NSS look-ups: the caller).
 
@@ -22,6 +22,7 @@ pub(crate) mod socket;
 pub(crate) mod startup;
 pub(crate) mod users;
 
+pub(crate) use mounts::clone_for_worker;
 pub(crate) use process::{
     clone_worker, exit_now, exit_on_cpu_time_limit, ignore_write_signals, landlock_abi,
     probe_namespaces, unshare_user_namespace, Forked, WorkerStart, EXIT_CPU_TIME,

@@ -1,7 +1,11 @@
-//! Mount attributes the `rustix` crate does not wrap (the worker).
+//! Mounts: the attributes the `rustix` crate does not wrap, and the clone of
+//! a destination's mount that a privileged caller hands its worker.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::CWD;
+use rustix::mount::{open_tree, OpenTreeFlags};
 
 /// `struct mount_attr` (linux/mount.h).
 #[repr(C)]
@@ -15,14 +19,22 @@ struct MountAttr {
 
 /// `MOUNT_ATTR_RDONLY`.
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
+/// `MS_PRIVATE`, as `mount_attr.propagation`.
+const MS_PRIVATE: u64 = 1 << 18;
 
 /// Makes the mount `tree` (a clone from `open_tree`, not yet attached) read-only,
 /// leaving its other attributes as they are (`mount_setattr`, Linux 5.12).
 pub(crate) fn make_read_only(tree: BorrowedFd<'_>) -> io::Result<()> {
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
-        ..MountAttr::default()
-    };
+    set_attributes(
+        tree,
+        &MountAttr {
+            attr_set: MOUNT_ATTR_RDONLY,
+            ..MountAttr::default()
+        },
+    )
+}
+
+fn set_attributes(tree: BorrowedFd<'_>, attr: &MountAttr) -> io::Result<()> {
     // SAFETY: the path is a NUL-terminated empty string; `attr` is a valid
     // `struct mount_attr` of the size passed, and outlives the call, which only
     // reads it.
@@ -32,7 +44,7 @@ pub(crate) fn make_read_only(tree: BorrowedFd<'_>) -> io::Result<()> {
             tree.as_raw_fd(),
             c"".as_ptr(),
             libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
@@ -40,4 +52,38 @@ pub(crate) fn make_read_only(tree: BorrowedFd<'_>) -> io::Result<()> {
         0 => Ok(()),
         _ => Err(io::Error::last_os_error()),
     }
+}
+
+/// A detached clone of the mount under `dir`, rooted at `dir` itself and
+/// without the mounts below it (`open_tree(OPEN_TREE_CLONE)` of the
+/// descriptor: no path is resolved again), private (nothing mounted on
+/// either side later reaches the other) and read-only if `read_only`. The
+/// caller makes it (with `CAP_SYS_ADMIN` over its mount namespace) for a
+/// worker that waits in an empty root, which attaches it as its own.
+pub(crate) fn clone_for_worker(dir: BorrowedFd<'_>, read_only: bool) -> io::Result<OwnedFd> {
+    let tree = open_tree(
+        dir,
+        "",
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH,
+    )?;
+    let attr = MountAttr {
+        attr_set: if read_only { MOUNT_ATTR_RDONLY } else { 0 },
+        propagation: MS_PRIVATE,
+        ..MountAttr::default()
+    };
+    set_attributes(tree.as_fd(), &attr)?;
+    Ok(tree)
+}
+
+/// Whether this process may clone mounts of its mount namespace (the
+/// zygote asks once, for its caller: root in the namespace's owner).
+pub(crate) fn may_clone_mounts() -> bool {
+    open_tree(
+        CWD,
+        "/",
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )
+    .is_ok()
 }

@@ -1,6 +1,7 @@
 //! The worker: one process per job, forked warm by the zygote.
 //!
-//! Life of a worker: make `/` a recursive slave, build the seccomp filter
+//! Life of a worker: make `/` a recursive slave (as root, also leave the
+//! host's mounts for an empty root: [`confine`]), build the seccomp filter
 //! ([`seccomp`]) and start the (unprivileged, idle) decoding thread
 //! ([`input`]) (warm set-up), and say `Warm`; wait for the job header and the
 //! destination's descriptor; confine itself to the destination ([`confine`]);
@@ -38,8 +39,12 @@ use crate::wire::{
 use reporter::Reporter;
 
 /// The worker's whole life; never returns.
-pub(crate) fn run(start: sys::WorkerStart, mode: SandboxMode) -> ! {
-    let code = match std::panic::catch_unwind(move || serve(start, mode)) {
+///
+/// `await_clone`: the caller may clone mounts (root over its mount
+/// namespace), so the worker waits in an empty root where it can
+/// ([`confine::Root`]).
+pub(crate) fn run(start: sys::WorkerStart, mode: SandboxMode, await_clone: bool) -> ! {
+    let code = match std::panic::catch_unwind(move || serve(start, mode, await_clone)) {
         Ok(()) => 0,
         Err(_) => 101,
     };
@@ -50,9 +55,9 @@ fn send(socket: &mut UnixStream, msg: &WorkerMsg) -> io::Result<()> {
     socket.write_all(&encode_frame(msg))
 }
 
-fn serve(start: sys::WorkerStart, mode: SandboxMode) {
+fn serve(start: sys::WorkerStart, mode: SandboxMode, await_clone: bool) {
     let mut socket = UnixStream::from(start.socket);
-    let ready = match prepare(&mut socket, start.isolated, mode) {
+    let ready = match prepare(&mut socket, start.isolated, mode, await_clone) {
         Ok(ready) => ready,
         Err(failure) => {
             // Nothing to say when the driver is gone.
@@ -115,6 +120,7 @@ fn prepare(
     socket: &mut UnixStream,
     isolated: Result<(), String>,
     mode: SandboxMode,
+    await_clone: bool,
 ) -> Result<Ready, Option<WireError>> {
     let confinement = |reason: String| Some(WireError::Confinement(reason));
     isolated.map_err(confinement)?;
@@ -122,6 +128,10 @@ fn prepare(
     if namespaces {
         confine::prepare().map_err(confinement)?;
     }
+    let root = match namespaces && await_clone {
+        true => confine::enter_empty_root().map_err(confinement)?,
+        false => confine::Root::Host,
+    };
     let naming = match namespaces {
         true => seccomp::Naming::Paths,
         false => seccomp::Naming::Descriptors,
@@ -135,7 +145,8 @@ fn prepare(
         true => Some(input::Decoder::spawn(privileges::shed_thread).map_err(confinement)?),
         false => None,
     };
-    send(socket, &WorkerMsg::Warm).map_err(|_| None)?;
+    let awaits_clone = root == confine::Root::Empty;
+    send(socket, &WorkerMsg::Warm { awaits_clone }).map_err(|_| None)?;
     let (header, dest_fd, extra_fd) = match receive_job(socket) {
         Ok(Some(job)) => job,
         Ok(None) => return Err(None), // the sandbox was dropped before a job came
@@ -144,9 +155,11 @@ fn prepare(
     rustix::process::umask(rustix::fs::Mode::empty());
     let packing = header.pack.is_some();
     let read_only = header.options.list_only || packing;
-    let entered = match namespaces {
-        true => confine::enter(&header.dest, dest_fd, read_only),
-        false => confine::enter_landlock(dest_fd, read_only, mode.chroots()),
+    let entered = match (namespaces, root) {
+        // The caller's clone is read-only already where it must be.
+        (true, confine::Root::Empty) => confine::attach(dest_fd),
+        (true, confine::Root::Host) => confine::enter(&header.dest, dest_fd, read_only),
+        (false, _) => confine::enter_landlock(dest_fd, read_only, mode.chroots()),
     };
     entered.map_err(|e| {
         Some(match e {
