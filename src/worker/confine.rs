@@ -140,6 +140,12 @@ pub(crate) enum Root {
 /// if the kernel or a security module refuses the new mount (nothing has
 /// changed then); an error if a later step fails.
 pub(crate) fn enter_empty_root() -> Result<Root, String> {
+    // Entering the clone at job time is a `chroot` (a `pivot_root` would
+    // leave the empty root stacked above, to unmount on the job's path):
+    // without `CAP_SYS_CHROOT` (a bounding set without it), the old way.
+    if !may_chroot() {
+        return Ok(Root::Host);
+    }
     let Ok(empty) = empty_tmpfs() else {
         return Ok(Root::Host);
     };
@@ -164,6 +170,13 @@ pub(crate) fn enter_empty_root() -> Result<Root, String> {
     }
     chdir("/").map_err(|e| failed("chdir(/)", e))?;
     Ok(Root::Empty)
+}
+
+fn may_chroot() -> bool {
+    rustix::thread::capabilities(None).is_ok_and(|sets| {
+        sets.effective
+            .contains(rustix::thread::CapabilitySet::SYS_CHROOT)
+    })
 }
 
 /// A new tmpfs, detached, read-only and empty (nothing can be created in it).
