@@ -251,10 +251,7 @@ async fn recv(control: &AsyncFd<OwnedFd>) -> Result<(ZygoteMsg, Vec<OwnedFd>)> {
                 let msg = decode::<ZygoteMsg>(&buf[..n]).map_err(Error::Protocol)?;
                 return Ok((msg, fds));
             }
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                return Err(zygote_gone())
-            }
-            Ok(Err(e)) => return Err(Error::io("zygote socket", e)),
+            Ok(Err(e)) => return Err(socket_error(e)),
             Err(_would_block) => continue,
         }
     }
@@ -270,10 +267,21 @@ async fn send(control: &AsyncFd<OwnedFd>, request: &ZygoteRequest) -> Result<()>
             .map_err(|e| Error::io("zygote socket", e))?;
         match guard.try_io(|fd| sys::send_with_fds(fd.get_ref().as_fd(), &msg, &[])) {
             Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => return Err(zygote_gone()),
-            Ok(Err(e)) => return Err(Error::io("zygote socket", e)),
+            Ok(Err(e)) => return Err(socket_error(e)),
             Err(_would_block) => continue,
         }
+    }
+}
+
+/// An error on the control socket: [`zygote_gone`] where it says the zygote
+/// closed its end (a send to a dead zygote fails with `EPIPE` or, if it died
+/// with a request unread, `ECONNRESET`; so may a receive), so that the pool
+/// restarts it.
+fn socket_error(e: std::io::Error) -> Error {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset};
+    match e.kind() {
+        BrokenPipe | ConnectionReset => zygote_gone(),
+        _ => Error::io("zygote socket", e),
     }
 }
 
