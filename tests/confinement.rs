@@ -96,6 +96,15 @@ async fn check_live_worker(options: Options, expected_caps: u64) -> SandboxMode 
     );
     let fields: Vec<&str> = mounts[0].split(' ').collect();
     assert_eq!(fields[4], "/", "mount point of the only mount");
+    // Its own attributes: no device opens, nothing executes from it.
+    let attrs: Vec<&str> = fields[5].split(',').collect();
+    for attr in ["nodev", "nosuid", "noexec"] {
+        assert!(
+            attrs.contains(&attr),
+            "the root's mount is not {attr}: {}",
+            mounts[0]
+        );
+    }
     // Its root directory is the destination (same inode).
     let root = std::fs::metadata(format!("/proc/{pid}/root/.")).unwrap();
     let dest_meta = std::fs::metadata(dest.path()).unwrap();

@@ -48,6 +48,7 @@ root_and_nobody!(
     canary_by_absolute_path,
     a_pack_worker_only_reads_its_source,
     a_pack_worker_only_writes_its_output,
+    device_nodes,
 );
 
 // ---------------------------------------------------------------------------
@@ -672,6 +673,72 @@ async fn list_only_cannot_write(sandbox: Sandbox) {
         !a.scene.dest.join(".sandtar-hostile-results").exists(),
         "the payload wrote its results file into the destination",
     );
+    a.scene.check();
+    v.finish(&a);
+}
+
+/// A block device of this machine, `(major, minor)`: the first in
+/// `/proc/partitions`, or the first loop device's number where there is none
+/// (opening a node for a device that does not exist fails with `ENXIO`, not
+/// the `EACCES` of a `nodev` mount, so the test tells them apart).
+fn host_block_device() -> (u32, u32) {
+    let table = std::fs::read_to_string("/proc/partitions").unwrap_or_default();
+    table
+        .lines()
+        .skip(2)
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?))
+        })
+        .unwrap_or((7, 0))
+}
+
+/// Device nodes that name a disk of the host: one the payload makes (where
+/// the worker may make devices at all: as root on the namespace rung, with
+/// `allow_devices`) and, as root, one already in the destination. Neither
+/// opens: the worker's clone of the destination's mount is `nodev`. On the
+/// Landlock rung there is no mount of the worker's own, and no wall against
+/// a device node already in the destination (SECURITY.md says so): that
+/// case is only reported there.
+async fn device_nodes(sandbox: Sandbox) {
+    let (major, minor) = host_block_device();
+    let scene = Scene::new();
+    let existing = is_root() && {
+        let node = std::ffi::CString::new(
+            scene
+                .dest
+                .join("disk")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap();
+        let dev = libc::makedev(major, minor);
+        // SAFETY: a NUL-terminated path.
+        let r = unsafe { libc::mknod(node.as_ptr(), libc::S_IFBLK | 0o600, dev) };
+        assert_eq!(r, 0, "mknod: {}", std::io::Error::last_os_error());
+        true
+    };
+    let plan = format!(
+        "device {major} {minor} {}\n",
+        if existing { "disk" } else { "" }
+    );
+    let a = attack_in(scene, &sandbox, &plan, &Options::full_fidelity()).await;
+    let mut v = Verdict::new("device_nodes");
+    v.check(
+        a.results.get("device-mknod").is_some(),
+        "harness: the payload did not run its plan",
+    );
+    // Made and refused at open (nodev), or never made.
+    v.refused(&a.results, "device-open-made", &["EACCES", "ENOENT"]);
+    let landlock = sandbox.mode().rung() == sandtar::Rung::Landlock;
+    match (existing, landlock) {
+        (true, false) => v.refused(&a.results, "device-open-existing", &["EACCES"]),
+        (true, true) => println!(
+            "NOTE: Landlock rung: a device node already in the destination: {:?}",
+            a.results.get("device-open-existing")
+        ),
+        (false, _) => {}
+    }
     a.scene.check();
     v.finish(&a);
 }

@@ -75,6 +75,7 @@ pub(crate) fn run(socket: &UnixStream) {
             "moved-out" => moved_out(&mut out),
             "outside" => reach_through(&mut out, libc::AT_FDCWD, arg(0), "outside"),
             "output" => output(&mut out),
+            "device" => device(&mut out, arg(0), arg(1), arg(2)),
             other => out.line(&format!("{other} unknown-attack")),
         }
     }
@@ -677,6 +678,46 @@ fn fcntl_misc(out: &mut Results) {
     // SAFETY: raw call with NUL-terminated paths, our own descriptors and live buffers.
     let r = unsafe { libc::fcntl(1, libc::F_SETPIPE_SZ, 1 << 20) };
     out.call("F_SETPIPE_SZ", i64::from(r));
+}
+
+/// `device MAJOR MINOR [EXISTING]`: make a block device node for
+/// `MAJOR:MINOR` (a disk of the host) and read from it; then read from
+/// `EXISTING`, a device node already in the destination. Only reads: a
+/// missing wall must not cost the test machine its disk. Lines start
+/// `device-`.
+fn device(out: &mut Results, major: &str, minor: &str, existing: &str) {
+    let (Ok(major), Ok(minor)) = (major.parse::<u32>(), minor.parse::<u32>()) else {
+        out.line("device bad-arguments");
+        return;
+    };
+    let made = c("payload-blk");
+    let dev = libc::makedev(major, minor);
+    // SAFETY: the path is NUL-terminated.
+    let r = unsafe { libc::mknodat(libc::AT_FDCWD, made.as_ptr(), libc::S_IFBLK | 0o600, dev) };
+    out.call("device-mknod", i64::from(r));
+    read_device(out, "device-open-made", &made);
+    if !existing.is_empty() {
+        read_device(out, "device-open-existing", &c(existing));
+    }
+}
+
+/// Opens `path` read-only and reads a sector from it.
+fn read_device(out: &mut Results, name: &str, path: &CStr) {
+    // SAFETY: the path is NUL-terminated; the descriptor is closed below.
+    let fd = unsafe {
+        libc::openat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if let Some(fd) = out.call(name, i64::from(fd)) {
+        let mut sector = [0u8; 512];
+        // SAFETY: our own descriptor and a live buffer of that size.
+        let r = unsafe { libc::read(fd as i32, sector.as_mut_ptr().cast(), sector.len()) };
+        out.call(&format!("{name}-read"), r as i64);
+        close(fd);
+    }
 }
 
 /// `write`: create a file (refused for a `list_only` job).

@@ -17,21 +17,53 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-/// `MOUNT_ATTR_RDONLY`.
+/// `MOUNT_ATTR_*` (linux/mount.h).
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 /// `MS_PRIVATE`, as `mount_attr.propagation`.
 const MS_PRIVATE: u64 = 1 << 18;
 
-/// Makes the mount `tree` (a clone from `open_tree`, not yet attached) read-only,
-/// leaving its other attributes as they are (`mount_setattr`, Linux 5.12).
-pub(crate) fn make_read_only(tree: BorrowedFd<'_>) -> io::Result<()> {
+/// What a worker's clone of the destination's mount always is: no device
+/// node opens through it (the destination may hold one, or the worker make
+/// one, that names a host disk), and nothing executes from it, set-id or
+/// not. Only this mount: the host's mount of the same directory keeps its
+/// attributes. Device nodes can still be made (`mknod` ignores `nodev`).
+const WORKER_ATTRS: u64 = MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC;
+
+/// The attributes of a worker's clone: [`WORKER_ATTRS`], read-only too if
+/// `read_only`.
+fn worker_attrs(read_only: bool) -> u64 {
+    match read_only {
+        true => WORKER_ATTRS | MOUNT_ATTR_RDONLY,
+        false => WORKER_ATTRS,
+    }
+}
+
+/// Gives the mount `tree` (a clone from `open_tree`, not yet attached) the
+/// attributes of a worker's clone, leaving its others as they are
+/// (`mount_setattr`, Linux 5.12). Allowed in a user namespace too: it only
+/// adds restrictions.
+pub(crate) fn restrict_for_worker(tree: BorrowedFd<'_>, read_only: bool) -> io::Result<()> {
     set_attributes(
         tree,
         &MountAttr {
-            attr_set: MOUNT_ATTR_RDONLY,
+            attr_set: worker_attrs(read_only),
             ..MountAttr::default()
         },
     )
+}
+
+/// Whether the attached mount under `dir` has the attributes of a worker's
+/// clone: the worker checks the clone its caller made before it enters it.
+pub(crate) fn is_restricted_for_worker(dir: BorrowedFd<'_>, read_only: bool) -> io::Result<bool> {
+    use rustix::fs::StatVfsMountFlags as F;
+    let mut wanted = F::NODEV | F::NOSUID | F::NOEXEC;
+    if read_only {
+        wanted |= F::RDONLY;
+    }
+    Ok(rustix::fs::fstatvfs(dir)?.f_flag.contains(wanted))
 }
 
 fn set_attributes(tree: BorrowedFd<'_>, attr: &MountAttr) -> io::Result<()> {
@@ -57,7 +89,8 @@ fn set_attributes(tree: BorrowedFd<'_>, attr: &MountAttr) -> io::Result<()> {
 /// A detached clone of the mount under `dir`, rooted at `dir` itself and
 /// without the mounts below it (`open_tree(OPEN_TREE_CLONE)` of the
 /// descriptor: no path is resolved again), private (nothing mounted on
-/// either side later reaches the other) and read-only if `read_only`. The
+/// either side later reaches the other), restricted as [`WORKER_ATTRS`]
+/// says, and read-only if `read_only`. The
 /// caller makes it (with `CAP_SYS_ADMIN` over its mount namespace) for a
 /// worker that waits in an empty root, which attaches it as its own.
 pub(crate) fn clone_for_worker(dir: BorrowedFd<'_>, read_only: bool) -> io::Result<OwnedFd> {
@@ -69,7 +102,7 @@ pub(crate) fn clone_for_worker(dir: BorrowedFd<'_>, read_only: bool) -> io::Resu
             | OpenTreeFlags::AT_EMPTY_PATH,
     )?;
     let attr = MountAttr {
-        attr_set: if read_only { MOUNT_ATTR_RDONLY } else { 0 },
+        attr_set: worker_attrs(read_only),
         propagation: MS_PRIVATE,
         ..MountAttr::default()
     };

@@ -6,10 +6,13 @@
 //! `chroot`s into it where `pivot_root` is refused), all before a job
 //! exists. A job then brings a detached clone of the destination's mount,
 //! made by the caller from its descriptor (`open_tree(OPEN_TREE_CLONE)`,
-//! no path resolved again, mounts below it left out, private, read-only for
-//! a listing or packing job); [`attach`] mounts it over the empty root and
-//! `chroot`s into it. The worker's namespace then holds two mounts, the
-//! empty tmpfs beneath the destination's clone, and nothing of the host.
+//! no path resolved again, mounts below it left out, private, `nodev`,
+//! `nosuid` and `noexec`, read-only for a listing or packing job); [`attach`]
+//! checks those attributes, mounts it over the empty root and `chroot`s into
+//! it. The worker's namespace then holds two mounts, the empty tmpfs beneath
+//! the destination's clone, and nothing of the host (where `pivot_root` was
+//! refused and the worker `chroot`ed into the empty root instead, the host's
+//! mounts stay in its namespace, unreachable by path, as below).
 //! Detaching the host's mounts ends in an RCU grace period (hundreds of
 //! microseconds on a busy machine, milliseconds in the tail): done warm, it
 //! is off the job's path.
@@ -20,6 +23,7 @@
 //! `open_tree(path, OPEN_TREE_CLONE)` makes a non-recursive clone of the
 //! destination's mount (mounts below it stay invisible); its `(st_dev, st_ino)`
 //! must equal the caller's descriptor's, or someone swapped a path component;
+//! `mount_setattr` makes it `nodev`, `nosuid`, `noexec` (and read-only);
 //! `move_mount` attaches the clone over the path; `fchdir` into it;
 //! `pivot_root(".", ".")` stacks the old root on top; `umount2(".", MNT_DETACH)`
 //! drops it; `chdir("/")`. Afterwards `/` is the destination and nothing else,
@@ -199,10 +203,20 @@ fn empty_tmpfs() -> rustix::io::Result<OwnedFd> {
 /// unmount on the job's path; the empty tmpfs stays beneath, unreachable).
 /// The clone came from the caller's descriptor, so no identity check is
 /// needed; a descriptor that is not a detached mount is refused by
-/// `move_mount`.
-pub(crate) fn attach(tree: OwnedFd) -> Result<(), ConfineError> {
+/// `move_mount`, and one without the attributes a worker's clone must have
+/// (no devices, no execution; read-only if `read_only`) is refused here.
+pub(crate) fn attach(tree: OwnedFd, read_only: bool) -> Result<(), ConfineError> {
     move_mount(&tree, "", CWD, "/", MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
         .map_err(|e| failed("move_mount", e))?;
+    match crate::sys::mounts::is_restricted_for_worker(tree.as_fd(), read_only) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(ConfineError::Failed(
+                "the destination's clone lacks nodev, nosuid, noexec or read-only".into(),
+            ))
+        }
+        Err(e) => return Err(ConfineError::Failed(format!("fstatvfs failed: {e}"))),
+    }
     fchdir(&tree).map_err(|e| failed("fchdir", e))?;
     chroot(".").map_err(|e| failed("chroot", e))?;
     chdir("/").map_err(|e| failed("chdir(/)", e))?;
@@ -210,9 +224,10 @@ pub(crate) fn attach(tree: OwnedFd) -> Result<(), ConfineError> {
 }
 
 /// Makes the destination the root of this process. `dest_fd` is the caller's
-/// descriptor, the identity the mounted clone must match. `read_only`: the
-/// clone is mounted read-only (a listing job), so no write reaches the
-/// destination whatever the worker does.
+/// descriptor, the identity the mounted clone must match. The clone is
+/// mounted `nodev`, `nosuid` and `noexec`; `read_only`: read-only too (a
+/// listing or packing job), so no write reaches the destination whatever the
+/// worker does.
 pub(crate) fn enter(dest: &[u8], dest_fd: OwnedFd, read_only: bool) -> Result<(), ConfineError> {
     let path = Path::new(OsStr::from_bytes(dest));
     let tree = open_tree(
@@ -232,11 +247,8 @@ pub(crate) fn enter(dest: &[u8], dest_fd: OwnedFd, read_only: bool) -> Result<()
         return Err(ConfineError::Changed);
     }
     drop(dest_fd);
-    if read_only {
-        crate::sys::mounts::make_read_only(tree.as_fd()).map_err(|e| {
-            ConfineError::Failed(format!("mount_setattr(MOUNT_ATTR_RDONLY) failed: {e}"))
-        })?;
-    }
+    crate::sys::mounts::restrict_for_worker(tree.as_fd(), read_only)
+        .map_err(|e| ConfineError::Failed(format!("mount_setattr failed: {e}")))?;
     move_mount(
         &tree,
         "",

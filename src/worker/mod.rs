@@ -157,7 +157,7 @@ fn prepare(
     let read_only = header.options.list_only || packing;
     let entered = match (namespaces, root) {
         // The caller's clone is read-only already where it must be.
-        (true, confine::Root::Empty) => confine::attach(dest_fd),
+        (true, confine::Root::Empty) => confine::attach(dest_fd, read_only),
         (true, confine::Root::Host) => confine::enter(&header.dest, dest_fd, read_only),
         (false, _) => confine::enter_landlock(dest_fd, read_only, mode.chroots()),
     };
