@@ -21,6 +21,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -908,31 +909,95 @@ async fn a_pack_worker_only_reads_its_source(sandbox: Sandbox) {
     v.finish(&a);
 }
 
-/// A compromised packing worker that writes its archive itself
-/// (`Sandbox::pack_into`) holds the caller's file: it may write to it at its
-/// offset, nothing else. The packing filter refuses every other change: a
-/// set-id mode (the file is the caller's, root's as root: a setuid-root
-/// file with the attacker's bytes), owner, times, an attribute, its size
-/// (truncated or allocated to 64 GiB), a write at an offset of its own. The
-/// file on disk is checked: mode, owner, times, size and attributes as
-/// before, and the source unchanged.
+/// A packing job that writes its archive itself (`Sandbox::pack_into`)
+/// holds the caller's output, compromised or not: into a file (after a
+/// header the caller wrote, not opened for appending) and into a pipe, it may
+/// append and nothing else. Mode, owner, times, attributes and size other
+/// than by appending are refused; so are its flags (`O_APPEND` cleared,
+/// `O_NONBLOCK` set on the caller's pipe); a write after moving the offset
+/// back to 0 or 1 TiB ahead lands at the end (the worker's own open
+/// description, appending). The header, the caller's flags and the source
+/// are as they were.
 async fn a_pack_worker_only_writes_its_output(sandbox: Sandbox) {
+    let outputs = tempfile::tempdir().unwrap();
+    let path = outputs.path().join("out.tar");
+    // Not opened for appending: its offset is at the end of the header.
+    let mut file = std::fs::File::create(&path).unwrap();
+    std::io::Write::write_all(&mut file, HEADER).unwrap();
+    let was = meta(&path);
+    let kept = file.try_clone().unwrap();
+    let (a, source_unchanged) = output_attack(&sandbox, file.into()).await;
+    let mut v = Verdict::new("a_pack_worker_only_writes_its_output (a file)");
+    output_refused(&mut v, &a, source_unchanged, &kept);
+    // Moving its own offset is allowed, and the writes after it too: they
+    // must have been appended (the header and the size below).
+    for name in ["output-rewound-write", "output-far-write"] {
+        v.check(
+            a.results.get(name).is_some_and(|l| l.starts_with("ok")),
+            format!("harness: {name} did not write"),
+        );
+    }
+    let now = meta(&path);
+    v.check(
+        now.0 == was.0 && now.0 & 0o7000 == 0,
+        format!("the output's mode changed: {:o} -> {:o}", was.0, now.0),
+    );
+    v.check(
+        now.1 == was.1 && now.2 == was.2,
+        "the output's owner changed",
+    );
+    let written = std::fs::read(&path).unwrap();
+    v.check(
+        written.len() < 1 << 20,
+        format!("the output grew to {} bytes", written.len()),
+    );
+    v.check(
+        written.starts_with(HEADER),
+        "the caller's header was written over",
+    );
+    v.check(
+        common::get_xattr(&path, "user.planted")
+            .ok()
+            .flatten()
+            .is_none(),
+        "an attribute was set on the output",
+    );
+    v.finish(&a);
+
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let drained = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = reader.read_to_end(&mut all);
+        all.len()
+    });
+    let kept = writer.try_clone().unwrap();
+    let (a, source_unchanged) = output_attack(&sandbox, writer.into()).await;
+    let mut v = Verdict::new("a_pack_worker_only_writes_its_output (a pipe)");
+    output_refused(&mut v, &a, source_unchanged, &kept);
+    drop(kept);
+    v.check(drained.join().is_ok(), "harness: the pipe's reader failed");
+    v.finish(&a);
+}
+
+/// What the caller wrote before the archive.
+const HEADER: &[u8] = b"the caller's header, kept\n";
+
+/// Mode, owner and modification time of `path`.
+fn meta(path: &Path) -> (u32, u32, u32, i64, i64) {
+    let m = std::fs::metadata(path).unwrap();
+    (m.mode(), m.uid(), m.gid(), m.mtime(), m.mtime_nsec())
+}
+
+/// Packs a source holding the `output` plan into `out`.
+async fn output_attack(sandbox: &Sandbox, out: OwnedFd) -> (Attack, bool) {
     let mut scene = Scene::unsnapshotted();
     std::fs::write(scene.dest.join("kept.txt"), b"source file\n").unwrap();
     std::fs::write(scene.dest.join(".sandtar-hostile"), "output\n").unwrap();
     scene.snapshot_now();
     let before = common::snapshot(&scene.dest);
-    let outputs = tempfile::tempdir().unwrap();
-    let path = outputs.path().join("out.tar");
-    let file = std::fs::File::create(&path).unwrap();
-    let meta = |p: &Path| {
-        let m = std::fs::metadata(p).unwrap();
-        (m.mode(), m.uid(), m.gid(), m.mtime(), m.mtime_nsec())
-    };
-    let was = meta(&path);
     let run = Run {
         reports: Vec::new(),
-        result: pack_into_all(&sandbox, &scene.dest, file).await,
+        result: pack_into_all(sandbox, &scene.dest, out).await,
     };
     let results = Results::read(&scene.dest, &run);
     println!(
@@ -940,12 +1005,17 @@ async fn a_pack_worker_only_writes_its_output(sandbox: Sandbox) {
         results.text, run.result
     );
     let source_unchanged = common::snapshot(&scene.dest) == before;
-    let a = Attack {
+    let attack = Attack {
         scene,
         run,
         results,
     };
-    let mut v = Verdict::new("a_pack_worker_only_writes_its_output");
+    (attack, source_unchanged)
+}
+
+/// The refusals a file and a pipe have in common, and the caller's own
+/// description of the output (`kept`) with its flags as they were.
+fn output_refused(v: &mut Verdict, a: &Attack, source_unchanged: bool, kept: &impl AsFd) {
     v.check(
         a.results
             .get("output-found")
@@ -961,40 +1031,28 @@ async fn a_pack_worker_only_writes_its_output(sandbox: Sandbox) {
         "output-fallocate",
         "output-pwrite",
         "output-fchmodat2",
+        "output-setfl-clear-append",
+        "output-setfl-nonblock",
     ] {
         v.refused(&a.results, name, &["EPERM"]);
     }
-    let now = meta(&path);
+    let flags = rustix::fs::fcntl_getfl(kept).unwrap();
     v.check(
-        now.0 == was.0 && now.0 & 0o7000 == 0,
-        format!("the output's mode changed: {:o} -> {:o}", was.0, now.0),
-    );
-    v.check(
-        now.1 == was.1 && now.2 == was.2,
-        "the output's owner changed",
-    );
-    let size = std::fs::metadata(&path).unwrap().len();
-    v.check(size < 1 << 20, format!("the output grew to {size} bytes"));
-    v.check(
-        common::get_xattr(&path, "user.planted")
-            .ok()
-            .flatten()
-            .is_none(),
-        "an attribute was set on the output",
+        !flags.contains(rustix::fs::OFlags::NONBLOCK),
+        "the caller's output became non-blocking",
     );
     v.check(
         source_unchanged,
         "the source changed while a compromised worker packed it",
     );
     a.scene.check();
-    v.finish(&a);
 }
 
 /// Packs `source` into `out` through the worker; the job's result.
 async fn pack_into_all(
     sandbox: &Sandbox,
     source: &Path,
-    out: std::fs::File,
+    out: OwnedFd,
 ) -> sandtar::Result<sandtar::Summary> {
     let mut pack = sandbox
         .pack_into(source, &PackOptions::default(), out)

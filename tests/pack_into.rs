@@ -120,15 +120,27 @@ async fn after_what_the_file_held_and_when_appending(sandbox: Sandbox) {
             .open(&path)
             .unwrap();
         if !append {
+            // Not at the end: refused (the archive is appended, never
+            // written over what the file holds), the file unchanged.
             file.seek(SeekFrom::Start(5)).unwrap();
+            let refused = sandbox
+                .pack_into(&src, &options, file.try_clone().unwrap())
+                .await;
+            assert!(
+                matches!(refused, Err(Error::InvalidOption { option: "out", .. })),
+                "{refused:?}"
+            );
+            assert_eq!(std::fs::read(&path).unwrap(), b"HEAD-and-more");
+            file.seek(SeekFrom::End(0)).unwrap();
         }
-        let (_, summary) = into(&sandbox, &src, &options, file).await;
+        let (_, summary) = into(&sandbox, &src, &options, file.try_clone().unwrap()).await;
         let written = std::fs::read(&path).unwrap();
-        let start = if append { 13 } else { 5 };
-        assert_eq!(&written[..start], &b"HEAD-and-more"[..start]);
-        assert_eq!(&written[start..], &expected[..], "append {append}");
+        assert_eq!(&written[..13], b"HEAD-and-more");
+        assert_eq!(&written[13..], &expected[..], "append {append}");
         assert_eq!(summary.archive_bytes, expected.len() as u64);
         assert_eq!(summary.digest.as_deref(), Some(sha256(&expected).as_str()));
+        // The caller's offset is past the archive, as if it had written it.
+        assert_eq!(file.stream_position().unwrap(), written.len() as u64);
     }
     scene.check();
 }

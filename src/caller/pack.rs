@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -314,7 +314,7 @@ impl PackInto {
 
     /// Waits for the job's end and returns the summary, as
     /// [`Pack::finish`]'s, once the worker is gone: `archive_bytes` is how
-    /// far the output's offset moved (a regular file; 0 for a pipe), and
+    /// far the output grew (a regular file; 0 for a pipe), and
     /// with [`PackOptions::digest`] `digest` is the SHA-256 of those bytes,
     /// read back from the file. Reports not taken are dropped.
     pub async fn finish(mut self) -> Result<Summary> {
@@ -354,12 +354,18 @@ async fn wait_gone(worker: &mut Worker) {
     }
 }
 
-/// A packing job's output, as the caller keeps it: a regular file's
-/// starting offset (to measure and read back what the worker wrote), or a
-/// pipe's nothing.
+/// A packing job's output, as the caller keeps it: for a regular file, the
+/// worker's own open of it (appending) and where the archive starts (to
+/// measure and read back what the worker wrote); for a pipe, nothing more.
 #[derive(Debug)]
 struct Output {
     file: std::fs::File,
+    /// The worker's own open file description of a regular file, appending:
+    /// its offset and flags are not the caller's (the worker may move its
+    /// offset; with `O_APPEND`, which its filter keeps it from clearing,
+    /// every write still lands at the end). `None` for a pipe, which the
+    /// worker gets as it came (it has no offset; `O_NONBLOCK` is refused).
+    appender: Option<OwnedFd>,
     /// Where the archive starts, in a regular file.
     start: Option<u64>,
     /// The same file opened for reading, to hash what was written.
@@ -367,7 +373,8 @@ struct Output {
 }
 
 impl Output {
-    /// Checks `fd` (a regular file or a pipe, open for writing only) and
+    /// Checks `fd` (a regular file or a pipe, open for writing only; a
+    /// regular file's offset at its end, where the archive is appended) and
     /// notes where the archive will start.
     fn new(fd: OwnedFd, digest: bool) -> Result<Self> {
         use rustix::fs::{fcntl_getfl, fstat, seek, FileType, OFlags, SeekFrom};
@@ -382,20 +389,29 @@ impl Output {
                 "must be open for writing only (the worker gets it and must not read it)",
             ));
         }
+        let offset_error =
+            |e: rustix::io::Errno| Error::io("finding the output's offset", e.into());
         let start = match kind {
-            Ok(FileType::RegularFile) if flags.contains(OFlags::APPEND) => {
-                Some(fstat(&fd).map(|st| st.st_size as u64))
+            Ok(FileType::RegularFile) => {
+                let size = fstat(&fd).map_err(offset_error)?.st_size as u64;
+                let at = seek(&fd, SeekFrom::Current(0)).map_err(offset_error)?;
+                if !flags.contains(OFlags::APPEND) && at != size {
+                    return Err(invalid(
+                        "must be at its end: the archive is appended (seek to the end, \
+                         or truncate the file first)",
+                    ));
+                }
+                Some(size)
             }
-            Ok(FileType::RegularFile) => Some(seek(&fd, SeekFrom::Current(0))),
             Ok(FileType::Fifo) => None,
             _ => return Err(invalid("must be a regular file or a pipe")),
         };
-        let start = start
-            .transpose()
-            .map_err(|e| Error::io("finding the output's offset", e.into()))?;
+        let appender = start
+            .map(|_| reopen(&fd, OFlags::WRONLY | OFlags::APPEND))
+            .transpose()?;
         let reader = match (digest, start) {
             (false, _) => None,
-            (true, Some(_)) => Some(reopen_for_reading(&fd)?),
+            (true, Some(_)) => Some(reopen(&fd, OFlags::RDONLY)?.into()),
             (true, None) => {
                 return Err(Error::InvalidOption {
                     option: "digest",
@@ -406,18 +422,30 @@ impl Output {
         };
         Ok(Output {
             file: fd.into(),
+            appender,
             start,
             reader,
         })
     }
 
-    /// How many bytes the worker wrote (how far the offset moved).
+    /// What the worker gets: its own appending open of a regular file, or
+    /// the pipe.
+    fn for_worker(&self) -> BorrowedFd<'_> {
+        match &self.appender {
+            Some(fd) => fd.as_fd(),
+            None => self.file.as_fd(),
+        }
+    }
+
+    /// How many bytes the worker wrote (how far the file grew, once the
+    /// worker is gone: it can only append); the caller's offset then moves
+    /// past them, as if it had written them itself.
     fn written(&self) -> Result<u64> {
         let Some(start) = self.start else {
             return Ok(0);
         };
-        let end = rustix::fs::seek(&self.file, rustix::fs::SeekFrom::Current(0))
-            .map_err(|e| Error::io("finding the output's offset", e.into()))?;
+        let error = |e: rustix::io::Errno| Error::io("finding the output's size", e.into());
+        let end = rustix::fs::seek(&self.file, rustix::fs::SeekFrom::End(0)).map_err(error)?;
         Ok(end.saturating_sub(start))
     }
 
@@ -448,15 +476,18 @@ impl Output {
     }
 }
 
-/// The same regular file opened again, for reading (through
-/// `/proc/self/fd`, which names the open file itself, not a path).
-fn reopen_for_reading(fd: &OwnedFd) -> Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
-    std::fs::File::open(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|_| {
+/// The regular file `fd` opened again with `flags` (a description of its
+/// own), through `/proc/thread-self/fd`, which names the open file itself,
+/// not a path.
+fn reopen(fd: &OwnedFd, flags: rustix::fs::OFlags) -> Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let path = format!("/proc/thread-self/fd/{}", fd.as_raw_fd());
+    rustix::fs::open(path, flags | OFlags::CLOEXEC, Mode::empty()).map_err(|_| {
         Error::InvalidOption {
-            option: "digest",
-            problem: "the output cannot be opened again for reading through /proc/self/fd \
-                      to hash it (use Sandbox::pack)",
+            option: "out",
+            problem: "cannot be opened again through /proc/thread-self/fd (is /proc \
+                      mounted, and may this process open the file by its mode?); the \
+                      worker and the digest need their own open of it (use Sandbox::pack)",
         }
     })
 }
@@ -493,7 +524,7 @@ pub(crate) async fn start(
     let fds = Fds {
         dir: &dir,
         lead: None,
-        output: output.as_ref().map(|o| o.file.as_fd()),
+        output: output.as_ref().map(Output::for_worker),
     };
     let warm = warm_worker(pool).await?;
     let confined = match confine(warm, &header, &fds, source).await {

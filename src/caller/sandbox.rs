@@ -290,17 +290,21 @@ impl Sandbox {
     /// Packs the tree `source` as [`Sandbox::pack`] does, but the worker
     /// writes the archive to `out` itself: a regular file or a pipe, open
     /// for writing only (a [`std::fs::File`] from `File::create`, a pipe's
-    /// write end, a child's standard input), from its current offset. The
+    /// write end, a child's standard input); the archive is appended to a
+    /// regular file, whose offset must be at its end (or which is open for
+    /// appending), and the offset is past the archive afterwards. The
     /// archive's bytes do not pass through the caller (one copy and one
     /// hop less: the fastest way to pack to a file or a pipe); the caller
     /// only takes the reports ([`PackInto`]).
     ///
-    /// The worker holds `out` for the job's duration, with the packing
-    /// job's system-call filter: it can write to it and move its offset,
-    /// never change its size other than by writing, its mode, owner, times
-    /// or attributes, and it is gone when [`PackInto::finish`] returns.
-    /// Anything else (a socket, a terminal, a descriptor open for reading)
-    /// is [`Error::InvalidOption`](crate::Error::InvalidOption); so is
+    /// The worker holds the pipe, or its own appending open of the file
+    /// (made through `/proc/thread-self/fd`), for the job's duration, with
+    /// the packing job's system-call filter: it can append to it, never
+    /// write over what the file held, change its flags, its size other than
+    /// by appending, its mode, owner, times or attributes, and it is gone
+    /// when [`PackInto::finish`] returns. Anything else (a socket, a
+    /// terminal, a descriptor open for reading, a file not at its end) is
+    /// [`Error::InvalidOption`](crate::Error::InvalidOption); so is
     /// [`PackOptions::digest`] with a pipe (the caller does not see the
     /// bytes; with a regular file it reads them back).
     pub async fn pack_into(

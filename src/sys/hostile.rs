@@ -146,6 +146,7 @@ fn errno_name(errno: i32) -> &'static str {
     match errno {
         libc::EPERM => "EPERM",
         libc::ENOENT => "ENOENT",
+        libc::ESPIPE => "ESPIPE",
         libc::ESRCH => "ESRCH",
         libc::EINTR => "EINTR",
         libc::EIO => "EIO",
@@ -784,18 +785,25 @@ fn change(out: &mut Results, file: &str) {
 }
 
 /// `output`: a packing job that writes its archive itself holds the caller's
-/// file (`Sandbox::pack_into`): found among the open descriptors (a regular
-/// file open for writing only), then every change but writing at its
-/// offset: a set-id mode, owner, times, an attribute, its size (truncated,
-/// allocated), a write at an offset of our choosing. Lines start `output-`.
+/// file or pipe (`Sandbox::pack_into`): found among the open descriptors (a
+/// regular file or a pipe open for writing only), then every change but
+/// appending to it: a set-id mode, owner, times, an attribute, its size
+/// (truncated, allocated), a write at an offset of our choosing, its flags
+/// (`O_APPEND` cleared, `O_NONBLOCK` set), and writes after moving its
+/// offset back to 0 and 1 TiB ahead (they must land at the end). Lines
+/// start `output-`.
 fn output(out: &mut Results) {
     let found = (3..256).find(|&fd| {
         // SAFETY: fstat and fcntl on any number are harmless; a closed one fails.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        let regular =
-            unsafe { libc::fstat(fd, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG;
+        let kind = match unsafe { libc::fstat(fd, &mut st) } {
+            0 => st.st_mode & libc::S_IFMT,
+            _ => 0,
+        };
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        regular && flags >= 0 && flags & libc::O_ACCMODE == libc::O_WRONLY
+        (kind == libc::S_IFREG || kind == libc::S_IFIFO)
+            && flags >= 0
+            && flags & libc::O_ACCMODE == libc::O_WRONLY
     });
     let Some(fd) = found else {
         out.line("output-found errno=0 (none)");
@@ -834,6 +842,16 @@ fn output(out: &mut Results) {
         )
     };
     out.call("output-fchmodat2", r);
+    let r = unsafe { libc::fcntl(fd, libc::F_SETFL, 0) };
+    out.call("output-setfl-clear-append", i64::from(r));
+    let r = unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
+    out.call("output-setfl-nonblock", i64::from(r));
+    for (name, offset) in [("output-rewound", 0), ("output-far", 1i64 << 40)] {
+        let r = unsafe { libc::lseek(fd, offset, libc::SEEK_SET) };
+        out.call(&format!("{name}-seek"), r);
+        let r = unsafe { libc::write(fd, b"PLANTED".as_ptr().cast(), 7) };
+        out.call(&format!("{name}-write"), r as i64);
+    }
 }
 
 /// `moved-out`: makes `/mover`, holds it open and waits (up to 20 s) for a

@@ -281,6 +281,24 @@ fn openat_for_reading() -> Leaf {
     Leaf::Any(vec![vec![Test::Clear(2, writes as u32 | O_TMPFILE_ONLY)]])
 }
 
+/// A packing job's `fcntl`: no `F_SETFL`. With `Sandbox::pack_into` the
+/// worker holds the caller's output (its own open of a regular file, but a
+/// pipe's description is shared): it may neither clear the file's
+/// `O_APPEND` (and write over what was there before the archive) nor set a
+/// pipe `O_NONBLOCK` under the caller's feet. Nothing in a packing worker
+/// sets descriptor flags.
+fn fcntl_without_setfl(leaf: Leaf) -> Leaf {
+    match leaf {
+        Leaf::Any(alternatives) => Leaf::Any(
+            alternatives
+                .into_iter()
+                .filter(|tests| !tests.contains(&Test::Eq(1, libc::F_SETFL as u32)))
+                .collect(),
+        ),
+        Leaf::Allow => Leaf::Allow,
+    }
+}
+
 /// The whole allow-list, as the compiler takes it. A packing job's is the
 /// extracting job's (safe modes) without [`PACK_REFUSES`], with `openat`
 /// for reading only, plus [`pack_reads`].
@@ -303,6 +321,7 @@ fn policy(
         .filter(|(nr, _)| !(packing && PACK_REFUSES.contains(nr)))
         .map(|(nr, leaf)| match (packing, nr) {
             (true, libc::SYS_openat) => (nr, openat_for_reading()),
+            (true, libc::SYS_fcntl) => (nr, fcntl_without_setfl(leaf)),
             _ => (nr, leaf),
         })
         .map(|(nr, leaf)| (nr as u32, leaf))
@@ -895,6 +914,17 @@ mod tests {
             for nr in PACK_REFUSES {
                 assert_eq!(call(packing, nr), RET_EPERM, "nr {nr}");
             }
+            // Nor any descriptor's flags (`pack_into`'s output: `O_APPEND`
+            // kept, a pipe never made non-blocking); reading them is fine.
+            let fcntl = |cmd: libc::c_int, arg: libc::c_int| {
+                let args = [3, cmd as u64, arg as u64, 0, 0, 0];
+                run(packing, libc::SYS_fcntl as u32, AUDIT_ARCH, args)
+            };
+            for arg in [0, libc::O_NONBLOCK, libc::O_APPEND] {
+                assert_eq!(fcntl(libc::F_SETFL, arg), RET_EPERM, "F_SETFL {arg:#o}");
+            }
+            assert_eq!(fcntl(libc::F_GETFL, 0), RET_ALLOW);
+            assert_eq!(fcntl(libc::F_SETFD, libc::FD_CLOEXEC), RET_ALLOW);
         }
     }
 
