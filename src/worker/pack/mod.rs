@@ -135,6 +135,14 @@ struct Packer<'a> {
     xattrs: Option<xattrs::Reader>,
 }
 
+/// A file listed as regular, looked at before its name is.
+enum Opened {
+    /// The selection or the ignore rules left it out (reported).
+    Skipped,
+    /// Open for reading, with its descriptor's `fstat`.
+    File(OwnedFd, Stat),
+}
+
 /// What follows an entry's headers.
 enum Body {
     Nothing,
@@ -155,18 +163,15 @@ impl Packer<'_> {
             Ok(listed) => listed,
             Err(e) => return self.failed(&path, EntryKind::Directory, e),
         };
-        for name in names {
+        for (name, listed_type) in names {
             let child = join(&path, &name);
-            let stat = match statat(&fd, &name[..], AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(stat) => stat,
-                Err(e) => {
-                    self.failed(&child, EntryKind::File, e.into())?;
-                    continue;
-                }
+            let Some((stat, opened)) = self.look_up(&fd, &name, &child, listed_type)? else {
+                continue;
             };
             let kind = kind_of(&stat);
-            if let Err(reason) = self.selector.select(&child, kind) {
-                self.skipped(&child, kind, reason)?;
+            // A file opened already passed the selection and the rules.
+            let prechecked = opened.is_some();
+            if !prechecked && self.deselected(&child, kind)? {
                 continue;
             }
             if kind == EntryKind::Directory && dirs.len() >= MAX_DEPTH {
@@ -175,10 +180,10 @@ impl Packer<'_> {
                 self.send(&child, kind, 0, Outcome::Failed(problem))?;
                 continue;
             }
-            let ignored = self.ignore.ignores(&child);
+            let ignored = !prechecked && self.ignore.ignores(&child);
             match ignored {
                 true => self.skipped(&child, kind, SkipReason::NotSelected)?,
-                false => self.entry(&fd, &name, &child, &stat, kind)?,
+                false => self.entry(&fd, &name, &child, &stat, kind, opened)?,
             }
             // An ignored directory is walked for what a `!` rule re-includes.
             if kind == EntryKind::Directory && (!ignored || self.ignore.has_exceptions()) {
@@ -212,7 +217,74 @@ impl Packer<'_> {
         result
     }
 
-    /// Writes one entry (`name` in `dir`, `path` from the root) and reports it.
+    /// The entry `name` in `dir` (`path` from the root) as it is now, and
+    /// its descriptor if it is a regular file opened already: a file listed
+    /// as regular is opened at once, and its descriptor's `fstat` is the
+    /// entry's (one lookup of the name, not two); anything else, or a file
+    /// that is not one any more, is looked up without following it. `None`
+    /// if it was reported already (left out, or failed).
+    fn look_up(
+        &mut self,
+        dir: &OwnedFd,
+        name: &[u8],
+        path: &[u8],
+        listed: FileType,
+    ) -> Result<Option<(Stat, Option<OwnedFd>)>, WireError> {
+        if listed == FileType::RegularFile {
+            match self.open_listed_file(dir, name, path)? {
+                Some(Opened::Skipped) => return Ok(None),
+                Some(Opened::File(file, stat)) => return Ok(Some((stat, Some(file)))),
+                None => {}
+            }
+        }
+        match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Ok(Some((stat, None))),
+            Err(e) => {
+                self.failed(path, EntryKind::File, e.into())?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Whether the selection leaves `path` out (and then reports it).
+    fn deselected(&mut self, path: &[u8], kind: EntryKind) -> Result<bool, WireError> {
+        match self.selector.select(path, kind) {
+            Ok(_) => Ok(false),
+            Err(reason) => self.skipped(path, kind, reason).map(|()| true),
+        }
+    }
+
+    /// Opens `name` in `dir`, listed as a regular file, if the selection
+    /// and the ignore rules keep a file of that name (and reports it
+    /// skipped if they do not). `None` if it is not a regular file now, or
+    /// cannot be opened: the caller looks at it by name.
+    fn open_listed_file(
+        &mut self,
+        dir: &OwnedFd,
+        name: &[u8],
+        path: &[u8],
+    ) -> Result<Option<Opened>, WireError> {
+        if self.deselected(path, EntryKind::File)? {
+            return Ok(Some(Opened::Skipped));
+        }
+        if self.ignore.ignores(path) {
+            self.skipped(path, EntryKind::File, SkipReason::NotSelected)?;
+            return Ok(Some(Opened::Skipped));
+        }
+        let Ok(file) = openat(dir, name, file_flags(), Mode::empty()) else {
+            return Ok(None);
+        };
+        Ok(match rustix::fs::fstat(&file) {
+            Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile => {
+                Some(Opened::File(file, stat))
+            }
+            _ => None,
+        })
+    }
+
+    /// Writes one entry (`name` in `dir`, `path` from the root) and reports
+    /// it; `opened`, the file's descriptor if it was opened already (its
+    /// `stat` is that descriptor's).
     fn entry(
         &mut self,
         dir: &OwnedFd,
@@ -220,6 +292,7 @@ impl Packer<'_> {
         path: &[u8],
         stat: &Stat,
         kind: EntryKind,
+        opened: Option<OwnedFd>,
     ) -> Result<(), WireError> {
         let mut record = self.record(path, stat, kind);
         if let EntryKind::Other(_) = kind {
@@ -252,7 +325,7 @@ impl Packer<'_> {
             // Symlinks, FIFOs and devices are not opened: no attributes.
             return self.write(record, Body::Nothing, path, None);
         }
-        let file = match open_file(dir, name, stat) {
+        let file = match opened.map_or_else(|| open_file(dir, name, stat), Ok) {
             Ok(file) => file,
             Err(e) => return self.failed(path, kind, e),
         };
@@ -364,19 +437,20 @@ impl Packer<'_> {
             record.size = sparse::map_size(map) + sparse::data_size(map);
         }
         header::write(&mut self.out, &record).map_err(lost)?;
-        let missing = match &body {
-            Body::Nothing => 0,
-            Body::Whole(file) => record.size - self.copy(file, record.size)?,
-            Body::Sparse(file, map) => self.copy_sparse(file, map, real_size)?,
+        let (missing, grew) = match &body {
+            Body::Nothing => (0, None),
+            Body::Whole(file) => {
+                let (copied, more) = self.copy_whole(file, record.size)?;
+                let grew = more.then(|| grown_past(file, real_size).unwrap_or(real_size + 1));
+                (record.size - copied, grew)
+            }
+            Body::Sparse(file, map) => match self.copy_sparse(file, map, real_size)? {
+                0 => (0, grown_past(file, real_size)),
+                missing => (missing, None),
+            },
         };
         let pad = header::padding(record.size);
         self.out.write_all(&[0u8; 512][..pad]).map_err(lost)?;
-        let grew = match &body {
-            Body::Whole(file) | Body::Sparse(file, _) if missing == 0 => {
-                grown_past(file, real_size)
-            }
-            _ => None,
-        };
         let outcome = match (missing, grew, left_out) {
             (0, None, None) => Outcome::Written,
             (0, None, Some(message)) => Outcome::Failed(message),
@@ -410,6 +484,37 @@ impl Packer<'_> {
         }
         let now = rustix::fs::fstat(file).map_or(real_size, |stat| stat.st_size as u64);
         Ok(missing.max(real_size.saturating_sub(now)))
+    }
+
+    /// Copies a whole file as [`Packer::copy`] does; also says whether it
+    /// holds more than `size` bytes (its last read asks for one byte more:
+    /// a file that grew is found without another `fstat`).
+    fn copy_whole(&mut self, file: &OwnedFd, size: u64) -> Result<(u64, bool), WireError> {
+        let mut done = 0u64;
+        let mut more = false;
+        loop {
+            let left = size - done;
+            let want = (left + 1).min(self.buffer.len() as u64) as usize;
+            let n = match rustix::io::read(file, &mut self.buffer[..want]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n as u64,
+            };
+            let take = n.min(left) as usize;
+            self.out.write_all(&self.buffer[..take]).map_err(lost)?;
+            done += take as u64;
+            if n > left {
+                more = true;
+                break;
+            }
+            // All of it, and not the byte beyond asked for: the end (a
+            // short read of a regular file is its end; one that grew at
+            // this very moment is cut, as by `fstat` a moment later).
+            if done == size && n < want as u64 {
+                break;
+            }
+        }
+        self.zeros(size - done)?;
+        Ok((done, more))
     }
 
     /// Copies up to `size` bytes of `file`, then zeros up to `size`; returns
@@ -500,17 +605,20 @@ fn grown_past(file: &OwnedFd, listed: u64) -> Option<u64> {
     (size > listed).then_some(size)
 }
 
-/// The names in the directory `fd`, sorted (`.` and `..` left out).
-fn listing(fd: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+/// The names in the directory `fd` with their listed types (`Unknown`
+/// where the filesystem does not say), sorted by name (`.` and `..` left
+/// out).
+fn listing(fd: &OwnedFd) -> io::Result<Vec<(Vec<u8>, FileType)>> {
     let mut names = Vec::new();
     let mut dir = rustix::fs::Dir::read_from(fd)?;
     while let Some(entry) = dir.read() {
-        let name = entry?.file_name().to_bytes().to_vec();
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
         if name != b"." && name != b".." {
-            names.push(name);
+            names.push((name.to_vec(), entry.file_type()));
         }
     }
-    names.sort();
+    names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(names)
 }
 
@@ -548,9 +656,7 @@ fn open_dir(dirs: &mut [(Vec<u8>, Option<OwnedFd>)]) -> io::Result<OwnedFd> {
 /// Opens the regular file `name` in `dir` for reading and checks that it is
 /// the one `listed` (not a FIFO, device or another file swapped in).
 fn open_file(dir: &OwnedFd, name: &[u8], listed: &Stat) -> io::Result<OwnedFd> {
-    let flags =
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-    let fd = openat(dir, name, flags, Mode::empty())?;
+    let fd = openat(dir, name, file_flags(), Mode::empty())?;
     let stat = rustix::fs::fstat(fd.as_fd())?;
     let same = FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile
         && (stat.st_dev, stat.st_ino) == (listed.st_dev, listed.st_ino);
@@ -558,6 +664,12 @@ fn open_file(dir: &OwnedFd, name: &[u8], listed: &Stat) -> io::Result<OwnedFd> {
         true => Ok(fd),
         false => Err(io::Error::other("it was replaced while the tree was read")),
     }
+}
+
+/// How a file is opened for reading: never following a symlink, and
+/// without waiting or taking a terminal if something else was swapped in.
+fn file_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC
 }
 
 /// The kind of entry a file's type makes.
