@@ -214,7 +214,8 @@
 //!
 //! - Linux 5.9 or later on x86_64 or aarch64, with glibc. sandtar uses
 //!   `open_tree` and `move_mount` (5.2), `clone3` with `CLONE_PIDFD` (5.3),
-//!   `waitid(P_PIDFD)` (5.4) and `close_range` (5.9).
+//!   `waitid(P_PIDFD)` (5.4) and `close_range` (5.9); the namespace rung
+//!   also `mount_setattr` (5.12), the Landlock rung Landlock (5.13).
 //! - Either root (`CAP_SYS_ADMIN`; [`SandboxMode::Privileged`]) or unprivileged
 //!   user namespaces ([`SandboxMode::UserNamespace`], or
 //!   [`SandboxMode::SubordinateIds`] with `newuidmap`/`newgidmap` and ranges in

@@ -24,6 +24,10 @@ pub struct Options {
     pub preserve_owners: bool,
     /// Create character and block device nodes. Default `false`: they are reported
     /// as skipped. Needs root; in a user namespace they are skipped as not permitted.
+    /// The worker cannot open what it makes (its mount of the destination is
+    /// `nodev`), but the host's mount of it may not be: a node that names a
+    /// host disk is then there for whoever its mode lets open it. For trusted
+    /// archives, or a destination on a `nodev` filesystem.
     pub allow_devices: bool,
     /// Create FIFOs (named pipes). Default `true`.
     pub allow_fifos: bool,

@@ -23,6 +23,7 @@ root_and_nobody!(
     a_pipe_gets_the_archive,
     outputs_the_worker_must_not_get_are_refused,
     a_failed_job_leaves_no_worker_behind,
+    a_dropped_job_leaves_the_offset_at_the_end,
 );
 
 /// A small tree: files (one of several chunks), a directory, a symlink.
@@ -139,8 +140,11 @@ async fn after_what_the_file_held_and_when_appending(sandbox: Sandbox) {
         assert_eq!(&written[13..], &expected[..], "append {append}");
         assert_eq!(summary.archive_bytes, expected.len() as u64);
         assert_eq!(summary.digest.as_deref(), Some(sha256(&expected).as_str()));
-        // The caller's offset is past the archive, as if it had written it.
+        // The caller's offset is past the archive, as if it had written it,
+        // and its flags are its own again (`O_APPEND` only if it was).
         assert_eq!(file.stream_position().unwrap(), written.len() as u64);
+        let flags = rustix::fs::fcntl_getfl(&file).unwrap();
+        assert_eq!(flags.contains(rustix::fs::OFlags::APPEND), append);
     }
     scene.check();
 }
@@ -244,6 +248,42 @@ async fn a_failed_job_leaves_no_worker_behind(sandbox: Sandbox) {
         !Path::new(&format!("/proc/{pid}")).exists(),
         "the worker is gone (reaped) when finish returns"
     );
+    scene.check();
+}
+
+/// A job dropped half way: the worker is killed; the caller's offset is
+/// past what it wrote (its next write does not land over the partial
+/// archive), and the file stays `O_APPEND` (a write of the dying worker's
+/// may still be under way when the job is dropped).
+async fn a_dropped_job_leaves_the_offset_at_the_end(sandbox: Sandbox) {
+    let scene = Scene::new();
+    let src = make_source(&scene);
+    for i in 0..200 {
+        std::fs::write(src.join(format!("more-{i:03}")), vec![b'm'; 64 << 10]).unwrap();
+    }
+    let outputs = tempfile::tempdir().unwrap();
+    let path = outputs.path().join("partial.tar");
+    let mut file = std::fs::File::create(&path).unwrap();
+    std::io::Write::write_all(&mut file, b"HEAD").unwrap();
+    let options = options_without_digest(options(Compression::None));
+    let mut pack = sandbox
+        .pack_into(&src, &options, file.try_clone().unwrap())
+        .await
+        .expect("pack_into");
+    pack.next().await;
+    let pid = pack.worker_pid();
+    drop(pack);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(std::time::Instant::now() < deadline, "the worker is gone");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(file.stream_position().unwrap(), len);
+    std::io::Write::write_all(&mut file, b"TAIL").unwrap();
+    let written = std::fs::read(&path).unwrap();
+    assert!(written.starts_with(b"HEAD") && written.ends_with(b"TAIL"));
+    assert_eq!(written.len() as u64, len + 4, "nothing written over");
     scene.check();
 }
 

@@ -328,11 +328,14 @@ impl PackInto {
                 "the packing job ended without a result".into(),
             )),
         };
+        // The worker is gone: the output is the caller's again, whatever
+        // the result (its offset past what was written, its flags its own).
+        let written = pack.output.as_mut().map(Output::settle).transpose();
         let mut summary = result?;
-        if let Some(output) = &pack.output {
-            summary.archive_bytes = output.written()?;
+        if let (Some(output), Some(written)) = (&pack.output, written?) {
+            summary.archive_bytes = written;
             if pack.digest.is_some() {
-                summary.digest = Some(output.digest(summary.archive_bytes)?);
+                summary.digest = Some(output.digest(written)?);
             }
         }
         Ok(summary)
@@ -354,30 +357,36 @@ async fn wait_gone(worker: &mut Worker) {
     }
 }
 
-/// A packing job's output, as the caller keeps it: for a regular file, the
-/// worker's own open of it (appending) and where the archive starts (to
-/// measure and read back what the worker wrote); for a pipe, nothing more.
+/// A packing job's output, as the caller keeps it: for a regular file,
+/// where the archive starts (to measure and read back what the worker
+/// wrote), and the flags to give back once the worker is gone.
+///
+/// The worker shares the caller's open file description. For a regular
+/// file, it is made `O_APPEND` first (the packing filter refuses
+/// `F_SETFL`, so the worker cannot clear it): every write lands at the
+/// end, whatever the worker does to the offset, so nothing the file held
+/// is written over and no hole opens. A pipe has no offset, and its flags
+/// (`O_NONBLOCK`) stay the caller's for the same reason.
 #[derive(Debug)]
 struct Output {
     file: std::fs::File,
-    /// The worker's own open file description of a regular file, appending:
-    /// its offset and flags are not the caller's (the worker may move its
-    /// offset; with `O_APPEND`, which its filter keeps it from clearing,
-    /// every write still lands at the end). `None` for a pipe, which the
-    /// worker gets as it came (it has no offset; `O_NONBLOCK` is refused).
-    appender: Option<OwnedFd>,
     /// Where the archive starts, in a regular file.
     start: Option<u64>,
+    /// The caller's flags, to give back: `O_APPEND` was added.
+    added_append: Option<rustix::fs::OFlags>,
     /// The same file opened for reading, to hash what was written.
     reader: Option<std::fs::File>,
+    /// The worker is gone and the output given back ([`Output::settle`]).
+    settled: bool,
 }
 
 impl Output {
     /// Checks `fd` (a regular file or a pipe, open for writing only; a
-    /// regular file's offset at its end, where the archive is appended) and
-    /// notes where the archive will start.
+    /// regular file's offset at its end, where the archive is appended),
+    /// notes where the archive will start, and makes a regular file
+    /// `O_APPEND`.
     fn new(fd: OwnedFd, digest: bool) -> Result<Self> {
-        use rustix::fs::{fcntl_getfl, fstat, seek, FileType, OFlags, SeekFrom};
+        use rustix::fs::{fcntl_getfl, fcntl_setfl, fstat, seek, FileType, OFlags, SeekFrom};
         let invalid = |problem| Error::InvalidOption {
             option: "out",
             problem,
@@ -389,12 +398,11 @@ impl Output {
                 "must be open for writing only (the worker gets it and must not read it)",
             ));
         }
-        let offset_error =
-            |e: rustix::io::Errno| Error::io("finding the output's offset", e.into());
+        let failed = |e: rustix::io::Errno| Error::io("preparing the output", e.into());
         let start = match kind {
             Ok(FileType::RegularFile) => {
-                let size = fstat(&fd).map_err(offset_error)?.st_size as u64;
-                let at = seek(&fd, SeekFrom::Current(0)).map_err(offset_error)?;
+                let size = fstat(&fd).map_err(failed)?.st_size as u64;
+                let at = seek(&fd, SeekFrom::Current(0)).map_err(failed)?;
                 if !flags.contains(OFlags::APPEND) && at != size {
                     return Err(invalid(
                         "must be at its end: the archive is appended (seek to the end, \
@@ -406,12 +414,9 @@ impl Output {
             Ok(FileType::Fifo) => None,
             _ => return Err(invalid("must be a regular file or a pipe")),
         };
-        let appender = start
-            .map(|_| reopen(&fd, OFlags::WRONLY | OFlags::APPEND))
-            .transpose()?;
         let reader = match (digest, start) {
             (false, _) => None,
-            (true, Some(_)) => Some(reopen(&fd, OFlags::RDONLY)?.into()),
+            (true, Some(_)) => Some(reopen_for_reading(&fd)?),
             (true, None) => {
                 return Err(Error::InvalidOption {
                     option: "digest",
@@ -420,32 +425,41 @@ impl Output {
                 })
             }
         };
+        let added_append = match start.is_some() && !flags.contains(OFlags::APPEND) {
+            true => {
+                fcntl_setfl(&fd, flags | OFlags::APPEND).map_err(failed)?;
+                Some(flags)
+            }
+            false => None,
+        };
         Ok(Output {
             file: fd.into(),
-            appender,
             start,
+            added_append,
             reader,
+            settled: false,
         })
     }
 
-    /// What the worker gets: its own appending open of a regular file, or
-    /// the pipe.
+    /// What the worker gets: the caller's file (appending) or pipe.
     fn for_worker(&self) -> BorrowedFd<'_> {
-        match &self.appender {
-            Some(fd) => fd.as_fd(),
-            None => self.file.as_fd(),
-        }
+        self.file.as_fd()
     }
 
-    /// How many bytes the worker wrote (how far the file grew, once the
-    /// worker is gone: it can only append); the caller's offset then moves
-    /// past them, as if it had written them itself.
-    fn written(&self) -> Result<u64> {
+    /// Once the worker is gone: moves the caller's offset past what it
+    /// wrote (as if the caller had written it), gives the caller its flags
+    /// back, and returns how many bytes the worker wrote (how far the file
+    /// grew: it could only append; 0 for a pipe).
+    fn settle(&mut self) -> Result<u64> {
+        self.settled = true;
         let Some(start) = self.start else {
             return Ok(0);
         };
-        let error = |e: rustix::io::Errno| Error::io("finding the output's size", e.into());
-        let end = rustix::fs::seek(&self.file, rustix::fs::SeekFrom::End(0)).map_err(error)?;
+        let failed = |e: rustix::io::Errno| Error::io("giving the output back", e.into());
+        let end = rustix::fs::seek(&self.file, rustix::fs::SeekFrom::End(0)).map_err(failed)?;
+        if let Some(flags) = self.added_append.take() {
+            rustix::fs::fcntl_setfl(&self.file, flags).map_err(failed)?;
+        }
         Ok(end.saturating_sub(start))
     }
 
@@ -476,20 +490,29 @@ impl Output {
     }
 }
 
-/// The regular file `fd` opened again with `flags` (a description of its
-/// own), through `/proc/thread-self/fd`, which names the open file itself,
-/// not a path.
-fn reopen(fd: &OwnedFd, flags: rustix::fs::OFlags) -> Result<OwnedFd> {
-    use rustix::fs::{Mode, OFlags};
-    let path = format!("/proc/thread-self/fd/{}", fd.as_raw_fd());
-    rustix::fs::open(path, flags | OFlags::CLOEXEC, Mode::empty()).map_err(|_| {
+/// The same regular file opened again, for reading (through
+/// `/proc/thread-self/fd`, which names the open file itself, not a path).
+fn reopen_for_reading(fd: &OwnedFd) -> Result<std::fs::File> {
+    std::fs::File::open(format!("/proc/thread-self/fd/{}", fd.as_raw_fd())).map_err(|_| {
         Error::InvalidOption {
-            option: "out",
-            problem: "cannot be opened again through /proc/thread-self/fd (is /proc \
-                      mounted, and may this process open the file by its mode?); the \
-                      worker and the digest need their own open of it (use Sandbox::pack)",
+            option: "digest",
+            problem: "the output cannot be opened again for reading through \
+                      /proc/thread-self/fd to hash it (is /proc mounted, and may this \
+                      process read the file by its mode?); use Sandbox::pack",
         }
     })
+}
+
+impl Drop for Output {
+    /// A job dropped before [`PackInto::finish`]: the worker is killed but
+    /// may not be gone yet, so the file stays `O_APPEND` (a write of its
+    /// that is still under way lands at the end); the caller's offset moves
+    /// past what was written, so its next write does not land over it.
+    fn drop(&mut self) {
+        if !self.settled && self.start.is_some() {
+            let _ = rustix::fs::seek(&self.file, rustix::fs::SeekFrom::End(0));
+        }
+    }
 }
 
 fn is_sha256(digest: &str) -> bool {
@@ -508,10 +531,45 @@ pub(crate) async fn start(
 ) -> Result<Pack> {
     let started = Instant::now();
     check(options)?;
-    let output = output
+    let (dir, canonical) = open_source(source)?;
+    let mut output = output
         .map(|fd| Output::new(fd, options.digest))
         .transpose()?;
-    let (dir, canonical) = open_source(source)?;
+    let launched = launch(pool, (source, &canonical, &dir), options, output.as_ref()).await;
+    let (socket, worker) = match launched {
+        Ok(launched) => launched,
+        Err(e) => {
+            // No worker is writing to it: the output is the caller's again.
+            if let Some(output) = &mut output {
+                let _ = output.settle();
+            }
+            return Err(e);
+        }
+    };
+    Ok(Pack {
+        socket,
+        output,
+        worker,
+        frames: DataFrames::default(),
+        queue: VecDeque::new(),
+        counts: Counts::default(),
+        digest: options.digest.then(Sha256::new),
+        archive_bytes: 0,
+        compression: options.compression,
+        started,
+        rung: pool.mode().rung(),
+        state: State::Running,
+    })
+}
+
+/// Confines a worker to the source (as given, canonical, open) and starts
+/// it packing, into `output` if there is one; its socket and the worker.
+async fn launch(
+    pool: &Pool,
+    (source, canonical, dir): (&Path, &Path, &std::fs::File),
+    options: &PackOptions,
+    output: Option<&Output>,
+) -> Result<(UnixStream, Worker)> {
     let header = JobHeader {
         dest: canonical.as_os_str().as_bytes().to_vec(),
         options: Options {
@@ -522,9 +580,9 @@ pub(crate) async fn start(
         pack_into: output.is_some(),
     };
     let fds = Fds {
-        dir: &dir,
+        dir,
         lead: None,
-        output: output.as_ref().map(Output::for_worker),
+        output: output.map(Output::for_worker),
     };
     let warm = warm_worker(pool).await?;
     let confined = match confine(warm, &header, &fds, source).await {
@@ -547,20 +605,7 @@ pub(crate) async fn start(
     tokio::io::AsyncWriteExt::shutdown(&mut socket)
         .await
         .map_err(|e| Error::io("starting the packing job", e))?;
-    Ok(Pack {
-        socket,
-        output,
-        worker: confined.worker,
-        frames: DataFrames::default(),
-        queue: VecDeque::new(),
-        counts: Counts::default(),
-        digest: options.digest.then(Sha256::new),
-        archive_bytes: 0,
-        compression: options.compression,
-        started,
-        rung: pool.mode().rung(),
-        state: State::Running,
-    })
+    Ok((socket, confined.worker))
 }
 
 /// The options a packing job can take.

@@ -297,13 +297,15 @@ impl Sandbox {
     /// hop less: the fastest way to pack to a file or a pipe); the caller
     /// only takes the reports ([`PackInto`]).
     ///
-    /// The worker holds the pipe, or its own appending open of the file
-    /// (made through `/proc/thread-self/fd`), for the job's duration, with
-    /// the packing job's system-call filter: it can append to it, never
-    /// write over what the file held, change its flags, its size other than
-    /// by appending, its mode, owner, times or attributes, and it is gone
-    /// when [`PackInto::finish`] returns. Anything else (a socket, a
-    /// terminal, a descriptor open for reading, a file not at its end) is
+    /// The worker holds `out` for the job's duration (a file made
+    /// `O_APPEND` until it is gone; its flags given back and its offset
+    /// past the archive when [`PackInto::finish`] returns, whatever the
+    /// result; a job dropped before that leaves the file `O_APPEND`, its
+    /// offset at the end), with the packing job's system-call filter: it
+    /// can append to it, never write over what the file held, change its
+    /// flags, its size other than by appending, its mode, owner, times or
+    /// attributes. Anything else (a socket, a terminal, a descriptor open
+    /// for reading, a file not at its end) is
     /// [`Error::InvalidOption`](crate::Error::InvalidOption); so is
     /// [`PackOptions::digest`] with a pipe (the caller does not see the
     /// bytes; with a regular file it reads them back).

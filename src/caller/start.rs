@@ -302,8 +302,12 @@ async fn send_job(warm: Warm, header: &JobHeader, fds: &Fds<'_>, dest: &Path) ->
     let read_only = header.options.list_only || header.pack.is_some();
     let clone = match warm.awaits_clone {
         true => Some(
-            sys::clone_for_worker(fds.dir.as_fd(), read_only)
-                .map_err(|e| Error::io("cloning the destination's mount (open_tree)", e))?,
+            sys::clone_for_worker(fds.dir.as_fd(), read_only).map_err(|e| {
+                Error::io(
+                    "cloning the destination's mount (open_tree, mount_setattr)",
+                    e,
+                )
+            })?,
         ),
         false => None,
     };

@@ -454,7 +454,14 @@ fn drain_workers(control: OwnedFd) {
         Some(Duration::from_secs(5)),
     );
     let mut buf = [0u8; MAX_CONTROL_MESSAGE];
-    while let Ok((n, fds)) = sys::recv_with_fds(control.as_fd(), &mut buf) {
+    loop {
+        let (n, fds) = match sys::recv_with_fds(control.as_fd(), &mut buf) {
+            Ok(received) => received,
+            // A zygote that died with a request unread: reported once,
+            // before the workers still queued.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => continue,
+            Err(_) => break,
+        };
         if n == 0 {
             break;
         }

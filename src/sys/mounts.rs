@@ -55,7 +55,23 @@ pub(crate) fn restrict_for_worker(tree: BorrowedFd<'_>, read_only: bool) -> io::
     )
 }
 
-/// Whether the attached mount under `dir` has the attributes of a worker's
+/// The `struct mount_attr` of a worker's clone (read-write), and its size,
+/// for the namespace probe's child, which may not allocate: a pointer to a
+/// value that lives as long as the process.
+pub(crate) fn probe_attributes() -> (*const libc::c_void, usize) {
+    static ATTR: MountAttr = MountAttr {
+        attr_set: WORKER_ATTRS,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    (
+        &ATTR as *const MountAttr as *const libc::c_void,
+        std::mem::size_of::<MountAttr>(),
+    )
+}
+
+/// Whether the mount of `dir` (attached or not) has the attributes of a worker's
 /// clone: the worker checks the clone its caller made before it enters it.
 pub(crate) fn is_restricted_for_worker(dir: BorrowedFd<'_>, read_only: bool) -> io::Result<bool> {
     use rustix::fs::StatVfsMountFlags as F;

@@ -204,10 +204,8 @@ fn empty_tmpfs() -> rustix::io::Result<OwnedFd> {
 /// The clone came from the caller's descriptor, so no identity check is
 /// needed; a descriptor that is not a detached mount is refused by
 /// `move_mount`, and one without the attributes a worker's clone must have
-/// (no devices, no execution; read-only if `read_only`) is refused here.
+/// (no devices, no execution; read-only if `read_only`) is refused before.
 pub(crate) fn attach(tree: OwnedFd, read_only: bool) -> Result<(), ConfineError> {
-    move_mount(&tree, "", CWD, "/", MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
-        .map_err(|e| failed("move_mount", e))?;
     match crate::sys::mounts::is_restricted_for_worker(tree.as_fd(), read_only) {
         Ok(true) => {}
         Ok(false) => {
@@ -217,6 +215,8 @@ pub(crate) fn attach(tree: OwnedFd, read_only: bool) -> Result<(), ConfineError>
         }
         Err(e) => return Err(ConfineError::Failed(format!("fstatvfs failed: {e}"))),
     }
+    move_mount(&tree, "", CWD, "/", MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
+        .map_err(|e| failed("move_mount", e))?;
     fchdir(&tree).map_err(|e| failed("fchdir", e))?;
     chroot(".").map_err(|e| failed("chroot", e))?;
     chdir("/").map_err(|e| failed("chdir(/)", e))?;
