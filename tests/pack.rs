@@ -31,6 +31,7 @@ root_and_nobody!(
     sparse_files_keep_their_holes,
     deep_trees_pack_whole,
     the_deepest_directories_are_reported,
+    a_large_zstd_pack_is_several_frames,
 );
 
 /// A byte string found in no file of the source, only outside it.
@@ -720,5 +721,59 @@ async fn the_deepest_directories_are_reported(sandbox: Sandbox) {
     );
     assert_eq!(failed.path.components().count(), 1024);
     assert!(!archive.is_empty());
+    scene.check();
+}
+
+/// A zstd archive of more than one frame (the worker cuts one every 8 MiB
+/// of tar): the frames follow each other, decode to the very tar stream the
+/// plain pack gives, and extract (through sandtar, and GNU tar where it is
+/// here) to the same files.
+async fn a_large_zstd_pack_is_several_frames(sandbox: Sandbox) {
+    let scene = Scene::new();
+    let src = scene.dest.join("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..3u8 {
+        // Compressible, not trivially: noise in a small alphabet.
+        let data: Vec<u8> = common::noise(9 << 20, u64::from(i) + 1)
+            .into_iter()
+            .map(|b| b"acgt"[usize::from(b % 4)])
+            .collect();
+        std::fs::write(src.join(format!("f{i}")), data).unwrap();
+    }
+    let mut options = PackOptions::default();
+    options.digest = false;
+    let (plain, _, _) = pack_all(&sandbox, &src, &options).await;
+    options.compression = Compression::Zstd;
+    let (archive, _, summary) = pack_all(&sandbox, &src, &options).await;
+    assert_eq!(summary.tar_bytes, plain.len() as u64);
+    let mut frames = 0;
+    let mut rest = &archive[..];
+    while !rest.is_empty() {
+        let size = zstd::zstd_safe::find_frame_compressed_size(rest).expect("a whole zstd frame");
+        rest = &rest[size..];
+        frames += 1;
+    }
+    assert!(frames >= 4, "{frames} frames for {} tar bytes", plain.len());
+    assert_eq!(zstd::stream::decode_all(&archive[..]).unwrap(), plain);
+    let out = tempfile::tempdir().unwrap();
+    let mut extract = Options::default();
+    extract.compression = Compression::Zstd;
+    let summary = sandbox
+        .extract(&archive[..], out.path(), &extract)
+        .await
+        .expect("extract");
+    assert_eq!(summary.written, 3);
+    for i in 0..3 {
+        let name = format!("f{i}");
+        assert_eq!(
+            std::fs::read(out.path().join(&name)).unwrap(),
+            std::fs::read(src.join(&name)).unwrap()
+        );
+    }
+    if gnu_tar_available() && Command::new("zstd").arg("--version").output().is_ok() {
+        let (listing, ok, err) = gnu_tar(&["--zstd", "-tf", "-"], None, &archive);
+        assert!(ok, "GNU tar: {err}");
+        assert_eq!(String::from_utf8_lossy(&listing).lines().count(), 3);
+    }
     scene.check();
 }
