@@ -282,8 +282,8 @@ fn openat_for_reading() -> Leaf {
 }
 
 /// A packing job's `fcntl`: no `F_SETFL`. With `Sandbox::pack_into` the
-/// worker holds the caller's output (its own open of a regular file, but a
-/// pipe's description is shared): it may neither clear the file's
+/// worker holds the caller's output (its open file description, a regular
+/// file made `O_APPEND` for the job): it may neither clear the file's
 /// `O_APPEND` (and write over what was there before the archive) nor set a
 /// pipe `O_NONBLOCK` under the caller's feet. Nothing in a packing worker
 /// sets descriptor flags.
