@@ -372,8 +372,8 @@ struct Output {
     file: std::fs::File,
     /// Where the archive starts, in a regular file.
     start: Option<u64>,
-    /// The caller's flags, to give back: `O_APPEND` was added.
-    added_append: Option<rustix::fs::OFlags>,
+    /// `O_APPEND` was added for the job, to take off again.
+    added_append: bool,
     /// The same file opened for reading, to hash what was written.
     reader: Option<std::fs::File>,
     /// The worker is gone and the output given back ([`Output::settle`]).
@@ -425,13 +425,10 @@ impl Output {
                 })
             }
         };
-        let added_append = match start.is_some() && !flags.contains(OFlags::APPEND) {
-            true => {
-                fcntl_setfl(&fd, flags | OFlags::APPEND).map_err(failed)?;
-                Some(flags)
-            }
-            false => None,
-        };
+        let added_append = start.is_some() && !flags.contains(OFlags::APPEND);
+        if added_append {
+            fcntl_setfl(&fd, flags | OFlags::APPEND).map_err(failed)?;
+        }
         Ok(Output {
             file: fd.into(),
             start,
@@ -455,12 +452,18 @@ impl Output {
         let Some(start) = self.start else {
             return Ok(0);
         };
+        use rustix::fs::{fcntl_getfl, fcntl_setfl, seek, OFlags, SeekFrom};
         let failed = |e: rustix::io::Errno| Error::io("giving the output back", e.into());
-        let end = rustix::fs::seek(&self.file, rustix::fs::SeekFrom::End(0)).map_err(failed)?;
-        if let Some(flags) = self.added_append.take() {
-            rustix::fs::fcntl_setfl(&self.file, flags).map_err(failed)?;
-        }
-        Ok(end.saturating_sub(start))
+        // Both steps, whatever the other did; only `O_APPEND` is taken off
+        // (another holder of the description may have changed the rest).
+        let restored = match std::mem::take(&mut self.added_append) {
+            true => fcntl_getfl(&self.file)
+                .and_then(|flags| fcntl_setfl(&self.file, flags - OFlags::APPEND)),
+            false => Ok(()),
+        };
+        let end = seek(&self.file, SeekFrom::End(0));
+        restored.map_err(failed)?;
+        Ok(end.map_err(failed)?.saturating_sub(start))
     }
 
     /// The SHA-256 of the `len` bytes written, read back.

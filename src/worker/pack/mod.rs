@@ -441,7 +441,9 @@ impl Packer<'_> {
             Body::Nothing => (0, None),
             Body::Whole(file) => {
                 let (copied, more) = self.copy_whole(file, record.size)?;
-                let grew = more.then(|| grown_past(file, real_size).unwrap_or(real_size + 1));
+                // A byte more, and a size that says so (a file whose size
+                // says nothing, as in /proc, is packed as it was listed).
+                let grew = more.then(|| grown_past(file, real_size)).flatten();
                 (record.size - copied, grew)
             }
             Body::Sparse(file, map) => match self.copy_sparse(file, map, real_size)? {
